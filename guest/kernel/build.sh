@@ -1,0 +1,56 @@
+#!/bin/sh
+# build.sh [OUT] - build the Nucleus guest kernel (uncompressed vmlinux, PVH entry)
+# from Debian's linux-source-6.1 package and nucleus.config, and copy it to OUT.
+#
+# The result is cached outside the work tree, keyed by the config, this script and
+# the source package version, so a second run only copies a file:
+#   $NUCLEUS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/nucleus)/kernel/KEY/vmlinux
+# Prints the cached vmlinux path on stdout; progress goes to stderr.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cfg=$here/nucleus.config
+src=/usr/src/linux-source-6.1.tar.xz
+out=${1:-}
+log() { echo "guest-kernel: $*" >&2; }
+
+[ -f "$src" ] || { log "missing $src: install linux-source-6.1 (scripts/setup.sh does)"; exit 1; }
+ver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s "$src")
+key=$(cat "$cfg" "$0" | sha256sum | cut -c1-16)-$ver
+cache=${NUCLEUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nucleus}/kernel
+dir=$cache/$key
+
+if [ ! -s "$dir/vmlinux" ]; then
+  log "no cached kernel for $key: building (about 9 min on 2 cores)"
+  mkdir -p "$cache"
+  work=$(mktemp -d "$cache/build.XXXXXX")
+  trap 'rm -rf "$work"' EXIT INT TERM
+  start=$(date +%s)
+  tar -C "$work" -xJf "$src" --exclude='linux-source-6.1/tools/testing'
+  k=$work/linux-source-6.1
+  make -s -C "$k" ARCH=x86_64 tinyconfig >&2
+  "$k/scripts/kconfig/merge_config.sh" -m -O "$k" "$k/.config" "$cfg" >/dev/null
+  make -s -C "$k" ARCH=x86_64 olddefconfig >&2
+  # Every line of nucleus.config must have survived dependency resolution.
+  bad=0
+  grep -E '^CONFIG_' "$cfg" | while IFS= read -r line; do
+    opt=${line%%=*}; val=${line#*=}
+    if [ "$val" = n ]; then
+      grep -q "^$opt=" "$k/.config" && { log "option lost: $line"; echo x; }
+    else
+      grep -qx "$line" "$k/.config" || { log "option lost: $line"; echo x; }
+    fi
+  done > "$work/lost"
+  [ ! -s "$work/lost" ] || { log "nucleus.config does not apply cleanly"; exit 1; }
+  make -s -C "$k" ARCH=x86_64 -j"$(nproc)" vmlinux >&2
+  mkdir -p "$dir"
+  cp "$k/vmlinux" "$dir/vmlinux.tmp"
+  cp "$k/.config" "$dir/config"
+  mv "$dir/vmlinux.tmp" "$dir/vmlinux"
+  log "built in $(( $(date +%s) - start )) s"
+else
+  log "cached: $dir/vmlinux"
+fi
+if [ -n "$out" ]; then
+  cp "$dir/vmlinux" "$out.tmp" && mv "$out.tmp" "$out"
+fi
+echo "$dir/vmlinux"
