@@ -15,13 +15,20 @@ log() { echo "guest-kernel: $*" >&2; }
 
 [ -f "$src" ] || { log "missing $src: install linux-source-6.1 (scripts/setup.sh does)"; exit 1; }
 ver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s "$src")
-key=$(cat "$cfg" "$0" | sha256sum | cut -c1-16)-$ver
+# Bump recipe when a change to this script changes the kernel it produces.
+recipe=1
+key=$( (cat "$cfg"; echo "recipe=$recipe") | sha256sum | cut -c1-16)-$ver
 cache=${NUCLEUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nucleus}/kernel
 dir=$cache/$key
 
+mkdir -p "$cache"
+if [ ! -s "$dir/vmlinux" ]; then
+  # One build at a time per machine: a second caller waits, then finds the cache warm.
+  exec 9>"$cache/.lock"
+  flock 9
+fi
 if [ ! -s "$dir/vmlinux" ]; then
   log "no cached kernel for $key: building (about 9 min on 2 cores)"
-  mkdir -p "$cache"
   work=$(mktemp -d "$cache/build.XXXXXX")
   trap 'rm -rf "$work"' EXIT INT TERM
   start=$(date +%s)
