@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A small blocking HTTP/1.1 client over the daemon's Unix socket: one connection per
+ * call (Connection: close), Content-Length or chunked responses.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api/api.h"
+
+#define MAX_RESPONSE (64u << 20)
+
+struct api_client {
+	char path[108];
+	int timeout_s;
+};
+
+int api_client__new(const char *socket_path, struct api_client **ret)
+{
+	struct api_client *c;
+	char def[108];
+
+	if (!socket_path)
+		socket_path = api__default_socket(def, sizeof(def));
+	if (strlen(socket_path) >= sizeof(c->path))
+		return -ENAMETOOLONG;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	snprintf(c->path, sizeof(c->path), "%s", socket_path);
+	c->timeout_s = 300;
+	*ret = c;
+	return 0;
+}
+
+void api_client__free(struct api_client *c)
+{
+	free(c);
+}
+
+void api_response__clear(struct api_response *r)
+{
+	if (!r)
+		return;
+	json_decref(r->json);
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+static int connect_to(const struct api_client *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = c->timeout_s};
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int send_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, char **ret, size_t *ret_len)
+{
+	size_t len = 0, cap = 8192;
+	char *buf = malloc(cap + 1), *nb;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			if (cap >= MAX_RESPONSE) {
+				free(buf);
+				return -EFBIG;
+			}
+			cap *= 2;
+			nb = realloc(buf, cap + 1);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		n = recv(fd, buf + len, cap - len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+
+			free(buf);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* Decodes a chunked body in place. */
+static int unchunk(char *p, size_t len, size_t *ret_len)
+{
+	size_t in = 0, out = 0;
+
+	for (;;) {
+		char *end;
+		unsigned long n = strtoul(p + in, &end, 16);
+		char *crlf = memmem(p + in, len - in, "\r\n", 2);
+
+		if (!crlf || end == p + in)
+			return -EBADMSG;
+		in = (size_t)(crlf - p) + 2;
+		if (n == 0)
+			break;
+		if (n > len - in || len - in - n < 2)
+			return -EBADMSG;
+		memmove(p + out, p + in, n);
+		out += n;
+		in += n + 2;
+	}
+	p[out] = '\0';
+	*ret_len = out;
+	return 0;
+}
+
+static const char *find_header(const char *head, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *l = strstr(head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
+		if (strncasecmp(l + 2, name, n) == 0 && l[2 + n] == ':')
+			return l + 3 + n + strspn(l + 3 + n, " \t");
+	}
+	return NULL;
+}
+
+static int parse_response(char *buf, size_t len, struct api_response *ret)
+{
+	char *sep = memmem(buf, len, "\r\n\r\n", 4), *body;
+	const char *te, *cl;
+	size_t blen;
+	int status, r;
+
+	if (!sep || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return -EBADMSG;
+	*sep = '\0';
+	body = sep + 4;
+	blen = len - (size_t)(body - buf);
+	te = find_header(buf, "Transfer-Encoding");
+	cl = find_header(buf, "Content-Length");
+	if (te && strncasecmp(te, "chunked", 7) == 0) {
+		r = unchunk(body, blen, &blen);
+		if (r < 0)
+			return r;
+	} else if (cl) {
+		size_t want = strtoul(cl, NULL, 10);
+
+		if (want > blen)
+			return -EBADMSG;
+		blen = want;
+	}
+	ret->status = status;
+	ret->body = strndup(body, blen);
+	if (!ret->body)
+		return -ENOMEM;
+	ret->len = blen;
+	ret->json = json_loadb(ret->body, blen, 0, NULL);
+	return 0;
+}
+
+int api_client__call(struct api_client *c, const char *method, const char *path, json_t *body,
+		     struct api_response *ret)
+{
+	struct api_response resp = {0};
+	char *text = NULL, *head = NULL, *in = NULL;
+	size_t inlen = 0;
+	int fd, r, n;
+
+	if (body) {
+		text = json_dumps(body, JSON_COMPACT);
+		if (!text)
+			return -ENOMEM;
+	}
+	n = asprintf(&head,
+		     "%s %s HTTP/1.1\r\nHost: nucleusd\r\nConnection: close\r\n"
+		     "%sContent-Length: %zu\r\n\r\n",
+		     method, path, text ? "Content-Type: application/json\r\n" : "",
+		     text ? strlen(text) : 0);
+	if (n < 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	fd = connect_to(c);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	r = send_all(fd, head, strlen(head));
+	if (r == 0 && text)
+		r = send_all(fd, text, strlen(text));
+	if (r == 0)
+		r = recv_all(fd, &in, &inlen);
+	close(fd);
+	if (r == 0)
+		r = parse_response(in, inlen, &resp);
+	if (r == 0)
+		*ret = resp;
+	else
+		api_response__clear(&resp);
+out:
+	free(in);
+	free(head);
+	free(text);
+	return r;
+}

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The REST endpoints: each checks its input, calls nucleusd, and replies. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+
+#include "api/api-internal.h"
+
+static const struct api_field no_fields[] = {{NULL}};
+
+void api__h_health(struct api_req *r)
+{
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
+		return;
+	rc = nucleusd__health(r->srv->nd, &o);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, NULL, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}
+
+void api__h_metrics(struct api_req *r)
+{
+	static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	struct api_server *srv = r->srv;
+	char *text = NULL, *all = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
+		return;
+	rc = nucleusd__metrics(srv->nd, &text);
+	f = rc == 0 ? open_memstream(&all, &len) : NULL;
+	if (!f) {
+		free(text);
+		api__reply_error(r, 500, "internal", "cannot render metrics");
+		return;
+	}
+	fputs(text, f);
+	fprintf(f, "# HELP nucleus_http_requests_total API requests answered, by status class.\n"
+		   "# TYPE nucleus_http_requests_total counter\n");
+	for (int i = 1; i <= 5; i++)
+		fprintf(f, "nucleus_http_requests_total{code=\"%s\"} %llu\n", classes[i],
+			(unsigned long long)srv->requests[i]);
+	fprintf(f,
+		"# HELP nucleus_http_peer_denied_total Requests refused by peer credentials.\n"
+		"# TYPE nucleus_http_peer_denied_total counter\n"
+		"nucleus_http_peer_denied_total %llu\n",
+		(unsigned long long)srv->peer_denied);
+	fclose(f);
+	free(text);
+	api__reply_text(r, 200, "text/plain; version=0.0.4", all ? all : "");
+	free(all);
+}
+
+void api__h_list(struct api_req *r)
+{
+	static const char *const allowed[] = {"all", NULL};
+	struct evkeyvalq q;
+	const char *all;
+	json_t *arr = NULL;
+	bool everything;
+	int rc;
+
+	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
+		return;
+	all = evhttp_find_header(&q, "all");
+	everything = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
+	if (all && !everything && strcmp(all, "0") && strcmp(all, "false")) {
+		evhttp_clear_headers(&q);
+		api__reply_error(r, 400, "wrong_type", "all: must be true or false");
+		return;
+	}
+	evhttp_clear_headers(&q);
+	rc = nucleusd__sandbox_list(r->srv->nd, everything, &arr);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, NULL, NULL);
+		return;
+	}
+	api__reply_json(r, 200, arr);
+	json_decref(arr);
+}
+
+static void created(void *arg, int rc, const struct nd_err *e, json_t *body)
+{
+	struct api_req *r = arg;
+	json_t *extra = NULL;
+
+	if (rc == 0) {
+		api__reply_json(r, 201, body);
+		return;
+	}
+	if (body)
+		extra = json_pack("{sO}", "sandbox", body);
+	api__reply_nd_error(r, rc, e, extra);
+	json_decref(extra);
+}
+
+void api__h_create(struct api_req *r)
+{
+	struct nd_err e = {0};
+	int rc;
+
+	if (!api__req_body(r, api__create_spec, true))
+		return;
+	api__req_hold(r);
+	rc = nucleusd__sandbox_create(r->srv->nd, &r->who, r->body, created, r, &e);
+	if (rc < 0)
+		api__reply_nd_error(r, rc, &e, NULL);
+	/* else: created() replies (maybe already did) and frees r */
+}
+
+void api__h_get(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
+		return;
+	rc = nucleusd__sandbox_get(r->srv->nd, r->segs[2], &o, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}
+
+typedef int (*lifecycle_fn)(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			    json_t **ret, struct nd_err *e);
+
+static void lifecycle(struct api_req *r, lifecycle_fn fn, const struct api_field *spec)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, spec, false))
+		return;
+	rc = fn(r->srv->nd, &r->who, r->segs[2], &o, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}
+
+void api__h_delete(struct api_req *r)
+{
+	lifecycle(r, nucleusd__sandbox_stop, NULL);
+}
+
+void api__h_pause(struct api_req *r)
+{
+	lifecycle(r, nucleusd__sandbox_pause, no_fields);
+}
+
+void api__h_resume(struct api_req *r)
+{
+	lifecycle(r, nucleusd__sandbox_resume, no_fields);
+}
+
+static void tool_replied(void *arg, int rc, const struct nd_err *e, json_t *body)
+{
+	struct api_req *r = arg;
+
+	if (rc == 0)
+		api__reply_json(r, 200, body);
+	else
+		api__reply_nd_error(r, rc, e, NULL);
+}
+
+static bool tool_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || !((*s >= 'a' && *s <= 'z') || *s == '_'))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+void api__h_tool(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *denial = NULL, *args;
+	int rc;
+
+	if (!tool_name_ok(r->segs[4])) {
+		api__reply_error(r, 400, "bad_tool_name", "tool names are [a-z_][a-z0-9_]{0,63}");
+		return;
+	}
+	if (!api__req_body(r, api__tool_spec, false))
+		return;
+	args = json_object_get(r->body, "args");
+	args = args ? json_incref(args) : json_object();
+	api__req_hold(r);
+	rc = nucleusd__tool_call(r->srv->nd, &r->who, r->segs[2], r->segs[4], args, tool_replied, r,
+				 &denial, &e);
+	json_decref(args);
+	if (rc < 0)
+		api__reply_nd_error(r, rc, &e, denial);
+	json_decref(denial);
+}
+
+static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+void api__h_audit(struct api_req *r)
+{
+	static const char *const allowed[] = {"after", "limit", NULL};
+	struct nd_err e = {0};
+	struct evkeyvalq q;
+	const char *after_s, *limit_s;
+	uint64_t after = 0, limit = 1000;
+	json_t *arr = NULL;
+	int rc;
+
+	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
+		return;
+	after_s = evhttp_find_header(&q, "after");
+	limit_s = evhttp_find_header(&q, "limit");
+	if ((after_s && !parse_u64(after_s, INT64_MAX, &after)) ||
+	    (limit_s && (!parse_u64(limit_s, 10000, &limit) || limit == 0))) {
+		evhttp_clear_headers(&q);
+		api__reply_error(r, 400, "out_of_range",
+				 "after: integer >= 0; limit: integer 1..10000");
+		return;
+	}
+	evhttp_clear_headers(&q);
+	rc = nucleusd__audit_list(r->srv->nd, r->segs[2], after, (unsigned)limit, &arr, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, arr);
+	json_decref(arr);
+}
+
+void api__h_audit_verify(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
+		return;
+	rc = nucleusd__audit_verify(r->srv->nd, r->segs[2], &o, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}

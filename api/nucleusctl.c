@@ -1,0 +1,470 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * nucleusctl: the command line client. Talks to nucleusd only through the API
+ * (api_client). Human tables by default, --json everywhere, one-line errors.
+ * Exit codes: 0 ok, 1 the daemon refused or failed (or the audit chain is broken),
+ * 2 usage, 3 cannot reach the daemon.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+
+enum { EXIT_API = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
+
+enum {
+	O_NAME = 1 << 0,
+	O_PROFILE = 1 << 1,
+	O_POLICY = 1 << 2,
+	O_VCPUS = 1 << 3,
+	O_MEMORY = 1 << 4,
+	O_IMAGE = 1 << 5,
+	O_TTL = 1 << 6,
+	O_ALL = 1 << 7,
+	O_AFTER = 1 << 8,
+	O_LIMIT = 1 << 9,
+};
+
+struct ctl {
+	struct api_client *client;
+	bool json;
+	unsigned given; /* O_* seen */
+	const char *name, *profile, *policy, *image, *vcpus, *memory, *ttl, *after, *limit;
+	char **args;
+	int nargs;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: nucleusctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+		"  ls [--all]                         list sandboxes (--all: with stopped ones)\n"
+		"  show ID                            one sandbox\n"
+		"  create [--name N] (--profile P | --policy JSON|@FILE) [--vcpus N]\n"
+		"         [--memory MIB] [--image I] [--ttl SECONDS]\n"
+		"  rm ID                              stop a sandbox\n"
+		"  pause ID | resume ID\n"
+		"  audit ID [--after SEQ] [--limit N] the sandbox's audit entries\n"
+		"  audit ID verify                    check the signed hash chain\n"
+		"  health                             daemon status\n");
+}
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("nucleusctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+/* One request; prints API errors as one line. Returns an exit code, 0 with *ret set. */
+static int request(struct ctl *c, const char *method, const char *path, json_t *body,
+		   struct api_response *ret)
+{
+	struct api_response resp = {0};
+	int r;
+
+	r = api_client__call(c->client, method, path, body, &resp);
+	if (r == -EBADMSG || r == -ECONNRESET || r == -ETIMEDOUT)
+		return fail(EXIT_CONNECT, "nucleusd did not answer (%s)", strerror(-r));
+	if (r < 0)
+		return fail(EXIT_CONNECT, "cannot reach nucleusd: %s", strerror(-r));
+	if (resp.status >= 300) {
+		const char *code = json_string_value(json_object_get(resp.json, "error"));
+		const char *msg = json_string_value(json_object_get(resp.json, "message"));
+
+		if (c->json && resp.json)
+			json_dumpf(resp.json, stdout, JSON_INDENT(2)), putchar('\n');
+		r = fail(EXIT_API, "%s (%d): %s", code ? code : "error", resp.status,
+			 msg ? msg : resp.body);
+		api_response__clear(&resp);
+		return r;
+	}
+	if (!resp.json) {
+		api_response__clear(&resp);
+		return fail(EXIT_API, "the daemon answered something that is not JSON");
+	}
+	*ret = resp;
+	return 0;
+}
+
+static void print_json(json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2));
+	putchar('\n');
+}
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static void print_table(json_t *arr)
+{
+	size_t i;
+	json_t *sb;
+
+	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s\n", "ID", "NAME", "STATE", "PROFILE",
+	       "VCPUS", "MEM_MIB", "BOOT_MS");
+	json_array_foreach(arr, i, sb)
+	{
+		json_t *boot = json_object_get(sb, "boot_ms");
+		char bm[24] = "-";
+
+		if (json_is_integer(boot))
+			snprintf(bm, sizeof(bm), "%lld", (long long)json_integer_value(boot));
+		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s\n", str(sb, "id"),
+		       str(sb, "name"), str(sb, "state"), str(sb, "profile"),
+		       (long long)json_integer_value(json_object_get(sb, "vcpus")),
+		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm);
+	}
+}
+
+static void print_sandbox(json_t *sb)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(sb, key, v)
+	{
+		char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+		printf("%-12s %s\n", key, t ? t : json_string_value(v));
+		free(t);
+	}
+}
+
+static int finish(struct ctl *c, struct api_response *resp, void (*human)(json_t *))
+{
+	if (c->json)
+		print_json(resp->json);
+	else
+		human(resp->json);
+	api_response__clear(resp);
+	return 0;
+}
+
+static int need_args(struct ctl *c, int n, unsigned allowed)
+{
+	if (c->nargs != n)
+		return fail(EXIT_USAGE, "expected %d argument%s (see --help)", n,
+			    n == 1 ? "" : "s");
+	if (c->given & ~allowed)
+		return fail(EXIT_USAGE, "option not valid for this command (see --help)");
+	return 0;
+}
+
+/* Sandbox ids and names are [A-Za-z0-9_.-]: nothing to escape, but refuse the rest. */
+static int sandbox_path(const char *ref, const char *suffix, char *buf, size_t len)
+{
+	if (!*ref || strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				 "_.-") != strlen(ref))
+		return fail(EXIT_USAGE, "bad sandbox id '%s'", ref);
+	snprintf(buf, len, "/v1/sandboxes/%s%s", ref, suffix);
+	return 0;
+}
+
+static int cmd_ls(struct ctl *c)
+{
+	struct api_response resp;
+	int r = need_args(c, 0, O_ALL);
+
+	if (r == 0)
+		r = request(c, "GET",
+			    (c->given & O_ALL) ? "/v1/sandboxes?all=true" : "/v1/sandboxes", NULL,
+			    &resp);
+	return r ? r : finish(c, &resp, print_table);
+}
+
+static int cmd_simple(struct ctl *c, const char *method, const char *suffix)
+{
+	struct api_response resp;
+	char path[256];
+	int r = need_args(c, 1, 0);
+
+	if (r == 0)
+		r = sandbox_path(c->args[0], suffix, path, sizeof(path));
+	if (r == 0)
+		r = request(c, method, path, NULL, &resp);
+	return r ? r : finish(c, &resp, print_sandbox);
+}
+
+static int set_int(json_t *o, const char *key, const char *val)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(val, &end, 10);
+	if (!*val || *end || errno)
+		return fail(EXIT_USAGE, "--%s: not a number: '%s'", key, val);
+	json_object_set_new(o, key, json_integer(v));
+	return 0;
+}
+
+static json_t *load_policy(const char *arg)
+{
+	json_error_t err;
+	json_t *p = arg[0] == '@' ? json_load_file(arg + 1, JSON_REJECT_DUPLICATES, &err)
+				  : json_loads(arg, JSON_REJECT_DUPLICATES, &err);
+
+	if (!p)
+		fail(EXIT_USAGE, "--policy: %s", err.text);
+	return p;
+}
+
+static int build_create(struct ctl *c, json_t *req)
+{
+	int r = 0;
+
+	if (c->name)
+		json_object_set_new(req, "name", json_string(c->name));
+	if (c->profile)
+		json_object_set_new(req, "profile", json_string(c->profile));
+	if (c->image)
+		json_object_set_new(req, "image", json_string(c->image));
+	if (c->policy) {
+		json_t *p = load_policy(c->policy);
+
+		if (!p)
+			return EXIT_USAGE;
+		json_object_set_new(req, "policy", p);
+	}
+	if (!c->profile && !c->policy)
+		json_object_set_new(req, "profile", json_string("default"));
+	r = set_int(req, "vcpus", c->vcpus ? c->vcpus : "1");
+	if (r == 0)
+		r = set_int(req, "memory_mib", c->memory ? c->memory : "256");
+	if (r == 0 && c->ttl)
+		r = set_int(req, "ttl_seconds", c->ttl);
+	return r;
+}
+
+static int cmd_create(struct ctl *c)
+{
+	struct api_response resp;
+	json_t *req = json_object();
+	int r;
+
+	r = need_args(c, 0, O_NAME | O_PROFILE | O_POLICY | O_VCPUS | O_MEMORY | O_IMAGE | O_TTL);
+	if (r == 0)
+		r = build_create(c, req);
+	if (r == 0) {
+		if (!c->json && isatty(STDERR_FILENO))
+			fprintf(stderr, "booting sandbox...\r");
+		r = request(c, "POST", "/v1/sandboxes", req, &resp);
+		if (!c->json && isatty(STDERR_FILENO))
+			fprintf(stderr, "                  \r");
+	}
+	json_decref(req);
+	return r ? r : finish(c, &resp, print_sandbox);
+}
+
+static void print_audit(json_t *arr)
+{
+	size_t i;
+	json_t *e;
+
+	printf("%6s  %-24s  %-16s  %6s  %s\n", "SEQ", "TIME", "KIND", "ACTOR", "BODY");
+	json_array_foreach(arr, i, e)
+	{
+		time_t t = (time_t)(json_integer_value(json_object_get(e, "at_us")) / 1000000);
+		char when[32], actor[16] = "-";
+		char *body = json_dumps(json_object_get(e, "body"), JSON_COMPACT | JSON_SORT_KEYS);
+		json_t *uid = json_object_get(e, "actor_uid");
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+		if (json_is_integer(uid))
+			snprintf(actor, sizeof(actor), "%lld", (long long)json_integer_value(uid));
+		printf("%6lld  %-24s  %-16s  %6s  %s\n",
+		       (long long)json_integer_value(json_object_get(e, "seq")), when,
+		       str(e, "kind"), actor, body ? body : "");
+		free(body);
+	}
+}
+
+static int cmd_verify(struct ctl *c)
+{
+	struct api_response resp;
+	char path[256];
+	json_t *bad;
+	int r;
+
+	if (c->given)
+		return fail(EXIT_USAGE, "option not valid for 'audit verify'");
+	r = sandbox_path(c->args[0], "/audit/verify", path, sizeof(path));
+	if (r == 0)
+		r = request(c, "GET", path, NULL, &resp);
+	if (r)
+		return r;
+	bad = json_object_get(resp.json, "first_bad_seq");
+	if (c->json)
+		print_json(resp.json);
+	else if (!bad)
+		printf("audit chain intact: %lld entries verified\n",
+		       (long long)json_integer_value(json_object_get(resp.json, "entries")));
+	if (bad)
+		r = fail(EXIT_API, "audit chain broken at seq %lld: %s",
+			 (long long)json_integer_value(bad), str(resp.json, "problem"));
+	api_response__clear(&resp);
+	return r;
+}
+
+static int cmd_audit(struct ctl *c)
+{
+	struct api_response resp;
+	char path[320], suffix[96];
+	int r;
+
+	if (c->nargs == 2 && strcmp(c->args[1], "verify") == 0)
+		return cmd_verify(c);
+	r = need_args(c, 1, O_AFTER | O_LIMIT);
+	if (r)
+		return r;
+	snprintf(suffix, sizeof(suffix), "/audit?after=%lld&limit=%lld",
+		 c->after ? atoll(c->after) : 0LL, c->limit ? atoll(c->limit) : 1000LL);
+	r = sandbox_path(c->args[0], suffix, path, sizeof(path));
+	if (r == 0)
+		r = request(c, "GET", path, NULL, &resp);
+	return r ? r : finish(c, &resp, print_audit);
+}
+
+static int cmd_health(struct ctl *c)
+{
+	struct api_response resp;
+	int r = need_args(c, 0, 0);
+
+	if (r == 0)
+		r = request(c, "GET", "/v1/health", NULL, &resp);
+	return r ? r : finish(c, &resp, print_sandbox);
+}
+
+static int parse(int argc, char **argv, struct ctl *c, const char **socket)
+{
+	static const struct option lo[] = {
+		{"socket", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},	   {"name", required_argument, NULL, 'n'},
+		{"profile", required_argument, NULL, 'p'}, {"policy", required_argument, NULL, 'P'},
+		{"vcpus", required_argument, NULL, 'c'},   {"memory", required_argument, NULL, 'm'},
+		{"image", required_argument, NULL, 'i'},   {"ttl", required_argument, NULL, 't'},
+		{"all", no_argument, NULL, 'a'},	   {"after", required_argument, NULL, 'A'},
+		{"limit", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0}};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (o) {
+		case 'S':
+			*socket = optarg;
+			break;
+		case 'j':
+			c->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1; /* done: main exits 0 */
+		case 'n':
+			c->name = optarg;
+			c->given |= O_NAME;
+			break;
+		case 'p':
+			c->profile = optarg;
+			c->given |= O_PROFILE;
+			break;
+		case 'P':
+			c->policy = optarg;
+			c->given |= O_POLICY;
+			break;
+		case 'c':
+			c->vcpus = optarg;
+			c->given |= O_VCPUS;
+			break;
+		case 'm':
+			c->memory = optarg;
+			c->given |= O_MEMORY;
+			break;
+		case 'i':
+			c->image = optarg;
+			c->given |= O_IMAGE;
+			break;
+		case 't':
+			c->ttl = optarg;
+			c->given |= O_TTL;
+			break;
+		case 'a':
+			c->given |= O_ALL;
+			break;
+		case 'A':
+			c->after = optarg;
+			c->given |= O_AFTER;
+			break;
+		case 'l':
+			c->limit = optarg;
+			c->given |= O_LIMIT;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	c->args = argv + optind + 1;
+	c->nargs = argc - optind - 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct ctl *c);
+	} cmds[] = {{"ls", cmd_ls},
+		    {"create", cmd_create},
+		    {"audit", cmd_audit},
+		    {"health", cmd_health}};
+	struct ctl c = {0};
+	const char *socket = NULL, *cmd;
+	int r;
+
+	r = parse(argc, argv, &c, &socket);
+	if (r)
+		return r < 0 ? 0 : r;
+	cmd = argv[optind];
+	r = api_client__new(socket, &c.client);
+	if (r < 0)
+		return fail(EXIT_USAGE, "bad socket path: %s", strerror(-r));
+	r = -1;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(cmd, cmds[i].name) == 0)
+			r = cmds[i].fn(&c);
+	if (r < 0) {
+		if (strcmp(cmd, "show") == 0)
+			r = cmd_simple(&c, "GET", "");
+		else if (strcmp(cmd, "rm") == 0)
+			r = cmd_simple(&c, "DELETE", "");
+		else if (strcmp(cmd, "pause") == 0)
+			r = cmd_simple(&c, "POST", "/pause");
+		else if (strcmp(cmd, "resume") == 0)
+			r = cmd_simple(&c, "POST", "/resume");
+		else
+			r = fail(EXIT_USAGE, "unknown command '%s' (see --help)", cmd);
+	}
+	api_client__free(c.client);
+	return r;
+}

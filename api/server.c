@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The REST server: libevent evhttp bound through an evconnlistener on an AF_UNIX
+ * socket (mode 0660). Every request's peer credentials (SO_PEERCRED) are checked
+ * against the configured owner; errors are always JSON {"error", "message"}.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include "api/api-internal.h"
+
+void api__logf(struct api_server *srv, enum api_log_level lvl, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!srv->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	srv->log(srv->log_arg, lvl, msg);
+}
+
+int api__status(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+	case -E2BIG:
+		return 400;
+	case -EDQUOT:
+		return 402;
+	case -EACCES:
+	case -EPERM:
+		return 403;
+	case -ENOENT:
+		return 404;
+	case -EBUSY:
+	case -EEXIST:
+		return 409;
+	case -EHOSTDOWN:
+	case -EIO:
+	case -ESRCH:
+		return 502;
+	case -EAGAIN:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+/* ---- requests and replies ---- */
+
+static void req_free(struct api_req *r)
+{
+	if (!r)
+		return;
+	if (r->pprev) {
+		*r->pprev = r->next;
+		if (r->next)
+			r->next->pprev = r->pprev;
+	}
+	for (int i = 0; i < r->nsegs; i++)
+		free(r->segs[i]);
+	json_decref(r->body);
+	free(r);
+}
+
+static void on_conn_close(struct evhttp_connection *conn, void *arg)
+{
+	struct api_req *r = arg;
+
+	r->req = NULL; /* libevent frees the request with its connection */
+	r->conn = NULL;
+}
+
+void api__req_hold(struct api_req *r)
+{
+	if (r->conn)
+		evhttp_connection_set_closecb(r->conn, on_conn_close, r);
+	r->next = r->srv->held;
+	if (r->next)
+		r->next->pprev = &r->next;
+	r->pprev = &r->srv->held;
+	r->srv->held = r;
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 400:
+		return "Bad Request";
+	case 402:
+		return "Payment Required";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status < 400 ? "OK" : "Error";
+	}
+}
+
+void api__reply_text(struct api_req *r, int status, const char *ctype, const char *text)
+{
+	struct evbuffer *buf;
+
+	if (r->conn)
+		evhttp_connection_set_closecb(r->conn, NULL, NULL);
+	if (r->req) {
+		buf = evbuffer_new();
+		if (buf) {
+			evbuffer_add(buf, text, strlen(text));
+			evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+					  ctype);
+			evhttp_add_header(evhttp_request_get_output_headers(r->req),
+					  "Cache-Control", "no-store");
+			evhttp_send_reply(r->req, status, reason_phrase(status), buf);
+			evbuffer_free(buf);
+		} else {
+			evhttp_send_error(r->req, 500, NULL);
+		}
+	}
+	if (status >= 100 && status < 600)
+		r->srv->requests[status / 100]++;
+	req_free(r);
+}
+
+void api__reply_json(struct api_req *r, int status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+	if (!text) {
+		api__reply_text(r, 500, "application/json",
+				"{\"error\":\"internal\",\"message\":\"out of memory\"}");
+		return;
+	}
+	api__reply_text(r, status, "application/json", text);
+	free(text);
+}
+
+static void reply_error_v(struct api_req *r, int status, const char *code, json_t *extra,
+			  const char *fmt, va_list ap)
+{
+	char msg[512];
+	json_t *o;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	o = extra ? json_deep_copy(extra) : json_object();
+	if (o) {
+		json_object_set_new(o, "error", json_string(code));
+		json_object_set_new(o, "message", json_string(msg));
+	}
+	api__reply_json(r, status, o);
+	json_decref(o);
+}
+
+void api__reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_error_v(r, status, code, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void reply_error_extra(struct api_req *r, int status, const char *code, json_t *extra,
+			      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_error_v(r, status, code, extra, fmt, ap);
+	va_end(ap);
+}
+
+void api__reply_nd_error(struct api_req *r, int rc, const struct nd_err *e, json_t *extra)
+{
+	const char *code = e && e->code[0] ? e->code : "internal";
+	const char *msg = e && e->msg[0] ? e->msg : strerror(rc < 0 ? -rc : rc);
+
+	reply_error_extra(r, api__status(rc), code, extra, "%s", msg);
+}
+
+/* ---- body and query ---- */
+
+static bool content_type_json(struct evhttp_request *req)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	size_t n = strlen("application/json");
+
+	return ct && strncasecmp(ct, "application/json", n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static bool read_body(struct api_req *r, char **ret, size_t *ret_len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(in);
+	char *text;
+
+	if (len > r->srv->max_body) {
+		api__reply_error(r, 413, "body_too_large",
+				 "request body is %zu bytes; the limit is "
+				 "%zu",
+				 len, r->srv->max_body);
+		return false;
+	}
+	text = malloc(len + 1);
+	if (!text) {
+		api__reply_error(r, 500, "internal", "out of memory");
+		return false;
+	}
+	evbuffer_remove(in, text, len);
+	text[len] = '\0';
+	*ret = text;
+	*ret_len = len;
+	return true;
+}
+
+bool api__req_body(struct api_req *r, const struct api_field *spec, bool required)
+{
+	struct api_verr verr = {0};
+	json_error_t jerr;
+	size_t len;
+	char *text;
+
+	if (!read_body(r, &text, &len))
+		return false;
+	if (len == 0) {
+		free(text);
+		if (!required)
+			return true;
+		api__reply_error(r, 400, "missing_body", "this request needs a JSON body");
+		return false;
+	}
+	if (!content_type_json(r->req)) {
+		free(text);
+		api__reply_error(r, 415, "unsupported_media_type",
+				 "request bodies must be Content-Type: application/json");
+		return false;
+	}
+	if (!spec) {
+		free(text);
+		api__reply_error(r, 400, "unexpected_body", "this request takes no body");
+		return false;
+	}
+	r->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	if (!r->body) {
+		api__reply_error(r, 400, "malformed_json", "line %d column %d: %s", jerr.line,
+				 jerr.column, jerr.text);
+		return false;
+	}
+	if (api__validate(r->body, spec, &verr) < 0) {
+		api__reply_error(r, 400, verr.code, "%s", verr.msg);
+		return false;
+	}
+	return true;
+}
+
+bool api__req_query(struct api_req *r, const char *const *allowed, struct evkeyvalq *out)
+{
+	struct evkeyval *kv;
+
+	TAILQ_INIT(out);
+	if (!r->query || !*r->query)
+		return true;
+	if (evhttp_parse_query_str(r->query, out) < 0) {
+		api__reply_error(r, 400, "bad_query", "malformed query string");
+		return false;
+	}
+	TAILQ_FOREACH(kv, out, next)
+	{
+		const char *const *a = allowed;
+
+		while (a && *a && strcmp(*a, kv->key) != 0)
+			a++;
+		if (!a || !*a) {
+			api__reply_error(r, 400, "unknown_field", "unknown query parameter '%s'",
+					 kv->key);
+			evhttp_clear_headers(out);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- routing ---- */
+
+struct route {
+	const char *segs[6];
+	api_handler_fn get, post, del;
+};
+
+static const struct route routes[] = {
+	{{"v1", "health"}, .get = api__h_health},
+	{{"v1", "metrics"}, .get = api__h_metrics},
+	{{"v1", "sandboxes"}, .get = api__h_list, .post = api__h_create},
+	{{"v1", "sandboxes", "*"}, .get = api__h_get, .del = api__h_delete},
+	{{"v1", "sandboxes", "*", "pause"}, .post = api__h_pause},
+	{{"v1", "sandboxes", "*", "resume"}, .post = api__h_resume},
+	{{"v1", "sandboxes", "*", "tools", "*"}, .post = api__h_tool},
+	{{"v1", "sandboxes", "*", "audit"}, .get = api__h_audit},
+	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
+};
+
+static bool route_match(const struct route *rt, const struct api_req *r)
+{
+	int i;
+
+	for (i = 0; i < 6 && rt->segs[i]; i++) {
+		if (i >= r->nsegs)
+			return false;
+		if (strcmp(rt->segs[i], "*") != 0 && strcmp(rt->segs[i], r->segs[i]) != 0)
+			return false;
+	}
+	return i == r->nsegs;
+}
+
+/* Splits and decodes the path. Returns false (after replying) on a bad path. */
+static bool parse_path(struct api_req *r)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *p, *end;
+	char *raw;
+
+	r->query = uri ? evhttp_uri_get_query(uri) : NULL;
+	if (!path || path[0] != '/')
+		goto notfound;
+	for (p = path + 1; *p; p = *end ? end + 1 : end) {
+		size_t n;
+
+		end = strchrnul(p, '/');
+		if (end == p || r->nsegs == 8)
+			goto notfound;
+		raw = strndup(p, (size_t)(end - p));
+		r->segs[r->nsegs] = raw ? evhttp_uridecode(raw, 0, &n) : NULL;
+		free(raw);
+		if (!r->segs[r->nsegs])
+			goto notfound;
+		r->nsegs++;
+		if (strlen(r->segs[r->nsegs - 1]) != n || strchr(r->segs[r->nsegs - 1], '/'))
+			goto notfound;
+		if (*end == '/' && end[1] == '\0')
+			goto notfound;
+	}
+	return true;
+notfound:
+	api__reply_error(r, 404, "not_found", "no such route");
+	return false;
+}
+
+static void dispatch(struct api_req *r)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(r->req);
+	api_handler_fn h;
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *rt = &routes[i];
+		char allow[32];
+
+		if (!route_match(rt, r))
+			continue;
+		h = m == EVHTTP_REQ_GET	     ? rt->get
+		    : m == EVHTTP_REQ_POST   ? rt->post
+		    : m == EVHTTP_REQ_DELETE ? rt->del
+					     : NULL;
+		if (h) {
+			h(r);
+			return;
+		}
+		snprintf(allow, sizeof(allow), "%s%s%s", rt->get ? "GET " : "",
+			 rt->post ? "POST " : "", rt->del ? "DELETE " : "");
+		allow[strlen(allow) - 1] = '\0';
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", allow);
+		api__reply_error(r, 405, "method_not_allowed", "allowed: %s", allow);
+		return;
+	}
+	api__reply_error(r, 404, "not_found", "no such route");
+}
+
+/* ---- peer credentials ---- */
+
+static bool peer_allowed(struct api_server *srv, struct api_req *r)
+{
+	struct bufferevent *bev = r->conn ? evhttp_connection_get_bufferevent(r->conn) : NULL;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		api__logf(srv, API_LOG_ERR, "cannot read peer credentials: %s", strerror(errno));
+		api__reply_error(r, 403, "forbidden", "cannot identify the peer");
+		return false;
+	}
+	r->who = (struct nd_caller){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+	if (cred.uid == 0 || cred.uid == srv->owner_uid || cred.gid == srv->owner_gid)
+		return true;
+	srv->peer_denied++;
+	api__logf(srv, API_LOG_WARN, "refused request from uid %u gid %u pid %d: not the owner",
+		  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+	api__reply_error(r, 403, "forbidden", "uid %u may not use this nucleusd",
+			 (unsigned)cred.uid);
+	return false;
+}
+
+static bool headers_ok(struct api_req *r)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(r->req);
+	const char *uri = evhttp_request_get_uri(r->req);
+	size_t n = uri ? strlen(uri) : 0;
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next)
+	{
+		n += strlen(kv->key) + strlen(kv->value) + 4;
+	}
+	if (n <= r->srv->max_headers)
+		return true;
+	api__reply_error(r, 431, "headers_too_large",
+			 "request line and headers are %zu bytes; the limit is %zu", n,
+			 r->srv->max_headers);
+	return false;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct api_server *srv = arg;
+	struct api_req *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	r->srv = srv;
+	r->req = req;
+	r->conn = evhttp_request_get_connection(req);
+	if (!peer_allowed(srv, r))
+		return;
+	if (!headers_ok(r))
+		return;
+	if (!parse_path(r))
+		return;
+	dispatch(r);
+}
+
+/* ---- socket ---- */
+
+static int make_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A socket file nobody listens on is stale; one that answers belongs to a live daemon. */
+static int clear_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (r == 0)
+		return -EADDRINUSE;
+	return unlink(sa->sun_path) < 0 ? -errno : 0;
+}
+
+static int bind_socket(struct api_server *srv, int *ret_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if (strlen(srv->path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, srv->path);
+	r = make_parent(srv->path);
+	if (r < 0)
+		return r;
+	r = clear_stale(&sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	/* Not listening yet: nobody can connect before the mode is right. */
+	if (chmod(srv->path, 0660) < 0)
+		goto fail;
+	if (geteuid() == 0 && chown(srv->path, srv->owner_uid, srv->owner_gid) < 0)
+		goto fail;
+	*ret_fd = fd;
+	return 0;
+fail:
+	r = -errno;
+	close(fd);
+	unlink(srv->path);
+	return r;
+}
+
+int api_server__new(struct event_base *base, struct nucleusd *nd,
+		    const struct api_server_config *cfg, struct api_server **ret)
+{
+	char def[108];
+	struct api_server *srv;
+	int fd = -1, r = -ENOMEM;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->base = base;
+	srv->nd = nd;
+	srv->owner_uid = cfg->owner_uid;
+	srv->owner_gid = cfg->owner_gid;
+	srv->max_body = cfg->max_body ? cfg->max_body : 1 << 20;
+	srv->log = cfg->log;
+	srv->log_arg = cfg->log_arg;
+	srv->path =
+		strdup(cfg->socket_path ? cfg->socket_path : api__default_socket(def, sizeof(def)));
+	srv->http = evhttp_new(base);
+	if (!srv->path || !srv->http)
+		goto fail;
+	/*
+	 * libevent 2.1 answers bodies over its own limit with an HTML 413 it does not let
+	 * us replace; keep its limit well above ours so every normal oversize request gets
+	 * our JSON 413 (read_body), and libevent only guards memory against floods.
+	 */
+	evhttp_set_max_body_size(
+		srv->http, (ev_ssize_t)(srv->max_body < (1u << 20) ? 4u << 20 : srv->max_body * 4));
+	/* Same as the body: libevent's own (HTML) limit only above 4x ours (JSON, 431). */
+	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
+	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)(srv->max_headers * 4));
+	evhttp_set_timeout(srv->http, cfg->timeout_s > 0 ? cfg->timeout_s : 30);
+	evhttp_set_allowed_methods(srv->http, 0xffff); /* 405s are ours, in JSON */
+	evhttp_set_gencb(srv->http, on_request, srv);
+	r = bind_socket(srv, &fd);
+	if (r < 0)
+		goto fail;
+	srv->listener = evconnlistener_new(base, NULL, NULL,
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, fd);
+	if (!srv->listener) {
+		r = -errno ? -errno : -EIO;
+		close(fd);
+		unlink(srv->path);
+		goto fail;
+	}
+	if (!evhttp_bind_listener(srv->http, srv->listener)) {
+		evconnlistener_free(srv->listener);
+		srv->listener = NULL;
+		unlink(srv->path);
+		r = -EIO;
+		goto fail;
+	}
+	*ret = srv;
+	return 0;
+fail:
+	free(srv->path);
+	srv->path = NULL;
+	api_server__free(srv);
+	return r;
+}
+
+void api_server__free(struct api_server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->http)
+		evhttp_free(srv->http); /* frees the listener and connections (closecb) */
+	/* Requests still waiting for nucleusd: nucleusd__free() never replies to them. */
+	while (srv->held)
+		req_free(srv->held);
+	if (srv->path)
+		unlink(srv->path);
+	free(srv->path);
+	free(srv);
+}
+
+const char *api_server__socket_path(const struct api_server *srv)
+{
+	return srv->path;
+}

@@ -1,0 +1,14 @@
+#!/bin/sh
+# run.sh BUILDDIR [RUNS] - build and run vmm-bench where KVM works (natively, or in the
+# nested harness), print its table and leave the JSON in BUILDDIR/bench/vmm/.
+# Everything under nested emulation is 30-80x slower than on hardware: the ratio to QEMU
+# in the same run is the meaningful number there, not the absolute times.
+set -eu
+b=$(cd "${1:?usage: run.sh BUILDDIR [RUNS]}" && pwd)
+runs=${2:-5}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+ninja -C "$b" bench/vmm/vmm-bench vmm/nucleus-vmm guest/vmlinux guest/initramfs.cpio.gz >&2
+out=$b/bench/vmm
+exec "$src/tests/harness/nested.sh" --share "$out" -- "$out/vmm-bench" \
+  --vmm "$b/vmm/nucleus-vmm" --kernel "$b/guest/vmlinux" \
+  --initrd "$b/guest/initramfs.cpio.gz" --runs "$runs" --json "$out/vmm-bench.json"

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vmm-bench - boot time and memory overhead of nucleus-vmm, next to QEMU microvm.
+ * Not a test: run it where KVM works (bench/vmm/run.sh puts it in the nested harness).
+ *
+ *   vmm-bench --vmm PATH --kernel VMLINUX --initrd INITRAMFS [--runs N (5)]
+ *             [--qemu PATH] [--json OUT]
+ *
+ * Per run, nucleus-vmm (128 MiB, 1 vCPU, console to a file, "quiet"):
+ *   boot_timer_us  VMM start -> the agent's READY write (the VMM's own boot timer)
+ *   first_reply_us fork of the VMM -> first agent reply over vsock (measured here)
+ *   console_us     fork of the VMM -> nucleus-init's "ready:" console line
+ *   overhead_kib   Rss of every mapping in /proc/PID/smaps except guest RAM, taken
+ *                  at agent ready
+ * QEMU -M microvm with the same kernel, initramfs and command line, same run:
+ *   qemu_ready_us   fork -> the READY byte, caught by an isa-debugcon device on the
+ *                   status port (needs a guest kernel with ioperm(), else -1)
+ *   qemu_console_us fork -> the same "ready:" console line
+ * Prints a table of medians and ratios and writes JSON.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest/guest.h"
+#include "vmm/vmm.h"
+
+#define MAX_RUNS  50
+#define WAIT_S	  600
+#define GUEST_MIB 128
+
+struct opts {
+	const char *vmm, *kernel, *initrd, *qemu, *json;
+	int runs;
+};
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static pid_t spawn(const char *const *argv, const char *log)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			dup2(fd, STDOUT_FILENO);
+		}
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int reap(pid_t pid, int timeout_s)
+{
+	int st;
+	for (int i = 0; i < timeout_s * 100; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* Rss (KiB) of all mappings except the guest RAM mapping (anonymous, GUEST_MIB). */
+static long overhead_kib(pid_t pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	long total = 0, size = 0;
+	bool anon = false, skip_seen = false;
+	while (fgets(line, sizeof(line), f)) {
+		long v;
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+			/* a mapping header: "start-end perms offset dev inode [path]" */
+			char name[256] = "";
+			sscanf(line, "%*s %*s %*s %*s %*s %255s", name);
+			anon = name[0] == '\0';
+			continue;
+		}
+		if (sscanf(line, "Size: %ld kB", &v) == 1) {
+			size = v;
+			continue;
+		}
+		if (sscanf(line, "Rss: %ld kB", &v) == 1) {
+			if (anon && size == GUEST_MIB * 1024 && !skip_seen) {
+				skip_seen = true; /* guest RAM */
+				continue;
+			}
+			total += v;
+		}
+	}
+	fclose(f);
+	return skip_seen ? total : -1;
+}
+
+struct sample {
+	int64_t boot_timer_us, first_reply_us, console_us, qemu_ready_us, qemu_console_us;
+	long overhead_kib;
+};
+
+#define READY_LINE "ready: agent listening"
+
+static bool file_has(const char *path, const char *needle)
+{
+	char buf[65536];
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
+}
+
+static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
+{
+	char vsock[128], ctl[128], log[128], con[128];
+	snprintf(con, sizeof(con), "%s/console", dir);
+	unlink(con);
+	snprintf(vsock, sizeof(vsock), "%s/vsock", dir);
+	snprintf(ctl, sizeof(ctl), "%s/control", dir);
+	snprintf(log, sizeof(log), "%s/vmm.log", dir);
+	const char *argv[] = {o->vmm,  "--kernel",  o->kernel, "--initrd", o->initrd,
+			      "--mem", "128",	    "--vcpus", "1",	   "--vsock",
+			      vsock,   "--control", ctl,       NULL};
+	struct guest *g = NULL;
+	int64_t t0 = now_us();
+	pid_t pid = spawn(argv, log);
+	if (guest__open_vsock(vsock, GUEST_AGENT_PORT, &g) < 0)
+		return -1;
+	guest__set_timeouts(g, 10000, 60000);
+	s->first_reply_us = -1;
+	s->console_us = -1;
+	while (now_us() - t0 < (int64_t)WAIT_S * 1000000) {
+		uint32_t v;
+		if (s->console_us < 0 && file_has(con, READY_LINE))
+			s->console_us = now_us() - t0;
+		if (guest__ping(g, &v) == 0) {
+			s->first_reply_us = now_us() - t0;
+			break;
+		}
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			break;
+		usleep(1000);
+	}
+	s->overhead_kib = overhead_kib(pid);
+	for (int i = 0; s->console_us < 0 && s->first_reply_us >= 0 && i < 10000; i++) {
+		if (file_has(con, READY_LINE))
+			s->console_us = now_us() - t0;
+		usleep(1000);
+	}
+	struct vmm_control_reply r;
+	s->boot_timer_us = vmm__control(ctl, "state", &r) == 0 ? r.boot_us : -1;
+	if (s->first_reply_us >= 0)
+		guest__shutdown(g);
+	guest__close(g);
+	if (reap(pid, 60) < 0 || s->first_reply_us < 0) {
+		kill(pid, SIGKILL);
+		return -1;
+	}
+	return 0;
+}
+
+static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
+{
+	char status[128], chardev[160], log[128], con[128], serial[160];
+	snprintf(con, sizeof(con), "%s/qemu-console", dir);
+	snprintf(serial, sizeof(serial), "file:%s", con);
+	unlink(con);
+	snprintf(status, sizeof(status), "%s/qemu-status", dir);
+	snprintf(chardev, sizeof(chardev), "file,id=st,path=%s", status);
+	snprintf(log, sizeof(log), "%s/qemu.log", dir);
+	unlink(status);
+	const char *argv[] = {
+		o->qemu,      "-M",	    "microvm",	   "-enable-kvm",
+		"-cpu",	      "host",	    "-m",	   "128",
+		"-smp",	      "1",	    "-nodefaults", "-no-user-config",
+		"-nographic", "-no-reboot", "-kernel",	   o->kernel,
+		"-initrd",    o->initrd,    "-append",	   "reboot=k panic=-1 quiet",
+		"-chardev",   chardev,	    "-device",	   "isa-debugcon,iobase=0x440,chardev=st",
+		NULL};
+	int64_t t0 = now_us();
+	pid_t pid = spawn(argv, log);
+	s->qemu_ready_us = -1;
+	s->qemu_console_us = -1;
+	/* the console line comes after the READY write; give the byte 2 s more */
+	int64_t stop = t0 + (int64_t)WAIT_S * 1000000;
+	while (now_us() < stop) {
+		struct stat sb;
+		if (s->qemu_ready_us < 0 && stat(status, &sb) == 0 && sb.st_size > 0)
+			s->qemu_ready_us = now_us() - t0;
+		if (s->qemu_console_us < 0 && file_has(con, READY_LINE)) {
+			s->qemu_console_us = now_us() - t0;
+			if (s->qemu_ready_us < 0 && stop > now_us() + 2000000)
+				stop = now_us() + 2000000;
+		}
+		if (s->qemu_ready_us >= 0 && s->qemu_console_us >= 0)
+			break;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		usleep(1000);
+	}
+	kill(pid, SIGTERM);
+	reap(pid, 30);
+	return s->qemu_console_us < 0 && s->qemu_ready_us < 0 ? -1 : 0;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Median of the non-negative values; -1 when none. */
+static int64_t median(const struct sample *s, int n, size_t field)
+{
+	int64_t v[MAX_RUNS];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t x = *(const int64_t *)((const char *)&s[i] + field);
+		if (x >= 0)
+			v[k++] = x;
+	}
+	if (k == 0)
+		return -1;
+	qsort(v, (size_t)k, sizeof(v[0]), cmp64);
+	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	*o = (struct opts){
+		.runs = 5, .qemu = "/usr/bin/qemu-system-x86_64", .json = "vmm-bench.json"};
+	for (int i = 1; i + 1 < argc; i += 2) {
+		const char *k = argv[i], *v = argv[i + 1];
+		if (!strcmp(k, "--vmm"))
+			o->vmm = v;
+		else if (!strcmp(k, "--kernel"))
+			o->kernel = v;
+		else if (!strcmp(k, "--initrd"))
+			o->initrd = v;
+		else if (!strcmp(k, "--qemu"))
+			o->qemu = v;
+		else if (!strcmp(k, "--json"))
+			o->json = v;
+		else if (!strcmp(k, "--runs"))
+			o->runs = atoi(v);
+		else
+			return -1;
+	}
+	if (argc % 2 != 1 || !o->vmm || !o->kernel || !o->initrd || o->runs < 1 ||
+	    o->runs > MAX_RUNS)
+		return -1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct sample s[MAX_RUNS];
+	char dir[] = "/tmp/vmm-bench-XXXXXX";
+
+	if (parse(argc, argv, &o) < 0) {
+		fprintf(stderr, "usage: vmm-bench --vmm PATH --kernel VMLINUX --initrd FILE "
+				"[--runs N] [--qemu PATH] [--json OUT]\n");
+		return 2;
+	}
+	if (!mkdtemp(dir))
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < o.runs; i++) {
+		memset(&s[i], 0xff, sizeof(s[i])); /* all -1 */
+		if (run_nucleus(&o, dir, &s[i]) < 0)
+			fprintf(stderr, "run %d: nucleus-vmm did not reach agent ready\n", i);
+		if (access(o.qemu, X_OK) == 0 && run_qemu(&o, dir, &s[i]) < 0)
+			fprintf(stderr, "run %d: qemu microvm did not reach ready\n", i);
+		fprintf(stderr,
+			"run %d: boot_timer %lld us, first_reply %lld us, qemu %lld us, "
+			"overhead %ld KiB\n",
+			i, (long long)s[i].boot_timer_us, (long long)s[i].first_reply_us,
+			(long long)s[i].qemu_ready_us, s[i].overhead_kib);
+	}
+	int64_t bt = median(s, o.runs, offsetof(struct sample, boot_timer_us));
+	int64_t fr = median(s, o.runs, offsetof(struct sample, first_reply_us));
+	int64_t qr = median(s, o.runs, offsetof(struct sample, qemu_ready_us));
+	int64_t ov = median(s, o.runs, offsetof(struct sample, overhead_kib));
+	int64_t nc = median(s, o.runs, offsetof(struct sample, console_us));
+	int64_t qc = median(s, o.runs, offsetof(struct sample, qemu_console_us));
+	double ratio_con = nc > 0 && qc > 0 ? (double)nc / (double)qc : -1;
+	double ratio_bt = bt > 0 && qr > 0 ? (double)bt / (double)qr : -1;
+	double ratio_fr = fr > 0 && qr > 0 ? (double)fr / (double)qr : -1;
+
+	printf("%-44s %14s\n", "metric (median of runs)", "value");
+	printf("%-44s %14lld\n", "nucleus-vmm boot timer (us)", (long long)bt);
+	printf("%-44s %14lld\n", "nucleus-vmm first vsock reply (us)", (long long)fr);
+	printf("%-44s %14lld\n", "nucleus-vmm console ready line (us)", (long long)nc);
+	printf("%-44s %14lld\n", "qemu microvm ready byte (us)", (long long)qr);
+	printf("%-44s %14lld\n", "qemu microvm console ready line (us)", (long long)qc);
+	printf("%-44s %14.3f\n", "ratio console ready nucleus / qemu", ratio_con);
+	printf("%-44s %14.3f\n", "ratio boot timer / qemu (target <= 0.5)", ratio_bt);
+	printf("%-44s %14.3f\n", "ratio first reply / qemu", ratio_fr);
+	printf("%-44s %14lld\n", "nucleus-vmm overhead RSS (KiB, target <= 2048)", (long long)ov);
+
+	FILE *j = fopen(o.json, "w");
+	if (j) {
+		fprintf(j,
+			"{\"runs\":%d,\"nucleus_boot_timer_us\":%lld,"
+			"\"nucleus_first_reply_us\":%lld,\"qemu_microvm_ready_us\":%lld,"
+			"\"ratio_boot_timer\":%.4f,\"ratio_first_reply\":%.4f,"
+			"\"overhead_kib\":%lld,\"nucleus_console_us\":%lld,"
+			"\"qemu_console_us\":%lld,\"ratio_console\":%.4f,\"samples\":[",
+			o.runs, (long long)bt, (long long)fr, (long long)qr, ratio_bt, ratio_fr,
+			(long long)ov, (long long)nc, (long long)qc, ratio_con);
+		for (int i = 0; i < o.runs; i++)
+			fprintf(j,
+				"%s{\"boot_timer_us\":%lld,\"first_reply_us\":%lld,"
+				"\"qemu_ready_us\":%lld,\"overhead_kib\":%ld}",
+				i ? "," : "", (long long)s[i].boot_timer_us,
+				(long long)s[i].first_reply_us, (long long)s[i].qemu_ready_us,
+				s[i].overhead_kib);
+		fprintf(j, "]}\n");
+		fclose(j);
+	}
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		return 1;
+	return 0;
+}

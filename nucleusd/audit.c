@@ -1,0 +1,545 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The audit log: append-only, hash-chained, signed.
+ *
+ *   canonical = "nucleus-audit-v1" 0x00 || be64(seq) || be64(at_us) || be64(actor_uid)
+ *               || lp(sandbox_id) || lp(kind) || lp(body)        lp(x) = be32(len) || x
+ *   hash      = BLAKE2b-256(prev_hash || canonical)     prev_hash of seq 1 = 32 zero bytes
+ *   sig       = Ed25519(hash) by the daemon's key
+ *
+ * audit_head holds the newest (seq, hash), signed, so deleting the tail is detected too.
+ * body is stored as the exact canonical JSON text that was hashed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd.h"
+
+#define HASH_LEN crypto_generichash_BYTES /* 32 */
+#define SIG_LEN	 crypto_sign_BYTES	  /* 64 */
+
+struct audit_key {
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	unsigned char sk[crypto_sign_SECRETKEYBYTES];
+};
+
+static const char key_magic[] = "nucleus-audit-key-v1\n";
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	size_t put = 0;
+
+	while (put < len) {
+		ssize_t n = write(fd, (const char *)buf + put, len - put);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		put += (size_t)n;
+	}
+	return 0;
+}
+
+static int key_read(const char *path, struct audit_key *k)
+{
+	char magic[sizeof(key_magic) - 1];
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = -EPERM;
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid())
+		goto out;
+	r = read_full(fd, magic, sizeof(magic));
+	if (r < 0)
+		goto out;
+	r = -EBADMSG;
+	if (memcmp(magic, key_magic, sizeof(magic)) != 0)
+		goto out;
+	r = read_full(fd, k->sk, sizeof(k->sk));
+	if (r < 0)
+		goto out;
+	r = crypto_sign_ed25519_sk_to_pk(k->pk, k->sk) == 0 ? 0 : -EBADMSG;
+out:
+	close(fd);
+	return r;
+}
+
+static int key_create(const char *path, struct audit_key *k)
+{
+	char tmp[4096];
+	int fd, r;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	crypto_sign_keypair(k->pk, k->sk);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	r = write_full(fd, key_magic, sizeof(key_magic) - 1);
+	if (r == 0)
+		r = write_full(fd, k->sk, sizeof(k->sk));
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	/* link() fails if another daemon created the key meanwhile: never overwrite a key. */
+	if (r == 0 && link(tmp, path) < 0)
+		r = -errno;
+	unlink(tmp);
+	return r;
+}
+
+int audit__key_load(const char *dir, struct audit_key **ret)
+{
+	struct audit_key *k;
+	char path[4096];
+	int r;
+
+	if (sodium_init() < 0)
+		return -EIO;
+	if (snprintf(path, sizeof(path), "%s/audit.key", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	k = sodium_malloc(sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	r = key_read(path, k);
+	if (r == -ENOENT) {
+		r = key_create(path, k);
+		if (r == -EEXIST)
+			r = key_read(path, k);
+	}
+	if (r < 0) {
+		sodium_free(k);
+		return r;
+	}
+	*ret = k;
+	return 0;
+}
+
+void audit__key_free(struct audit_key *k)
+{
+	if (k)
+		sodium_free(k); /* zeroes the secret */
+}
+
+void audit__key_public_hex(const struct audit_key *k, char out[65])
+{
+	sodium_bin2hex(out, 65, k->pk, sizeof(k->pk));
+}
+
+/* ---- canonical bytes ---- */
+
+struct canon {
+	crypto_generichash_state st;
+};
+
+static void put_be64(struct canon *c, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (unsigned char)(v & 0xff);
+	crypto_generichash_update(&c->st, b, sizeof(b));
+}
+
+static void put_lp(struct canon *c, const void *data, size_t len)
+{
+	unsigned char b[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+			      (unsigned char)(len >> 8), (unsigned char)len};
+
+	crypto_generichash_update(&c->st, b, sizeof(b));
+	if (len)
+		crypto_generichash_update(&c->st, data, len);
+}
+
+struct entry {
+	uint64_t seq;
+	int64_t at_us;
+	int64_t actor_uid;
+	const char *sandbox; /* NULL = none (hashed as length 0xffffffff) */
+	const char *kind;
+	const char *body;
+	size_t body_len;
+	const unsigned char *prev;
+};
+
+static void entry_hash(const struct entry *e, unsigned char out[HASH_LEN])
+{
+	static const char tag[] = "nucleus-audit-v1";
+	struct canon c;
+	static const unsigned char none[4] = {0xff, 0xff, 0xff, 0xff};
+
+	crypto_generichash_init(&c.st, NULL, 0, HASH_LEN);
+	crypto_generichash_update(&c.st, e->prev, HASH_LEN);
+	crypto_generichash_update(&c.st, (const unsigned char *)tag, sizeof(tag)); /* + NUL */
+	put_be64(&c, e->seq);
+	put_be64(&c, (uint64_t)e->at_us);
+	put_be64(&c, (uint64_t)e->actor_uid);
+	if (e->sandbox)
+		put_lp(&c, e->sandbox, strlen(e->sandbox));
+	else
+		crypto_generichash_update(&c.st, none, sizeof(none));
+	put_lp(&c, e->kind, strlen(e->kind));
+	put_lp(&c, e->body, e->body_len);
+	crypto_generichash_final(&c.st, out, HASH_LEN);
+}
+
+static void head_message(uint64_t seq, const unsigned char hash[HASH_LEN],
+			 unsigned char out[HASH_LEN])
+{
+	static const char tag[] = "nucleus-audit-head-v1";
+	struct canon c;
+
+	crypto_generichash_init(&c.st, NULL, 0, HASH_LEN);
+	crypto_generichash_update(&c.st, (const unsigned char *)tag, sizeof(tag));
+	put_be64(&c, seq);
+	crypto_generichash_update(&c.st, hash, HASH_LEN);
+	crypto_generichash_final(&c.st, out, HASH_LEN);
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- append ---- */
+
+static int last_entry(sqlite3 *db, uint64_t *seq, unsigned char hash[HASH_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__errno(sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit_head WHERE id = 1", -1,
+					    &st, NULL));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r = -EBADMSG;
+		if (sqlite3_column_bytes(st, 1) == HASH_LEN) {
+			*seq = (uint64_t)sqlite3_column_int64(st, 0);
+			memcpy(hash, sqlite3_column_blob(st, 1), HASH_LEN);
+			r = 0;
+		}
+	} else if (rc == SQLITE_DONE) {
+		*seq = 0;
+		memset(hash, 0, HASH_LEN);
+	} else {
+		r = store__errno(rc);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int insert_entry(sqlite3 *db, const struct entry *e, const unsigned char *hash,
+			const unsigned char *sig)
+{
+	static const char sql[] = "INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, "
+				  "kind, body, prev_hash, hash, sig) VALUES (?,?,?,?,?,?,?,?,?)";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+	sqlite3_bind_int64(st, 2, e->at_us);
+	if (e->sandbox)
+		sqlite3_bind_text(st, 3, e->sandbox, -1, SQLITE_STATIC);
+	if (e->actor_uid >= 0)
+		sqlite3_bind_int64(st, 4, e->actor_uid);
+	sqlite3_bind_text(st, 5, e->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 9, sig, SIG_LEN, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int write_head(sqlite3 *db, const struct audit_key *k, uint64_t seq,
+		      const unsigned char hash[HASH_LEN])
+{
+	static const char sql[] = "INSERT OR REPLACE INTO audit_head(id, seq, hash, sig) "
+				  "VALUES (1, ?, ?, ?)";
+	unsigned char msg[HASH_LEN], sig[SIG_LEN];
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	head_message(seq, hash, msg);
+	crypto_sign_detached(sig, NULL, msg, sizeof(msg), k->sk);
+	r = store__errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_blob(st, 2, hash, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, sig, SIG_LEN, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	return r;
+}
+
+int audit__append(struct store *s, const struct audit_key *k, const char *sandbox,
+		  int64_t actor_uid, const char *kind, json_t *body, uint64_t *ret_seq)
+{
+	unsigned char prev[HASH_LEN], hash[HASH_LEN], sig[SIG_LEN];
+	struct entry e = {0};
+	char *text;
+	int r;
+
+	if (!s || !k || !kind || !json_is_object(body))
+		return -EINVAL;
+	if (!store__in_tx(s))
+		return -EINVAL; /* an entry belongs to the transaction of its effect */
+	text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	if (!text)
+		return -ENOMEM;
+	r = last_entry(store__db(s), &e.seq, prev);
+	if (r < 0)
+		goto out;
+	e.seq++;
+	e.at_us = now_us();
+	e.actor_uid = actor_uid < 0 ? -1 : actor_uid;
+	e.sandbox = sandbox;
+	e.kind = kind;
+	e.body = text;
+	e.body_len = strlen(text);
+	e.prev = prev;
+	entry_hash(&e, hash);
+	crypto_sign_detached(sig, NULL, hash, sizeof(hash), k->sk);
+	r = insert_entry(store__db(s), &e, hash, sig);
+	if (r < 0)
+		goto out;
+	r = write_head(store__db(s), k, e.seq, hash);
+	if (r < 0)
+		goto out;
+	if (ret_seq)
+		*ret_seq = e.seq;
+out:
+	free(text);
+	return r;
+}
+
+/* ---- verify ---- */
+
+static void bad(struct audit_verify *v, uint64_t seq, const char *problem)
+{
+	if (v->first_bad)
+		return;
+	v->first_bad = seq;
+	snprintf(v->problem, sizeof(v->problem), "%s", problem);
+}
+
+/* Checks one row against the expected seq and link. Returns true if intact. */
+static bool check_row(sqlite3_stmt *st, const struct audit_key *k, uint64_t want_seq,
+		      unsigned char prev[HASH_LEN], struct audit_verify *v)
+{
+	unsigned char hash[HASH_LEN];
+	struct entry e = {0};
+	uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+
+	if (seq != want_seq) {
+		bad(v, seq > want_seq ? want_seq : seq,
+		    seq > want_seq ? "entry missing (deleted)" : "sequence out of order");
+		return false;
+	}
+	if (sqlite3_column_bytes(st, 6) != HASH_LEN || sqlite3_column_bytes(st, 7) != HASH_LEN ||
+	    sqlite3_column_bytes(st, 8) != SIG_LEN || sqlite3_column_type(st, 4) != SQLITE_TEXT ||
+	    sqlite3_column_type(st, 5) != SQLITE_TEXT) {
+		bad(v, seq, "malformed entry");
+		return false;
+	}
+	if (memcmp(sqlite3_column_blob(st, 6), prev, HASH_LEN) != 0) {
+		bad(v, seq, "broken link to previous entry (reordered, deleted or edited)");
+		return false;
+	}
+	e.seq = seq;
+	e.at_us = sqlite3_column_int64(st, 1);
+	e.sandbox = (const char *)sqlite3_column_text(st, 2);
+	e.actor_uid = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
+	e.kind = (const char *)sqlite3_column_text(st, 4);
+	e.body = (const char *)sqlite3_column_text(st, 5);
+	e.body_len = (size_t)sqlite3_column_bytes(st, 5);
+	e.prev = prev;
+	entry_hash(&e, hash);
+	if (memcmp(hash, sqlite3_column_blob(st, 7), HASH_LEN) != 0) {
+		bad(v, seq, "hash mismatch (entry edited or moved)");
+		return false;
+	}
+	if (crypto_sign_verify_detached(sqlite3_column_blob(st, 8), hash, HASH_LEN, k->pk) != 0) {
+		bad(v, seq, "bad signature");
+		return false;
+	}
+	memcpy(prev, hash, HASH_LEN);
+	return true;
+}
+
+static int check_head(sqlite3 *db, const struct audit_key *k, uint64_t last,
+		      const unsigned char hash[HASH_LEN], struct audit_verify *v)
+{
+	sqlite3_stmt *st = NULL;
+	unsigned char msg[HASH_LEN];
+	uint64_t seq;
+	int r, rc;
+
+	r = store__errno(
+		sqlite3_prepare_v2(db, "SELECT seq, hash, sig FROM audit_head", -1, &st, NULL));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		if (last != 0)
+			bad(v, 1, "head record missing");
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = store__errno(rc);
+		goto out;
+	}
+	seq = (uint64_t)sqlite3_column_int64(st, 0);
+	if (sqlite3_column_bytes(st, 1) != HASH_LEN || sqlite3_column_bytes(st, 2) != SIG_LEN) {
+		bad(v, last + 1, "malformed head record");
+		goto out;
+	}
+	head_message(seq, sqlite3_column_blob(st, 1), msg);
+	if (crypto_sign_verify_detached(sqlite3_column_blob(st, 2), msg, sizeof(msg), k->pk)) {
+		bad(v, seq, "bad head signature");
+	} else if (seq > last) {
+		bad(v, last + 1, "entry missing (deleted at the end)");
+	} else if (seq < last) {
+		bad(v, seq + 1, "entries after the signed head");
+	} else if (memcmp(sqlite3_column_blob(st, 1), hash, HASH_LEN) != 0) {
+		bad(v, seq, "head does not match the last entry");
+	}
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret)
+{
+	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, "
+				  "prev_hash, hash, sig FROM audit_log ORDER BY seq";
+	unsigned char prev[HASH_LEN] = {0};
+	struct audit_verify v = {0};
+	sqlite3_stmt *st = NULL;
+	uint64_t want = 1;
+	int r, rc;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v.entries++;
+		if (!check_row(st, k, want, prev, &v))
+			break;
+		want++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = store__errno(rc);
+	sqlite3_finalize(st);
+	if (r == 0 && !v.first_bad)
+		r = check_head(store__db(s), k, want - 1, prev, &v);
+	if (r < 0)
+		return r;
+	if (!v.first_bad)
+		snprintf(v.problem, sizeof(v.problem), "intact");
+	*ret = v;
+	return 0;
+}
+
+/* ---- list ---- */
+
+static json_t *row_json(sqlite3_stmt *st)
+{
+	char hex[HASH_LEN * 2 + 1];
+	json_t *o, *body;
+
+	body = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	sodium_bin2hex(hex, sizeof(hex), sqlite3_column_blob(st, 6),
+		       sqlite3_column_bytes(st, 6) == HASH_LEN ? HASH_LEN : 0);
+	o = json_pack("{sI sI s:s? s:o? ss so ss}", "seq", (json_int_t)sqlite3_column_int64(st, 0),
+		      "at_us", (json_int_t)sqlite3_column_int64(st, 1), "sandbox",
+		      (const char *)sqlite3_column_text(st, 2), "actor_uid",
+		      sqlite3_column_type(st, 3) == SQLITE_NULL
+			      ? NULL
+			      : json_integer(sqlite3_column_int64(st, 3)),
+		      "kind", (const char *)sqlite3_column_text(st, 4), "body",
+		      body ? body : json_null(), "hash", hex);
+	return o;
+}
+
+int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret)
+{
+	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
+				  "FROM audit_log WHERE seq > ?1 AND (?2 IS NULL OR sandbox_id = "
+				  "?2) ORDER BY seq LIMIT ?3";
+	sqlite3_stmt *st = NULL;
+	json_t *arr;
+	int r, rc;
+
+	arr = json_array();
+	if (!arr)
+		return -ENOMEM;
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		goto fail;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	if (sandbox)
+		sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (json_array_append_new(arr, row_json(st)) < 0) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	r = store__errno(rc);
+	if (r < 0)
+		goto fail;
+	sqlite3_finalize(st);
+	*ret = arr;
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	json_decref(arr);
+	return r;
+}

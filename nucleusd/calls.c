@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The asynchronous requests: creating a sandbox (boot) and tool calls (decision,
+ * then execution). Each keeps an nd_op until the backend completes it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd-internal.h"
+
+const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS] = {50,   100,  250,	 500,	1000,
+						      2500, 5000, 10000, 30000, 60000};
+
+struct nd_op *nd_op__new(struct nucleusd *nd, const char *id, nd_reply_fn reply, void *arg)
+{
+	struct nd_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->nd = nd;
+	snprintf(op->id, sizeof(op->id), "%s", id);
+	op->reply = reply;
+	op->arg = arg;
+	op->next = nd->ops;
+	if (nd->ops)
+		nd->ops->pprev = &op->next;
+	op->pprev = &nd->ops;
+	nd->ops = op;
+	return op;
+}
+
+void nd_op__free(struct nd_op *op)
+{
+	if (!op)
+		return;
+	*op->pprev = op->next;
+	if (op->next)
+		op->next->pprev = op->pprev;
+	free(op);
+}
+
+/* ---- create ---- */
+
+struct create_tx {
+	struct nucleusd *nd;
+	const struct nd_caller *who;
+	char id[20];
+	const char *name, *profile;
+	json_t *policy, *req;
+	unsigned vcpus, memory_mib;
+};
+
+static int insert_sandbox(struct store *s, struct create_tx *c)
+{
+	static const char sql[] = "INSERT INTO sandboxes(id, name, state, profile, policy, spec, "
+				  "vcpus, memory_mib, owner_uid, created_us, updated_us) VALUES "
+				  "(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
+	char *policy = NULL, *spec = NULL;
+	sqlite3_stmt *st = NULL;
+	int r = -ENOMEM;
+
+	policy = json_dumps(c->policy, JSON_COMPACT | JSON_SORT_KEYS);
+	spec = json_dumps(c->req, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!policy || !spec)
+		goto out;
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+	if (c->name)
+		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+	if (c->profile)
+		sqlite3_bind_text(st, 3, c->profile, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, policy, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, spec, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, (int)c->vcpus);
+	sqlite3_bind_int(st, 7, (int)c->memory_mib);
+	sqlite3_bind_int64(st, 8, c->who ? (int64_t)c->who->uid : -1);
+	sqlite3_bind_int64(st, 9, nd__now_us());
+	r = store__errno(sqlite3_step(st));
+out:
+	sqlite3_finalize(st);
+	free(policy);
+	free(spec);
+	return r;
+}
+
+/* Budget limits of the request (issue 6 enforces them; here they are only recorded). */
+static int insert_limits(struct store *s, struct create_tx *c)
+{
+	static const char *const kinds[][2] = {{"cpu_ms", "cpu_ms"},
+					       {"mem_mib_s", "mem_mib_s"},
+					       {"mem_peak_mib", "mem_peak_mib"},
+					       {"tokens", "tokens"}};
+	json_t *b = json_object_get(c->req, "budget");
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!json_is_object(b))
+		return 0;
+	r = store__errno(sqlite3_prepare_v2(store__db(s),
+					    "INSERT INTO budget_limits(sandbox_id, kind, amount) "
+					    "VALUES (?, ?, ?)",
+					    -1, &st, NULL));
+	for (size_t i = 0; r == 0 && i < sizeof(kinds) / sizeof(kinds[0]) + 1; i++) {
+		const char *kind = i < 4 ? kinds[i][1] : "usd_micro";
+		json_t *v = json_object_get(b, i < 4 ? kinds[i][0] : "usd");
+		sqlite3_int64 amount;
+
+		if (!v)
+			continue;
+		amount = i < 4 ? (sqlite3_int64)json_integer_value(v)
+			       : (sqlite3_int64)(json_number_value(v) * 1e6 + 0.5);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, amount);
+		r = store__errno(sqlite3_step(st));
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* The sandbox's policy session: its state arrives with the first decision. */
+static int insert_session(struct store *s, struct create_tx *c)
+{
+	static const char sql[] = "INSERT INTO sessions(id, sandbox_id, peer_uid, created_us, "
+				  "updated_us) VALUES (?1, ?2, ?3, ?4, ?4)";
+	unsigned char rnd[16];
+	char id[33];
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(id, sizeof(id), rnd, sizeof(rnd));
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, c->who ? (int64_t)c->who->uid : -1);
+	sqlite3_bind_int64(st, 4, nd__now_us());
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int create_tx(struct store *s, void *arg)
+{
+	struct create_tx *c = arg;
+	json_t *body;
+	int r;
+
+	r = insert_sandbox(s, c);
+	if (r < 0)
+		return r;
+	r = insert_session(s, c);
+	if (r < 0)
+		return r;
+	r = insert_limits(s, c);
+	if (r < 0)
+		return r;
+	body = json_pack("{s:s? s:s? sI sI sO}", "name", c->name, "profile", c->profile, "vcpus",
+			 (json_int_t)c->vcpus, "memory_mib", (json_int_t)c->memory_mib, "spec",
+			 c->req);
+	if (!body)
+		return -ENOMEM;
+	r = audit__append(s, c->nd->key, c->id, c->who ? (int64_t)c->who->uid : -1,
+			  "sandbox.create", body, NULL);
+	json_decref(body);
+	return r;
+}
+
+static int load_profile(struct nucleusd *nd, const char *name, json_t **ret, struct nd_err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__errno(sqlite3_prepare_v2(
+		store__db(nd->store), "SELECT body FROM profiles WHERE name = ?", -1, &st, NULL));
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "database error");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+		r = *ret ? 0
+			 : nd_err__set(e, -EBADMSG, "internal", "profile '%s' unreadable", name);
+	} else if (rc == SQLITE_DONE) {
+		r = nd_err__set(e, -EINVAL, "unknown_profile", "no profile '%s'", name);
+	} else {
+		r = nd_err__set(e, store__errno(rc), "internal", "database error");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, struct nd_err *e)
+{
+	json_t *profile = json_object_get(req, "profile");
+	json_t *policy = json_object_get(req, "policy");
+	int r;
+
+	if (!!profile == !!policy)
+		return nd_err__set(e, -EINVAL, profile ? "conflicting_fields" : "missing_field",
+				   "exactly one of 'profile' and 'policy' is required");
+	if (!json_is_integer(json_object_get(req, "vcpus")) ||
+	    !json_is_integer(json_object_get(req, "memory_mib")))
+		return nd_err__set(e, -EINVAL, "missing_field",
+				   "'vcpus' and 'memory_mib' are "
+				   "required");
+	c->name = json_string_value(json_object_get(req, "name"));
+	c->vcpus = (unsigned)json_integer_value(json_object_get(req, "vcpus"));
+	c->memory_mib = (unsigned)json_integer_value(json_object_get(req, "memory_mib"));
+	if (profile) {
+		c->profile = json_string_value(profile);
+		return load_profile(nd, c->profile, &c->policy, e);
+	}
+	if (nd->be->policy_check) {
+		r = nd->be->policy_check(nd->be->ctx, policy, e);
+		if (r < 0) {
+			if (e && !e->code[0])
+				nd_err__set(e, r, "invalid_policy", "policy rejected");
+			return r;
+		}
+	}
+	c->policy = json_incref(policy);
+	return 0;
+}
+
+static void new_id(char out[20])
+{
+	unsigned char rnd[8];
+
+	randombytes_buf(rnd, sizeof(rnd));
+	memcpy(out, "sb-", 3);
+	sodium_bin2hex(out + 3, 17, rnd, sizeof(rnd));
+}
+
+static void reply_sandbox(struct nd_op *op, int rc, const struct nd_err *e)
+{
+	struct sb_row row;
+	json_t *body = NULL;
+
+	if (sb_row__load(op->nd, op->id, &row, NULL) == 0) {
+		body = sb_row__json(&row);
+		sb_row__clear(&row);
+	}
+	op->reply(op->arg, rc, e, body);
+	json_decref(body);
+}
+
+static void count_boot(struct nd_metrics *m, uint32_t ms)
+{
+	unsigned i = 0;
+
+	while (i < ND_BOOT_BUCKETS && ms > nd_boot_buckets_ms[i])
+		i++;
+	m->boot_bucket[i]++;
+	m->boot_ms_sum += ms;
+	m->boots_ok++;
+}
+
+static void boot_done(void *token, int err, const struct nd_boot_result *res, const char *reason)
+{
+	struct nd_op *op = token;
+	struct nucleusd *nd = op->nd;
+	struct transition t = {.nd = nd,
+			       .id = op->id,
+			       .from_mask = SB_CREATING,
+			       .actor_uid = op->actor_uid,
+			       .boot_ms = -1};
+	struct nd_err e = {0};
+	int r;
+
+	if (err < 0 || !res) {
+		t.to = "failed";
+		t.kind = "sandbox.failed";
+		t.reason = reason ? reason : "boot failed";
+		nd->m.boots_failed++;
+		r = nd__transition(&t, &e);
+		nd_err__set(&e, err < 0 ? err : -EIO, "boot_failed",
+			    "sandbox %s failed to boot: %s", op->id, t.reason);
+		reply_sandbox(op, err < 0 ? err : -EIO, &e);
+		goto out;
+	}
+	t.to = "running";
+	t.kind = "sandbox.running";
+	t.boot_ms = res->boot_ms;
+	t.vmm_pid = res->vmm_pid;
+	r = nd__transition(&t, &e);
+	if (r == 0)
+		count_boot(&nd->m, res->boot_ms);
+	else if (nd->be->stop) {
+		/* Failed or stopped meanwhile: do not leave a VM behind. */
+		struct sb_row row;
+		struct nd_sandbox_info info;
+
+		if (sb_row__load(nd, op->id, &row, NULL) == 0) {
+			sb_row__info(&row, &info);
+			nd->be->stop(nd->be->ctx, &info, NULL);
+			sb_row__clear(&row);
+		}
+	}
+	reply_sandbox(op, r, r < 0 ? &e : NULL);
+out:
+	nd_op__free(op);
+}
+
+static int start_boot(struct nucleusd *nd, struct create_tx *c, nd_reply_fn reply, void *arg,
+		      struct nd_err *e)
+{
+	struct sb_row row;
+	struct nd_sandbox_info info;
+	struct nd_op *op;
+	int r;
+
+	r = sb_row__load(nd, c->id, &row, e);
+	if (r < 0)
+		return r;
+	op = nd_op__new(nd, c->id, reply, arg);
+	if (!op) {
+		r = nd_err__set(e, -ENOMEM, "internal", "out of memory");
+		goto out;
+	}
+	op->actor_uid = c->who ? (int64_t)c->who->uid : -1;
+	sb_row__info(&row, &info);
+	r = nd->be->boot(nd->be->ctx, &info, boot_done, op, e);
+	if (r < 0) {
+		struct transition t = {.nd = nd,
+				       .id = c->id,
+				       .from_mask = SB_CREATING,
+				       .to = "failed",
+				       .kind = "sandbox.failed",
+				       .actor_uid = op->actor_uid,
+				       .boot_ms = -1,
+				       .reason = e && e->msg[0] ? e->msg : strerror(-r)};
+
+		nd_op__free(op);
+		nd->m.boots_failed++;
+		nd__transition(&t, NULL);
+		if (e && !e->code[0])
+			nd_err__set(e, r, "boot_failed", "cannot boot: %s", strerror(-r));
+	}
+out:
+	sb_row__clear(&row);
+	return r;
+}
+
+int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
+			     nd_reply_fn reply, void *arg, struct nd_err *e)
+{
+	struct create_tx c = {.nd = nd, .who = who, .req = req};
+	int r;
+
+	if (!json_is_object(req))
+		return nd_err__set(e, -EINVAL, "malformed_json", "request must be an object");
+	if (!nd->be->boot)
+		return nd_err__set(e, -EAGAIN, "backend_unavailable",
+				   "no sandbox backend is wired into this nucleusd (backend '%s')",
+				   nd->be->name);
+	r = create_check(nd, req, &c, e);
+	if (r < 0)
+		goto out;
+	new_id(c.id);
+	r = store__tx(nd->store, create_tx, &c);
+	if (r == -EEXIST) {
+		r = nd_err__set(e, r, "name_taken", "a live sandbox is already named '%s'",
+				c.name ? c.name : "");
+		goto out;
+	}
+	if (r < 0) {
+		r = nd_err__set(e, r, "internal", "cannot record sandbox: %s", strerror(-r));
+		goto out;
+	}
+	r = start_boot(nd, &c, reply, arg, e);
+out:
+	json_decref(c.policy);
+	return r;
+}
+
+/* ---- tool calls ---- */
+
+struct decision_tx {
+	struct nucleusd *nd;
+	const struct sb_row *row;
+	const char *tool;
+	json_t *args;
+	int64_t actor_uid;
+	const struct nd_decision *d;
+	char nonce[33];
+	int64_t expires_us;
+};
+
+static void args_digest(json_t *args, char hex[65])
+{
+	unsigned char h[32];
+	char *text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)(text ? text : ""),
+			   text ? strlen(text) : 0, NULL, 0);
+	sodium_bin2hex(hex, 65, h, sizeof(h));
+	free(text);
+}
+
+static int insert_approval(struct store *s, struct decision_tx *d)
+{
+	static const char sql[] = "INSERT INTO approvals(nonce, sandbox_id, tool, request, "
+				  "created_us, expires_us) VALUES (?, ?, ?, ?, ?, ?)";
+	unsigned char rnd[16];
+	sqlite3_stmt *st = NULL;
+	char *req;
+	int r;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(d->nonce, sizeof(d->nonce), rnd, sizeof(rnd));
+	d->expires_us = nd__now_us() + 600LL * 1000000;
+	req = json_dumps(d->args, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!req)
+		return -ENOMEM;
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, d->nonce, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, d->row->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, d->tool, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, req, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, nd__now_us());
+		sqlite3_bind_int64(st, 6, d->expires_us);
+		r = store__errno(sqlite3_step(st));
+	}
+	sqlite3_finalize(st);
+	free(req);
+	return r;
+}
+
+static int save_session(struct store *s, struct decision_tx *d)
+{
+	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
+				  "AND closed_us IS NULL";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!d->d->session_state)
+		return 0;
+	if (!d->row->session_id[0])
+		return -ENOENT;
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, nd__now_us());
+	sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
+		r = -ENOENT;
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int decision_tx(struct store *s, void *arg)
+{
+	struct decision_tx *d = arg;
+	char digest[65];
+	json_t *body;
+	int r;
+
+	if (d->d->verdict == ND_ASK) {
+		r = insert_approval(s, d);
+		if (r < 0)
+			return r;
+	}
+	r = save_session(s, d);
+	if (r < 0)
+		return r;
+	args_digest(d->args, digest);
+	body = json_pack("{ss ss ss ss ss}", "tool", d->tool, "verdict",
+			 nd_verdict__name(d->d->verdict), "reason", d->d->reason, "message",
+			 d->d->message, "args_blake2b", digest);
+	if (!body)
+		return -ENOMEM;
+	if (d->d->verdict == ND_ASK)
+		json_object_set_new(body, "approval_nonce", json_string(d->nonce));
+	if (d->d->trace)
+		json_object_set(body, "trace", d->d->trace);
+	r = audit__append(s, d->nd->key, d->row->id, d->actor_uid, "tool.decision", body, NULL);
+	json_decref(body);
+	return r;
+}
+
+struct result_tx {
+	struct nucleusd *nd;
+	const struct nd_op *op;
+	int err;
+	const char *reason;
+};
+
+static int result_tx(struct store *s, void *arg)
+{
+	struct result_tx *x = arg;
+	json_t *body;
+	int r;
+
+	body = json_pack("{ss sb}", "tool", x->op->tool, "ok", x->err == 0);
+	if (!body)
+		return -ENOMEM;
+	if (x->err < 0)
+		json_object_set_new(body, "error", json_string(x->reason ? x->reason : "failed"));
+	r = audit__append(s, x->nd->key, x->op->id, x->op->actor_uid, "tool.result", body, NULL);
+	json_decref(body);
+	return r;
+}
+
+static void tool_done(void *token, int err, json_t *result, const char *reason)
+{
+	struct nd_op *op = token;
+	struct result_tx x = {op->nd, op, err, reason};
+	struct nd_err e = {0};
+	json_t *body = NULL;
+	int r;
+
+	r = store__tx(op->nd->store, result_tx, &x);
+	if (err < 0) {
+		op->nd->m.tool_failed++;
+		nd_err__set(&e, err, "tool_failed", "%s: %s", op->tool, reason ? reason : "failed");
+		op->reply(op->arg, err, &e, NULL);
+	} else if (r < 0) {
+		op->nd->m.tool_failed++;
+		nd_err__set(&e, r, "internal", "cannot record tool result");
+		op->reply(op->arg, r, &e, NULL);
+	} else {
+		op->nd->m.tool_ok++;
+		body = json_pack("{ss sO}", "verdict", "allow", "result",
+				 result ? result : json_null());
+		op->reply(op->arg, body ? 0 : -ENOMEM, NULL, body);
+		json_decref(body);
+	}
+	nd_op__free(op);
+}
+
+static int denial(struct decision_tx *d, json_t **ret, struct nd_err *e)
+{
+	json_t *o = json_pack("{ss ss ss}", "verdict", nd_verdict__name(d->d->verdict), "reason",
+			      d->d->reason, "message", d->d->message);
+
+	if (o && d->d->verdict == ND_ASK)
+		json_object_set_new(o, "approval_request",
+				    json_pack("{ss sI ss}", "nonce", d->nonce, "expires_us",
+					      (json_int_t)d->expires_us, "tool", d->tool));
+	if (ret)
+		*ret = o;
+	else
+		json_decref(o);
+	return nd_err__set(e, -EACCES, d->d->verdict == ND_ASK ? "approval_required" : "denied",
+			   "%s", d->d->message);
+}
+
+static int run_tool(struct nucleusd *nd, const struct sb_row *row, const char *tool, json_t *args,
+		    int64_t uid, nd_reply_fn reply, void *arg, struct nd_err *e)
+{
+	struct nd_sandbox_info info;
+	struct nd_op *op;
+	struct result_tx x;
+	int r;
+
+	op = nd_op__new(nd, row->id, reply, arg);
+	if (!op)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	snprintf(op->tool, sizeof(op->tool), "%s", tool);
+	op->actor_uid = uid;
+	sb_row__info(row, &info);
+	r = nd->be->tool(nd->be->ctx, &info, tool, args, tool_done, op, e);
+	if (r < 0) {
+		x = (struct result_tx){nd, op, r, e && e->msg[0] ? e->msg : strerror(-r)};
+		store__tx(nd->store, result_tx, &x);
+		nd->m.tool_failed++;
+		nd_op__free(op);
+		if (r == -ENOENT)
+			nd_err__set(e, r, "unknown_tool", "no tool '%s'", tool);
+		else if (e && !e->code[0])
+			nd_err__set(e, r, "tool_failed", "%s: %s", tool, strerror(-r));
+	}
+	return r;
+}
+
+int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
+			json_t **ret_denial, struct nd_err *e)
+{
+	struct nd_decision dec = {0};
+	struct decision_tx d = {0};
+	struct nd_sandbox_info info;
+	struct sb_row row;
+	int r;
+
+	r = sb_row__load(nd, ref, &row, e);
+	if (r < 0)
+		return r;
+	if (strcmp(row.state, "running") != 0) {
+		r = nd_err__set(e, -EBUSY, "wrong_state", "sandbox %s is %s, not running", row.id,
+				row.state);
+		goto out;
+	}
+	sb_row__info(&row, &info);
+	r = nd->be->decide ? nd->be->decide(nd->be->ctx, &info, tool, args, &dec, e) : -EAGAIN;
+	if (r == 0 && dec.verdict != ND_ALLOW && dec.verdict != ND_DENY && dec.verdict != ND_ASK)
+		r = -EPROTO;
+	if (r < 0) {
+		if (e && !e->code[0])
+			nd_err__set(e, r, "policy_error", "no decision for '%s'", tool);
+		goto out;
+	}
+	d = (struct decision_tx){.nd = nd,
+				 .row = &row,
+				 .tool = tool,
+				 .args = args,
+				 .actor_uid = who ? (int64_t)who->uid : -1,
+				 .d = &dec};
+	r = store__tx(nd->store, decision_tx, &d);
+	if (r < 0) {
+		if (nd->be->decision_abort)
+			nd->be->decision_abort(nd->be->ctx, &info);
+		r = nd_err__set(e, r, "internal", "cannot record decision");
+		goto out;
+	}
+	nd->m.decisions[dec.verdict]++;
+	if (dec.verdict != ND_ALLOW) {
+		r = denial(&d, ret_denial, e);
+		goto out;
+	}
+	r = run_tool(nd, &row, tool, args, d.actor_uid, reply, arg, e);
+out:
+	json_decref(dec.trace);
+	free(dec.session_state);
+	sb_row__clear(&row);
+	return r;
+}

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The daemon object: store + key + backend, restart recovery, health and metrics. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd-internal.h"
+
+struct store *nucleusd__store(struct nucleusd *nd)
+{
+	return nd->store;
+}
+
+const struct audit_key *nucleusd__key(struct nucleusd *nd)
+{
+	return nd->key;
+}
+
+const struct nd_backend *nucleusd__backend(struct nucleusd *nd)
+{
+	return nd->be;
+}
+
+static int profiles_tx(struct store *s, void *arg)
+{
+	static const char sql[] = "INSERT INTO profiles(name, body, builtin, updated_us) VALUES "
+				  "(?1, json(?2), 1, ?3) ON CONFLICT(name) DO UPDATE SET body = "
+				  "json(?2), builtin = 1, updated_us = ?3 WHERE body != json(?2)";
+	const struct nd_backend *be = arg;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	for (size_t i = 0; r == 0 && i < be->n_profiles; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, be->profiles[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, be->profiles[i].body, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, nd__now_us());
+		r = store__errno(sqlite3_step(st));
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int started_tx(struct store *s, void *arg)
+{
+	struct nucleusd *nd = arg;
+	json_t *body;
+	int r;
+
+	body = json_pack("{ss sb}", "backend", nd->be->name, "backend_real", nd->be->real);
+	if (!body)
+		return -ENOMEM;
+	r = audit__append(s, nd->key, NULL, -1, "daemon.start", body, NULL);
+	json_decref(body);
+	return r;
+}
+
+int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,
+		  struct nucleusd **ret)
+{
+	struct nucleusd *nd;
+	char path[4096];
+	int r;
+
+	if (!cfg || !cfg->data_dir || !be)
+		return -EINVAL;
+	if (snprintf(path, sizeof(path), "%s/nucleus.db", cfg->data_dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	nd = calloc(1, sizeof(*nd));
+	if (!nd)
+		return -ENOMEM;
+	nd->base = base;
+	r = audit__key_load(cfg->data_dir, &nd->key);
+	if (r < 0)
+		goto fail;
+	r = store__open(path, &nd->store);
+	if (r < 0)
+		goto fail;
+	nd->be = be;
+	if (be->attach)
+		be->attach(be->ctx, base, nd);
+	r = store__tx(nd->store, profiles_tx, be);
+	if (r < 0)
+		goto fail;
+	r = store__tx(nd->store, started_tx, nd);
+	if (r < 0)
+		goto fail;
+	r = nd__recover(nd);
+	if (r < 0)
+		goto fail;
+	*ret = nd;
+	return 0;
+fail:
+	nd->be = NULL; /* stays the caller's on failure */
+	nucleusd__free(nd);
+	return r;
+}
+
+void nucleusd__free(struct nucleusd *nd)
+{
+	if (!nd)
+		return;
+	nd_backend__free(nd->be); /* drops pending completions without calling them */
+	while (nd->ops)
+		nd_op__free(nd->ops);
+	store__free(nd->store);
+	audit__key_free(nd->key);
+	free(nd);
+}
+
+/* ---- restart recovery ---- */
+
+static int recover_one(struct nucleusd *nd, struct sb_row *row)
+{
+	struct nd_sandbox_info info;
+	struct nd_err e = {0};
+	struct transition t = {.nd = nd,
+			       .id = row->id,
+			       .to = "failed",
+			       .kind = "sandbox.failed",
+			       .actor_uid = -1,
+			       .boot_ms = -1};
+	char reason[320];
+	int r;
+
+	sb_row__info(row, &info);
+	if (strcmp(row->state, "creating") == 0) {
+		/* Its boot request died with the old daemon; release what may be left. */
+		if (nd->be->stop)
+			nd->be->stop(nd->be->ctx, &info, NULL);
+		snprintf(reason, sizeof(reason), "daemon restarted while the sandbox was booting");
+	} else {
+		r = nd->be->adopt ? nd->be->adopt(nd->be->ctx, &info, &e) : -ENOSYS;
+		if (r == 0)
+			return 0;
+		snprintf(reason, sizeof(reason), "not re-adopted after a daemon restart: %s",
+			 e.msg[0] ? e.msg : strerror(-r));
+	}
+	t.from_mask = SB_CREATING | SB_RUNNING | SB_PAUSED;
+	t.reason = reason;
+	return nd__transition(&t, NULL);
+}
+
+int nd__recover(struct nucleusd *nd)
+{
+	json_t *all = NULL, *v;
+	size_t i;
+	int r;
+
+	r = nucleusd__sandbox_list(nd, false, &all);
+	if (r < 0)
+		return r;
+	json_array_foreach(all, i, v)
+	{
+		const char *state = json_string_value(json_object_get(v, "state"));
+		struct sb_row row;
+
+		if (strcmp(state, "creating") && strcmp(state, "running") &&
+		    strcmp(state, "paused"))
+			continue;
+		r = sb_row__load(nd, json_string_value(json_object_get(v, "id")), &row, NULL);
+		if (r < 0)
+			break;
+		r = recover_one(nd, &row);
+		sb_row__clear(&row);
+		if (r < 0)
+			break;
+	}
+	json_decref(all);
+	return r;
+}
+
+/* ---- health and metrics ---- */
+
+static int count_states(struct nucleusd *nd, uint64_t counts[5])
+{
+	static const char *const names[] = {"creating", "running", "paused", "stopped", "failed"};
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	memset(counts, 0, 5 * sizeof(counts[0]));
+	r = store__errno(sqlite3_prepare_v2(store__db(nd->store),
+					    "SELECT state, count(*) FROM sandboxes GROUP BY state",
+					    -1, &st, NULL));
+	if (r < 0)
+		return r;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+
+		for (int i = 0; i < 5; i++)
+			if (strcmp(s, names[i]) == 0)
+				counts[i] = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	r = store__errno(rc);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int nucleusd__health(struct nucleusd *nd, json_t **ret)
+{
+	uint64_t n[5];
+	char pk[65];
+	json_t *o;
+	int r;
+
+	r = count_states(nd, n);
+	if (r < 0)
+		return r;
+	audit__key_public_hex(nd->key, pk);
+	o = json_pack("{ss ss s{ss sb} si ss s{sI sI sI sI sI}}", "status",
+		      nd->be->real ? "ok" : "degraded", "version", "0.1.0", "backend", "name",
+		      nd->be->name, "real", nd->be->real, "schema_version",
+		      store__version(nd->store), "audit_public_key", pk, "sandboxes", "creating",
+		      (json_int_t)n[0], "running", (json_int_t)n[1], "paused", (json_int_t)n[2],
+		      "stopped", (json_int_t)n[3], "failed", (json_int_t)n[4]);
+	if (!o)
+		return -ENOMEM;
+	if (!nd->be->real)
+		json_object_set_new(
+			o, "warning",
+			json_sprintf("backend '%s' is not the product: no microVMs are run%s",
+				     nd->be->name,
+				     strcmp(nd->be->name, "fake") == 0
+					     ? " (fake backend for tests)"
+					     : "; sandboxes cannot be created"));
+	*ret = o;
+	return 0;
+}
+
+static void metrics_boot(FILE *f, const struct nd_metrics *m)
+{
+	uint64_t cum = 0;
+
+	fprintf(f,
+		"# HELP nucleus_boots_total Sandbox boots by result.\n"
+		"# TYPE nucleus_boots_total counter\n"
+		"nucleus_boots_total{result=\"ok\"} %llu\n"
+		"nucleus_boots_total{result=\"failed\"} %llu\n",
+		(unsigned long long)m->boots_ok, (unsigned long long)m->boots_failed);
+	fprintf(f, "# HELP nucleus_boot_duration_seconds Time from boot request to a ready guest.\n"
+		   "# TYPE nucleus_boot_duration_seconds histogram\n");
+	for (int i = 0; i < ND_BOOT_BUCKETS; i++) {
+		cum += m->boot_bucket[i];
+		fprintf(f, "nucleus_boot_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			nd_boot_buckets_ms[i] / 1000.0, (unsigned long long)cum);
+	}
+	cum += m->boot_bucket[ND_BOOT_BUCKETS];
+	fprintf(f,
+		"nucleus_boot_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+		"nucleus_boot_duration_seconds_sum %g\n"
+		"nucleus_boot_duration_seconds_count %llu\n",
+		(unsigned long long)cum, m->boot_ms_sum / 1000.0, (unsigned long long)cum);
+}
+
+int nucleusd__metrics(struct nucleusd *nd, char **ret)
+{
+	static const char *const states[] = {"creating", "running", "paused", "stopped", "failed"};
+	const struct nd_metrics *m = &nd->m;
+	char *buf = NULL;
+	size_t len = 0;
+	uint64_t n[5];
+	FILE *f;
+	int r;
+
+	r = count_states(nd, n);
+	if (r < 0)
+		return r;
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -errno;
+	fprintf(f, "# HELP nucleus_sandboxes Sandboxes by state.\n"
+		   "# TYPE nucleus_sandboxes gauge\n");
+	for (int i = 0; i < 5; i++)
+		fprintf(f, "nucleus_sandboxes{state=\"%s\"} %llu\n", states[i],
+			(unsigned long long)n[i]);
+	metrics_boot(f, m);
+	fprintf(f,
+		"# HELP nucleus_sandbox_failures_total Sandboxes whose VM died.\n"
+		"# TYPE nucleus_sandbox_failures_total counter\n"
+		"nucleus_sandbox_failures_total %llu\n",
+		(unsigned long long)m->failures);
+	fprintf(f, "# HELP nucleus_decisions_total Policy decisions by verdict.\n"
+		   "# TYPE nucleus_decisions_total counter\n");
+	for (int v = ND_ALLOW; v <= ND_ASK; v++)
+		fprintf(f, "nucleus_decisions_total{verdict=\"%s\"} %llu\n",
+			nd_verdict__name((enum nd_verdict)v), (unsigned long long)m->decisions[v]);
+	fprintf(f,
+		"# HELP nucleus_tool_calls_total Executed tool calls by result.\n"
+		"# TYPE nucleus_tool_calls_total counter\n"
+		"nucleus_tool_calls_total{result=\"ok\"} %llu\n"
+		"nucleus_tool_calls_total{result=\"failed\"} %llu\n"
+		"# HELP nucleus_backend_real 1 when a real (VMM) backend runs sandboxes.\n"
+		"# TYPE nucleus_backend_real gauge\n"
+		"nucleus_backend_real{backend=\"%s\"} %d\n",
+		(unsigned long long)m->tool_ok, (unsigned long long)m->tool_failed, nd->be->name,
+		nd->be->real ? 1 : 0);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	return 0;
+}

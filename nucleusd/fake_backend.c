@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Backends that are NOT the product:
+ *
+ *  fake  for tests and `nucleusd --fake-backend`: no VMs at all. Completions come
+ *        from the event loop (like the real backend's), boot_ms is the time until
+ *        then. Policy: {"deny": [tools], "ask": [tools]}, everything else allowed.
+ *        Tools: echo (returns its args), slow (echo after args.ms, at most 10 s),
+ *        fail (fails), hang (never completes),
+ *        crash (the "VMM" dies: the sandbox becomes failed). Images: "fake:fail"
+ *        fails the boot, "fake:hang" never finishes booting.
+ *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
+ *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/event.h>
+
+#include "nucleusd/nucleusd.h"
+
+struct fake_vm {
+	struct fake_vm *next;
+	char id[20];
+	bool paused;
+};
+
+struct fake_call {
+	struct fake_call *next;
+	struct fake *f;
+	struct event *ev;
+	char id[20];
+	int err;
+	json_t *result;
+	char reason[128];
+	struct timespec start;
+	nd_boot_done_fn boot_done;
+	nd_tool_done_fn tool_done;
+	void *token;
+};
+
+struct fake {
+	struct event_base *base;
+	struct nucleusd *nd;
+	struct fake_vm *vms;
+	struct fake_call *calls; /* scheduled or hanging */
+};
+
+static const struct nd_profile fake_profiles[] = {
+	{"default", "{\"deny\": [], \"ask\": []}"},
+	{"fake-strict", "{\"deny\": [\"write_file\"], \"ask\": [\"web_fetch\"]}"},
+};
+
+static struct fake_vm *vm_find(struct fake *f, const char *id)
+{
+	for (struct fake_vm *v = f->vms; v; v = v->next)
+		if (strcmp(v->id, id) == 0)
+			return v;
+	return NULL;
+}
+
+static void vm_remove(struct fake *f, const char *id)
+{
+	for (struct fake_vm **pp = &f->vms; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->id, id) == 0) {
+			struct fake_vm *v = *pp;
+
+			*pp = v->next;
+			free(v);
+			return;
+		}
+	}
+}
+
+static void call_unlink(struct fake_call *c)
+{
+	for (struct fake_call **pp = &c->f->calls; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->ev)
+		event_free(c->ev);
+	json_decref(c->result);
+	free(c);
+}
+
+static void call_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake_call *c = arg;
+	struct fake *f = c->f;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (c->boot_done) {
+		struct nd_boot_result res = {
+			.boot_ms = (uint32_t)((now.tv_sec - c->start.tv_sec) * 1000 +
+					      (now.tv_nsec - c->start.tv_nsec) / 1000000),
+			.vmm_pid = 0};
+		struct fake_vm *v = NULL;
+
+		if (c->err == 0) {
+			v = calloc(1, sizeof(*v));
+			if (!v) {
+				c->err = -ENOMEM;
+				snprintf(c->reason, sizeof(c->reason), "out of memory");
+			}
+		}
+		if (v) {
+			snprintf(v->id, sizeof(v->id), "%s", c->id);
+			v->next = f->vms;
+			f->vms = v;
+		}
+		c->boot_done(c->token, c->err, c->err ? NULL : &res, c->reason);
+	} else {
+		c->tool_done(c->token, c->err, c->result, c->reason);
+	}
+	call_unlink(c);
+}
+
+/* Schedules a completion from the event loop after @ms; @hang keeps it pending forever. */
+static struct fake_call *call_new(struct fake *f, const char *id, bool hang, long ms)
+{
+	struct fake_call *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->f = f;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	clock_gettime(CLOCK_MONOTONIC, &c->start);
+	if (!hang) {
+		c->ev = evtimer_new(f->base, call_fire, c);
+		if (!c->ev ||
+		    event_add(c->ev, &(struct timeval){ms / 1000, (ms % 1000) * 1000}) < 0) {
+			if (c->ev)
+				event_free(c->ev);
+			free(c);
+			return NULL;
+		}
+	}
+	c->next = f->calls;
+	f->calls = c;
+	return c;
+}
+
+static void fake_attach(void *ctx, struct event_base *base, struct nucleusd *nd)
+{
+	struct fake *f = ctx;
+
+	f->base = base;
+	f->nd = nd;
+}
+
+static int fake_boot(void *ctx, const struct nd_sandbox_info *sb, nd_boot_done_fn done, void *token,
+		     struct nd_err *e)
+{
+	const char *image = json_string_value(json_object_get(sb->spec, "image"));
+	struct fake *f = ctx;
+	struct fake_call *c;
+
+	if (!f->base)
+		return nd_err__set(e, -EINVAL, "internal", "fake backend not attached");
+	c = call_new(f, sb->id, image && strcmp(image, "fake:hang") == 0, 0);
+	if (!c)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	c->boot_done = done;
+	c->token = token;
+	if (image && strcmp(image, "fake:fail") == 0) {
+		c->err = -EIO;
+		snprintf(c->reason, sizeof(c->reason), "fake image refuses to boot");
+	}
+	return 0;
+}
+
+static int fake_stop(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e)
+{
+	struct fake *f = ctx;
+
+	if (!vm_find(f, sb->id))
+		return nd_err__set(e, -ESRCH, "backend_error", "fake VM %s is not running", sb->id);
+	vm_remove(f, sb->id);
+	return 0;
+}
+
+static int fake_set_paused(struct fake *f, const char *id, bool paused, struct nd_err *e)
+{
+	struct fake_vm *v = vm_find(f, id);
+
+	if (!v)
+		return nd_err__set(e, -ESRCH, "backend_error", "fake VM %s is not running", id);
+	v->paused = paused;
+	return 0;
+}
+
+static int fake_pause(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e)
+{
+	return fake_set_paused(ctx, sb->id, true, e);
+}
+
+static int fake_resume(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e)
+{
+	return fake_set_paused(ctx, sb->id, false, e);
+}
+
+static int fake_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e)
+{
+	return nd_err__set(e, -ESRCH, "backend_error",
+			   "fake backend cannot re-adopt: its VMs lived in the old process");
+}
+
+static bool listed(json_t *policy, const char *key, const char *tool)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(json_object_get(policy, key), i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), tool) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int fake_decide(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
+		       struct nd_decision *ret, struct nd_err *e)
+{
+	struct nd_decision d = {ND_ALLOW, "fake_allow", "allowed by the fake policy"};
+
+	if (listed(sb->policy, "deny", tool)) {
+		d.verdict = ND_DENY;
+		snprintf(d.reason, sizeof(d.reason), "fake_deny_list");
+		snprintf(d.message, sizeof(d.message), "the fake policy denies '%s'", tool);
+	} else if (listed(sb->policy, "ask", tool)) {
+		d.verdict = ND_ASK;
+		snprintf(d.reason, sizeof(d.reason), "fake_ask_list");
+		snprintf(d.message, sizeof(d.message), "'%s' needs an approval", tool);
+	}
+	/* A session state like the policy engine's: here just the number of decisions. */
+	{
+		json_t *prev = sb->session_state ? json_loads(sb->session_state, 0, NULL) : NULL;
+		json_int_t n = json_integer_value(json_object_get(prev, "decisions"));
+		json_t *next = json_pack("{sI}", "decisions", n + 1);
+
+		json_decref(prev);
+		d.session_state = json_dumps(next, JSON_COMPACT);
+		json_decref(next);
+		d.trace = json_pack("{sI}", "seq", n + 1);
+	}
+	*ret = d;
+	return 0;
+}
+
+static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
+		     nd_tool_done_fn done, void *token, struct nd_err *e)
+{
+	struct fake *f = ctx;
+	struct fake_vm *v = vm_find(f, sb->id);
+	struct fake_call *c;
+	bool hang = strcmp(tool, "hang") == 0, slow = strcmp(tool, "slow") == 0;
+	json_int_t ms = slow ? json_integer_value(json_object_get(args, "ms")) : 0;
+
+	if (strcmp(tool, "echo") && strcmp(tool, "fail") && !hang && !slow && strcmp(tool, "crash"))
+		return nd_err__set(e, -ENOENT, "unknown_tool", "no tool '%s'", tool);
+	if (!v || v->paused)
+		return nd_err__set(e, -EHOSTDOWN, "backend_error", "fake VM %s is not running",
+				   sb->id);
+	c = call_new(f, sb->id, hang, ms < 0 ? 0 : ms > 10000 ? 10000 : (long)ms);
+	if (!c)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	c->tool_done = done;
+	c->token = token;
+	if (strcmp(tool, "echo") == 0 || slow) {
+		c->result = json_pack("{sO}", "echo", args ? args : json_null());
+	} else if (strcmp(tool, "fail") == 0) {
+		c->err = -EIO;
+		snprintf(c->reason, sizeof(c->reason), "the fake tool failed");
+	} else if (strcmp(tool, "crash") == 0) {
+		vm_remove(f, sb->id);
+		nucleusd__sandbox_failed(f->nd, sb->id, "fake VMM exited (crash tool)");
+		c->err = -EHOSTDOWN;
+		snprintf(c->reason, sizeof(c->reason), "the VM died");
+	}
+	return 0;
+}
+
+static int fake_policy_check(void *ctx, json_t *policy, struct nd_err *e)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(policy, key, v)
+	{
+		if (strcmp(key, "deny") && strcmp(key, "ask"))
+			return nd_err__set(e, -EINVAL, "invalid_policy",
+					   "fake policy: unknown key '%s'", key);
+		if (!json_is_array(v))
+			return nd_err__set(e, -EINVAL, "invalid_policy",
+					   "fake policy: '%s' must be an array", key);
+	}
+	return 0;
+}
+
+static void fake_free(void *ctx)
+{
+	struct fake *f = ctx;
+
+	if (!f)
+		return;
+	while (f->calls)
+		call_unlink(f->calls); /* completions are dropped: the daemon is going away */
+	while (f->vms)
+		vm_remove(f, f->vms->id);
+	free(f);
+}
+
+int nd_fake_backend__new(struct nd_backend **ret)
+{
+	struct nd_backend *be = calloc(1, sizeof(*be));
+
+	if (!be)
+		return -ENOMEM;
+	be->ctx = calloc(1, sizeof(struct fake));
+	if (!be->ctx) {
+		free(be);
+		return -ENOMEM;
+	}
+	be->name = "fake";
+	be->real = false;
+	be->attach = fake_attach;
+	be->boot = fake_boot;
+	be->stop = fake_stop;
+	be->pause = fake_pause;
+	be->resume = fake_resume;
+	be->adopt = fake_adopt;
+	be->decide = fake_decide;
+	be->tool = fake_tool;
+	be->policy_check = fake_policy_check;
+	be->free = fake_free;
+	be->profiles = fake_profiles;
+	be->n_profiles = sizeof(fake_profiles) / sizeof(fake_profiles[0]);
+	*ret = be;
+	return 0;
+}
+
+static int none_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e)
+{
+	return nd_err__set(e, -EAGAIN, "backend_unavailable", "no VMM backend in this build");
+}
+
+int nd_none_backend__new(struct nd_backend **ret)
+{
+	struct nd_backend *be = calloc(1, sizeof(*be));
+
+	if (!be)
+		return -ENOMEM;
+	be->name = "none";
+	be->real = false;
+	be->adopt = none_adopt;
+	*ret = be;
+	return 0;
+}
+
+void nd_backend__free(struct nd_backend *be)
+{
+	if (!be)
+		return;
+	if (be->free)
+		be->free(be->ctx);
+	free(be);
+}

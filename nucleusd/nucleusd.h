@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleusd: the daemon's core library (face of the nucleusd/ module).
+ *
+ *   store    SQLite in WAL mode, versioned migrations, one transaction helper
+ *   audit    hash-chained, Ed25519-signed, append-only audit log
+ *   backend  the seam to the VMM / guest agent / policy engine (struct nd_backend)
+ *   nucleusd the sandbox manager: state machine, every transition a transaction
+ *            with its audit entry; no state that SQLite does not also have
+ *
+ * The HTTP layer (api/) calls into this library; this library never speaks HTTP.
+ * Errors are negative errno values; an optional struct nd_err carries a short
+ * machine code and a human message for the API to return.
+ */
+#ifndef NUCLEUS_NUCLEUSD_H
+#define NUCLEUS_NUCLEUSD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <jansson.h>
+
+struct event_base;
+struct sqlite3;
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+/*
+ * Error codes used across the library (negative errno) and what the API makes of them:
+ *   -EINVAL  400 bad request            -ENOENT   404 unknown id
+ *   -EBUSY   409 wrong state            -EEXIST   409 conflict (e.g. name taken)
+ *   -EACCES  403 policy deny / ask      -EDQUOT   402 budget exhausted
+ *   -EAGAIN  503 backend unavailable    -EHOSTDOWN 502 backend (VMM/guest) failed
+ *   others   500 internal
+ */
+struct nd_err {
+	char code[32]; /* machine code, e.g. "wrong_state" */
+	char msg[256]; /* one line for humans */
+};
+
+/* Fills @e (may be NULL) and returns @rc (a negative errno). */
+int nd_err__set(struct nd_err *e, int rc, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* ---- store ---------------------------------------------------------------------------- */
+
+struct store;
+
+typedef int (*store_tx_fn)(struct store *s, void *arg);
+
+/* The built-in migrations, in order: migration i brings the schema to version i + 1. */
+extern const char *const store__migrations[];
+extern const size_t store__n_migrations;
+
+/* Opens (creating if needed) the database at @path and migrates it to the newest version. */
+int store__open(const char *path, struct store **ret);
+/* Same with an explicit migration list (tests). Each migration runs in its own transaction. */
+int store__open_with(const char *path, const char *const *migrations, size_t n, struct store **ret);
+void store__free(struct store *s);
+
+struct sqlite3 *store__db(struct store *s);
+/* Current schema version (0 for an empty database). */
+int store__version(struct store *s);
+/* BEGIN IMMEDIATE; fn(); COMMIT, or ROLLBACK when fn returns < 0 or COMMIT fails. */
+int store__tx(struct store *s, store_tx_fn fn, void *arg);
+bool store__in_tx(struct store *s);
+/* Runs SQL text without parameters. */
+int store__exec(struct store *s, const char *sql);
+/* Maps a SQLite result code to a negative errno. */
+int store__errno(int sqlite_rc);
+
+/* ---- audit ---------------------------------------------------------------------------- */
+
+struct audit_key;
+
+/*
+ * Loads the daemon's Ed25519 key from @dir/audit.key, generating it (mode 0600) on first
+ * start. Refuses a key file that group or others can read (-EPERM).
+ */
+int audit__key_load(const char *dir, struct audit_key **ret);
+void audit__key_free(struct audit_key *k);
+/* Hex of the public key (64 chars + NUL). */
+void audit__key_public_hex(const struct audit_key *k, char out[65]);
+
+/*
+ * Appends one entry; MUST be called inside an open store transaction (store__tx),
+ * so the entry commits or rolls back with the effect it records (-EINVAL otherwise).
+ * @sandbox may be NULL (daemon-wide event), @actor_uid < 0 when there is no peer.
+ * @body must be a JSON object; it is stored in canonical form (sorted keys, compact).
+ */
+int audit__append(struct store *s, const struct audit_key *k, const char *sandbox,
+		  int64_t actor_uid, const char *kind, json_t *body, uint64_t *ret_seq);
+
+struct audit_verify {
+	uint64_t entries;   /* entries checked */
+	uint64_t first_bad; /* 0 when the chain is intact, else the first bad seq */
+	char problem[96];   /* what is wrong with first_bad */
+};
+
+/* Walks the whole chain. Returns 0 when it could check (see ret->first_bad). */
+int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret);
+
+/* Entries (of one sandbox, or all when @sandbox is NULL) with seq > @after, oldest first. */
+int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret);
+
+/* ---- backend seam --------------------------------------------------------------------- */
+
+/* What the backend is told about a sandbox. Valid only during the call. */
+struct nd_sandbox_info {
+	const char *id;
+	const char *name;    /* may be NULL */
+	const char *profile; /* profile name, or NULL when an inline policy is given */
+	json_t *policy;	     /* the profile's body or the inline policy (object) */
+	json_t *spec;	     /* the validated create request (object) */
+	unsigned vcpus;
+	unsigned memory_mib;
+	int64_t vmm_pid;	   /* from the last boot, 0 if none */
+	const char *session_id;	   /* 32 hex digits: the policy session of this sandbox */
+	const char *session_state; /* its last committed state (JSON text), NULL: fresh */
+};
+
+struct nd_boot_result {
+	uint32_t boot_ms;
+	int64_t vmm_pid; /* recorded for re-adoption after a daemon restart; 0 if none */
+};
+
+enum nd_verdict { ND_ALLOW = 0, ND_DENY, ND_ASK };
+
+struct nd_decision {
+	enum nd_verdict verdict;
+	char reason[64];   /* machine reason, e.g. "profile_denies_tool" */
+	char message[256]; /* human explanation */
+	/*
+	 * Optional, owned by the decision (the daemon frees them): the policy engine's
+	 * trace record, added to the audit entry as "trace", and the session's new state
+	 * (JSON text), written to sessions.state. Both commit in the decision's
+	 * transaction; if that fails, decision_abort() tells the backend to forget it.
+	 */
+	json_t *trace;
+	char *session_state;
+};
+
+/*
+ * Completion callbacks. A backend calls each exactly once per accepted call, either
+ * from inside the call or later from the event loop. @err < 0 means failure, with
+ * @reason a one-line explanation. The tool result is a JSON value the callee owns
+ * (the callback takes its own reference).
+ */
+typedef void (*nd_boot_done_fn)(void *token, int err, const struct nd_boot_result *res,
+				const char *reason);
+typedef void (*nd_tool_done_fn)(void *token, int err, json_t *result, const char *reason);
+
+struct nd_profile {
+	const char *name;
+	const char *body; /* JSON object text, the policy the profile stands for */
+};
+
+struct nucleusd;
+
+/*
+ * The seam between the daemon and everything that runs sandboxes. The daemon owns the
+ * state (SQLite) and the audit log; the backend owns processes and guests.
+ * Every function returns 0 or a negative errno (and may fill @e); async calls that
+ * return 0 MUST call their completion exactly once; async calls that fail synchronously
+ * MUST NOT call it.
+ */
+struct nd_backend {
+	const char *name; /* "vmm", "fake", "none" */
+	bool real;	  /* false: the daemon says so in its log and /v1/health */
+	void *ctx;
+
+	/* Called once by nucleusd__new; @nd is for nucleusd__sandbox_failed(). */
+	void (*attach)(void *ctx, struct event_base *base, struct nucleusd *nd);
+	/* Starts the sandbox's VM and waits (asynchronously) until the guest agent answers. */
+	int (*boot)(void *ctx, const struct nd_sandbox_info *sb, nd_boot_done_fn done, void *token,
+		    struct nd_err *e);
+	/* Stops and releases the sandbox's VM (running, paused or half-booted). */
+	int (*stop)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+	int (*pause)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+	int (*resume)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+	/*
+	 * After a daemon restart: takes over a sandbox whose VM may still run
+	 * (sb->vmm_pid). 0 = adopted (keeps its state), < 0 = gone (marked failed).
+	 */
+	int (*adopt)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+	/* Policy decision for one tool call; synchronous (in-process engine). */
+	int (*decide)(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
+		      struct nd_decision *ret, struct nd_err *e);
+	/* Runs an allowed tool call in the guest. -ENOENT: no such tool. */
+	int (*tool)(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
+		    nd_tool_done_fn done, void *token, struct nd_err *e);
+	/* Optional: the decision just made for @sb was not committed (roll back state). */
+	void (*decision_abort)(void *ctx, const struct nd_sandbox_info *sb);
+	/* Checks an inline policy at create time; NULL accepts any object. */
+	int (*policy_check)(void *ctx, json_t *policy, struct nd_err *e);
+	void (*free)(void *ctx);
+
+	/* Built-in profiles, registered in the store at start (upsert). */
+	const struct nd_profile *profiles;
+	size_t n_profiles;
+};
+
+/* Test/CLI backend: no VMs; see nucleusd/fake_backend.c for its tools and profiles. */
+int nd_fake_backend__new(struct nd_backend **ret);
+/* Placeholder used until the real backend is wired: every boot is refused (-EAGAIN). */
+int nd_none_backend__new(struct nd_backend **ret);
+void nd_backend__free(struct nd_backend *be);
+
+/* ---- the sandbox manager -------------------------------------------------------------- */
+
+struct nd_caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+};
+
+/* Completion of an asynchronous request: @body (object) is borrowed. */
+typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *body);
+
+struct nd_config {
+	const char *data_dir; /* holds nucleus.db, audit.key */
+};
+
+/* Takes ownership of @be (freed by nucleusd__free). Adopts or fails leftover sandboxes. */
+int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,
+		  struct nucleusd **ret);
+void nucleusd__free(struct nucleusd *nd);
+
+struct store *nucleusd__store(struct nucleusd *nd);
+const struct audit_key *nucleusd__key(struct nucleusd *nd);
+const struct nd_backend *nucleusd__backend(struct nucleusd *nd);
+
+/*
+ * POST /v1/sandboxes. @req was validated for shape by the API; semantic checks
+ * (profile exists, name free, one of profile|policy) happen here. Returns 0 when the
+ * boot started: @reply is then called exactly once (maybe before this returns) with
+ * rc 0 and the sandbox, or rc < 0 (the sandbox is then 'failed').
+ */
+int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
+			     nd_reply_fn reply, void *arg, struct nd_err *e);
+/* @all: include stopped sandboxes. */
+int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret);
+/* @ref: id, or name (the live sandbox of that name, else the newest one). */
+int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+int nucleusd__sandbox_stop(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			   json_t **ret, struct nd_err *e);
+int nucleusd__sandbox_pause(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			    json_t **ret, struct nd_err *e);
+int nucleusd__sandbox_resume(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			     json_t **ret, struct nd_err *e);
+/*
+ * POST /v1/sandboxes/{id}/tools/{name}: decision (audited), then execution.
+ * Returns < 0 for errors known at once (404, 409, 403 with @ret_denial set).
+ * On 0 the call is under way and @reply gets {verdict:"allow", result}.
+ */
+int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
+			json_t **ret_denial, struct nd_err *e);
+
+int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
+			 json_t **ret, struct nd_err *e);
+/* Verifies the whole chain; @ref (may be NULL) only has to exist. */
+int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+
+int nucleusd__health(struct nucleusd *nd, json_t **ret);
+/* Prometheus text exposition of the daemon's counters (malloc'd). */
+int nucleusd__metrics(struct nucleusd *nd, char **ret);
+
+/* Called by the backend when a sandbox's VM died: the sandbox becomes 'failed'. */
+void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason);
+
+const char *nd_verdict__name(enum nd_verdict v);
+
+#endif

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The sandbox manager: the state machine
+ *
+ *     creating -> running <-> paused -> stopped
+ *         \          \           \
+ *          +----------+-----------+--> failed -> stopped (DELETE)
+ *
+ * enforced here (wrong state = -EBUSY, the API's 409), every transition one store
+ * transaction together with its audit entry. The backend (VMM, guest, policy) is
+ * reached only through struct nd_backend.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd-internal.h"
+
+const char *nd_verdict__name(enum nd_verdict v)
+{
+	switch (v) {
+	case ND_ALLOW:
+		return "allow";
+	case ND_DENY:
+		return "deny";
+	case ND_ASK:
+		return "ask";
+	}
+	return "?";
+}
+
+int64_t nd__now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- rows ---- */
+
+void sb_row__clear(struct sb_row *r)
+{
+	free(r->name);
+	free(r->profile);
+	free(r->reason);
+	free(r->session_state);
+	json_decref(r->policy);
+	json_decref(r->spec);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+#define ROW_COLS                                                                                   \
+	"s.id, s.name, s.state, s.profile, s.policy, s.spec, s.vcpus, s.memory_mib, s.boot_ms, "   \
+	"s.vmm_pid, s.reason, s.owner_uid, s.created_us, s.updated_us, ss.id, ss.state"
+/* A sandbox with its open policy session. */
+#define ROW_FROM                                                                                   \
+	" FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND ss.closed_us IS "     \
+	"NULL"
+
+static int row_read(sqlite3_stmt *st, struct sb_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 0));
+	r->name = col_strdup(st, 1);
+	snprintf(r->state, sizeof(r->state), "%s", (const char *)sqlite3_column_text(st, 2));
+	r->profile = col_strdup(st, 3);
+	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
+	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	r->vcpus = (unsigned)sqlite3_column_int(st, 6);
+	r->memory_mib = (unsigned)sqlite3_column_int(st, 7);
+	r->boot_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+	r->vmm_pid = sqlite3_column_int64(st, 9);
+	r->reason = col_strdup(st, 10);
+	r->owner_uid = sqlite3_column_int64(st, 11);
+	r->created_us = sqlite3_column_int64(st, 12);
+	r->updated_us = sqlite3_column_int64(st, 13);
+	if (sqlite3_column_text(st, 14))
+		snprintf(r->session_id, sizeof(r->session_id), "%s",
+			 (const char *)sqlite3_column_text(st, 14));
+	r->session_state = col_strdup(st, 15);
+	if (!r->policy || !r->spec) {
+		sb_row__clear(r);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Finds a sandbox by id, else by name (the live one, else the newest). */
+int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+{
+	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1 OR s.name = ?1 "
+				  "ORDER BY s.id = ?1 DESC, s.state NOT IN ('stopped', 'failed') "
+				  "DESC, s.created_us DESC LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int rc, ret;
+
+	ret = store__errno(sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL));
+	if (ret < 0)
+		return nd_err__set(e, ret, "internal", "database error");
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = row_read(st, r);
+	else if (rc == SQLITE_DONE)
+		ret = nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
+	else
+		ret = store__errno(rc);
+	sqlite3_finalize(st);
+	if (ret < 0 && e && !e->code[0])
+		nd_err__set(e, ret, "internal", "cannot read sandbox");
+	return ret;
+}
+
+json_t *sb_row__json(const struct sb_row *r)
+{
+	json_t *o;
+
+	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI sO}", "id", r->id, "name", r->name,
+		      "state", r->state, "profile", r->profile, "vcpus", (json_int_t)r->vcpus,
+		      "memory_mib", (json_int_t)r->memory_mib, "boot_ms",
+		      r->boot_ms < 0 ? NULL : json_integer(r->boot_ms), "owner_uid",
+		      (json_int_t)r->owner_uid, "created_us", (json_int_t)r->created_us,
+		      "updated_us", (json_int_t)r->updated_us, "spec", r->spec);
+	if (o && r->reason)
+		json_object_set_new(o, "reason", json_string(r->reason));
+	return o;
+}
+
+void sb_row__info(const struct sb_row *r, struct nd_sandbox_info *info)
+{
+	info->id = r->id;
+	info->name = r->name;
+	info->profile = r->profile;
+	info->policy = r->policy;
+	info->spec = r->spec;
+	info->vcpus = r->vcpus;
+	info->memory_mib = r->memory_mib;
+	info->vmm_pid = r->vmm_pid;
+	info->session_id = r->session_id[0] ? r->session_id : NULL;
+	info->session_state = r->session_state;
+}
+
+/* ---- transitions ---- */
+
+static bool state_in(const char *state, unsigned mask)
+{
+	static const char *const names[] = {"creating", "running", "paused", "stopped", "failed"};
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if ((mask & (1u << i)) && strcmp(state, names[i]) == 0)
+			return true;
+	return false;
+}
+
+static int current_state(struct store *s, const char *id, char out[16])
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__errno(sqlite3_prepare_v2(
+		store__db(s), "SELECT state FROM sandboxes WHERE id = ?", -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snprintf(out, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+	r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int update_row(struct store *s, const struct transition *t)
+{
+	static const char sql[] = "UPDATE sandboxes SET state = ?2, updated_us = ?3, "
+				  "boot_ms = coalesce(?4, boot_ms), vmm_pid = coalesce(?5, "
+				  "vmm_pid), reason = coalesce(?6, reason) WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, t->to, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, nd__now_us());
+	if (t->boot_ms >= 0)
+		sqlite3_bind_int64(st, 4, t->boot_ms);
+	if (t->vmm_pid > 0)
+		sqlite3_bind_int64(st, 5, t->vmm_pid);
+	if (t->reason)
+		sqlite3_bind_text(st, 6, t->reason, -1, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* A sandbox that is gone takes no more decisions. */
+static int close_sessions(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s),
+					    "UPDATE sessions SET closed_us = ?2 WHERE sandbox_id = "
+					    "?1 AND closed_us IS NULL",
+					    -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, nd__now_us());
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int transition_tx(struct store *s, void *arg)
+{
+	struct transition *t = arg;
+	char state[16];
+	json_t *body;
+	int r;
+
+	r = current_state(s, t->id, state);
+	if (r < 0)
+		return r;
+	snprintf(t->was, sizeof(t->was), "%s", state);
+	if (!state_in(state, t->from_mask))
+		return -EBUSY;
+	r = update_row(s, t);
+	if (r < 0)
+		return r;
+	if (strcmp(t->to, "stopped") == 0 || strcmp(t->to, "failed") == 0) {
+		r = close_sessions(s, t->id);
+		if (r < 0)
+			return r;
+	}
+	body = json_pack("{ss ss}", "from", state, "to", t->to);
+	if (!body)
+		return -ENOMEM;
+	if (t->reason)
+		json_object_set_new(body, "reason", json_string(t->reason));
+	if (t->boot_ms >= 0)
+		json_object_set_new(body, "boot_ms", json_integer(t->boot_ms));
+	r = audit__append(s, t->nd->key, t->id, t->actor_uid, t->kind, body, NULL);
+	json_decref(body);
+	return r;
+}
+
+int nd__transition(struct transition *t, struct nd_err *e)
+{
+	int r = store__tx(t->nd->store, transition_tx, t);
+
+	if (r == -EBUSY)
+		return nd_err__set(e, r, "wrong_state", "sandbox %s is %s", t->id, t->was);
+	if (r == -ENOENT)
+		return nd_err__set(e, r, "not_found", "no sandbox '%s'", t->id);
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "cannot record state change: %s",
+				   strerror(-r));
+	return 0;
+}
+
+static int reply_row(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e)
+{
+	struct sb_row row;
+	int r;
+
+	r = sb_row__load(nd, id, &row, e);
+	if (r < 0)
+		return r;
+	*ret = sb_row__json(&row);
+	sb_row__clear(&row);
+	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+}
+
+/* ---- simple lifecycle requests ---- */
+
+typedef int (*be_op)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+
+struct lifecycle {
+	unsigned from_mask;
+	const char *to, *kind, *verb;
+	bool tolerate_backend_error; /* stop of a failed sandbox: the VM is gone already */
+};
+
+static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, be_op op,
+		     const struct lifecycle *l, json_t **ret, struct nd_err *e)
+{
+	struct nd_sandbox_info info;
+	struct sb_row row;
+	struct transition t = {0};
+	int r;
+
+	r = sb_row__load(nd, ref, &row, e);
+	if (r < 0)
+		return r;
+	if (!state_in(row.state, l->from_mask)) {
+		r = nd_err__set(e, -EBUSY, "wrong_state", "cannot %s sandbox %s: it is %s", l->verb,
+				row.id, row.state);
+		goto out;
+	}
+	sb_row__info(&row, &info);
+	if (op) {
+		r = op(nd->be->ctx, &info, e);
+		if (r < 0 && !(l->tolerate_backend_error && strcmp(row.state, "failed") == 0)) {
+			if (e && !e->code[0])
+				nd_err__set(e, r, "backend_error", "cannot %s sandbox %s: %s",
+					    l->verb, row.id, strerror(-r));
+			goto out;
+		}
+	}
+	t = (struct transition){.nd = nd,
+				.id = row.id,
+				.from_mask = l->from_mask,
+				.to = l->to,
+				.kind = l->kind,
+				.actor_uid = who ? (int64_t)who->uid : -1,
+				.boot_ms = -1};
+	r = nd__transition(&t, e);
+	if (r == 0)
+		r = reply_row(nd, row.id, ret, e);
+out:
+	sb_row__clear(&row);
+	return r;
+}
+
+int nucleusd__sandbox_pause(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			    json_t **ret, struct nd_err *e)
+{
+	static const struct lifecycle l = {SB_RUNNING, "paused", "sandbox.pause", "pause", false};
+
+	return lifecycle(nd, who, ref, nd->be->pause, &l, ret, e);
+}
+
+int nucleusd__sandbox_resume(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			     json_t **ret, struct nd_err *e)
+{
+	static const struct lifecycle l = {SB_PAUSED, "running", "sandbox.resume", "resume", false};
+
+	return lifecycle(nd, who, ref, nd->be->resume, &l, ret, e);
+}
+
+int nucleusd__sandbox_stop(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			   json_t **ret, struct nd_err *e)
+{
+	static const struct lifecycle l = {SB_RUNNING | SB_PAUSED | SB_FAILED, "stopped",
+					   "sandbox.stop", "stop", true};
+
+	return lifecycle(nd, who, ref, nd->be->stop, &l, ret, e);
+}
+
+void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason)
+{
+	struct transition t = {.nd = nd,
+			       .id = id,
+			       .from_mask = SB_CREATING | SB_RUNNING | SB_PAUSED,
+			       .to = "failed",
+			       .kind = "sandbox.failed",
+			       .actor_uid = -1,
+			       .boot_ms = -1,
+			       .reason = reason ? reason : "unknown"};
+
+	if (nd__transition(&t, NULL) == 0)
+		nd->m.failures++;
+}
+
+int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+{
+	return reply_row(nd, ref, ret, e);
+}
+
+int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
+{
+	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE ?1 OR s.state != 'stopped' "
+				  "ORDER BY s.created_us, s.id";
+	sqlite3_stmt *st = NULL;
+	json_t *arr;
+	int r, rc;
+
+	arr = json_array();
+	if (!arr)
+		return -ENOMEM;
+	r = store__errno(sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL));
+	if (r < 0)
+		goto fail;
+	sqlite3_bind_int(st, 1, all);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct sb_row row;
+
+		r = row_read(st, &row);
+		if (r < 0)
+			goto fail;
+		r = json_array_append_new(arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;
+		sb_row__clear(&row);
+		if (r < 0)
+			goto fail;
+	}
+	r = store__errno(rc);
+	if (r < 0)
+		goto fail;
+	sqlite3_finalize(st);
+	*ret = arr;
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	json_decref(arr);
+	return r;
+}
+
+/* ---- audit access ---- */
+
+int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
+			 json_t **ret, struct nd_err *e)
+{
+	struct sb_row row;
+	int r;
+
+	r = sb_row__load(nd, ref, &row, e);
+	if (r < 0)
+		return r;
+	r = audit__list(nd->store, row.id, after, limit, ret);
+	sb_row__clear(&row);
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "cannot read the audit log");
+	return 0;
+}
+
+int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+{
+	struct audit_verify v;
+	struct sb_row row;
+	int r;
+
+	if (ref) {
+		r = sb_row__load(nd, ref, &row, e);
+		if (r < 0)
+			return r;
+		sb_row__clear(&row);
+	}
+	r = audit__verify(nd->store, nd->key, &v);
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "cannot read the audit log");
+	*ret = json_pack("{sb sI ss}", "ok", !v.first_bad, "entries", (json_int_t)v.entries,
+			 "problem", v.problem);
+	if (*ret && v.first_bad)
+		json_object_set_new(*ret, "first_bad_seq", json_integer((json_int_t)v.first_bad));
+	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+}

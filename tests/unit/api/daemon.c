@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static void spawn(struct thd *d)
+{
+	const char *argv[24] = {NUCLEUSD_PATH, "--fake-backend", "--data-dir",
+				d->data,       "--socket",	 d->sock};
+	int n = 6, fd;
+
+	for (int i = 0; i < 8 && d->extra[i]; i++)
+		argv[n++] = d->extra[i];
+	argv[n] = NULL;
+	d->pid = fork();
+	cr_assert_geq(d->pid, 0);
+	if (d->pid == 0) {
+		fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+}
+
+static void wait_ready(struct thd *d)
+{
+	struct api_client *c = NULL;
+	int status;
+
+	cr_assert_eq(api_client__new(d->sock, &c), 0);
+	/* Generous: the machine may be very slow; this is no timing assertion. */
+	for (int i = 0; i < 6000; i++) {
+		struct api_response r = {0};
+
+		if (api_client__call(c, "GET", "/v1/health", NULL, &r) == 0 && r.status == 200) {
+			api_response__clear(&r);
+			api_client__free(c);
+			return;
+		}
+		api_response__clear(&r);
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			cr_assert_fail("nucleusd exited during start (see %s)", d->log);
+		}
+		sleep_ms(10);
+	}
+	api_client__free(c);
+	cr_assert_fail("nucleusd did not answer (see %s)", d->log);
+}
+
+void thd_start(struct thd *d)
+{
+	th_tmpdir(d->dir, sizeof(d->dir));
+	snprintf(d->data, sizeof(d->data), "%s/data", d->dir);
+	snprintf(d->sock, sizeof(d->sock), "%s/nucleusd.sock", d->dir);
+	snprintf(d->db, sizeof(d->db), "%s/nucleus.db", d->data);
+	snprintf(d->log, sizeof(d->log), "%s/nucleusd.log", d->dir);
+	spawn(d);
+	wait_ready(d);
+}
+
+void thd_restart(struct thd *d)
+{
+	cr_assert_eq(d->pid, 0, "daemon still running");
+	spawn(d);
+	wait_ready(d);
+}
+
+static void stop_with(struct thd *d, int sig)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, sig);
+	waitpid(d->pid, &status, 0);
+	d->pid = 0;
+}
+
+void thd_stop(struct thd *d)
+{
+	stop_with(d, SIGTERM);
+}
+
+void thd_kill9(struct thd *d)
+{
+	stop_with(d, SIGKILL);
+}
+
+/* A sanitizer build's daemon reports leaks and errors in its log at exit. */
+static void check_log(const struct thd *d)
+{
+	static char buf[1 << 16];
+	FILE *f = fopen(d->log, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	cr_assert_null(strstr(buf, "Sanitizer"), "nucleusd log: %s", buf);
+	cr_assert_null(strstr(buf, "runtime error"), "nucleusd log: %s", buf);
+}
+
+void thd_finish(struct thd *d)
+{
+	thd_stop(d); /* a clean exit, so LeakSanitizer runs */
+	check_log(d);
+}
+
+void thd_cleanup(struct thd *d)
+{
+	thd_kill9(d); /* no-op after thd_finish */
+	th_rmrf(d->dir);
+}
+
+struct api_response thd_call(struct thd *d, const char *method, const char *path,
+			     const char *json_body)
+{
+	struct api_response r = {0};
+	struct api_client *c = NULL;
+	json_t *body = NULL;
+	json_error_t err;
+
+	if (json_body) {
+		body = json_loads(json_body, 0, &err);
+		cr_assert_not_null(body, "test JSON: %s", err.text);
+	}
+	cr_assert_eq(api_client__new(d->sock, &c), 0);
+	cr_assert_eq(api_client__call(c, method, path, body, &r), 0, "%s %s: no response", method,
+		     path);
+	api_client__free(c);
+	json_decref(body);
+	return r;
+}
+
+struct api_response thd_raw(struct thd *d, const char *request, size_t len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct api_response r = {0};
+	char *buf = malloc(1 << 20), *sep;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	cr_assert_not_null(buf);
+	cr_assert_lt(strlen(d->sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (size_t off = 0; off < len; off += (size_t)n) {
+		n = send(fd, request + off, len - off, MSG_NOSIGNAL);
+		if (n <= 0)
+			break; /* the server may answer (413) before reading everything */
+	}
+	while (got < (1 << 20) - 1 && (n = recv(fd, buf + got, (1 << 20) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &r.status), 1, "no HTTP response: '%s'", buf);
+	sep = strstr(buf, "\r\n\r\n");
+	cr_assert_not_null(sep);
+	r.body = strdup(sep + 4);
+	r.len = strlen(r.body);
+	r.json = json_loads(r.body, 0, NULL);
+	*sep = '\0';
+	/* Keep the headers reachable for content-type checks. */
+	if (r.json && strcasestr(buf, "Content-Type: application/json"))
+		json_object_set_new(r.json, "__json_content_type", json_true());
+	free(buf);
+	return r;
+}
+
+const char *thd_create(struct thd *d, const char *json_body)
+{
+	static char id[32];
+	struct api_response r = thd_call(d, "POST", "/v1/sandboxes", json_body);
+
+	cr_assert_eq(r.status, 201, "create: %d %s", r.status, r.body);
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
+	api_response__clear(&r);
+	return id;
+}

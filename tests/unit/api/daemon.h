@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Runs a real nucleusd (fake backend, temp data dir) for black-box tests. */
+#ifndef NUCLEUS_TESTS_API_DAEMON_H
+#define NUCLEUS_TESTS_API_DAEMON_H
+
+#include <sys/types.h>
+
+#include "api/api.h"
+
+struct thd {
+	pid_t pid;
+	char dir[256];
+	char data[300], sock[300], db[320], log[300];
+	const char *extra[8]; /* extra nucleusd arguments, NULL-terminated */
+};
+
+/* Creates the temp dir and starts the daemon; returns when /v1/health answers. */
+void thd_start(struct thd *d);
+/* Starts it again on the same data dir (after thd_kill9/thd_stop). */
+void thd_restart(struct thd *d);
+void thd_stop(struct thd *d);  /* SIGTERM, wait */
+void thd_kill9(struct thd *d); /* SIGKILL, wait */
+/*
+ * End of a test: stops the daemon cleanly and asserts its log holds no sanitizer
+ * report (fini assertions do not count in criterion, so tests call this last).
+ */
+void thd_finish(struct thd *d);
+/* Kills the daemon if still running and removes the temp dir (fini). */
+void thd_cleanup(struct thd *d);
+
+/* One API call through the client library; asserts the transport worked. */
+struct api_response thd_call(struct thd *d, const char *method, const char *path,
+			     const char *json_body);
+/* Raw bytes on the socket (for malformed requests); asserts a response came. */
+struct api_response thd_raw(struct thd *d, const char *request, size_t len);
+/* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */
+const char *thd_create(struct thd *d, const char *json_body);
+
+#endif

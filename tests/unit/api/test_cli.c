@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+/* nucleusctl driven as a user would, against a real nucleusd (fake backend). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+static struct thd d;
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	thd_start(&d);
+}
+
+static void teardown(void)
+{
+	thd_cleanup(&d);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 300);
+
+struct run {
+	int code;
+	char out[16384], err[4096];
+};
+
+static void slurp(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+}
+
+/* Runs nucleusctl --socket SOCK ARGS... (NULL-terminated). */
+static struct run *ctl(const char *sock, ...)
+{
+	static struct run r;
+	const char *argv[32] = {NUCLEUSCTL_PATH, "--socket", sock};
+	int out[2], err[2], n = 3, status;
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, sock);
+	while (n < 31 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(err), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		close(out[0]);
+		close(err[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	slurp(out[0], r.out, sizeof(r.out));
+	slurp(err[0], r.err, sizeof(r.err));
+	close(out[0]);
+	close(err[0]);
+	waitpid(pid, &status, 0);
+	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return &r;
+}
+
+static int lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+Test(cli, create_ls_show_pause_resume_rm)
+{
+	struct run *r;
+	json_t *j;
+	char id[32];
+
+	r = ctl(d.sock, "--json", "create", "--name", "box", "--vcpus", "2", "--memory", "128",
+		NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	j = json_loads(r->out, 0, NULL);
+	cr_assert_not_null(j, "--json printed no JSON: %s", r->out);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "running");
+	cr_assert_eq(json_integer_value(json_object_get(j, "vcpus")), 2);
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
+	json_decref(j);
+
+	r = ctl(d.sock, "ls", NULL);
+	cr_assert_eq(r->code, 0);
+	cr_assert_not_null(strstr(r->out, "STATE"), "no table header: %s", r->out);
+	cr_assert_not_null(strstr(r->out, id));
+	cr_assert_not_null(strstr(r->out, "box"));
+	cr_assert_eq(lines(r->out), 2);
+
+	r = ctl(d.sock, "show", "box", NULL);
+	cr_assert_eq(r->code, 0);
+	cr_assert_not_null(strstr(r->out, "running"));
+	r = ctl(d.sock, "pause", id, NULL);
+	cr_assert_eq(r->code, 0);
+	cr_assert_not_null(strstr(r->out, "paused"));
+	r = ctl(d.sock, "pause", id, NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_eq(lines(r->err), 1, "not one line: %s", r->err);
+	cr_assert_not_null(strstr(r->err, "wrong_state (409)"), "%s", r->err);
+	r = ctl(d.sock, "resume", id, NULL);
+	cr_assert_eq(r->code, 0);
+	r = ctl(d.sock, "audit", id, NULL);
+	cr_assert_eq(r->code, 0);
+	cr_assert_not_null(strstr(r->out, "sandbox.pause"), "%s", r->out);
+	r = ctl(d.sock, "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_not_null(strstr(r->out, "intact"));
+	r = ctl(d.sock, "rm", id, NULL);
+	cr_assert_eq(r->code, 0);
+	r = ctl(d.sock, "--json", "ls", NULL);
+	cr_assert_eq(r->code, 0);
+	j = json_loads(r->out, 0, NULL);
+	cr_assert(json_is_array(j) && json_array_size(j) == 0, "%s", r->out);
+	json_decref(j);
+	r = ctl(d.sock, "ls", "--all", NULL);
+	cr_assert_not_null(strstr(r->out, "stopped"));
+	thd_finish(&d);
+}
+
+Test(cli, errors_are_one_line_with_exit_codes)
+{
+	struct run *r;
+
+	r = ctl(d.sock, "show", "sb-0000000000000000", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_eq(lines(r->err), 1, "%s", r->err);
+	cr_assert_not_null(strstr(r->err, "not_found (404)"), "%s", r->err);
+	r = ctl(d.sock, "create", "--profile", "nope", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_not_null(strstr(r->err, "unknown_profile"), "%s", r->err);
+	r = ctl(d.sock, "create", "--vcpus", "many", NULL);
+	cr_assert_eq(r->code, 2);
+	r = ctl(d.sock, "frobnicate", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_eq(lines(r->err), 1);
+	r = ctl(d.sock, "show", NULL);
+	cr_assert_eq(r->code, 2);
+	r = ctl(d.sock, "--json", "show", "nope", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_not_null(strstr(r->out, "\"error\""), "--json error not JSON: %s", r->out);
+	r = ctl("/tmp/nucleus-test-no/such.sock", "ls", NULL);
+	cr_assert_eq(r->code, 3);
+	cr_assert_not_null(strstr(r->err, "cannot reach nucleusd"));
+	thd_finish(&d);
+}
+
+Test(cli, audit_verify_names_the_tampered_entry)
+{
+	sqlite3 *db = NULL;
+	struct run *r;
+	char id[32], seq[32], sql[256];
+
+	r = ctl(d.sock, "--json", "create", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	{
+		json_t *j = json_loads(r->out, 0, NULL);
+
+		snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
+		json_decref(j);
+	}
+	cr_assert_eq(ctl(d.sock, "pause", id, NULL)->code, 0);
+	cr_assert_eq(ctl(d.sock, "resume", id, NULL)->code, 0);
+	thd_stop(&d);
+	snprintf(sql, sizeof(sql),
+		 "SELECT seq FROM audit_log WHERE sandbox_id = '%s' AND kind = 'sandbox.pause'",
+		 id);
+	snprintf(seq, sizeof(seq), "%s", th_query_file(d.db, sql));
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	snprintf(sql, sizeof(sql),
+		 "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET body = "
+		 "'{\"from\":\"running\",\"to\":\"stopped\"}' WHERE seq = %s",
+		 seq);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	thd_restart(&d);
+	r = ctl(d.sock, "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 1);
+	snprintf(sql, sizeof(sql), "broken at seq %s:", seq);
+	cr_assert_not_null(strstr(r->err, sql), "%s", r->err);
+	r = ctl(d.sock, "--json", "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_not_null(strstr(r->out, "\"first_bad_seq\""), "%s", r->out);
+	thd_finish(&d);
+}
+
+Test(cli, health_says_which_backend)
+{
+	struct run *r = ctl(d.sock, "health", NULL);
+
+	cr_assert_eq(r->code, 0);
+	cr_assert_not_null(strstr(r->out, "fake"));
+	cr_assert_not_null(strstr(r->out, "not the product"));
+	thd_finish(&d);
+}

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+
+#include "tests/unit/nucleusd/helpers.h"
+
+void th_tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(buf));
+	cr_assert_eq(chmod(buf, 0755), 0);
+}
+
+void th_rmrf(const char *dir)
+{
+	char cmd[512];
+
+	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static const char *query_db(sqlite3 *db, const char *sql)
+{
+	static char bufs[8][4096];
+	static int next;
+	char *out = bufs[next++ % 8];
+	sqlite3_stmt *st = NULL;
+
+	out[0] = '\0';
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+		     sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, 4096, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return out;
+}
+
+const char *th_query(struct store *s, const char *sql)
+{
+	return query_db(store__db(s), sql);
+}
+
+const char *th_query_file(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	const char *r;
+
+	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	r = query_db(db, sql);
+	sqlite3_close(db);
+	return r;
+}
+
+static void dump_table(sqlite3 *db, const char *table, FILE *f)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\" ORDER BY rowid", table);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	fprintf(f, "[%s]\n", table);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		for (int i = 0; i < sqlite3_column_count(st); i++) {
+			const unsigned char *b = sqlite3_column_blob(st, i);
+			int n = sqlite3_column_bytes(st, i);
+
+			for (int k = 0; k < n; k++)
+				fprintf(f, "%02x", b[k]);
+			fputc('|', f);
+		}
+		fputc('\n', f);
+	}
+	sqlite3_finalize(st);
+}
+
+char *th_dump(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	cr_assert_not_null(f);
+	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db,
+					"SELECT name FROM sqlite_master WHERE type = 'table' "
+					"AND name NOT LIKE 'sqlite_%' ORDER BY name",
+					-1, &st, NULL),
+		     SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		dump_table(db, (const char *)sqlite3_column_text(st, 0), f);
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	fclose(f);
+	return buf;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the nucleusd and api unit tests. */
+#ifndef NUCLEUS_TESTS_ND_HELPERS_H
+#define NUCLEUS_TESTS_ND_HELPERS_H
+
+#include <stddef.h>
+
+#include "nucleusd/nucleusd.h"
+
+/* A fresh directory under /tmp (mode 0755 so other uids can reach a socket in it). */
+void th_tmpdir(char *buf, size_t len);
+void th_rmrf(const char *dir);
+/* First column of the first row as text ("" for none/NULL); valid until the 8th next call. */
+const char *th_query(struct store *s, const char *sql);
+/* Same on a database file, opened read-only for the one query. */
+const char *th_query_file(const char *db, const char *sql);
+/* Every row of every table, as text (malloc'd): for "nothing changed" checks. */
+char *th_dump(const char *db);
+
+#endif

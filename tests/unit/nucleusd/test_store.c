@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Store: migrations, the transaction helper, constraint rollbacks, crash safety. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+static char dir[256], db[300];
+
+static void setup(void)
+{
+	th_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/nucleus.db", dir);
+}
+
+static void teardown(void)
+{
+	th_rmrf(dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+Test(store, migrates_an_empty_database_to_the_newest_version)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__version(s), (int)store__n_migrations);
+	cr_assert_str_eq(th_query(s, "PRAGMA journal_mode"), "wal");
+	cr_assert_str_eq(th_query(s, "PRAGMA foreign_keys"), "1");
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+				     "name IN ('sandboxes', 'profiles', 'sessions', 'approvals', "
+				     "'budget_ledger', 'budget_limits', 'audit_log')"),
+			 "7");
+	store__free(s);
+}
+
+Test(store, reopening_is_idempotent)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__exec(s, "INSERT INTO profiles(name, body, updated_us) VALUES "
+				    "('p', '{}', 1)"),
+		     0);
+	store__free(s);
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__version(s), (int)store__n_migrations);
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM schema_version"), "1");
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "1");
+	store__free(s);
+}
+
+Test(store, refuses_a_database_from_a_newer_version)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__exec(s, "INSERT INTO schema_version VALUES (99, 0)"), 0);
+	store__free(s);
+	s = NULL;
+	cr_assert_eq(store__open(db, &s), -EPROTO);
+	cr_assert_null(s);
+}
+
+Test(store, a_failing_migration_rolls_back_alone)
+{
+	static const char *const migs[] = {
+		"CREATE TABLE a (x INTEGER)",
+		"CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1)",
+	};
+	struct store *s = NULL;
+
+	cr_assert_lt(store__open_with(db, migs, 2, &s), 0);
+	cr_assert_eq(store__open_with(db, migs, 1, &s), 0);
+	cr_assert_eq(store__version(s), 1);
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM sqlite_master WHERE name = 'b'"), "0");
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM sqlite_master WHERE name = 'a'"), "1");
+	store__free(s);
+}
+
+static int insert_two(struct store *s, void *arg)
+{
+	int r = store__exec(s,
+			    "INSERT INTO profiles(name, body, updated_us) VALUES ('ok', '{}', 1)");
+
+	if (r < 0)
+		return r;
+	return store__exec(s, arg); /* the second statement decides */
+}
+
+Test(store, constraint_violations_roll_the_whole_transaction_back)
+{
+	static const char *const bad[] = {
+		/* duplicate primary key */
+		"INSERT INTO profiles(name, body, updated_us) VALUES ('ok', '{}', 2)",
+		/* CHECK: body must be JSON */
+		"INSERT INTO profiles(name, body, updated_us) VALUES ('x', 'nope', 2)",
+		/* foreign key: no such sandbox */
+		"INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us) VALUES "
+		"('sb-0000000000000000', 'tokens', 1, 'r', 1)",
+		/* CHECK: unknown state */
+		"INSERT INTO sandboxes(id, state, policy, spec, vcpus, memory_mib, owner_uid, "
+		"created_us, updated_us) VALUES ('sb-0000000000000001', 'zombie', '{}', '{}', 1, "
+		"64, 0, 1, 1)",
+	};
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_lt(store__tx(s, insert_two, (void *)bad[i]), 0, "case %zu", i);
+		cr_assert_not(store__in_tx(s));
+		cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "0", "case %zu", i);
+	}
+	cr_assert_eq(store__tx(s, insert_two, "SELECT 1"), 0);
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "1");
+	store__free(s);
+}
+
+static int nested(struct store *s, void *arg)
+{
+	return store__tx(s, insert_two, "SELECT 1");
+}
+
+Test(store, transactions_do_not_nest)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__tx(s, nested, NULL), -EINVAL);
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "0");
+	store__free(s);
+}
+
+Test(store, the_ledger_idempotency_key_is_unique)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__exec(s,
+				 "INSERT INTO sandboxes(id, state, policy, spec, vcpus, "
+				 "memory_mib, owner_uid, created_us, updated_us) VALUES "
+				 "('sb-0000000000000001', 'running', '{}', '{}', 1, 64, 0, 1, 1)"),
+		     0);
+	cr_assert_eq(store__exec(s, "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, "
+				    "at_us, idem_key) VALUES ('sb-0000000000000001', 'tokens', 5, "
+				    "'usage', 1, 'k1')"),
+		     0);
+	cr_assert_eq(store__exec(s, "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, "
+				    "at_us, idem_key) VALUES ('sb-0000000000000001', 'tokens', 5, "
+				    "'usage', 2, 'k1')"),
+		     -EEXIST);
+	cr_assert_str_eq(th_query(s, "SELECT sum(amount) FROM budget_ledger"), "5");
+	store__free(s);
+}
+
+/* Child: commits one transaction, starts another, and waits to be killed inside it. */
+static void crash_child(int ready_fd, const char *path)
+{
+	struct store *s = NULL;
+	char c = 'r';
+
+	if (store__open(path, &s) < 0)
+		_exit(10);
+	if (store__exec(s, "INSERT INTO profiles(name, body, updated_us) VALUES ('kept', "
+			   "'{}', 1)") < 0)
+		_exit(11);
+	if (store__exec(s, "BEGIN IMMEDIATE") < 0)
+		_exit(12);
+	for (int i = 0; i < 500; i++) {
+		char sql[160];
+
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO profiles(name, body, updated_us) VALUES ('lost%d', '{}', 1)",
+			 i);
+		if (store__exec(s, sql) < 0)
+			_exit(13);
+	}
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(14);
+	for (;;)
+		pause();
+}
+
+Test(store, kill_9_inside_a_transaction_loses_only_that_transaction)
+{
+	struct store *s = NULL;
+	int fds[2], status;
+	char c;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_child(fds[1], db);
+	}
+	close(fds[1]);
+	cr_assert_eq(read(fds[0], &c, 1), 1, "child did not reach the open transaction");
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	cr_assert(WIFSIGNALED(status));
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_str_eq(th_query(s, "PRAGMA integrity_check"), "ok");
+	cr_assert_str_eq(th_query(s, "SELECT group_concat(name) FROM profiles"), "kept");
+	/* The database is writable again: the dead writer's lock is gone. */
+	cr_assert_eq(store__exec(s, "INSERT INTO profiles(name, body, updated_us) VALUES "
+				    "('after', '{}', 1)"),
+		     0);
+	store__free(s);
+}

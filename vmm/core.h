@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * core.h - private to the VMM core (V1 files and tests/unit/vmm): struct vm and the
+ * pieces that can be tested without KVM (memory layout, ELF/PVH loader, MP table,
+ * CPUID filter, command line, control protocol parsing).
+ */
+#ifndef NUCLEUS_VMM_CORE_H
+#define NUCLEUS_VMM_CORE_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/vm-internal.h"
+#include "vmm/vmm.h"
+
+struct kvm_cpuid2;
+struct kvm_run;
+
+/* ---- memory.c: guest RAM layout ------------------------------------------------ */
+#define VM_HIGH_RAM_START 0x100000000ULL
+#define VM_E820_MAX	  8
+#define E820_RAM	  1
+#define E820_RESERVED	  2
+
+struct vm_mem {
+	uint8_t *host;	    /* one anonymous mapping of size bytes */
+	uint64_t size;	    /* total RAM */
+	uint64_t low_size;  /* [0, low_size) at host */
+	uint64_t high_size; /* [4 GiB, 4 GiB + high_size) at host + low_size */
+};
+
+struct e820_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+};
+
+/* Fill m for size bytes at host (no allocation). -EINVAL for sizes out of range. */
+int mem__layout(struct vm_mem *m, uint8_t *host, uint64_t size);
+void *mem__gpa(const struct vm_mem *m, uint64_t gpa, uint64_t len);
+/* The E820 map the guest sees; returns the number of entries (<= max). */
+int mem__e820(const struct vm_mem *m, struct e820_entry *out, int max);
+
+/* Fixed guest addresses of the boot structures (all below 1 MiB). */
+#define BOOT_GDT_ADDR	 0x0500ULL
+#define BOOT_START_INFO	 0x6000ULL /* PVH hvm_start_info, modlist, memmap */
+#define BOOT_ZERO_PAGE	 0x7000ULL
+#define BOOT_PML4	 0x9000ULL /* + PDPT 0xa000, PDs 0xb000-0xefff */
+#define BOOT_CMDLINE	 0x20000ULL
+#define BOOT_CMDLINE_MAX 2048
+#define BOOT_MPTABLE	 0x9fc00ULL /* floating pointer + config table, 1 KiB */
+#define BOOT_EBDA_END	 0x100000ULL
+#define BOOT_KERNEL_MIN	 0x100000ULL /* kernel segments live at or above 1 MiB */
+
+/* ---- cmdline.c ---------------------------------------------------------------- */
+struct cmdline {
+	char buf[BOOT_CMDLINE_MAX];
+	size_t len;
+};
+void cmdline__init(struct cmdline *c);
+/* Append one space-separated item; -E2BIG if it would not fit (c unchanged),
+ * -EINVAL for control characters. */
+int cmdline__add(struct cmdline *c, const char *item);
+
+/* ---- boot.c: kernel loader ---------------------------------------------------- */
+struct elf_info {
+	uint64_t entry64;   /* e_entry: physical 64-bit entry (startup_64) */
+	uint32_t pvh_entry; /* XEN_ELFNOTE_PHYS32_ENTRY, 0 if none */
+	uint64_t lo, hi;    /* physical span of all PT_LOAD segments [lo, hi) */
+};
+
+/* Validate an ELF image in memory (every header, phdr and note bounded by len) and
+ * describe it. Loads nothing. -ENOEXEC for anything malformed. */
+int boot__elf_parse(const uint8_t *img, size_t len, struct elf_info *ret);
+/* Copy the PT_LOAD segments into guest memory; segments must lie in
+ * [BOOT_KERNEL_MIN, limit). */
+int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, uint64_t limit);
+
+struct boot_params_in {
+	const char *cmdline;
+	uint64_t initrd_gpa, initrd_size; /* size 0: none */
+};
+/* Guest structures for the PVH entry: hvm_start_info at BOOT_START_INFO. */
+int boot__write_pvh(const struct vm_mem *m, const struct boot_params_in *in);
+/* Guest structures for the 64-bit boot protocol: zero page, page tables, GDT. */
+int boot__write_linux64(const struct vm_mem *m, const struct boot_params_in *in);
+/* Initrd placement: top of low RAM, page aligned, above kernel_end. */
+int boot__initrd_addr(const struct vm_mem *m, uint64_t size, uint64_t kernel_end,
+		      uint64_t *ret_gpa);
+
+#define PVH_START_MAGIC 0x336ec578U
+struct hvm_start_info {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint32_t nr_modules;
+	uint64_t modlist_paddr;
+	uint64_t cmdline_paddr;
+	uint64_t rsdp_paddr;
+	uint64_t memmap_paddr;
+	uint32_t memmap_entries;
+	uint32_t reserved;
+};
+struct hvm_modlist_entry {
+	uint64_t paddr;
+	uint64_t size;
+	uint64_t cmdline_paddr;
+	uint64_t reserved;
+};
+struct hvm_memmap_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+	uint32_t reserved;
+};
+
+/* ---- mptable.c ---------------------------------------------------------------- */
+#define MPTABLE_IOAPIC_ADDR 0xfec00000U
+#define MPTABLE_LAPIC_ADDR  0xfee00000U
+/* Write floating pointer + configuration table for ncpus at gpa into buf (room for
+ * cap bytes). Returns the bytes used or -E2BIG / -EINVAL. */
+int mptable__build(uint8_t *buf, size_t cap, uint64_t gpa, unsigned ncpus);
+size_t mptable__size(unsigned ncpus);
+
+/* ---- cpuid.c ------------------------------------------------------------------ */
+/* Normalize a copy of KVM_GET_SUPPORTED_CPUID for vCPU id of ncpus. */
+void cpuid__filter(struct kvm_cpuid2 *c, uint32_t id, uint32_t ncpus);
+
+/* ---- control.c ---------------------------------------------------------------- */
+enum control_op { CONTROL_STATE, CONTROL_PAUSE, CONTROL_RESUME, CONTROL_STOP };
+/* Parse one request line (without the newline). -EINVAL/-EPROTO on garbage. */
+int control__parse(const char *line, size_t len, enum control_op *ret);
+struct control;
+int control__open(struct vm *vm, const char *path, struct control **ret);
+void control__free(struct control *c);
+
+/* ---- devices of the core ------------------------------------------------------ */
+struct serial;
+int serial__create(struct vm *vm, int out_fd, struct serial **ret);
+void serial__flush(struct serial *s);
+void serial__free(struct serial *s);
+int i8042__create(struct vm *vm);
+int status__create(struct vm *vm);
+
+/* ---- struct vm (kvm.c, vcpu.c, evloop.c) -------------------------------------- */
+#define VM_IO_MAX 64
+
+struct vm_io_range {
+	uint64_t base, len;
+	const struct vm_io_ops *ops;
+	void *opaque;
+};
+
+struct vcpu {
+	struct vm *vm;
+	uint32_t id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+	atomic_bool parked;
+};
+
+enum vm_state { VM_RUNNING, VM_PAUSED, VM_STOPPING };
+
+struct ev_entry;
+
+struct vm {
+	int kvm_fd, vm_fd;
+	struct vm_mem mem;
+	uint32_t nr_vcpus;
+	struct vcpu vcpus[VMM_MAX_VCPUS];
+	struct kvm_cpuid2 *cpuid; /* supported, unfiltered */
+
+	struct vm_io_range mmio[VM_IO_MAX], pio[VM_IO_MAX];
+	unsigned nr_mmio, nr_pio;
+	unsigned next_slot;
+	bool started;
+	struct cmdline cmdline;
+
+	/* event loop */
+	int epfd, wake_fd;
+	pthread_mutex_t ev_lock;
+	struct ev_entry *evs, *ev_dead;
+
+	/* lifecycle */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	atomic_int state; /* enum vm_state */
+	atomic_bool pause_req;
+	atomic_int exit_status; /* -1 until the first stop request */
+	atomic_bool shutdown_intent;
+	atomic_llong boot_us; /* -1 until VM_STATUS_READY */
+	uint64_t start_ns;
+	atomic_uint unhandled_logs;
+};
+
+uint64_t vm__now_ns(void);
+int vm__create(struct vm **ret, uint64_t mem_bytes, uint32_t nr_vcpus);
+void vm__free(struct vm *vm);
+/* Ask the VM to end with status (the first request wins). Any thread. */
+void vm__request_stop(struct vm *vm, int status);
+/* Reset from the guest (i8042 0xFE, triple fault): clean if intent was announced. */
+void vm__guest_reset(struct vm *vm, const char *why);
+void vm__io_dispatch(struct vm *vm, bool mmio, uint64_t addr, void *data, uint32_t len, bool write);
+int vm__vcpus_setup(struct vm *vm, uint64_t entry, bool pvh);
+int vm__start(struct vm *vm);
+int vm__pause(struct vm *vm);
+void vm__resume(struct vm *vm);
+void vm__kick_all(struct vm *vm);
+void vm__join(struct vm *vm);
+/* Run the event loop until a stop was requested. */
+int vm__ev_run(struct vm *vm);
+int vm__ev_init(struct vm *vm);
+void vm__ev_fini(struct vm *vm);
+
+#endif

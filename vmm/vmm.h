@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vmm.h - the face of the VMM module for the rest of Nucleus.
+ *
+ * Each microVM runs in its own process, nucleus-vmm (see docs/vmm.md). The daemon
+ * spawns it, reads its exit status (enum vmm_exit) and talks to it over the per-VM
+ * control socket with vmm__control().
+ */
+#ifndef NUCLEUS_VMM_VMM_H
+#define NUCLEUS_VMM_VMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit status of nucleus-vmm. */
+enum vmm_exit {
+	VMM_EXIT_SHUTDOWN = 0,	  /* clean guest shutdown (reset after VM_STATUS_SHUTDOWN) */
+	VMM_EXIT_SETUP = 1,	  /* usage or setup error */
+	VMM_EXIT_CRASH = 2,	  /* reset without shutdown intent, KVM internal error */
+	VMM_EXIT_GUEST_FAULT = 3, /* a device caught the guest breaking its rules */
+	VMM_EXIT_STOPPED = 4,	  /* stopped from outside: control "stop", SIGTERM/SIGINT */
+};
+
+#define VMM_MAX_VCPUS 16
+
+/* One reply of the control socket (docs/vmm.md, "Control protocol"). */
+struct vmm_control_reply {
+	bool ok;
+	char state[16];	   /* "running", "paused", "stopping" */
+	int64_t boot_us;   /* VMM start -> guest ready (status port), -1 if not yet */
+	int64_t uptime_us; /* since the VMM started */
+	uint32_t vcpus;
+	uint32_t mem_mib;
+	char error[128]; /* set when !ok */
+};
+
+/* Send one request ("state", "pause", "resume", "stop") to the control socket at path
+ * and parse the reply. Returns 0 when a reply arrived (check ret->ok), else -errno. */
+int vmm__control(const char *path, const char *op, struct vmm_control_reply *ret);
+
+/* Human-readable name of an exit status ("shutdown", "crash", ...). */
+const char *vmm__exit_name(int status);
+
+#endif
