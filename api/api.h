@@ -55,6 +55,7 @@ int api__validate(json_t *v, const struct api_field *spec, struct api_verr *err)
 /* The request bodies of the API. */
 extern const struct api_field api__create_spec[];
 extern const struct api_field api__tool_spec[];
+extern const struct api_field api__approval_spec[];
 
 /* ---- server ---- */
 

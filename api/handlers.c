@@ -279,3 +279,25 @@ void api__h_audit_verify(struct api_req *r)
 	api__reply_json(r, 200, o);
 	json_decref(o);
 }
+
+void api__h_approve(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *denial = NULL;
+	const char *nonce;
+	int rc;
+
+	if (!api__req_body(r, api__approval_spec, true))
+		return;
+	nonce = json_string_value(json_object_get(r->body, "nonce"));
+	if (strlen(nonce) != 32 || strspn(nonce, "0123456789abcdef") != 32) {
+		api__reply_error(r, 400, "bad_nonce", "nonce: 32 lower-case hex digits");
+		return;
+	}
+	api__req_hold(r);
+	rc = nucleusd__approve(r->srv->nd, &r->who, r->segs[2], nonce,
+			       json_object_get(r->body, "approval"), tool_replied, r, &denial, &e);
+	if (rc < 0)
+		api__reply_nd_error(r, rc, &e, denial);
+	json_decref(denial);
+}

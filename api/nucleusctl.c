@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "policy/policy.h"
+#include <sodium.h>
 
 enum { EXIT_API = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
 
@@ -52,6 +54,15 @@ static void usage(FILE *f)
 		"  pause ID | resume ID\n"
 		"  audit ID [--after SEQ] [--limit N] the sandbox's audit entries\n"
 		"  audit ID verify                    check the signed hash chain\n"
+		"  run ID -- CMD [ARGS...]            run a command in the sandbox "
+		"(policy-gated);\n"
+		"                                     prints its output, exits with its code\n"
+		"  read ID PATH                       print a file of the sandbox\n"
+		"  write ID PATH < DATA               write stdin to a file of the sandbox\n"
+		"  list ID PATH                       list a directory of the sandbox\n"
+		"  approve ID NONCE APPROVAL_JSON|@FILE  submit a signed approval\n"
+		"  policy check FILE                  validate a policy/profile file (local)\n"
+		"  policy explain PROFILE|@FILE CALL_JSON  decide one call locally and explain\n"
 		"  health                             daemon status\n");
 }
 
@@ -354,6 +365,293 @@ static int cmd_health(struct ctl *c)
 	return r ? r : finish(c, &resp, print_sandbox);
 }
 
+/* ---- tool calls ---- */
+
+/* POST tools/NAME {args}; a 403 prints the verdict and reason. */
+static int tool_call(struct ctl *c, const char *tool, json_t *args, struct api_response *ret)
+{
+	char path[256], suffix[96];
+	json_t *body;
+	int r;
+
+	snprintf(suffix, sizeof(suffix), "/tools/%s", tool);
+	r = sandbox_path(c->args[0], suffix, path, sizeof(path));
+	if (r)
+		return r;
+	body = json_pack("{sO}", "args", args);
+	r = body ? request(c, "POST", path, body, ret) : fail(EXIT_API, "out of memory");
+	json_decref(body);
+	return r;
+}
+
+/* Writes a result string (utf-8 or base64 per @enc_key) to @f. */
+static int put_bytes(FILE *f, json_t *o, const char *key, const char *enc_key)
+{
+	json_t *v = json_object_get(o, key);
+	const char *enc = json_string_value(json_object_get(o, enc_key));
+	const char *s = json_string_value(v);
+	size_t len = json_string_length(v), n = 0;
+	unsigned char *bin;
+
+	if (!s)
+		return 0;
+	if (!enc || strcmp(enc, "base64") != 0) {
+		fwrite(s, 1, len, f);
+		return 0;
+	}
+	bin = malloc(len + 1);
+	if (!bin || sodium_base642bin(bin, len + 1, s, len, NULL, &n, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) < 0) {
+		free(bin);
+		return fail(EXIT_API, "bad base64 in the reply");
+	}
+	fwrite(bin, 1, n, f);
+	free(bin);
+	return 0;
+}
+
+static int cmd_run(struct ctl *c)
+{
+	struct api_response resp;
+	json_t *argv, *res;
+	int r, code;
+
+	if (c->nargs < 2 || c->given)
+		return fail(EXIT_USAGE, "usage: nucleusctl run ID -- CMD [ARGS...]");
+	argv = json_array();
+	for (int i = 1; i < c->nargs; i++)
+		json_array_append_new(argv, json_string(c->args[i]));
+	r = tool_call(c, "run", json_pack("{so}", "argv", argv), &resp);
+	if (r)
+		return r;
+	res = json_object_get(resp.json, "result");
+	if (c->json) {
+		print_json(resp.json);
+	} else {
+		put_bytes(stdout, res, "stdout", "stdout_encoding");
+		put_bytes(stderr, res, "stderr", "stderr_encoding");
+	}
+	fflush(stdout);
+	code = (int)json_integer_value(json_object_get(res, "exit_code"));
+	if (json_integer_value(json_object_get(res, "signal")) > 0)
+		code = 128 + (int)json_integer_value(json_object_get(res, "signal"));
+	api_response__clear(&resp);
+	return code;
+}
+
+static int cmd_read(struct ctl *c)
+{
+	struct api_response resp;
+	int r = need_args(c, 2, 0);
+
+	if (r == 0)
+		r = tool_call(c, "read_file", json_pack("{ss}", "path", c->args[1]), &resp);
+	if (r)
+		return r;
+	if (c->json)
+		print_json(resp.json);
+	else
+		r = put_bytes(stdout, json_object_get(resp.json, "result"), "content", "encoding");
+	api_response__clear(&resp);
+	return r;
+}
+
+static int cmd_write(struct ctl *c)
+{
+	struct api_response resp;
+	char *data = NULL, *b64 = NULL;
+	size_t len = 0, cap = 0, n;
+	json_t *args = NULL, *s;
+	int r = need_args(c, 2, 0);
+
+	while (r == 0) {
+		if (len == cap) {
+			char *p = realloc(data, cap = cap ? cap * 2 : 65536);
+
+			if (!p)
+				r = fail(EXIT_API, "out of memory");
+			else
+				data = p;
+		}
+		if (r == 0 && (n = fread(data + len, 1, cap - len, stdin)) == 0)
+			break;
+		len += r == 0 ? n : 0;
+	}
+	if (r == 0) {
+		s = memchr(data ? data : "", 0, len) ? NULL : json_stringn(data ? data : "", len);
+		if (s) {
+			args = json_pack("{ss so}", "path", c->args[1], "content", s);
+		} else {
+			n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+			b64 = malloc(n);
+			if (b64)
+				sodium_bin2base64(b64, n, (unsigned char *)data, len,
+						  sodium_base64_VARIANT_ORIGINAL);
+			args = b64 ? json_pack("{ss ss ss}", "path", c->args[1], "content", b64,
+					       "encoding", "base64")
+				   : NULL;
+		}
+		r = args ? tool_call(c, "write_file", args, &resp)
+			 : fail(EXIT_API, "out of memory");
+		json_decref(args);
+	}
+	free(data);
+	free(b64);
+	if (r)
+		return r;
+	if (c->json)
+		print_json(resp.json);
+	else
+		printf("wrote %lld bytes to %s\n",
+		       (long long)json_integer_value(
+			       json_object_get(json_object_get(resp.json, "result"), "size")),
+		       c->args[1]);
+	api_response__clear(&resp);
+	return 0;
+}
+
+static int cmd_list(struct ctl *c)
+{
+	struct api_response resp;
+	json_t *e;
+	size_t i;
+	int r = need_args(c, 2, 0);
+
+	if (r == 0)
+		r = tool_call(c, "list", json_pack("{ss}", "path", c->args[1]), &resp);
+	if (r)
+		return r;
+	if (c->json) {
+		print_json(resp.json);
+	} else {
+		json_array_foreach(json_object_get(json_object_get(resp.json, "result"), "entries"),
+				   i, e)
+		{
+			printf("%-8s %10lld  %s\n", str(e, "type"),
+			       (long long)json_integer_value(json_object_get(e, "size")),
+			       str(e, "name"));
+		}
+	}
+	api_response__clear(&resp);
+	return 0;
+}
+
+static int cmd_approve(struct ctl *c)
+{
+	struct api_response resp;
+	char path[256];
+	json_t *body, *appr;
+	int r = need_args(c, 3, 0);
+
+	if (r)
+		return r;
+	appr = load_policy(c->args[2]);
+	if (!appr)
+		return EXIT_USAGE;
+	body = json_pack("{ss so}", "nonce", c->args[1], "approval", appr);
+	r = sandbox_path(c->args[0], "/approvals", path, sizeof(path));
+	if (r == 0)
+		r = request(c, "POST", path, body, &resp);
+	json_decref(body);
+	return r ? r : finish(c, &resp, print_sandbox);
+}
+
+/* ---- local policy tools (no daemon needed) ---- */
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, n;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		char *p = realloc(buf, len + 65537);
+
+		if (!p) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		buf = p;
+		n = fread(buf + len, 1, 65536, f);
+		len += n;
+		buf[len] = '\0';
+		if (n == 0)
+			break;
+	}
+	fclose(f);
+	return buf;
+}
+
+static int load_profile_arg(const char *arg, struct policy **ret)
+{
+	struct policy_error pe = {{0}};
+	char *text;
+	int r;
+
+	if (arg[0] != '@') {
+		r = policy__profile_builtin(arg, ret);
+		return r < 0 ? fail(EXIT_USAGE, "no built-in profile '%s'", arg) : 0;
+	}
+	text = slurp(arg + 1);
+	if (!text)
+		return fail(EXIT_USAGE, "%s: %s", arg + 1, strerror(errno));
+	r = policy__profile_parse(text, ret, &pe);
+	free(text);
+	return r < 0 ? fail(EXIT_API, "%s: %s", arg + 1, pe.msg) : 0;
+}
+
+static int cmd_policy(struct ctl *c)
+{
+	struct policy_error pe = {{0}};
+	struct policy_session_config cfg = {0};
+	struct policy_session *s = NULL;
+	struct policy_call_owned *call = NULL;
+	struct policy_decision d;
+	struct policy *p = NULL;
+	char buf[512], *text;
+	int r;
+
+	if (c->nargs == 2 && strcmp(c->args[0], "check") == 0) {
+		text = slurp(c->args[1]);
+		if (!text)
+			return fail(EXIT_USAGE, "%s: %s", c->args[1], strerror(errno));
+		r = policy__profile_check(text, &pe);
+		free(text);
+		if (r < 0)
+			return fail(EXIT_API, "%s: %s", c->args[1], pe.msg);
+		printf("%s: ok\n", c->args[1]);
+		return 0;
+	}
+	if (c->nargs != 3 || strcmp(c->args[0], "explain") != 0)
+		return fail(EXIT_USAGE, "usage: nucleusctl policy check FILE | policy explain "
+					"PROFILE|@FILE CALL_JSON");
+	r = load_profile_arg(c->args[1], &p);
+	if (r)
+		return r;
+	randombytes_buf(cfg.id, sizeof(cfg.id));
+	if (policy__call_parse(c->args[2], &call, &pe) < 0) {
+		r = fail(EXIT_USAGE, "call: %s", pe.msg);
+	} else if (policy__session_new(p, &cfg, &s) < 0 ||
+		   policy__decide(s, policy__call_get(call), (int64_t)time(NULL), &d) < 0) {
+		r = fail(EXIT_API, "the policy engine failed");
+	} else {
+		policy__explain(&d, buf, sizeof(buf));
+		if (c->json)
+			printf("{\"verdict\": \"%s\", \"reason\": \"%s\"}\n",
+			       policy__level_name(d.verdict), policy__reason_name(d.reason));
+		else
+			printf("%s\n", buf);
+		r = d.verdict == POLICY_ALLOW ? 0 : EXIT_API;
+	}
+	policy__call_free(call);
+	policy__session_free(s);
+	policy__free(p);
+	return r;
+}
+
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 {
 	static const struct option lo[] = {
@@ -434,10 +732,10 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(struct ctl *c);
-	} cmds[] = {{"ls", cmd_ls},
-		    {"create", cmd_create},
-		    {"audit", cmd_audit},
-		    {"health", cmd_health}};
+	} cmds[] = {{"ls", cmd_ls},	    {"create", cmd_create}, {"audit", cmd_audit},
+		    {"health", cmd_health}, {"run", cmd_run},	    {"read", cmd_read},
+		    {"write", cmd_write},   {"list", cmd_list},	    {"approve", cmd_approve},
+		    {"policy", cmd_policy}};
 	struct ctl c = {0};
 	const char *socket = NULL, *cmd;
 	int r;

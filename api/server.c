@@ -58,6 +58,8 @@ int api__status(int rc)
 		return 502;
 	case -EAGAIN:
 		return 503;
+	case -ENOSYS:
+		return 501;
 	default:
 		return 500;
 	}
@@ -333,6 +335,7 @@ static const struct route routes[] = {
 	{{"v1", "sandboxes", "*", "pause"}, .post = api__h_pause},
 	{{"v1", "sandboxes", "*", "resume"}, .post = api__h_resume},
 	{{"v1", "sandboxes", "*", "tools", "*"}, .post = api__h_tool},
+	{{"v1", "sandboxes", "*", "approvals"}, .post = api__h_approve},
 	{{"v1", "sandboxes", "*", "audit"}, .get = api__h_audit},
 	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
 };

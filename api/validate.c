@@ -40,6 +40,12 @@ const struct api_field api__create_spec[] = {
 	{NULL},
 };
 
+const struct api_field api__approval_spec[] = {
+	{"nonce", API_STRING, true, 32, 32},
+	{"approval", API_OBJECT, true},
+	{NULL},
+};
+
 const struct api_field api__tool_spec[] = {
 	{"args", API_OBJECT, false},
 	{NULL},

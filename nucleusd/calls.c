@@ -548,8 +548,9 @@ static int denial(struct decision_tx *d, json_t **ret, struct nd_err *e)
 
 	if (o && d->d->verdict == ND_ASK)
 		json_object_set_new(o, "approval_request",
-				    json_pack("{ss sI ss}", "nonce", d->nonce, "expires_us",
-					      (json_int_t)d->expires_us, "tool", d->tool));
+				    json_pack("{ss sI ss ss sO}", "nonce", d->nonce, "expires_us",
+					      (json_int_t)d->expires_us, "tool", d->tool, "session",
+					      d->row->session_id, "args", d->args));
 	if (ret)
 		*ret = o;
 	else
@@ -635,6 +636,114 @@ int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const 
 out:
 	json_decref(dec.trace);
 	free(dec.session_state);
+	sb_row__clear(&row);
+	return r;
+}
+
+/* ---- approvals ---- */
+
+struct approval_tx {
+	struct nucleusd *nd;
+	const char *sandbox, *nonce;
+	int64_t actor_uid;
+	char tool[72];
+	char *request; /* out: the asked call's args (JSON text) */
+	const char *state;
+	json_t *approval;
+};
+
+/* Takes the pending approval row (it becomes 'used' whatever the verdict). */
+static int approval_take_tx(struct store *s, void *arg)
+{
+	static const char sel[] = "SELECT tool, request, state, expires_us FROM approvals "
+				  "WHERE nonce = ?1 AND sandbox_id = ?2";
+	static const char upd[] = "UPDATE approvals SET state = 'used', decided_us = ?2, "
+				  "signature = ?3 WHERE nonce = ?1";
+	struct approval_tx *x = arg;
+	sqlite3_stmt *st = NULL;
+	const char *sig = json_string_value(json_object_get(x->approval, "sig"));
+	json_t *body;
+	int r;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sel, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, x->sandbox, -1, SQLITE_STATIC);
+	r = sqlite3_step(st);
+	if (r != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return r == SQLITE_DONE ? -ENOENT : store__errno(r);
+	}
+	snprintf(x->tool, sizeof(x->tool), "%s", (const char *)sqlite3_column_text(st, 0));
+	x->request = strdup((const char *)sqlite3_column_text(st, 1));
+	r = strcmp((const char *)sqlite3_column_text(st, 2), "pending") != 0 ? -EBUSY
+	    : sqlite3_column_int64(st, 3) <= nd__now_us()		     ? -ETIME
+									     : 0;
+	sqlite3_finalize(st);
+	if (r < 0 || !x->request)
+		return r < 0 ? r : -ENOMEM;
+	r = store__errno(sqlite3_prepare_v2(store__db(s), upd, -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, nd__now_us());
+	if (sig)
+		sqlite3_bind_text(st, 3, sig, -1, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	sqlite3_finalize(st);
+	if (r < 0)
+		return r;
+	body = json_pack("{ss ss}", "nonce", x->nonce, "tool", x->tool);
+	if (!body)
+		return -ENOMEM;
+	r = audit__append(s, x->nd->key, x->sandbox, x->actor_uid, "approval.submitted", body,
+			  NULL);
+	json_decref(body);
+	return r;
+}
+
+int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		      const char *nonce, json_t *approval, nd_reply_fn reply, void *arg,
+		      json_t **ret_denial, struct nd_err *e)
+{
+	struct approval_tx x = {.nd = nd,
+				.nonce = nonce,
+				.actor_uid = who ? (int64_t)who->uid : -1,
+				.approval = approval};
+	struct sb_row row;
+	json_t *args = NULL;
+	int r;
+
+	r = sb_row__load(nd, ref, &row, e);
+	if (r < 0)
+		return r;
+	x.sandbox = row.id;
+	r = store__tx(nd->store, approval_take_tx, &x);
+	if (r == -ENOENT)
+		r = nd_err__set(e, r, "unknown_approval", "no approval request %s for sandbox %s",
+				nonce, row.id);
+	else if (r == -EBUSY)
+		r = nd_err__set(e, r, "approval_used", "approval request %s was already answered",
+				nonce);
+	else if (r == -ETIME)
+		r = nd_err__set(e, -EBUSY, "approval_expired", "approval request %s expired",
+				nonce);
+	else if (r < 0)
+		r = nd_err__set(e, r, "internal", "cannot read the approval request");
+	if (r < 0)
+		goto out;
+	args = json_loads(x.request, 0, NULL);
+	if (!json_is_object(args)) {
+		r = nd_err__set(e, -EIO, "internal", "stored approval request is not an object");
+		goto out;
+	}
+	/* The call again, with the signed approval: the policy engine judges it. */
+	json_object_set(args, "approval", approval);
+	r = nucleusd__tool_call(nd, who, row.id, x.tool, args, reply, arg, ret_denial, e);
+out:
+	json_decref(args);
+	free(x.request);
 	sb_row__clear(&row);
 	return r;
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* nucleusd: the daemon executable (core in nucleusd/, HTTP in api/). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -17,6 +18,19 @@
 #include "api/api.h"
 #include "nucleusd/nucleusd.h"
 
+#ifndef ND_INSTALL_GUEST_DIR
+#define ND_INSTALL_GUEST_DIR "/usr/local/share/nucleus"
+#endif
+#ifndef ND_BUILD_VMM
+#define ND_BUILD_VMM ""
+#endif
+#ifndef ND_BUILD_KERNEL
+#define ND_BUILD_KERNEL ""
+#endif
+#ifndef ND_BUILD_INITRD
+#define ND_BUILD_INITRD ""
+#endif
+
 struct opts {
 	char data_dir[PATH_MAX];
 	const char *socket;
@@ -25,6 +39,9 @@ struct opts {
 	size_t max_body;
 	int timeout_s;
 	bool fake;
+	const char *vmm, *kernel, *initrd;
+	uint8_t keys[8][32]; /* --approver-key */
+	size_t n_keys;
 };
 
 static void logmsg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -57,6 +74,14 @@ static void usage(FILE *f)
 		"  --owner-gid GID    primary gid allowed to use the API (default: own gid)\n"
 		"  --max-body BYTES   request body limit (default 1048576)\n"
 		"  --timeout SECONDS  connection read/write timeout (default 30)\n"
+		"  --vmm PATH         nucleus-vmm (default: $NUCLEUS_VMM, next to nucleusd,\n"
+		"                     the build tree's)\n"
+		"  --kernel PATH      guest vmlinux (default: $NUCLEUS_KERNEL, the build's,\n"
+		"                     " ND_INSTALL_GUEST_DIR "/vmlinux)\n"
+		"  --initrd PATH      guest initramfs (default: $NUCLEUS_INITRD, the build's,\n"
+		"                     " ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz)\n"
+		"  --approver-key HEX Ed25519 public key (64 hex) whose signed approvals turn\n"
+		"                     an `ask` into `allow`; pinned in new sessions (max 8)\n"
 		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n");
 }
 
@@ -81,6 +106,21 @@ static bool parse_num(const char *s, unsigned long long max, unsigned long long 
 	return *s && !*end && !errno && *ret <= max;
 }
 
+static bool parse_key(const char *hex, uint8_t out[32])
+{
+	unsigned v;
+
+	if (strlen(hex) != 64)
+		return false;
+	for (int i = 0; i < 32; i++) {
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1 || !isxdigit((unsigned char)hex[2 * i]) ||
+		    !isxdigit((unsigned char)hex[2 * i + 1]))
+			return false;
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {{"data-dir", required_argument, NULL, 'd'},
@@ -90,6 +130,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"max-body", required_argument, NULL, 'b'},
 					   {"timeout", required_argument, NULL, 't'},
 					   {"fake-backend", no_argument, NULL, 'F'},
+					   {"vmm", required_argument, NULL, 'V'},
+					   {"kernel", required_argument, NULL, 'K'},
+					   {"initrd", required_argument, NULL, 'I'},
+					   {"approver-key", required_argument, NULL, 'k'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	unsigned long long v;
@@ -127,6 +171,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'F':
 			o->fake = true;
+			break;
+		case 'V':
+			o->vmm = optarg;
+			break;
+		case 'K':
+			o->kernel = optarg;
+			break;
+		case 'I':
+			o->initrd = optarg;
+			break;
+		case 'k':
+			if (o->n_keys == 8 || !parse_key(optarg, o->keys[o->n_keys]))
+				goto bad;
+			o->n_keys++;
 			break;
 		case 'h':
 			usage(stdout);
@@ -183,6 +241,65 @@ static int lock_data_dir(const char *dir)
 	return fd;
 }
 
+static bool usable(const char *path)
+{
+	return path && *path && access(path, R_OK) == 0;
+}
+
+/* Flag, then environment, then the candidates in order; the last candidate otherwise. */
+static const char *pick(const char *flag, const char *env, const char *const *cand, size_t n)
+{
+	const char *v = getenv(env);
+
+	if (flag)
+		return flag;
+	if (v && *v)
+		return v;
+	for (size_t i = 0; i < n; i++)
+		if (usable(cand[i]))
+			return cand[i];
+	return cand[n - 1];
+}
+
+static int vm_backend(const struct opts *o, struct nd_backend **ret)
+{
+	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32];
+	char exe[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct nd_vm_config cfg = {.data_dir = o->data_dir,
+				   .approver_keys = (const uint8_t(*)[32])o->keys,
+				   .n_approver_keys = o->n_keys};
+	struct nd_err e = {{0}};
+	int r;
+
+	exe[n > 0 ? n : 0] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(self_vmm, sizeof(self_vmm), "%s/nucleus-vmm", exe);
+	snprintf(tree_vmm, sizeof(tree_vmm), "%s/../vmm/nucleus-vmm", exe);
+	{
+		const char *vmms[] = {self_vmm, tree_vmm, ND_BUILD_VMM, self_vmm};
+		const char *kernels[] = {ND_BUILD_KERNEL, ND_INSTALL_GUEST_DIR "/vmlinux"};
+		const char *initrds[] = {ND_BUILD_INITRD,
+					 ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz"};
+
+		cfg.vmm = pick(o->vmm, "NUCLEUS_VMM", vmms, 4);
+		cfg.kernel = pick(o->kernel, "NUCLEUS_KERNEL", kernels, 2);
+		cfg.initrd = pick(o->initrd, "NUCLEUS_INITRD", initrds, 2);
+	}
+	r = nd_vm_backend__new(&cfg, ret, &e);
+	if (r < 0)
+		logmsg("error",
+		       "VMM backend: %s (use --vmm/--kernel/--initrd, or --fake-backend "
+		       "for tests)",
+		       e.msg[0] ? e.msg : strerror(-r));
+	else
+		logmsg("info", "VMM backend: %s, kernel %s, initramfs %s", cfg.vmm, cfg.kernel,
+		       cfg.initrd);
+	return r;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	logmsg("info", "signal %d: shutting down", (int)sig);
@@ -222,14 +339,11 @@ int main(int argc, char **argv)
 		r = -ENOMEM;
 		goto out;
 	}
-	r = o.fake ? nd_fake_backend__new(&be) : nd_none_backend__new(&be);
+	r = o.fake ? nd_fake_backend__new(&be) : vm_backend(&o, &be);
 	if (r < 0)
 		goto out;
 	if (o.fake)
 		logmsg("warning", "FAKE backend: no microVMs are run; for tests only");
-	else
-		logmsg("warning", "no VMM backend is wired into this nucleusd yet: sandboxes "
-				  "cannot be created (backend 'none')");
 	cfg.data_dir = o.data_dir;
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {

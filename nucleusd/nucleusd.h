@@ -207,6 +207,20 @@ int nd_fake_backend__new(struct nd_backend **ret);
 int nd_none_backend__new(struct nd_backend **ret);
 void nd_backend__free(struct nd_backend *be);
 
+/* The real backend (nucleusd/backend-vm.c): nucleus-vmm + guest agent + policy engine. */
+struct nd_vm_config {
+	const char *vmm;      /* nucleus-vmm executable */
+	const char *kernel;   /* guest vmlinux */
+	const char *initrd;   /* guest initramfs (nucleus-init) */
+	const char *data_dir; /* per-VM run dirs in DATA/vms, persisted workspaces in
+			       * DATA/workspaces */
+	/* Ed25519 public keys pinned in every new policy session (approvals). */
+	const uint8_t (*approver_keys)[32];
+	size_t n_approver_keys;
+};
+/* Checks that the three files are readable; fills @e when not. */
+int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e);
+
 /* ---- the sandbox manager -------------------------------------------------------------- */
 
 struct nd_caller {
@@ -257,6 +271,16 @@ int nucleusd__sandbox_resume(struct nucleusd *nd, const struct nd_caller *who, c
 int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
 			json_t **ret_denial, struct nd_err *e);
+
+/*
+ * POST /v1/sandboxes/{id}/approvals: @nonce names the pending request of an `ask`
+ * verdict (its row becomes 'used'); the asked call is decided again with @approval (a
+ * signed policy approval, JSON, see docs/policy.md) attached, and runs when the policy
+ * engine now allows it. Same return and @reply contract as nucleusd__tool_call.
+ */
+int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		      const char *nonce, json_t *approval, nd_reply_fn reply, void *arg,
+		      json_t **ret_denial, struct nd_err *e);
 
 int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
 			 json_t **ret, struct nd_err *e);

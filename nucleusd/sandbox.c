@@ -136,6 +136,8 @@ json_t *sb_row__json(const struct sb_row *r)
 		      "updated_us", (json_int_t)r->updated_us, "spec", r->spec);
 	if (o && r->reason)
 		json_object_set_new(o, "reason", json_string(r->reason));
+	if (o && r->vmm_pid > 0)
+		json_object_set_new(o, "vmm_pid", json_integer((json_int_t)r->vmm_pid));
 	return o;
 }
 

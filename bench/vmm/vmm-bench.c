@@ -33,7 +33,7 @@
 #include "vmm/vmm.h"
 
 #define MAX_RUNS  50
-#define WAIT_S	  600
+#define WAIT_S	  180
 #define GUEST_MIB 128
 
 struct opts {
@@ -141,9 +141,9 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 	snprintf(vsock, sizeof(vsock), "%s/vsock", dir);
 	snprintf(ctl, sizeof(ctl), "%s/control", dir);
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
-	const char *argv[] = {o->vmm,  "--kernel",  o->kernel, "--initrd", o->initrd,
-			      "--mem", "128",	    "--vcpus", "1",	   "--vsock",
-			      vsock,   "--control", ctl,       NULL};
+	const char *argv[] = {o->vmm, "--kernel",  o->kernel, "--initrd", o->initrd, "--mem",
+			      "128",  "--vcpus",   "1",	      "--vsock",  vsock,     "--control",
+			      ctl,    "--console", con,	      NULL};
 	struct guest *g = NULL;
 	int64_t t0 = now_us();
 	pid_t pid = spawn(argv, log);
@@ -182,6 +182,21 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 	return 0;
 }
 
+/* Why a VMM did not get ready: the end of its log on stderr. */
+static void dump_tail(const char *path)
+{
+	char buf[1024];
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	lseek(fd, end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0, SEEK_SET);
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n > 0)
+		fprintf(stderr, "--- %s ---\n%.*s\n", path, (int)n, buf);
+}
+
 static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 {
 	char status[128], chardev[160], log[128], con[128], serial[160];
@@ -192,14 +207,20 @@ static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 	snprintf(chardev, sizeof(chardev), "file,id=st,path=%s", status);
 	snprintf(log, sizeof(log), "%s/qemu.log", dir);
 	unlink(status);
-	const char *argv[] = {
-		o->qemu,      "-M",	    "microvm",	   "-enable-kvm",
-		"-cpu",	      "host",	    "-m",	   "128",
-		"-smp",	      "1",	    "-nodefaults", "-no-user-config",
-		"-nographic", "-no-reboot", "-kernel",	   o->kernel,
-		"-initrd",    o->initrd,    "-append",	   "reboot=k panic=-1 quiet",
-		"-chardev",   chardev,	    "-device",	   "isa-debugcon,iobase=0x440,chardev=st",
-		NULL};
+	const char *argv[] = {o->qemu,	     "-M",
+			      "microvm",     "-enable-kvm",
+			      "-cpu",	     "host",
+			      "-m",	     "128",
+			      "-smp",	     "1",
+			      "-nodefaults", "-no-user-config",
+			      "-nographic",  "-no-reboot",
+			      "-kernel",     o->kernel,
+			      "-initrd",     o->initrd,
+			      "-append",     "console=ttyS0 reboot=k panic=-1 quiet",
+			      "-serial",     serial,
+			      "-chardev",    chardev,
+			      "-device",     "isa-debugcon,iobase=0x440,chardev=st",
+			      NULL};
 	int64_t t0 = now_us();
 	pid_t pid = spawn(argv, log);
 	s->qemu_ready_us = -1;
@@ -217,12 +238,16 @@ static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 		}
 		if (s->qemu_ready_us >= 0 && s->qemu_console_us >= 0)
 			break;
-		if (waitpid(pid, NULL, WNOHANG) == pid)
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			dump_tail(log);
 			return -1;
+		}
 		usleep(1000);
 	}
 	kill(pid, SIGTERM);
 	reap(pid, 30);
+	if (s->qemu_console_us < 0 && s->qemu_ready_us < 0)
+		dump_tail(log);
 	return s->qemu_console_us < 0 && s->qemu_ready_us < 0 ? -1 : 0;
 }
 
@@ -296,10 +321,11 @@ int main(int argc, char **argv)
 		if (access(o.qemu, X_OK) == 0 && run_qemu(&o, dir, &s[i]) < 0)
 			fprintf(stderr, "run %d: qemu microvm did not reach ready\n", i);
 		fprintf(stderr,
-			"run %d: boot_timer %lld us, first_reply %lld us, qemu %lld us, "
-			"overhead %ld KiB\n",
+			"run %d: boot_timer %lld us, first_reply %lld us, console %lld us, "
+			"qemu ready %lld us, qemu console %lld us, overhead %ld KiB\n",
 			i, (long long)s[i].boot_timer_us, (long long)s[i].first_reply_us,
-			(long long)s[i].qemu_ready_us, s[i].overhead_kib);
+			(long long)s[i].console_us, (long long)s[i].qemu_ready_us,
+			(long long)s[i].qemu_console_us, s[i].overhead_kib);
 	}
 	int64_t bt = median(s, o.runs, offsetof(struct sample, boot_timer_us));
 	int64_t fr = median(s, o.runs, offsetof(struct sample, first_reply_us));

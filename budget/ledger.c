@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The budget ledger over the daemon's SQLite store (table budget_ledger, migration 1 of
+ * nucleusd/store.c). One row per debit, written inside the caller's transaction;
+ * balances are SUM(amount) per kind, so whatever commits is exactly what was spent.
+ *
+ * Idempotency keys are per sandbox and kind: the stored idem_key is
+ * "<sandbox>/<kind>/<client key>", so two sandboxes can use the same client key and a
+ * report of several kinds (tokens + money) writes one row per kind under one key.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sqlite3.h>
+
+#include "budget/budget.h"
+
+#define IDEM_MAX 256
+
+enum mode { MODE_CHARGE, MODE_METER };
+
+static int db_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_MISUSE:
+	case SQLITE_RANGE:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static bool key_valid(const char *key)
+{
+	size_t n = 0;
+
+	for (; key[n]; n++)
+		if (key[n] < 0x21 || key[n] > 0x7e)
+			return false;
+	return n >= 1 && n <= 128;
+}
+
+static bool sandbox_valid(const char *sb)
+{
+	return sb && sb[0] && strlen(sb) <= 64 && !strchr(sb, '/');
+}
+
+/* A peak may reach its cap; the other kinds are used up when spent reaches the limit. */
+static bool exhausted(enum budget_kind k, int64_t spent, int64_t limit)
+{
+	if (!limit)
+		return false;
+	return k == BUDGET_MEM_PEAK_MIB ? spent > limit : spent >= limit;
+}
+
+int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *ret)
+{
+	struct budget_spent s = {0};
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if (!db || !sandbox)
+		return -EINVAL;
+	r = db_errno(sqlite3_prepare_v2(db,
+					"SELECT kind, SUM(amount) FROM budget_ledger "
+					"WHERE sandbox_id = ?1 GROUP BY kind",
+					-1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
+
+		if (k >= 0)
+			s.spent[k] = sqlite3_column_int64(st, 1);
+	}
+	r = db_errno(rc);
+	sqlite3_finalize(st);
+	if (r < 0)
+		return r;
+	*ret = s;
+	return 0;
+}
+
+static int idem_key(char *buf, const char *sandbox, int kind, const char *key)
+{
+	int n = snprintf(buf, IDEM_MAX, "%s/%s/%s", sandbox, budget_kind__name(kind), key);
+
+	return n > 0 && n < IDEM_MAX ? 0 : -EINVAL;
+}
+
+/* Rows already written under @key: bit per kind in *found, their amounts in orig[]. */
+static int lookup_key(sqlite3 *db, const char *sandbox, const char *key, unsigned *found,
+		      int64_t orig[BUDGET__N_KINDS])
+{
+	sqlite3_stmt *st = NULL;
+	char ik[IDEM_MAX];
+	int r;
+
+	r = db_errno(sqlite3_prepare_v2(db,
+					"SELECT amount FROM budget_ledger WHERE idem_key = ?1 "
+					"AND sandbox_id = ?2",
+					-1, &st, NULL));
+	if (r < 0)
+		return r;
+	*found = 0;
+	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++) {
+		r = idem_key(ik, sandbox, k, key);
+		if (r < 0)
+			break;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, ik, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+
+		if (rc == SQLITE_ROW) {
+			*found |= 1u << k;
+			orig[k] = sqlite3_column_int64(st, 0);
+		} else {
+			orig[k] = 0;
+			r = db_errno(rc);
+		}
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int insert_row(sqlite3_stmt *st, const char *sandbox, int kind, int64_t amount,
+		      const char *key, const char *reason, int64_t at)
+{
+	char ik[IDEM_MAX];
+	int r;
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, budget_kind__name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, amount);
+	sqlite3_bind_text(st, 4, reason ? reason : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, at);
+	if (key) {
+		r = idem_key(ik, sandbox, kind, key);
+		if (r < 0)
+			return r;
+		sqlite3_bind_text(st, 6, ik, -1, SQLITE_TRANSIENT);
+	}
+	r = db_errno(sqlite3_step(st));
+	if (r < 0 &&
+	    sqlite3_extended_errcode(sqlite3_db_handle(st)) == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return -ENOENT; /* no such sandbox */
+	return r;
+}
+
+/* Writes the rows in a savepoint, so a failure half-way leaves the caller's tx clean. */
+static int write_rows(sqlite3 *db, const char *sandbox, const int64_t eff[BUDGET__N_KINDS],
+		      unsigned want, const char *key, const char *reason)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t at = now_us();
+	int r;
+
+	r = db_errno(sqlite3_exec(db, "SAVEPOINT budget_debit", NULL, NULL, NULL));
+	if (r < 0)
+		return r;
+	r = db_errno(sqlite3_prepare_v2(db,
+					"INSERT INTO budget_ledger(sandbox_id, kind, amount, "
+					"reason, at_us, idem_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+					-1, &st, NULL));
+	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++)
+		if (want & (1u << k))
+			r = insert_row(st, sandbox, k, eff[k], key, reason, at);
+	sqlite3_finalize(st);
+	if (r < 0)
+		sqlite3_exec(db, "ROLLBACK TO budget_debit", NULL, NULL, NULL);
+	sqlite3_exec(db, "RELEASE budget_debit", NULL, NULL, NULL);
+	return r;
+}
+
+static int validate(sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+		    const char *key, int64_t req[BUDGET__N_KINDS], unsigned *mask)
+{
+	if (!db || !sandbox_valid(sandbox) || !d || n == 0 || n > BUDGET__N_KINDS)
+		return -EINVAL;
+	if (key && !key_valid(key))
+		return -EINVAL;
+	if (sqlite3_get_autocommit(db))
+		return -EINVAL; /* the debit belongs in the caller's transaction */
+	*mask = 0;
+	memset(req, 0, sizeof(int64_t) * BUDGET__N_KINDS);
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned)d[i].kind >= BUDGET__N_KINDS || (*mask & (1u << d[i].kind)))
+			return -EINVAL;
+		if (d[i].amount < 0 || d[i].amount > BUDGET_AMOUNT_MAX)
+			return -EINVAL;
+		*mask |= 1u << d[i].kind;
+		req[d[i].kind] = d[i].amount;
+	}
+	return 0;
+}
+
+/* Same key again: the same report (-> duplicate) or a different one (-EEXIST). */
+static int duplicate(const int64_t req[BUDGET__N_KINDS], unsigned mask,
+		     const int64_t orig[BUDGET__N_KINDS], unsigned found)
+{
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		if (k == BUDGET_MEM_PEAK_MIB)
+			continue; /* absolute reading, the row holds the rise */
+		if ((found & (1u << k)) && !(mask & (1u << k)))
+			return -EEXIST;
+		if (req[k] != orig[k])
+			return -EEXIST;
+	}
+	return 0;
+}
+
+static void result_init(struct budget_result *r, const struct budget_spent *s)
+{
+	memset(r, 0, sizeof(*r));
+	r->exhausted = BUDGET__N_KINDS;
+	r->after = *s;
+}
+
+static int debit(sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+		 const char *key, const char *reason, const struct budget_limits *limits,
+		 enum mode mode, struct budget_result *ret)
+{
+	static const struct budget_limits none;
+	int64_t req[BUDGET__N_KINDS], orig[BUDGET__N_KINDS], eff[BUDGET__N_KINDS] = {0};
+	unsigned mask, found = 0, want = 0;
+	struct budget_spent s;
+	struct budget_result res;
+	int r;
+
+	limits = limits ? limits : &none;
+	r = validate(db, sandbox, d, n, key, req, &mask);
+	if (r < 0)
+		return r;
+	r = budget__spent(db, sandbox, &s);
+	if (r < 0)
+		return r;
+	result_init(&res, &s);
+	if (key) {
+		r = lookup_key(db, sandbox, key, &found, orig);
+		if (r < 0)
+			return r;
+	}
+	if (found) {
+		r = duplicate(req, mask, orig, found);
+		if (r < 0)
+			return r;
+		res.status = BUDGET_DUPLICATE;
+		memcpy(res.charged, orig, sizeof(res.charged));
+		goto done;
+	}
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		if (!(mask & (1u << k)))
+			continue;
+		eff[k] = req[k];
+		if (k == BUDGET_MEM_PEAK_MIB)
+			eff[k] = req[k] > s.spent[k] ? req[k] - s.spent[k] : 0;
+		if (mode == MODE_CHARGE && limits->limit[k] &&
+		    s.spent[k] + eff[k] > limits->limit[k]) {
+			res.status = BUDGET_REFUSED;
+			res.exhausted = k;
+			*ret = res;
+			return -EDQUOT;
+		}
+		/* Zero rows only to remember a key; a peak that did not rise needs none. */
+		if (eff[k] > 0 || (key && k != BUDGET_MEM_PEAK_MIB))
+			want |= 1u << k;
+	}
+	r = write_rows(db, sandbox, eff, want, key, reason);
+	if (r < 0)
+		return r;
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		res.charged[k] = eff[k];
+		res.after.spent[k] += eff[k];
+	}
+done:
+	for (int k = 0; k < BUDGET__N_KINDS; k++)
+		if (exhausted(k, res.after.spent[k], limits->limit[k]))
+			res.over_mask |= 1u << k;
+	*ret = res;
+	return 0;
+}
+
+int budget__charge_many(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d,
+			size_t n, const char *key, const char *reason,
+			const struct budget_limits *limits, struct budget_result *ret)
+{
+	return debit(db, sandbox, d, n, key, reason, limits, MODE_CHARGE, ret);
+}
+
+int budget__charge(struct sqlite3 *db, const char *sandbox, enum budget_kind kind, int64_t amount,
+		   const char *key, const char *reason, const struct budget_limits *limits,
+		   struct budget_result *ret)
+{
+	struct budget_debit d = {kind, amount};
+
+	return debit(db, sandbox, &d, 1, key, reason, limits, MODE_CHARGE, ret);
+}
+
+int budget__meter(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+		  const char *key, const char *reason, const struct budget_limits *limits,
+		  struct budget_result *ret)
+{
+	return debit(db, sandbox, d, n, key, reason, limits, MODE_METER, ret);
+}
+
+int budget__exhaust(struct sqlite3 *db, const char *sandbox, enum budget_kind kind,
+		    const char *reason, const struct budget_limits *limits,
+		    struct budget_result *ret)
+{
+	struct budget_debit d = {kind, 0};
+	struct budget_spent s;
+	int r;
+
+	if (!db || !sandbox || !limits || (unsigned)kind >= BUDGET__N_KINDS ||
+	    kind == BUDGET_MEM_PEAK_MIB)
+		return -EINVAL;
+	r = budget__spent(db, sandbox, &s);
+	if (r < 0)
+		return r;
+	if (limits->limit[kind] > s.spent[kind])
+		d.amount = limits->limit[kind] - s.spent[kind];
+	return debit(db, sandbox, &d, 1, NULL, reason, limits, MODE_METER, ret);
+}
+
+int budget__check(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+		  enum budget_kind *ret_kind)
+{
+	struct budget_spent s;
+	int r;
+
+	if (!limits)
+		return 0;
+	r = budget__spent(db, sandbox, &s);
+	if (r < 0)
+		return r;
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		if (exhausted(k, s.spent[k], limits->limit[k])) {
+			if (ret_kind)
+				*ret_kind = k;
+			return -EDQUOT;
+		}
+	}
+	return 0;
+}
+
+int budget__limits_save(struct sqlite3 *db, const char *sandbox, const struct budget_limits *l)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!db || !sandbox || !l)
+		return -EINVAL;
+	r = db_errno(sqlite3_prepare_v2(db,
+					"INSERT INTO budget_limits(sandbox_id, kind, amount) "
+					"VALUES (?1, ?2, ?3) ON CONFLICT(sandbox_id, kind) "
+					"DO UPDATE SET amount = excluded.amount",
+					-1, &st, NULL));
+	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++) {
+		if (!l->limit[k])
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, budget_kind__name(k), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, l->limit[k]);
+		r = db_errno(sqlite3_step(st));
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int budget__limits_load(struct sqlite3 *db, const char *sandbox, struct budget_limits *ret)
+{
+	struct budget_limits l = {0};
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if (!db || !sandbox)
+		return -EINVAL;
+	r = db_errno(sqlite3_prepare_v2(
+		db, "SELECT kind, amount FROM budget_limits WHERE sandbox_id = ?1", -1, &st, NULL));
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
+
+		if (k >= 0)
+			l.limit[k] = sqlite3_column_int64(st, 1);
+	}
+	r = db_errno(rc);
+	sqlite3_finalize(st);
+	if (r < 0)
+		return r;
+	*ret = l;
+	return 0;
+}
+
+static json_t *amount_or_null(bool set, int64_t v)
+{
+	return set ? json_integer(v) : json_null();
+}
+
+static int add_usd(json_t *o, const char *name, bool set, int64_t v)
+{
+	char buf[32];
+
+	if (!set)
+		return json_object_set_new(o, name, json_null());
+	budget__usd_format(v, buf, sizeof(buf));
+	return json_object_set_new(o, name, json_string(buf));
+}
+
+static json_t *kind_view(int k, int64_t limit, int64_t spent)
+{
+	int64_t rem = limit > spent ? limit - spent : 0;
+	bool set = limit != 0;
+	json_t *o;
+
+	o = json_pack("{soso*so*sb}", "limit", amount_or_null(set, limit), "spent",
+		      json_integer(spent), "remaining", amount_or_null(set, rem), "exhausted",
+		      exhausted(k, spent, limit));
+	if (o && k == BUDGET_USD_MICRO &&
+	    (add_usd(o, "limit_usd", set, limit) < 0 || add_usd(o, "spent_usd", true, spent) < 0 ||
+	     add_usd(o, "remaining_usd", set, rem) < 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int budget__view(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+		 json_t **ret)
+{
+	static const struct budget_limits none;
+	json_t *o = NULL, *kinds, *ex;
+	struct budget_spent s;
+	int r;
+
+	limits = limits ? limits : &none;
+	r = budget__spent(db, sandbox, &s);
+	if (r < 0)
+		return r;
+	o = json_pack("{sss{}s[]}", "sandbox", sandbox, "budgets", "exhausted");
+	if (!o)
+		return -ENOMEM;
+	kinds = json_object_get(o, "budgets");
+	ex = json_object_get(o, "exhausted");
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		json_t *v = kind_view(k, limits->limit[k], s.spent[k]);
+
+		if (!v || json_object_set_new(kinds, budget_kind__name(k), v) < 0)
+			goto nomem;
+		if (exhausted(k, s.spent[k], limits->limit[k]) &&
+		    json_array_append_new(ex, json_string(budget_kind__name(k))) < 0)
+			goto nomem;
+	}
+	*ret = o;
+	return 0;
+nomem:
+	json_decref(o);
+	return -ENOMEM;
+}

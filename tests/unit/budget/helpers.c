@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "nucleusd/nucleusd.h"
+#include "tests/unit/budget/helpers.h"
+
+void bt_tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(buf));
+}
+
+void bt_rmrf(const char *dir)
+{
+	char cmd[512];
+
+	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+struct store *bt_store(const char *dir)
+{
+	struct store *s = NULL;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/nucleus.db", dir);
+	cr_assert_eq(store__open(path, &s), 0, "store__open %s", path);
+	return s;
+}
+
+const char *bt_sandbox(sqlite3 *db, unsigned n)
+{
+	static char id[8][32];
+	static unsigned next;
+	char *out = id[next++ % 8];
+	char sql[512];
+
+	snprintf(out, 32, "sb-%016x", n);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO sandboxes(id, state, policy, spec, vcpus, memory_mib, owner_uid, "
+		 "created_us, updated_us) VALUES ('%s', 'running', '{}', '{}', 1, 64, 0, 1, 1)",
+		 out);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	return out;
+}
+
+void bt_begin(sqlite3 *db)
+{
+	cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+}
+
+void bt_commit(sqlite3 *db)
+{
+	cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+void bt_rollback(sqlite3 *db)
+{
+	cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+}
+
+int64_t bt_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+		     sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}

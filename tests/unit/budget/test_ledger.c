@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The ledger over the daemon's real schema: sums, idempotency, refusal, metering, views,
+ * concurrent writers in several processes, and kill -9 between debits.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "budget/budget.h"
+#include "nucleusd/nucleusd.h"
+#include "tests/unit/budget/helpers.h"
+
+static char dir[256];
+static struct store *st;
+static sqlite3 *db;
+static const char *sb;
+
+static void setup(void)
+{
+	bt_tmpdir(dir, sizeof(dir));
+	st = bt_store(dir);
+	db = store__db(st);
+	sb = bt_sandbox(db, 1);
+}
+
+static void teardown(void)
+{
+	store__free(st);
+	bt_rmrf(dir);
+}
+
+/* budget__charge in its own transaction, committed whatever the result. */
+static int charge1(enum budget_kind k, int64_t amount, const char *key,
+		   const struct budget_limits *l, struct budget_result *res)
+{
+	int r;
+
+	bt_begin(db);
+	r = budget__charge(db, sb, k, amount, key, "test", l, res);
+	bt_commit(db);
+	return r;
+}
+
+static int64_t spent(enum budget_kind k)
+{
+	struct budget_spent s;
+
+	cr_assert_eq(budget__spent(db, sb, &s), 0);
+	return s.spent[k];
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown);
+
+Test(ledger, sums_per_kind_and_sandbox)
+{
+	const char *other = bt_sandbox(db, 2);
+	struct budget_result res;
+	struct budget_spent s;
+
+	cr_assert_eq(charge1(BUDGET_TOKENS, 100, NULL, NULL, &res), 0);
+	cr_assert_eq(charge1(BUDGET_TOKENS, 250, NULL, NULL, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 250);
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 350);
+	cr_assert_eq(charge1(BUDGET_USD_MICRO, 7, NULL, NULL, &res), 0);
+	bt_begin(db);
+	cr_assert_eq(budget__charge(db, other, BUDGET_TOKENS, 1000, NULL, "x", NULL, &res), 0);
+	bt_commit(db);
+	cr_assert_eq(budget__spent(db, sb, &s), 0);
+	cr_expect_eq(s.spent[BUDGET_TOKENS], 350);
+	cr_expect_eq(s.spent[BUDGET_USD_MICRO], 7);
+	cr_expect_eq(s.spent[BUDGET_CPU_MS], 0);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 4);
+	cr_expect_eq(bt_int(db, "SELECT SUM(amount) FROM budget_ledger WHERE kind = 'tokens'"),
+		     1350);
+}
+
+Test(ledger, debit_only_inside_a_transaction_and_rolled_back_with_it)
+{
+	struct budget_result res;
+
+	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 5, NULL, "x", NULL, &res), -EINVAL);
+	bt_begin(db);
+	cr_assert_eq(budget__charge(db, sb, BUDGET_TOKENS, 5, "k", "x", NULL, &res), 0);
+	bt_rollback(db);
+	cr_expect_eq(spent(BUDGET_TOKENS), 0, "the debit went with the caller's rollback");
+	cr_assert_eq(charge1(BUDGET_TOKENS, 5, "k", NULL, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED, "a rolled-back key is not a duplicate");
+}
+
+Test(ledger, bad_arguments)
+{
+	struct budget_result res;
+	struct budget_debit twice[2] = {{BUDGET_TOKENS, 1}, {BUDGET_TOKENS, 2}};
+
+	bt_begin(db);
+	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, -1, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(db, sb, BUDGET__N_KINDS, 1, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 1, "", "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 1, "a b", "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge_many(db, sb, twice, 2, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(db, "sb-nope", BUDGET_TOKENS, 1, NULL, "x", NULL, &res),
+		     -ENOENT, "the sandbox must exist (foreign key)");
+	bt_commit(db);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 0);
+}
+
+Test(ledger, idempotent_retry_is_charged_once)
+{
+	struct budget_limits l = {0};
+	struct budget_result res;
+
+	l.limit[BUDGET_TOKENS] = 1000;
+	cr_assert_eq(charge1(BUDGET_TOKENS, 400, "report-1", &l, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_assert_eq(charge1(BUDGET_TOKENS, 400, "report-1", &l, &res), 0);
+	cr_expect_eq(res.status, BUDGET_DUPLICATE);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 400, "the original amount is reported");
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 400);
+	cr_expect_eq(spent(BUDGET_TOKENS), 400);
+	/* The same key with another amount is a conflict, not a silent duplicate. */
+	cr_expect_eq(charge1(BUDGET_TOKENS, 401, "report-1", &l, &res), -EEXIST);
+	cr_expect_eq(charge1(BUDGET_USD_MICRO, 400, "report-1", &l, &res), -EEXIST);
+	/* Keys are per sandbox. */
+	bt_begin(db);
+	cr_assert_eq(budget__charge(db, bt_sandbox(db, 9), BUDGET_TOKENS, 400, "report-1", "x", &l,
+				    &res),
+		     0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	bt_commit(db);
+	cr_expect_eq(spent(BUDGET_TOKENS), 400);
+}
+
+Test(ledger, over_the_limit_is_refused_and_later_reports_too)
+{
+	struct budget_limits l = {0};
+	struct budget_result res;
+
+	l.limit[BUDGET_TOKENS] = 1000;
+	cr_assert_eq(charge1(BUDGET_TOKENS, 600, "a", &l, &res), 0);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 600, "b", &l, &res), -EDQUOT);
+	cr_expect_eq(res.status, BUDGET_REFUSED);
+	cr_expect_eq(res.exhausted, BUDGET_TOKENS);
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 600);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 401, "c", &l, &res), -EDQUOT);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 600, "b", &l, &res), -EDQUOT,
+		     "a refused key was not remembered as charged");
+	cr_expect_eq(spent(BUDGET_TOKENS), 600);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 1, "refusals write nothing");
+	/* Exactly up to the limit is allowed; then the sandbox's calls are gated. */
+	cr_assert_eq(budget__check(db, sb, &l, NULL), 0);
+	cr_assert_eq(charge1(BUDGET_TOKENS, 400, "d", &l, &res), 0);
+	cr_expect(res.over_mask & (1u << BUDGET_TOKENS));
+	enum budget_kind k = BUDGET__N_KINDS;
+
+	cr_expect_eq(budget__check(db, sb, &l, &k), -EDQUOT);
+	cr_expect_eq(k, BUDGET_TOKENS);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 1, "e", &l, &res), -EDQUOT);
+	cr_expect_eq(spent(BUDGET_TOKENS), 1000);
+}
+
+Test(ledger, refused_usage_report_can_exhaust_the_budget_for_later_calls)
+{
+	struct budget_limits l = {0};
+	struct budget_result res;
+	enum budget_kind k = BUDGET__N_KINDS;
+
+	l.limit[BUDGET_TOKENS] = 1000;
+	cr_assert_eq(charge1(BUDGET_TOKENS, 600, "a", &l, &res), 0);
+	/* The harness reports 600 tokens it already used: refused, then exhausted. */
+	bt_begin(db);
+	cr_assert_eq(budget__charge(db, sb, BUDGET_TOKENS, 600, "b", "usage", &l, &res), -EDQUOT);
+	cr_assert_eq(budget__exhaust(db, sb, BUDGET_TOKENS, "refused usage report b", &l, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 400);
+	bt_commit(db);
+	cr_expect_eq(spent(BUDGET_TOKENS), 1000);
+	cr_expect_eq(budget__check(db, sb, &l, &k), -EDQUOT, "later calls are refused");
+	cr_expect_eq(k, BUDGET_TOKENS);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 1, "c", &l, &res), -EDQUOT);
+	cr_expect_eq(charge1(BUDGET_TOKENS, 600, "b", &l, &res), -EDQUOT, "its retry too");
+	bt_begin(db);
+	cr_assert_eq(budget__exhaust(db, sb, BUDGET_TOKENS, "again", &l, &res), 0);
+	bt_commit(db);
+	cr_expect_eq(spent(BUDGET_TOKENS), 1000, "exhausting twice adds nothing");
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 2);
+}
+
+Test(ledger, several_kinds_all_or_nothing)
+{
+	struct budget_limits l = {0};
+	struct budget_result res;
+	struct budget_debit d[2] = {{BUDGET_TOKENS, 500}, {BUDGET_USD_MICRO, 3000}};
+
+	l.limit[BUDGET_USD_MICRO] = 5000;
+	bt_begin(db);
+	cr_assert_eq(budget__charge_many(db, sb, d, 2, "u1", "usage", &l, &res), 0);
+	cr_expect_eq(budget__charge_many(db, sb, d, 2, "u2", "usage", &l, &res), -EDQUOT);
+	cr_expect_eq(res.exhausted, BUDGET_USD_MICRO);
+	cr_assert_eq(budget__charge_many(db, sb, d, 2, "u1", "usage", &l, &res), 0);
+	cr_expect_eq(res.status, BUDGET_DUPLICATE);
+	cr_expect_eq(res.charged[BUDGET_USD_MICRO], 3000);
+	cr_expect_eq(budget__charge_many(db, sb, d, 1, "u1", "usage", &l, &res), -EEXIST,
+		     "the key was used for tokens + money, not tokens only");
+	bt_commit(db);
+	cr_expect_eq(spent(BUDGET_TOKENS), 500, "the refused report charged no tokens either");
+	cr_expect_eq(spent(BUDGET_USD_MICRO), 3000);
+}
+
+Test(ledger, metered_usage_is_recorded_and_flags_exhaustion)
+{
+	struct budget_limits l = {0};
+	struct budget_result res;
+	struct budget_debit d[3] = {
+		{BUDGET_CPU_MS, 700}, {BUDGET_MEM_MIB_S, 10}, {BUDGET_MEM_PEAK_MIB, 300}};
+
+	l.limit[BUDGET_CPU_MS] = 1000;
+	l.limit[BUDGET_MEM_PEAK_MIB] = 400;
+	bt_begin(db);
+	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_expect_eq(res.over_mask, 0);
+	d[2].amount = 250; /* peak fell: no row, the high-water mark stays 300 */
+	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 0);
+	cr_expect(res.over_mask & (1u << BUDGET_CPU_MS), "1400 ms > 1000 ms: recorded, flagged");
+	d[2].amount = 450;
+	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 150);
+	cr_expect(res.over_mask & (1u << BUDGET_MEM_PEAK_MIB));
+	bt_commit(db);
+	cr_expect_eq(spent(BUDGET_CPU_MS), 2100);
+	cr_expect_eq(spent(BUDGET_MEM_MIB_S), 30);
+	cr_expect_eq(spent(BUDGET_MEM_PEAK_MIB), 450);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger WHERE kind = "
+				"'mem_peak_mib'"),
+		     2);
+}
+
+Test(ledger, limits_saved_and_view)
+{
+	struct budget_limits l = {0}, back;
+	struct budget_result res;
+	json_t *v = NULL, *usd;
+
+	l.limit[BUDGET_TOKENS] = 100;
+	l.limit[BUDGET_USD_MICRO] = 1500000;
+	bt_begin(db);
+	cr_assert_eq(budget__limits_save(db, sb, &l), 0);
+	bt_commit(db);
+	cr_assert_eq(budget__limits_load(db, sb, &back), 0);
+	cr_expect_eq(memcmp(&l, &back, sizeof(l)), 0);
+	cr_assert_eq(charge1(BUDGET_TOKENS, 100, NULL, &back, &res), 0);
+	cr_assert_eq(charge1(BUDGET_USD_MICRO, 250000, NULL, &back, &res), 0);
+	cr_assert_eq(budget__view(db, sb, &back, &v), 0);
+	cr_expect_str_eq(json_string_value(json_object_get(v, "sandbox")), sb);
+	json_t *tok = json_object_get(json_object_get(v, "budgets"), "tokens");
+
+	cr_expect_eq(json_integer_value(json_object_get(tok, "limit")), 100);
+	cr_expect_eq(json_integer_value(json_object_get(tok, "spent")), 100);
+	cr_expect_eq(json_integer_value(json_object_get(tok, "remaining")), 0);
+	cr_expect(json_is_true(json_object_get(tok, "exhausted")));
+	json_t *cpu = json_object_get(json_object_get(v, "budgets"), "cpu_ms");
+
+	cr_expect(json_is_null(json_object_get(cpu, "limit")));
+	cr_expect(json_is_null(json_object_get(cpu, "remaining")));
+	usd = json_object_get(json_object_get(v, "budgets"), "usd_micro");
+	cr_expect_eq(json_integer_value(json_object_get(usd, "remaining")), 1250000);
+	cr_expect_str_eq(json_string_value(json_object_get(usd, "remaining_usd")), "1.250000");
+	cr_expect_str_eq(json_string_value(json_object_get(usd, "spent_usd")), "0.250000");
+	cr_expect_eq(json_array_size(json_object_get(v, "exhausted")), 1);
+	cr_expect_str_eq(json_string_value(json_array_get(json_object_get(v, "exhausted"), 0)),
+			 "tokens");
+	json_decref(v);
+}
+
+/* ---- several processes, one WAL database ------------------------------------------- */
+
+#define WRITERS 4
+#define CHARGES 60
+
+static sqlite3 *open_conn(const char *path)
+{
+	sqlite3 *c = NULL;
+
+	if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_busy_timeout(c, 5000);
+	sqlite3_exec(c, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+	return c;
+}
+
+/* One charge in its own BEGIN IMMEDIATE transaction, retried while the database is busy. */
+static int charge_retry(sqlite3 *c, const char *sandbox, int64_t amount, const char *key)
+{
+	struct budget_result res;
+
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		int rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		int r;
+
+		if (rc == SQLITE_BUSY)
+			continue;
+		if (rc != SQLITE_OK)
+			return -EIO;
+		r = budget__charge(c, sandbox, BUDGET_TOKENS, amount, key, "w", NULL, &res);
+		if (r == -EBUSY) {
+			sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+			continue;
+		}
+		if (r < 0) {
+			sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+			return r;
+		}
+		rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return res.status;
+		sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+		if (rc != SQLITE_BUSY)
+			return -EIO;
+	}
+	return -EBUSY;
+}
+
+static int writer(const char *path, const char *sandbox, int w)
+{
+	sqlite3 *c = open_conn(path);
+	char key[64];
+	int dups = 0;
+
+	if (!c)
+		return 100;
+	for (int i = 0; i < CHARGES; i++) {
+		snprintf(key, sizeof(key), "w%d-%d", w, i);
+		if (charge_retry(c, sandbox, i + 1, key) != BUDGET_CHARGED)
+			return 101;
+		/* Every third report is retried, as a client whose answer got lost would. */
+		if (i % 3 == 0 && charge_retry(c, sandbox, i + 1, key) == BUDGET_DUPLICATE)
+			dups++;
+	}
+	sqlite3_close(c);
+	return dups == (CHARGES + 2) / 3 ? 0 : 102;
+}
+
+Test(ledger, concurrent_processes_sum_exactly)
+{
+	char path[512];
+	pid_t pids[WRITERS];
+	int status;
+
+	snprintf(path, sizeof(path), "%s/nucleus.db", dir);
+	for (int w = 0; w < WRITERS; w++) {
+		pids[w] = fork();
+		cr_assert_geq(pids[w], 0);
+		if (pids[w] == 0)
+			_exit(writer(path, sb, w));
+	}
+	for (int w = 0; w < WRITERS; w++) {
+		cr_assert_eq(waitpid(pids[w], &status, 0), pids[w]);
+		cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d: status %d", w,
+			  status);
+	}
+	/* Each writer charged 1 + 2 + ... + CHARGES once. */
+	cr_expect_eq(spent(BUDGET_TOKENS), (int64_t)WRITERS * CHARGES * (CHARGES + 1) / 2);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), WRITERS * CHARGES);
+}
+
+struct writer_arg {
+	const char *path, *sandbox;
+	int w, rc;
+};
+
+static void *writer_thread(void *p)
+{
+	struct writer_arg *a = p;
+
+	a->rc = writer(a->path, a->sandbox, a->w);
+	return NULL;
+}
+
+Test(ledger, concurrent_threads_with_own_connections_sum_exactly)
+{
+	struct writer_arg args[WRITERS];
+	pthread_t th[WRITERS];
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/nucleus.db", dir);
+	for (int w = 0; w < WRITERS; w++) {
+		args[w] = (struct writer_arg){path, sb, w, -1};
+		cr_assert_eq(pthread_create(&th[w], NULL, writer_thread, &args[w]), 0);
+	}
+	for (int w = 0; w < WRITERS; w++) {
+		pthread_join(th[w], NULL);
+		cr_expect_eq(args[w].rc, 0, "writer thread %d", w);
+	}
+	cr_expect_eq(spent(BUDGET_TOKENS), (int64_t)WRITERS * CHARGES * (CHARGES + 1) / 2);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), WRITERS * CHARGES);
+}
+
+/* ---- kill -9 between debits ----------------------------------------------------------- */
+
+static int endless_writer(const char *path, const char *sandbox)
+{
+	sqlite3 *c = open_conn(path);
+	char key[64];
+
+	if (!c)
+		return 100;
+	for (int i = 0; i < 1000000; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		if (charge_retry(c, sandbox, 7, key) != BUDGET_CHARGED)
+			return 101;
+	}
+	return 0;
+}
+
+Test(ledger, kill_9_between_debits_loses_and_doubles_nothing)
+{
+	char path[512], key[64];
+	struct budget_result res;
+	int64_t n;
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/nucleus.db", dir);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(endless_writer(path, sb));
+	/* Wait for some commits (no time assumption: poll the ledger). */
+	while (bt_int(db, "SELECT count(*) FROM budget_ledger") < 40) {
+		cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "writer died: %d", status);
+		usleep(2000);
+	}
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	store__free(st);
+	st = bt_store(dir); /* reopen, as the daemon's restart would */
+	db = store__db(st);
+	n = bt_int(db, "SELECT count(*) FROM budget_ledger");
+	cr_expect_eq(spent(BUDGET_TOKENS), 7 * n, "balance = the ledger rows");
+	cr_expect_eq(bt_int(db, "SELECT count(DISTINCT idem_key) FROM budget_ledger"), n);
+	/* The commits form a prefix k0..k(n-1): nothing lost in between. */
+	cr_expect_eq(bt_int(db, "SELECT max(CAST(substr(idem_key, 29) AS INTEGER)) FROM "
+				"budget_ledger"),
+		     n - 1);
+	/* The client retries every report it sent, plus ten new ones: each charged once. */
+	for (int64_t i = 0; i < n + 10; i++) {
+		snprintf(key, sizeof(key), "k%lld", (long long)i);
+		cr_assert_eq(charge1(BUDGET_TOKENS, 7, key, NULL, &res), 0);
+		cr_expect_eq(res.status, i < n ? BUDGET_DUPLICATE : BUDGET_CHARGED, "%s", key);
+	}
+	cr_expect_eq(spent(BUDGET_TOKENS), 7 * (n + 10));
+}

@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * vm-daemon: nucleusd with its real backend, black-box through the API socket and
+ * nucleusctl. Every sandbox is a real microVM (nested KVM here: slow), so the suite
+ * keeps to a few tests. Timeouts only bound a hang; no test asserts a duration.
+ * Sockets and data live under /tmp (Unix sockets cannot be made on 9p shares).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include <sodium.h>
+
+#include "api/api.h"
+#include "policy/policy.h"
+
+#define HANG_S 600
+
+struct nd {
+	pid_t pid;
+	char dir[64], data[96], sock[96], log[96];
+	unsigned char pk[32], sk[64]; /* the approver's key pair */
+	char pk_hex[65];
+};
+
+static struct nd D;
+
+static const char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : dflt;
+}
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL);
+}
+
+static struct api_response call(const char *method, const char *path, const char *body)
+{
+	struct api_client *c = NULL;
+	struct api_response r = {0};
+	json_t *j = NULL;
+
+	if (body) {
+		j = json_loads(body, 0, NULL);
+		cr_assert_not_null(j, "bad test JSON %s", body);
+	}
+	cr_assert_eq(api_client__new(D.sock, &c), 0);
+	cr_assert_eq(api_client__call(c, method, path, j, &r), 0, "%s %s: no answer", method, path);
+	api_client__free(c);
+	json_decref(j);
+	return r;
+}
+
+static void nd_spawn(void)
+{
+	const char *argv[] = {env_or("NUCLEUSD", NUCLEUSD_BUILD),
+			      "--data-dir",
+			      D.data,
+			      "--socket",
+			      D.sock,
+			      "--approver-key",
+			      D.pk_hex,
+			      NULL};
+	int fd;
+
+	D.pid = fork();
+	cr_assert_geq(D.pid, 0);
+	if (D.pid == 0) {
+		fd = open(D.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < HANG_S * 10; i++) {
+		struct api_client *c = NULL;
+		struct api_response r = {0};
+		int st;
+
+		cr_assert_eq(api_client__new(D.sock, &c), 0);
+		if (api_client__call(c, "GET", "/v1/health", NULL, &r) == 0 && r.status == 200) {
+			api_response__clear(&r);
+			api_client__free(c);
+			return;
+		}
+		api_client__free(c);
+		api_response__clear(&r);
+		cr_assert_neq(waitpid(D.pid, &st, WNOHANG), D.pid, "nucleusd exited (see %s)",
+			      D.log);
+		sleep_ms(100);
+	}
+	cr_assert_fail("nucleusd did not answer");
+}
+
+static void nd_term(void)
+{
+	int st;
+
+	if (D.pid <= 0)
+		return;
+	kill(D.pid, SIGTERM);
+	waitpid(D.pid, &st, 0);
+	D.pid = 0;
+}
+
+static void setup(void)
+{
+	memset(&D, 0, sizeof(D));
+	snprintf(D.dir, sizeof(D.dir), "/tmp/nucleus-vmd-XXXXXX");
+	cr_assert_not_null(mkdtemp(D.dir));
+	snprintf(D.data, sizeof(D.data), "%s/data", D.dir);
+	snprintf(D.sock, sizeof(D.sock), "%s/nucleusd.sock", D.dir);
+	snprintf(D.log, sizeof(D.log), "%s/nucleusd.log", D.dir);
+	cr_assert_geq(sodium_init(), 0);
+	crypto_sign_keypair(D.pk, D.sk);
+	sodium_bin2hex(D.pk_hex, sizeof(D.pk_hex), D.pk, sizeof(D.pk));
+	nd_spawn();
+}
+
+/* Kills any VM still left (by the pids the daemon reported), the daemon, the temp dir. */
+static void teardown(void)
+{
+	char cmd[160];
+	int st;
+
+	if (D.pid > 0) {
+		kill(D.pid, SIGKILL);
+		waitpid(D.pid, &st, 0);
+	}
+	if (getenv("NUCLEUS_KEEP_TEST_DIR"))
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", D.dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", D.dir);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+/* Creates a sandbox and returns its id (static storage per slot). */
+static const char *create(const char *body, int slot)
+{
+	static char ids[4][32];
+	struct api_response r = call("POST", "/v1/sandboxes", body);
+
+	cr_assert_eq(r.status, 201, "create: %d %s (log %s)", r.status, r.body, D.log);
+	cr_assert_str_eq(jstr(r.json, "state"), "running");
+	snprintf(ids[slot], sizeof(ids[slot]), "%s", jstr(r.json, "id"));
+	api_response__clear(&r);
+	return ids[slot];
+}
+
+static struct api_response tool(const char *id, const char *name, const char *args)
+{
+	char path[160], body[1024];
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/%s", id, name);
+	snprintf(body, sizeof(body), "{\"args\": %s}", args);
+	return call("POST", path, body);
+}
+
+static json_t *result(struct api_response *r)
+{
+	return json_object_get(r->json, "result");
+}
+
+static json_t *get_sandbox(const char *id)
+{
+	char path[96];
+	struct api_response r;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	r = call("GET", path, NULL);
+	cr_assert_eq(r.status, 200);
+	o = json_incref(r.json);
+	api_response__clear(&r);
+	return o;
+}
+
+/* Runs a shell command line, returns its exit status and (optionally) its stdout. */
+static int sh(const char *cmd, char *out, size_t len)
+{
+	FILE *f = popen(cmd, "r");
+	size_t n = 0;
+	int st;
+
+	cr_assert_not_null(f);
+	if (out) {
+		n = fread(out, 1, len - 1, f);
+		out[n] = '\0';
+	} else {
+		char buf[256];
+
+		while (fread(buf, 1, sizeof(buf), f) > 0)
+			;
+	}
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* An approval signed by a key the daemon does not pin is a deny (APPROVAL_BAD_SIG). */
+static void approve_web_fetch(const char *id, json_t *req)
+{
+	struct policy_call_owned *pcall = NULL;
+	struct policy_approval a = {0};
+	struct policy_error pe;
+	struct api_response r;
+	char path[128], body[2048], *aj = NULL;
+	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
+	unsigned char rogue_pk[32], rogue_sk[64];
+
+	cr_assert_str_eq(jstr(req, "tool"), "web_fetch");
+	cr_assert_eq(
+		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}",
+				   &pcall, &pe),
+		0);
+	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
+		     0);
+	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
+	a.op = POLICY_OP_WEB_FETCH;
+	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
+	a.expires = (int64_t)time(NULL) + 120;
+	policy__call_free(pcall);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	cr_assert_eq(policy__approval_sign(&a, rogue_sk), 0);
+	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
+	free(aj);
+	r = call("POST", path, body);
+	cr_assert_eq(r.status, 403, "rogue approval: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG");
+	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
+	api_response__clear(&r);
+}
+
+/*
+ * A fresh ask, signed by the pinned key as an approver would: the policy engine now
+ * allows the call, which this backend cannot perform (501, no faked result). The
+ * request is used up: a second submission is refused (409).
+ */
+static void approve_good(const char *id)
+{
+	struct policy_call_owned *pcall = NULL;
+	struct policy_approval a = {0};
+	struct policy_error pe;
+	struct api_response r, q;
+	char path[128], body[2048], *aj = NULL, nonce[40];
+	const char *session;
+	json_t *req;
+
+	q = tool(id, "web_fetch", "{\"url\": \"https://example.com/x\"}");
+	cr_assert_eq(q.status, 403, "web_fetch: %d %s", q.status, q.body);
+	req = json_object_get(q.json, "approval_request");
+	snprintf(nonce, sizeof(nonce), "%s", jstr(req, "nonce"));
+	session = jstr(req, "session");
+	cr_assert_eq(
+		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}",
+				   &pcall, &pe),
+		0);
+	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
+		     0);
+	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
+	a.op = POLICY_OP_WEB_FETCH;
+	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
+	a.expires = (int64_t)time(NULL) + 120;
+	policy__call_free(pcall);
+	cr_assert_eq(policy__approval_sign(&a, D.sk), 0);
+	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	api_response__clear(&q);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
+	free(aj);
+	r = call("POST", path, body);
+	cr_assert_eq(r.status, 501, "approved web_fetch: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "not_implemented");
+	api_response__clear(&r);
+	r = call("POST", path, body);
+	cr_assert_eq(r.status, 409, "second use: %d %s", r.status, r.body);
+	api_response__clear(&r);
+}
+
+TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 3000);
+
+Test(daemon, sandbox_tools_policy_and_cli)
+{
+	const char *id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+				"\"memory_mib\": 256, \"workspace\": {\"size_mib\": 16, "
+				"\"persist\": false}}",
+				0);
+	struct api_response r;
+	struct utsname host;
+	char cmd[512], out[4096];
+	size_t i;
+	json_t *e, *sb;
+	bool found = false;
+	int code;
+
+	/* run: a guest kernel, not the host's. */
+	r = tool(id, "run", "{\"argv\": [\"uname\", \"-r\"]}");
+	cr_assert_eq(r.status, 200, "run: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), "allow");
+	cr_assert_eq(json_integer_value(json_object_get(result(&r), "exit_code")), 0);
+	uname(&host);
+	cr_assert_gt(strlen(jstr(result(&r), "stdout")), 1);
+	cr_assert_null(strstr(jstr(result(&r), "stdout"), host.release),
+		       "guest reports the host kernel %s", host.release);
+	api_response__clear(&r);
+
+	/* write, read back, list: on the workspace disk. */
+	r = tool(id, "write_file",
+		 "{\"path\": \"/workspace/hello.txt\", \"content\": \"hi from the host\\n\"}");
+	cr_assert_eq(r.status, 200, "write: %d %s", r.status, r.body);
+	api_response__clear(&r);
+	r = tool(id, "read_file", "{\"path\": \"/workspace/hello.txt\"}");
+	cr_assert_eq(r.status, 200, "read: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "content"), "hi from the host\n");
+	api_response__clear(&r);
+	r = tool(id, "list", "{\"path\": \"/workspace\"}");
+	cr_assert_eq(r.status, 200, "list: %d %s", r.status, r.body);
+	json_array_foreach(json_object_get(result(&r), "entries"), i, e) found |=
+		strcmp(jstr(e, "name"), "hello.txt") == 0;
+	cr_assert(found, "hello.txt not listed: %s", r.body);
+	api_response__clear(&r);
+
+	/* The policy refuses: a denied path (never reaches the guest), an `ask`. */
+	r = tool(id, "read_file", "{\"path\": \"/etc/shadow\"}");
+	cr_assert_eq(r.status, 403, "shadow: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
+	cr_assert_str_eq(jstr(r.json, "reason"), "PATH_DENIED");
+	cr_assert_gt(strlen(jstr(r.json, "message")), 0);
+	api_response__clear(&r);
+	r = tool(id, "web_fetch", "{\"url\": \"https://example.com/\"}");
+	cr_assert_eq(r.status, 403, "web_fetch: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), "ask");
+	cr_assert_not_null(json_object_get(r.json, "approval_request"));
+	approve_web_fetch(id, json_object_get(r.json, "approval_request"));
+	api_response__clear(&r);
+
+	/* A failing command keeps its exit code and separate streams. */
+	r = tool(id, "run", "{\"argv\": [\"sh\", \"-c\", \"echo out; echo err >&2; exit 3\"]}");
+	cr_assert_eq(r.status, 200, "run: %d %s", r.status, r.body);
+	cr_assert_eq(json_integer_value(json_object_get(result(&r), "exit_code")), 3);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), "out\n");
+	cr_assert_str_eq(jstr(result(&r), "stderr"), "err\n");
+	api_response__clear(&r);
+
+	/* nucleusctl as a user would: output and exit code of the command. */
+	snprintf(cmd, sizeof(cmd), "NUCLEUS_SOCKET=%s %s run %s -- sh -c 'echo via-cli; exit 7'",
+		 D.sock, env_or("NUCLEUSCTL", NUCLEUSCTL_BUILD), id);
+	code = sh(cmd, out, sizeof(out));
+	cr_assert_eq(code, 7, "nucleusctl run exit %d", code);
+	cr_assert_str_eq(out, "via-cli\n");
+	snprintf(cmd, sizeof(cmd),
+		 "echo from-cli | NUCLEUS_SOCKET=%s %s write %s /tmp/c.txt >/dev/null && "
+		 "NUCLEUS_SOCKET=%s %s read %s /tmp/c.txt",
+		 D.sock, env_or("NUCLEUSCTL", NUCLEUSCTL_BUILD), id, D.sock,
+		 env_or("NUCLEUSCTL", NUCLEUSCTL_BUILD), id);
+	cr_assert_eq(sh(cmd, out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "from-cli\n");
+	snprintf(cmd, sizeof(cmd), "NUCLEUS_SOCKET=%s %s read %s /root/.ssh/id_rsa 2>&1", D.sock,
+		 env_or("NUCLEUSCTL", NUCLEUSCTL_BUILD), id);
+	code = sh(cmd, out, sizeof(out));
+	cr_assert_neq(code, 0);
+	cr_assert_not_null(strstr(out, "403"), "nucleusctl said: %s", out);
+
+	/*
+	 * Last, as the approved web_fetch taints the session (untrusted leg): from then on
+	 * an interpreter run would complete all three legs and asks.
+	 */
+	approve_good(id);
+	r = tool(id, "run", "{\"argv\": [\"sh\", \"-c\", \"true\"]}");
+	cr_assert_eq(r.status, 403, "tainted run: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "UNINHABITABLE_ASK");
+	api_response__clear(&r);
+
+	/* Delete: stopped, its VMM gone. */
+	sb = get_sandbox(id);
+	cr_assert_gt(json_integer_value(json_object_get(sb, "vmm_pid")), 0);
+	snprintf(cmd, sizeof(cmd), "/v1/sandboxes/%s", id);
+	r = call("DELETE", cmd, NULL);
+	cr_assert_eq(r.status, 200, "delete: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "state"), "stopped");
+	api_response__clear(&r);
+	{
+		pid_t pid = (pid_t)json_integer_value(json_object_get(sb, "vmm_pid"));
+		int i2;
+
+		for (i2 = 0; i2 < HANG_S * 10 && kill(pid, 0) == 0; i2++)
+			sleep_ms(100);
+		cr_assert_neq(kill(pid, 0), 0, "nucleus-vmm %d still runs after delete", pid);
+	}
+	json_decref(sb);
+	r = tool(id, "run", "{\"argv\": [\"true\"]}");
+	cr_assert_eq(r.status, 409);
+	api_response__clear(&r);
+	nd_term();
+}
+
+Test(daemon, killed_vmm_fails_only_its_sandbox)
+{
+	const char *a = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+			       "\"memory_mib\": 128}",
+			       0);
+	const char *b = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+			       "\"memory_mib\": 128}",
+			       1);
+	json_t *sa = get_sandbox(a), *s = NULL;
+	pid_t pid = (pid_t)json_integer_value(json_object_get(sa, "vmm_pid"));
+	struct api_response r;
+	int i;
+
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	for (i = 0; i < HANG_S * 10; i++) {
+		json_decref(s);
+		s = get_sandbox(a);
+		if (strcmp(jstr(s, "state"), "failed") == 0)
+			break;
+		sleep_ms(100);
+	}
+	cr_assert_str_eq(jstr(s, "state"), "failed");
+	cr_assert_not_null(strstr(jstr(s, "reason"), "signal 9"), "reason: %s", jstr(s, "reason"));
+	json_decref(s);
+	json_decref(sa);
+
+	r = call("GET", "/v1/health", NULL);
+	cr_assert_eq(r.status, 200);
+	api_response__clear(&r);
+	r = tool(a, "run", "{\"argv\": [\"true\"]}");
+	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	r = tool(b, "run", "{\"argv\": [\"echo\", \"still here\"]}");
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), "still here\n");
+	api_response__clear(&r);
+
+	/* A daemon restart re-adopts the VM that still runs; the dead one stays failed. */
+	nd_term();
+	nd_spawn();
+	s = get_sandbox(b);
+	cr_assert_str_eq(jstr(s, "state"), "running", "after restart: %s %s", jstr(s, "state"),
+			 jstr(s, "reason"));
+	json_decref(s);
+	s = get_sandbox(a);
+	cr_assert_str_eq(jstr(s, "state"), "failed");
+	json_decref(s);
+	r = tool(b, "run", "{\"argv\": [\"echo\", \"adopted\"]}");
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), "adopted\n");
+	api_response__clear(&r);
+	{
+		char path[96];
+
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s", b);
+		r = call("DELETE", path, NULL);
+		cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+		api_response__clear(&r);
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", b);
+		r = call("GET", path, NULL);
+		cr_assert_eq(r.status, 200);
+		api_response__clear(&r);
+	}
+	nd_term();
+}
