@@ -244,6 +244,13 @@ static int kvm_setup(struct vm *vm)
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return -errno;
+	/* The guest keeps time with kvm-clock and the LAPIC timer; the PIT only serves
+	 * calibration. Reinjection of missed PIT ticks is what KVM advises against for
+	 * such guests: it inhibits APIC acceleration and, under nested KVM, was seen to
+	 * spin the host's kvm-pit thread into a soft lockup. */
+	struct kvm_reinject_control reinject = {.pit_reinject = 0};
+	if (ioctl(vm->vm_fd, KVM_REINJECT_CONTROL, &reinject) < 0)
+		return -errno;
 	return 0;
 }
 

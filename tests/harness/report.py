@@ -45,7 +45,8 @@ def run_log(build):
             for line in f:
                 if line.strip():
                     t = json.loads(line)
-                    log[t["name"]] = t["result"]
+                    # meson names a test "project:suite / name" when it shows suites
+                    log[t["name"].split(" / ")[-1]] = t["result"]
     return log
 
 
