@@ -104,7 +104,7 @@ timeout "${NESTED_TIMEOUT:-1800}" qemu-system-x86_64 -machine q35,accel=tcg -cpu
   -append "console=ttyS0 quiet loglevel=1 panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
   </dev/null | tr -d '\r' | tee "$out" | awk '
     /^NESTED-EXIT=/ { next }
-    { print; fflush() }
+    { gsub(/\033(c|\[[0-9;?]*[A-Za-z])/, ""); print; fflush() }
     # The L1 kernel (nested SVM under TCG) can lock up; waiting for the timeout
     # would only burn CI time. Stop reading: the pipe closes and QEMU ends.
     /watchdog: BUG: soft lockup/ { if (++n >= 2) exit 3 }' || rc=$?
