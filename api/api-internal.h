@@ -36,6 +36,8 @@ struct api_req {
 	int nsegs;
 	const char *query;	       /* raw query string or NULL */
 	json_t *body;		       /* parsed JSON body or NULL */
+	void *stream;		       /* streamed tool call (nucleusd__stream_resume) */
+	bool paused;		       /* the stream waits for the client to read */
 	struct api_req *next, **pprev; /* on srv->held while held */
 };
 
@@ -50,6 +52,16 @@ void api__reply_error(struct api_req *r, int status, const char *code, const cha
 	__attribute__((format(printf, 4, 5)));
 void api__reply_nd_error(struct api_req *r, int rc, const struct nd_err *e, json_t *extra);
 void api__reply_text(struct api_req *r, int status, const char *ctype, const char *text);
+/*
+ * Streamed (chunked) replies: start sends 200 and the headers; each chunk returns true
+ * when the connection's unsent output is above the high-water mark (the caller then
+ * waits for @flushed, called once the output drained); end finishes and frees @r.
+ * All three are no-ops (end just frees) once the client went away.
+ */
+void api__stream_start(struct api_req *r, const char *ctype);
+bool api__stream_chunk(struct api_req *r, const void *data, size_t len,
+		       void (*flushed)(struct evhttp_connection *, void *));
+void api__stream_end(struct api_req *r);
 /* For async handlers: watches the connection so a late reply after a close is dropped. */
 void api__req_hold(struct api_req *r);
 

@@ -110,4 +110,14 @@ int api_client__call(struct api_client *c, const char *method, const char *path,
 		     struct api_response *ret);
 void api_response__clear(struct api_response *r);
 
+/* One NDJSON line of a streamed reply (borrowed). A return < 0 aborts the call with it. */
+typedef int (*api_line_fn)(void *arg, json_t *line);
+/*
+ * A request whose 200 reply is a chunked NDJSON stream (tools/run with "stream": true):
+ * each line goes to @line as it arrives, then @ret gets status 200 and an empty body.
+ * Any other reply is returned whole in @ret, as by api_client__call.
+ */
+int api_client__stream(struct api_client *c, const char *method, const char *path, json_t *body,
+		       api_line_fn line, void *arg, struct api_response *ret);
+
 #endif

@@ -203,12 +203,10 @@ static int parse_response(char *buf, size_t len, struct api_response *ret)
 	return 0;
 }
 
-int api_client__call(struct api_client *c, const char *method, const char *path, json_t *body,
-		     struct api_response *ret)
+/* Connects and sends the request; returns the connected fd. */
+static int send_request(struct api_client *c, const char *method, const char *path, json_t *body)
 {
-	struct api_response resp = {0};
-	char *text = NULL, *head = NULL, *in = NULL;
-	size_t inlen = 0;
+	char *text = NULL, *head = NULL;
 	int fd, r, n;
 
 	if (body) {
@@ -226,15 +224,28 @@ int api_client__call(struct api_client *c, const char *method, const char *path,
 		return -ENOMEM;
 	}
 	fd = connect_to(c);
-	if (fd < 0) {
-		r = fd;
-		goto out;
-	}
-	r = send_all(fd, head, strlen(head));
+	r = fd < 0 ? fd : send_all(fd, head, strlen(head));
 	if (r == 0 && text)
 		r = send_all(fd, text, strlen(text));
-	if (r == 0)
-		r = recv_all(fd, &in, &inlen);
+	if (r < 0 && fd >= 0)
+		close(fd);
+	free(head);
+	free(text);
+	return r < 0 ? r : fd;
+}
+
+int api_client__call(struct api_client *c, const char *method, const char *path, json_t *body,
+		     struct api_response *ret)
+{
+	struct api_response resp = {0};
+	char *in = NULL;
+	size_t inlen = 0;
+	int fd, r;
+
+	fd = send_request(c, method, path, body);
+	if (fd < 0)
+		return fd;
+	r = recv_all(fd, &in, &inlen);
 	close(fd);
 	if (r == 0)
 		r = parse_response(in, inlen, &resp);
@@ -242,9 +253,197 @@ int api_client__call(struct api_client *c, const char *method, const char *path,
 		*ret = resp;
 	else
 		api_response__clear(&resp);
-out:
 	free(in);
-	free(head);
-	free(text);
+	return r;
+}
+
+/* ---- streamed replies ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static int buf_add(struct buf *b, const void *data, size_t len)
+{
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 8192;
+		char *np;
+
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		if (cap > MAX_RESPONSE)
+			return -EFBIG;
+		np = realloc(b->p, cap);
+		if (!np)
+			return -ENOMEM;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static void buf_drop(struct buf *b, size_t n)
+{
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+	b->p[b->len] = '\0';
+}
+
+struct ndjson {
+	struct buf raw;	 /* received, not yet de-chunked */
+	struct buf line; /* de-chunked, not yet a whole line */
+	size_t left;	 /* data bytes left in the current chunk */
+	bool crlf;	 /* a chunk's data ended: its CRLF is next */
+	bool done;	 /* the last chunk came */
+	api_line_fn fn;
+	void *arg;
+};
+
+static int ndjson_lines(struct ndjson *s)
+{
+	char *nl;
+
+	while ((nl = memchr(s->line.p, '\n', s->line.len))) {
+		size_t n = (size_t)(nl - s->line.p);
+		json_t *o = json_loadb(s->line.p, n, 0, NULL);
+		int r = o ? s->fn(s->arg, o) : -EBADMSG;
+
+		json_decref(o);
+		if (r < 0)
+			return r;
+		buf_drop(&s->line, n + 1);
+	}
+	return 0;
+}
+
+/* Consumes what it can of s->raw. */
+static int ndjson_feed(struct ndjson *s)
+{
+	while (!s->done && s->raw.len) {
+		if (s->crlf) {
+			if (s->raw.len < 2)
+				return 0;
+			if (memcmp(s->raw.p, "\r\n", 2) != 0)
+				return -EBADMSG;
+			buf_drop(&s->raw, 2);
+			s->crlf = false;
+		} else if (s->left == 0) {
+			char *crlf = memmem(s->raw.p, s->raw.len, "\r\n", 2), *end;
+			unsigned long n;
+
+			if (!crlf)
+				return s->raw.len > 64 ? -EBADMSG : 0;
+			n = strtoul(s->raw.p, &end, 16);
+			if (end == s->raw.p || n > MAX_RESPONSE)
+				return -EBADMSG;
+			buf_drop(&s->raw, (size_t)(crlf - s->raw.p) + 2);
+			s->left = n;
+			s->done = n == 0;
+		} else {
+			size_t k = s->left < s->raw.len ? s->left : s->raw.len;
+			int r = buf_add(&s->line, s->raw.p, k);
+
+			if (r < 0)
+				return r;
+			buf_drop(&s->raw, k);
+			s->left -= k;
+			s->crlf = s->left == 0;
+			r = ndjson_lines(s);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int recv_some(int fd, struct buf *b)
+{
+	char tmp[16384];
+	ssize_t n;
+
+	do
+		n = recv(fd, tmp, sizeof(tmp), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? -ETIMEDOUT : -errno;
+	if (n == 0)
+		return 0;
+	return buf_add(b, tmp, (size_t)n) < 0 ? -ENOMEM : (int)n;
+}
+
+/* A whole reply after all (not a 200 stream): the rest until close, then parsed. */
+static int whole_reply(int fd, struct buf *b, struct api_response *ret)
+{
+	struct api_response resp = {0};
+	int r;
+
+	while ((r = recv_some(fd, b)) > 0)
+		;
+	if (r == 0)
+		r = parse_response(b->p, b->len, &resp);
+	if (r == 0)
+		*ret = resp;
+	else
+		api_response__clear(&resp);
+	return r;
+}
+
+static int stream_reply(int fd, struct ndjson *s, struct api_response *ret)
+{
+	int r = ndjson_feed(s);
+
+	while (r == 0 && !s->done) {
+		r = recv_some(fd, &s->raw);
+		if (r == 0)
+			r = -ECONNRESET; /* closed before the last chunk */
+		else if (r > 0)
+			r = ndjson_feed(s);
+	}
+	if (r == 0 && s->line.len)
+		r = -EBADMSG; /* a last line without its newline */
+	if (r == 0) {
+		ret->status = 200;
+		ret->body = strdup("");
+		r = ret->body ? 0 : -ENOMEM;
+	}
+	return r;
+}
+
+int api_client__stream(struct api_client *c, const char *method, const char *path, json_t *body,
+		       api_line_fn line, void *arg, struct api_response *ret)
+{
+	struct ndjson s = {.fn = line, .arg = arg};
+	char *sep = NULL;
+	const char *te;
+	int fd, r = 0, status = 0;
+
+	fd = send_request(c, method, path, body);
+	if (fd < 0)
+		return fd;
+	while (r >= 0 && !(sep = s.raw.p ? strstr(s.raw.p, "\r\n\r\n") : NULL)) {
+		r = recv_some(fd, &s.raw);
+		if (r == 0)
+			r = -EBADMSG;
+	}
+	if (r < 0)
+		goto out;
+	*sep = '\0';
+	te = find_header(s.raw.p, "Transfer-Encoding");
+	if (sscanf(s.raw.p, "HTTP/1.%*d %d", &status) != 1 || status != 200 || !te ||
+	    strncasecmp(te, "chunked", 7) != 0) {
+		*sep = '\r';
+		r = whole_reply(fd, &s.raw, ret);
+		goto out;
+	}
+	buf_drop(&s.raw, (size_t)(sep - s.raw.p) + 4);
+	r = stream_reply(fd, &s, ret);
+out:
+	close(fd);
+	free(s.raw.p);
+	free(s.line.p);
 	return r;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <event2/http.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
@@ -194,6 +195,102 @@ static bool tool_name_ok(const char *s)
 	return true;
 }
 
+/* ---- streamed run: NDJSON lines over a chunked 200 ---- */
+
+static void stream_flushed(struct evhttp_connection *conn, void *arg)
+{
+	struct api_req *r = arg;
+
+	if (r->paused) {
+		r->paused = false;
+		nucleusd__stream_resume(r->srv->nd, r->stream);
+	}
+}
+
+/* One NDJSON line; true when the connection is above its high-water mark. */
+static bool stream_line(struct api_req *r, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	bool full = false;
+
+	if (text) {
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* the NUL becomes the line end; the length says where to stop */
+		full = api__stream_chunk(r, text, n + 1, stream_flushed);
+	}
+	free(text);
+	return full;
+}
+
+static int stream_chunk(void *arg, int fd, const void *data, size_t len)
+{
+	struct api_req *r = arg;
+	size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	char *b64;
+	json_t *o;
+	bool full = false;
+
+	if (!r->req)
+		return 0; /* the client went away: the output is dropped */
+	b64 = malloc(cap);
+	if (!b64)
+		return 0;
+	sodium_bin2base64(b64, cap, data, len, sodium_base64_VARIANT_ORIGINAL);
+	o = json_pack("{ss ss}", "stream", fd == 2 ? "stderr" : "stdout", "data", b64);
+	free(b64);
+	full = stream_line(r, o);
+	json_decref(o);
+	if (!full)
+		return 0;
+	r->paused = true;
+	return ND_STREAM_FULL;
+}
+
+/* The last line: {"exit_code":N} or {"signal":N} (+ timed_out), or {"error", "message"}. */
+static void stream_replied(void *arg, int rc, const struct nd_err *e, json_t *body)
+{
+	struct api_req *r = arg;
+	json_t *res = json_object_get(body, "result"), *o;
+	json_int_t sig = json_integer_value(json_object_get(res, "signal"));
+
+	if (rc < 0)
+		o = json_pack("{ss ss}", "error", e && e->code[0] ? e->code : "internal", "message",
+			      e && e->msg[0] ? e->msg : "the call failed");
+	else if (sig > 0)
+		o = json_pack("{sI}", "signal", sig);
+	else
+		o = json_pack("{sI}", "exit_code",
+			      json_integer_value(json_object_get(res, "exit_code")));
+	if (o && json_is_true(json_object_get(res, "timed_out")))
+		json_object_set_new(o, "timed_out", json_true());
+	r->paused = false;
+	r->stream = NULL;
+	stream_line(r, o);
+	json_decref(o);
+	api__stream_end(r);
+}
+
+static void tool_stream(struct api_req *r, json_t *args)
+{
+	struct nd_err e = {0};
+	json_t *denial = NULL;
+	void *stream = NULL;
+	int rc;
+
+	api__req_hold(r);
+	rc = nucleusd__tool_call_stream(r->srv->nd, &r->who, r->segs[2], r->segs[4], args,
+					stream_chunk, stream_replied, r, &stream, &denial, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, denial);
+	} else {
+		/* Allowed and under way (no callback runs before the call returned). */
+		r->stream = stream;
+		api__stream_start(r, "application/x-ndjson");
+	}
+	json_decref(denial);
+}
+
 void api__h_tool(struct api_req *r)
 {
 	struct nd_err e = {0};
@@ -208,6 +305,11 @@ void api__h_tool(struct api_req *r)
 		return;
 	args = json_object_get(r->body, "args");
 	args = args ? json_incref(args) : json_object();
+	if (json_is_true(json_object_get(r->body, "stream"))) {
+		tool_stream(r, args);
+		json_decref(args);
+		return;
+	}
 	api__req_hold(r);
 	rc = nucleusd__tool_call(r->srv->nd, &r->who, r->segs[2], r->segs[4], args, tool_replied, r,
 				 &denial, &e);

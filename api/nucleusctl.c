@@ -81,13 +81,15 @@ static int fail(int code, const char *fmt, ...)
 }
 
 /* One request; prints API errors as one line. Returns an exit code, 0 with *ret set. */
-static int request(struct ctl *c, const char *method, const char *path, json_t *body,
-		   struct api_response *ret)
+/* @line: a streamed reply's lines go there (api_client__stream); NULL: a whole reply. */
+static int request_with(struct ctl *c, const char *method, const char *path, json_t *body,
+			api_line_fn line, void *arg, struct api_response *ret)
 {
 	struct api_response resp = {0};
 	int r;
 
-	r = api_client__call(c->client, method, path, body, &resp);
+	r = line ? api_client__stream(c->client, method, path, body, line, arg, &resp)
+		 : api_client__call(c->client, method, path, body, &resp);
 	if (r == -EBADMSG || r == -ECONNRESET || r == -ETIMEDOUT)
 		return fail(EXIT_CONNECT, "nucleusd did not answer (%s)", strerror(-r));
 	if (r < 0)
@@ -103,12 +105,18 @@ static int request(struct ctl *c, const char *method, const char *path, json_t *
 		api_response__clear(&resp);
 		return r;
 	}
-	if (!resp.json) {
+	if (!resp.json && !line) {
 		api_response__clear(&resp);
 		return fail(EXIT_API, "the daemon answered something that is not JSON");
 	}
 	*ret = resp;
 	return 0;
+}
+
+static int request(struct ctl *c, const char *method, const char *path, json_t *body,
+		   struct api_response *ret)
+{
+	return request_with(c, method, path, body, NULL, NULL, ret);
 }
 
 static void print_json(json_t *v)
@@ -367,7 +375,7 @@ static int cmd_health(struct ctl *c)
 
 /* ---- tool calls ---- */
 
-/* POST tools/NAME {args}; a 403 prints the verdict and reason. */
+/* POST tools/NAME {args} (@args is taken over); a 403 prints the verdict and reason. */
 static int tool_call(struct ctl *c, const char *tool, json_t *args, struct api_response *ret)
 {
 	char path[256], suffix[96];
@@ -376,9 +384,11 @@ static int tool_call(struct ctl *c, const char *tool, json_t *args, struct api_r
 
 	snprintf(suffix, sizeof(suffix), "/tools/%s", tool);
 	r = sandbox_path(c->args[0], suffix, path, sizeof(path));
-	if (r)
+	if (r) {
+		json_decref(args);
 		return r;
-	body = json_pack("{sO}", "args", args);
+	}
+	body = json_pack("{so}", "args", args);
 	r = body ? request(c, "POST", path, body, ret) : fail(EXIT_API, "out of memory");
 	json_decref(body);
 	return r;
@@ -410,6 +420,66 @@ static int put_bytes(FILE *f, json_t *o, const char *key, const char *enc_key)
 	return 0;
 }
 
+/* A streamed run: output as it comes, then the command's code (128 + signal). */
+struct run_stream {
+	int code; /* -1 until the last line came */
+};
+
+static int run_line(void *arg, json_t *line)
+{
+	struct run_stream *rs = arg;
+	const char *stream = json_string_value(json_object_get(line, "stream"));
+	json_t *v;
+	FILE *f;
+
+	if (stream) {
+		const char *b64 = json_string_value(json_object_get(line, "data"));
+		size_t len = b64 ? strlen(b64) : 0, n = 0;
+		unsigned char *bin = malloc(len + 1);
+
+		if (!bin || sodium_base642bin(bin, len + 1, b64 ? b64 : "", len, NULL, &n, NULL,
+					      sodium_base64_VARIANT_ORIGINAL) < 0) {
+			free(bin);
+			return -EBADMSG;
+		}
+		f = strcmp(stream, "stderr") == 0 ? stderr : stdout;
+		fwrite(bin, 1, n, f);
+		fflush(f);
+		free(bin);
+	} else if ((v = json_object_get(line, "signal"))) {
+		rs->code = 128 + (int)json_integer_value(v);
+	} else if ((v = json_object_get(line, "exit_code"))) {
+		rs->code = (int)json_integer_value(v);
+	} else if (json_object_get(line, "error")) {
+		rs->code = fail(EXIT_API, "%s: %s", str(line, "error"), str(line, "message"));
+	}
+	return 0;
+}
+
+static int run_streamed(struct ctl *c, json_t *argv)
+{
+	struct run_stream rs = {.code = -1};
+	struct api_response resp = {0};
+	char path[256];
+	json_t *body;
+	int r;
+
+	r = sandbox_path(c->args[0], "/tools/run", path, sizeof(path));
+	if (r) {
+		json_decref(argv);
+		return r;
+	}
+	body = json_pack("{s{so} sb}", "args", "argv", argv, "stream", 1);
+	r = body ? request_with(c, "POST", path, body, run_line, &rs, &resp)
+		 : fail(EXIT_API, "out of memory");
+	json_decref(body);
+	api_response__clear(&resp);
+	fflush(stdout);
+	if (r)
+		return r;
+	return rs.code >= 0 ? rs.code : fail(EXIT_API, "the output ended without an exit code");
+}
+
 static int cmd_run(struct ctl *c)
 {
 	struct api_response resp;
@@ -421,6 +491,8 @@ static int cmd_run(struct ctl *c)
 	argv = json_array();
 	for (int i = 1; i < c->nargs; i++)
 		json_array_append_new(argv, json_string(c->args[i]));
+	if (!c->json)
+		return run_streamed(c, argv);
 	r = tool_call(c, "run", json_pack("{so}", "argv", argv), &resp);
 	if (r)
 		return r;
@@ -493,7 +565,6 @@ static int cmd_write(struct ctl *c)
 		}
 		r = args ? tool_call(c, "write_file", args, &resp)
 			 : fail(EXIT_API, "out of memory");
-		json_decref(args);
 	}
 	free(data);
 	free(b64);

@@ -59,6 +59,7 @@ int api__status(int rc)
 	case -EAGAIN:
 		return 503;
 	case -ENOSYS:
+	case -EOPNOTSUPP:
 		return 501;
 	default:
 		return 500;
@@ -86,8 +87,18 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	struct api_req *r = arg;
 
-	r->req = NULL; /* libevent frees the request with its connection */
+	/*
+	 * libevent frees the request with its connection, unless it already detached an
+	 * unfinished request from a failed connection: that one is left to us.
+	 */
+	if (r->req && !evhttp_request_get_connection(r->req))
+		evhttp_request_free(r->req);
+	r->req = NULL;
 	r->conn = NULL;
+	if (r->paused) { /* nobody will read: let the producer run on (output is dropped) */
+		r->paused = false;
+		nucleusd__stream_resume(r->srv->nd, r->stream);
+	}
 }
 
 void api__req_hold(struct api_req *r)
@@ -157,6 +168,46 @@ void api__reply_text(struct api_req *r, int status, const char *ctype, const cha
 	}
 	if (status >= 100 && status < 600)
 		r->srv->requests[status / 100]++;
+	req_free(r);
+}
+
+/* Unsent output above which a streamed reply stops taking data from its producer. */
+#define STREAM_HIGH_WATER (256u << 10)
+
+void api__stream_start(struct api_req *r, const char *ctype)
+{
+	if (!r->req)
+		return;
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type", ctype);
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
+	evhttp_send_reply_start(r->req, 200, reason_phrase(200));
+}
+
+bool api__stream_chunk(struct api_req *r, const void *data, size_t len,
+		       void (*flushed)(struct evhttp_connection *, void *))
+{
+	struct evbuffer *buf;
+	struct bufferevent *bev;
+
+	if (!r->req || !r->conn)
+		return false;
+	buf = evbuffer_new();
+	if (!buf)
+		return false;
+	evbuffer_add(buf, data, len);
+	evhttp_send_reply_chunk_with_cb(r->req, buf, flushed, r);
+	evbuffer_free(buf);
+	bev = evhttp_connection_get_bufferevent(r->conn);
+	return bev && evbuffer_get_length(bufferevent_get_output(bev)) > STREAM_HIGH_WATER;
+}
+
+void api__stream_end(struct api_req *r)
+{
+	if (r->conn)
+		evhttp_connection_set_closecb(r->conn, NULL, NULL);
+	if (r->req)
+		evhttp_send_reply_end(r->req);
+	r->srv->requests[2]++;
 	req_free(r);
 }
 

@@ -48,6 +48,7 @@ const struct api_field api__approval_spec[] = {
 
 const struct api_field api__tool_spec[] = {
 	{"args", API_OBJECT, false},
+	{"stream", API_BOOL, false},
 	{NULL},
 };
 

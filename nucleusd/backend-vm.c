@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -41,11 +42,12 @@
 
 extern char **environ;
 
-#define BOOT_WAIT_S  600	/* bounds a hung boot only (nested KVM is slow) */
-#define STOP_GRACE_S 5		/* control "stop", then SIGKILL */
-#define READ_MAX     (8u << 20) /* read_file result limit */
-#define OUT_MAX	     (4u << 20) /* run: stdout/stderr kept per stream */
-#define VM_PATH_MAX  108	/* sun_path */
+#define BOOT_WAIT_S  600	  /* bounds a hung boot only (nested KVM is slow) */
+#define STOP_GRACE_S 5		  /* control "stop", then SIGKILL */
+#define READ_MAX     (8u << 20)	  /* read_file result limit */
+#define OUT_MAX	     (4u << 20)	  /* run: stdout/stderr kept per stream */
+#define VM_PATH_MAX  108	  /* sun_path */
+#define STREAM_MAX   (256u << 10) /* run, streamed: output queued for the loop */
 
 struct vmb;
 
@@ -66,6 +68,25 @@ struct vmb_vm {
 	char reason[192];
 };
 
+/* A streamed run's output on its way from the worker to the loop (bounded). */
+struct piece {
+	struct piece *next;
+	int fd;
+	size_t len;
+	char data[];
+};
+
+struct vmb_stream {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* the loop took a piece */
+	struct piece *head, **tail;
+	size_t bytes;
+	int efd;	   /* eventfd: the worker's "pieces queued" */
+	struct event *ev;  /* on efd, or activated by resume */
+	nd_chunk_fn chunk; /* the consumer (loop thread) */
+	bool paused;	   /* loop only: the consumer is full */
+};
+
 struct vmb_job {
 	struct vmb_job *next;
 	struct vmb *b;
@@ -82,6 +103,7 @@ struct vmb_job {
 	json_t *args, *result;
 	int err;
 	char reason[256];
+	struct vmb_stream *st; /* run, streamed */
 };
 
 struct vmb {
@@ -327,8 +349,28 @@ static void *job_thread(void *arg)
 	return NULL;
 }
 
+static void stream_free(struct vmb_stream *st)
+{
+	if (!st)
+		return;
+	while (st->head) {
+		struct piece *p = st->head;
+
+		st->head = p->next;
+		free(p);
+	}
+	if (st->ev)
+		event_free(st->ev);
+	if (st->efd >= 0)
+		close(st->efd);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
 static void job_free(struct vmb_job *j)
 {
+	stream_free(j->st);
 	json_decref(j->args);
 	json_decref(j->result);
 	vm_unref(j->vm);
@@ -1106,6 +1148,93 @@ static void run_result(struct vmb_job *j, const struct guest_run_result *res, st
 		json_object_set_new(j->result, "stderr_encoding", json_string("base64"));
 }
 
+/* Worker: queues a piece for the loop, waiting while the queue is full. */
+static int stream_put(struct vmb_job *j, int fd, const void *data, size_t len)
+{
+	struct vmb_stream *st = j->st;
+	struct piece *p = malloc(sizeof(*p) + len);
+	uint64_t one = 1;
+	ssize_t n;
+
+	if (!p)
+		return -ENOMEM;
+	p->next = NULL;
+	p->fd = fd;
+	p->len = len;
+	memcpy(p->data, data, len);
+	pthread_mutex_lock(&st->lock);
+	while (st->bytes > 0 && st->bytes + len > STREAM_MAX && !atomic_load(&j->b->closing)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+	}
+	if (atomic_load(&j->b->closing)) {
+		pthread_mutex_unlock(&st->lock);
+		free(p);
+		return -ECANCELED;
+	}
+	*st->tail = p;
+	st->tail = &p->next;
+	st->bytes += len;
+	pthread_mutex_unlock(&st->lock);
+	do
+		n = write(st->efd, &one, sizeof(one));
+	while (n < 0 && errno == EINTR);
+	return 0;
+}
+
+static int stream_out(void *opaque, const void *data, size_t len)
+{
+	return stream_put(opaque, 1, data, len);
+}
+
+static int stream_err(void *opaque, const void *data, size_t len)
+{
+	return stream_put(opaque, 2, data, len);
+}
+
+/* Loop: hands queued pieces to the consumer until it is full (@all: until empty). */
+static void stream_deliver(struct vmb_job *j, bool all)
+{
+	struct vmb_stream *st = j->st;
+	struct piece *p;
+
+	while (all || !st->paused) {
+		pthread_mutex_lock(&st->lock);
+		p = st->head;
+		if (p) {
+			st->head = p->next;
+			if (!st->head)
+				st->tail = &st->head;
+			st->bytes -= p->len;
+			pthread_cond_signal(&st->cond);
+		}
+		pthread_mutex_unlock(&st->lock);
+		if (!p)
+			break;
+		if (st->chunk(j->token, p->fd, p->data, p->len) == ND_STREAM_FULL)
+			st->paused = true;
+		free(p);
+	}
+}
+
+static void on_stream(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmb_job *j = arg;
+	uint64_t v;
+
+	if (what & EV_READ)
+		while (read(j->st->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+			;
+	stream_deliver(j, false);
+}
+
 static void work_run(struct vmb_job *j)
 {
 	struct guest_run_cbs cbs = {.out = run_out, .err = run_err};
@@ -1128,9 +1257,17 @@ static void work_run(struct vmb_job *j)
 	req.stdin_data = in;
 	req.stdin_len = in ? strlen(in) : 0;
 	req.timeout_ms = (uint32_t)json_integer_value(json_object_get(j->args, "timeout_ms"));
-	j->err = guest__run(j->vm->g, &req, &cbs, out, &res);
+	if (j->st) {
+		cbs = (struct guest_run_cbs){.out = stream_out, .err = stream_err};
+		j->err = guest__run(j->vm->g, &req, &cbs, j, &res);
+	} else {
+		j->err = guest__run(j->vm->g, &req, &cbs, out, &res);
+	}
 	if (j->err < 0)
 		snprintf(j->reason, sizeof(j->reason), "%s: %s", argv[0], strerror(-j->err));
+	else if (j->st)
+		j->result = json_pack("{si si sb}", "exit_code", res.exit_code, "signal",
+				      res.signal, "timed_out", res.timed_out);
 	else
 		run_result(j, &res, out);
 out:
@@ -1153,6 +1290,35 @@ static void finish_tool(struct vmb_job *j)
 			 j->vm->reason[0] ? j->vm->reason : "nucleus-vmm exited");
 	j->tool_done(j->token, j->err, j->err < 0 ? NULL : j->result,
 		     j->err < 0 ? j->reason : NULL);
+}
+
+/* A streamed run: what is still queued goes out before the completion. */
+static void finish_stream(struct vmb_job *j)
+{
+	stream_deliver(j, true);
+	if (j->err == 0 && !j->result)
+		j->err = -ENOMEM;
+	finish_tool(j);
+}
+
+static struct vmb_stream *stream_new(struct vmb *b, struct vmb_job *j, nd_chunk_fn chunk)
+{
+	struct vmb_stream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	st->tail = &st->head;
+	st->chunk = chunk;
+	st->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	st->ev = st->efd >= 0 ? event_new(b->base, st->efd, EV_READ | EV_PERSIST, on_stream, j)
+			      : NULL;
+	if (!st->ev || event_add(st->ev, NULL) < 0) {
+		stream_free(st);
+		return NULL;
+	}
+	return st;
 }
 
 static bool is_str(json_t *args, const char *key, bool required)
@@ -1216,10 +1382,41 @@ static int check_args(const char *tool, json_t *args, struct nd_err *e)
 	return 0;
 }
 
+static int tool_start(struct vmb *b, const struct nd_sandbox_info *sb, const char *tool,
+		      json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
+		      struct nd_err *e);
+
 static int vmb_tool(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		    nd_tool_done_fn done, void *token, struct nd_err *e)
 {
+	return tool_start(ctx, sb, tool, args, NULL, done, token, e);
+}
+
+static int vmb_tool_stream(void *ctx, const struct nd_sandbox_info *sb, const char *tool,
+			   json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
+			   struct nd_err *e)
+{
+	if (strcmp(tool, "run") != 0)
+		return nd_err__set(e, -EINVAL, "bad_value", "only 'run' can stream its output");
+	return tool_start(ctx, sb, tool, args, chunk, done, token, e);
+}
+
+static void vmb_stream_resume(void *ctx, void *token)
+{
 	struct vmb *b = ctx;
+
+	for (struct vmb_job *j = b->jobs; j; j = j->next) {
+		if (j->st && j->token == token && j->st->paused) {
+			j->st->paused = false;
+			event_active(j->st->ev, 0, 1); /* delivers from the loop */
+		}
+	}
+}
+
+static int tool_start(struct vmb *b, const struct nd_sandbox_info *sb, const char *tool,
+		      json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
+		      struct nd_err *e)
+{
 	struct vmb_vm *v = vm_find(b, sb->id);
 	void (*work)(struct vmb_job *) = NULL;
 	struct vmb_job *j;
@@ -1252,10 +1449,16 @@ static int vmb_tool(void *ctx, const struct nd_sandbox_info *sb, const char *too
 	snprintf(j->tool, sizeof(j->tool), "%s", tool);
 	j->args = args ? json_deep_copy(args) : json_object();
 	j->work = work;
-	j->finish = finish_tool;
+	j->finish = chunk ? finish_stream : finish_tool;
 	j->tool_done = done;
 	j->token = token;
-	r = j->args ? job_start(j) : -ENOMEM;
+	r = j->args ? 0 : -ENOMEM;
+	if (r == 0 && chunk) {
+		j->st = stream_new(b, j, chunk);
+		r = j->st ? 0 : -ENOMEM;
+	}
+	if (r == 0)
+		r = job_start(j);
 	if (r < 0) {
 		job_free(j);
 		return nd_err__set(e, r, "internal", "cannot start the tool call: %s",
@@ -1422,6 +1625,8 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	be->adopt = vmb_adopt;
 	be->decide = vmb_decide;
 	be->tool = vmb_tool;
+	be->tool_stream = vmb_tool_stream;
+	be->stream_resume = vmb_stream_resume;
 	be->policy_check = vmb_policy_check;
 	be->free = vmb_free;
 	be->profiles = b->profiles;

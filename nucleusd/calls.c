@@ -559,21 +559,48 @@ static int denial(struct decision_tx *d, json_t **ret, struct nd_err *e)
 			   "%s", d->d->message);
 }
 
+static int op_chunk(void *token, int fd, const void *data, size_t len)
+{
+	struct nd_op *op = token;
+
+	return op->chunk(op->arg, fd, data, len);
+}
+
+/* What the caller asked for: the reply, and for a streamed call the chunk consumer. */
+struct tool_sink {
+	nd_reply_fn reply;
+	nd_chunk_fn chunk; /* NULL: whole result */
+	void *arg;
+	struct nd_op *op; /* out */
+};
+
+static int start_tool(struct nucleusd *nd, const struct nd_sandbox_info *info, const char *tool,
+		      json_t *args, struct nd_op *op, struct nd_err *e)
+{
+	if (op->chunk)
+		return nd->be->tool_stream(nd->be->ctx, info, tool, args, op_chunk, tool_done, op,
+					   e);
+	return nd->be->tool(nd->be->ctx, info, tool, args, tool_done, op, e);
+}
+
 static int run_tool(struct nucleusd *nd, const struct sb_row *row, const char *tool, json_t *args,
-		    int64_t uid, nd_reply_fn reply, void *arg, struct nd_err *e)
+		    int64_t uid, struct tool_sink *sink, struct nd_err *e)
 {
 	struct nd_sandbox_info info;
 	struct nd_op *op;
 	struct result_tx x;
 	int r;
 
-	op = nd_op__new(nd, row->id, reply, arg);
+	op = nd_op__new(nd, row->id, sink->reply, sink->arg);
 	if (!op)
 		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
 	snprintf(op->tool, sizeof(op->tool), "%s", tool);
 	op->actor_uid = uid;
+	op->chunk = sink->chunk;
 	sb_row__info(row, &info);
-	r = nd->be->tool(nd->be->ctx, &info, tool, args, tool_done, op, e);
+	r = start_tool(nd, &info, tool, args, op, e);
+	if (r == 0)
+		sink->op = op;
 	if (r < 0) {
 		x = (struct result_tx){nd, op, r, e && e->msg[0] ? e->msg : strerror(-r)};
 		store__tx(nd->store, result_tx, &x);
@@ -587,9 +614,9 @@ static int run_tool(struct nucleusd *nd, const struct sb_row *row, const char *t
 	return r;
 }
 
-int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
-			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
-			json_t **ret_denial, struct nd_err *e)
+static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		     const char *tool, json_t *args, struct tool_sink *sink, json_t **ret_denial,
+		     struct nd_err *e)
 {
 	struct nd_decision dec = {0};
 	struct decision_tx d = {0};
@@ -632,12 +659,45 @@ int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const 
 		r = denial(&d, ret_denial, e);
 		goto out;
 	}
-	r = run_tool(nd, &row, tool, args, d.actor_uid, reply, arg, e);
+	r = run_tool(nd, &row, tool, args, d.actor_uid, sink, e);
 out:
 	json_decref(dec.trace);
 	free(dec.session_state);
 	sb_row__clear(&row);
 	return r;
+}
+
+int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
+			json_t **ret_denial, struct nd_err *e)
+{
+	struct tool_sink sink = {.reply = reply, .arg = arg};
+
+	return tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+}
+
+int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			       const char *tool, json_t *args, nd_chunk_fn chunk, nd_reply_fn reply,
+			       void *arg, void **ret_stream, json_t **ret_denial, struct nd_err *e)
+{
+	struct tool_sink sink = {.reply = reply, .chunk = chunk, .arg = arg};
+	int r;
+
+	if (strcmp(tool, "run") != 0)
+		return nd_err__set(e, -EINVAL, "bad_value", "only 'run' can stream its output");
+	if (!nd->be->tool_stream || !nd->be->stream_resume)
+		return nd_err__set(e, -EOPNOTSUPP, "not_implemented",
+				   "backend '%s' cannot stream output", nd->be->name);
+	r = tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+	if (r == 0)
+		*ret_stream = sink.op;
+	return r;
+}
+
+void nucleusd__stream_resume(struct nucleusd *nd, void *stream)
+{
+	if (stream && nd->be->stream_resume)
+		nd->be->stream_resume(nd->be->ctx, stream);
 }
 
 /* ---- approvals ---- */

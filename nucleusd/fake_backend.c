@@ -7,7 +7,11 @@
  *        then. Policy: {"deny": [tools], "ask": [tools]}, everything else allowed.
  *        Tools: echo (returns its args), slow (echo after args.ms, at most 10 s),
  *        fail (fails), hang (never completes),
- *        crash (the "VMM" dies: the sandbox becomes failed). Images: "fake:fail"
+ *        crash (the "VMM" dies: the sandbox becomes failed),
+ *        run ({out: [[fd, text]...], repeat?, ms?, exit_code?, signal?}: the output
+ *        pieces, repeated, one every ms; whole or streamed; without out, {argv} works
+ *        as out: each argv[1..] is a line on stdout, "err:TEXT" on stderr, and
+ *        "exit:N" / "sig:N" set the status). Images: "fake:fail"
  *        fails the boot, "fake:hang" never finishes booting.
  *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
  *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
@@ -39,6 +43,12 @@ struct fake_call {
 	nd_boot_done_fn boot_done;
 	nd_tool_done_fn tool_done;
 	void *token;
+	/* run, streamed: piece idx of total, one every ms; paused while the consumer is full */
+	nd_chunk_fn chunk;
+	json_t *out;
+	size_t idx, total;
+	long ms;
+	bool paused;
 };
 
 struct fake {
@@ -85,7 +95,27 @@ static void call_unlink(struct fake_call *c)
 	if (c->ev)
 		event_free(c->ev);
 	json_decref(c->result);
+	json_decref(c->out);
 	free(c);
+}
+
+/* Streamed run: delivers the next piece; false once all went out (then it completes). */
+static bool stream_next(struct fake_call *c)
+{
+	json_t *piece;
+	const char *text;
+
+	if (c->idx >= c->total)
+		return false;
+	piece = json_array_get(c->out, c->idx % json_array_size(c->out));
+	text = json_string_value(json_array_get(piece, 1));
+	c->idx++;
+	if (c->chunk(c->token, (int)json_integer_value(json_array_get(piece, 0)), text,
+		     strlen(text)) == ND_STREAM_FULL)
+		c->paused = true;
+	else
+		event_add(c->ev, &(struct timeval){c->ms / 1000, (c->ms % 1000) * 1000});
+	return true;
 }
 
 static void call_fire(evutil_socket_t fd, short what, void *arg)
@@ -93,6 +123,9 @@ static void call_fire(evutil_socket_t fd, short what, void *arg)
 	struct fake_call *c = arg;
 	struct fake *f = c->f;
 	struct timespec now;
+
+	if (c->chunk && stream_next(c))
+		return;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (c->boot_done) {
@@ -253,6 +286,9 @@ static int fake_decide(void *ctx, const struct nd_sandbox_info *sb, const char *
 	return 0;
 }
 
+static int run_start(struct fake *f, const struct nd_sandbox_info *sb, json_t *args,
+		     nd_chunk_fn chunk, nd_tool_done_fn done, void *token, struct nd_err *e);
+
 static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		     nd_tool_done_fn done, void *token, struct nd_err *e)
 {
@@ -262,6 +298,8 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 	bool hang = strcmp(tool, "hang") == 0, slow = strcmp(tool, "slow") == 0;
 	json_int_t ms = slow ? json_integer_value(json_object_get(args, "ms")) : 0;
 
+	if (strcmp(tool, "run") == 0)
+		return run_start(f, sb, args, NULL, done, token, e);
 	if (strcmp(tool, "echo") && strcmp(tool, "fail") && !hang && !slow && strcmp(tool, "crash"))
 		return nd_err__set(e, -ENOENT, "unknown_tool", "no tool '%s'", tool);
 	if (!v || v->paused)
@@ -284,6 +322,156 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 		snprintf(c->reason, sizeof(c->reason), "the VM died");
 	}
 	return 0;
+}
+
+/* The pieces of a fake run: [[1|2, text]...], checked; the whole-output result when !stream. */
+/* {argv: [prog, "text" | "err:text" | "exit:N" | "sig:N"...]} as fake run arguments. */
+static json_t *argv_args(json_t *args)
+{
+	json_t *argv = json_object_get(args, "argv"), *out = json_array(), *o, *v;
+	json_int_t code = 0, sig = 0;
+	size_t i;
+
+	json_array_foreach(argv, i, v)
+	{
+		const char *a = json_string_value(v);
+		char *line;
+
+		if (i == 0 || !a)
+			continue;
+		if (strncmp(a, "exit:", 5) == 0) {
+			code = atoi(a + 5);
+			continue;
+		}
+		if (strncmp(a, "sig:", 4) == 0) {
+			sig = atoi(a + 4);
+			continue;
+		}
+		if (asprintf(&line, "%s\n", strncmp(a, "err:", 4) == 0 ? a + 4 : a) < 0)
+			continue;
+		json_array_append_new(out,
+				      json_pack("[is]", strncmp(a, "err:", 4) == 0 ? 2 : 1, line));
+		free(line);
+	}
+	if (json_array_size(out) == 0)
+		json_array_append_new(out, json_pack("[is]", 1, ""));
+	o = json_pack("{so sI sI sO?}", "out", out, "exit_code", code, "signal", sig, "ms",
+		      json_object_get(args, "ms"));
+	return o;
+}
+
+static int run_setup(struct fake_call *c, json_t *args, bool stream, struct nd_err *e)
+{
+	json_t *out = json_object_get(args, "out"), *piece;
+	json_int_t repeat = json_integer_value(json_object_get(args, "repeat"));
+	size_t i;
+	char *acc[2] = {NULL, NULL};
+	size_t len[2] = {0, 0};
+	int r = 0;
+
+	if (!json_is_array(out) || json_array_size(out) == 0)
+		return nd_err__set(e, -EINVAL, "bad_value",
+				   "fake run: 'out' must be a non-empty "
+				   "array of [fd, text]");
+	json_array_foreach(out, i, piece)
+	{
+		json_int_t fd = json_integer_value(json_array_get(piece, 0));
+
+		if ((fd != 1 && fd != 2) || !json_is_string(json_array_get(piece, 1)))
+			return nd_err__set(e, -EINVAL, "bad_value", "fake run: bad piece %zu", i);
+	}
+	c->total = json_array_size(out) * (size_t)(repeat < 1	     ? 1
+						   : repeat > 100000 ? 100000
+								     : repeat);
+	c->result = json_pack("{sI sI sb}", "exit_code",
+			      json_integer_value(json_object_get(args, "exit_code")), "signal",
+			      json_integer_value(json_object_get(args, "signal")), "timed_out", 0);
+	if (!c->result)
+		return -ENOMEM;
+	if (stream) {
+		c->out = json_incref(out);
+		return 0;
+	}
+	for (size_t k = 0; k < c->total && r == 0; k++) {
+		json_t *p = json_array_get(out, k % json_array_size(out));
+		int fd = (int)json_integer_value(json_array_get(p, 0)) - 1;
+		size_t n = json_string_length(json_array_get(p, 1));
+		char *m = realloc(acc[fd], len[fd] + n + 1);
+
+		if (!m) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(m + len[fd], json_string_value(json_array_get(p, 1)), n);
+		len[fd] += n;
+		m[len[fd]] = '\0';
+		acc[fd] = m;
+	}
+	if (r == 0) {
+		json_object_set_new(c->result, "stdout",
+				    json_stringn(acc[0] ? acc[0] : "", len[0]));
+		json_object_set_new(c->result, "stderr",
+				    json_stringn(acc[1] ? acc[1] : "", len[1]));
+	}
+	free(acc[0]);
+	free(acc[1]);
+	return r;
+}
+
+static int run_start(struct fake *f, const struct nd_sandbox_info *sb, json_t *args,
+		     nd_chunk_fn chunk, nd_tool_done_fn done, void *token, struct nd_err *e)
+{
+	struct fake_vm *v = vm_find(f, sb->id);
+	json_int_t ms = json_integer_value(json_object_get(args, "ms"));
+	struct fake_call *c;
+	int r;
+
+	if (!v || v->paused)
+		return nd_err__set(e, -EHOSTDOWN, "backend_error", "fake VM %s is not running",
+				   sb->id);
+	ms = ms < 0 ? 0 : ms > 1000 ? 1000 : ms;
+	c = call_new(f, sb->id, false, (long)ms);
+	if (!c)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	c->ms = (long)ms;
+	c->chunk = chunk;
+	c->tool_done = done;
+	c->token = token;
+	if (!json_object_get(args, "out") && json_is_array(json_object_get(args, "argv"))) {
+		json_t *a = argv_args(args);
+
+		r = a ? run_setup(c, a, chunk != NULL, e) : -ENOMEM;
+		json_decref(a);
+	} else {
+		r = run_setup(c, args, chunk != NULL, e);
+	}
+	if (r < 0) {
+		call_unlink(c);
+		if (e && !e->code[0])
+			nd_err__set(e, r, "internal", "out of memory");
+	}
+	return r;
+}
+
+static int fake_tool_stream(void *ctx, const struct nd_sandbox_info *sb, const char *tool,
+			    json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
+			    struct nd_err *e)
+{
+	if (strcmp(tool, "run") != 0)
+		return nd_err__set(e, -EINVAL, "bad_value", "only 'run' streams");
+	return run_start(ctx, sb, args, chunk, done, token, e);
+}
+
+static void fake_stream_resume(void *ctx, void *token)
+{
+	struct fake *f = ctx;
+
+	for (struct fake_call *c = f->calls; c; c = c->next) {
+		if (c->token == token && c->paused) {
+			c->paused = false;
+			event_add(c->ev, &(struct timeval){0, 0});
+		}
+	}
 }
 
 static int fake_policy_check(void *ctx, json_t *policy, struct nd_err *e)
@@ -337,6 +525,8 @@ int nd_fake_backend__new(struct nd_backend **ret)
 	be->adopt = fake_adopt;
 	be->decide = fake_decide;
 	be->tool = fake_tool;
+	be->tool_stream = fake_tool_stream;
+	be->stream_resume = fake_stream_resume;
 	be->policy_check = fake_policy_check;
 	be->free = fake_free;
 	be->profiles = fake_profiles;

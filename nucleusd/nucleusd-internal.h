@@ -34,6 +34,7 @@ struct nd_op {
 	char tool[72];
 	int64_t actor_uid;
 	nd_reply_fn reply;
+	nd_chunk_fn chunk; /* streamed tool calls */
 	void *arg;
 };
 

@@ -151,6 +151,15 @@ typedef void (*nd_boot_done_fn)(void *token, int err, const struct nd_boot_resul
 				const char *reason);
 typedef void (*nd_tool_done_fn)(void *token, int err, json_t *result, const char *reason);
 
+/*
+ * Streamed output of a tool call (`run`), delivered on the event loop, in order, before
+ * the completion. @fd is 1 (stdout) or 2 (stderr). The consumer returns 0, or
+ * ND_STREAM_FULL when it cannot take more for now: the producer then delivers nothing
+ * until nucleusd__stream_resume() (and the guest's output is not read meanwhile).
+ */
+#define ND_STREAM_FULL 1
+typedef int (*nd_chunk_fn)(void *token, int fd, const void *data, size_t len);
+
 struct nd_profile {
 	const char *name;
 	const char *body; /* JSON object text, the policy the profile stands for */
@@ -190,6 +199,16 @@ struct nd_backend {
 	/* Runs an allowed tool call in the guest. -ENOENT: no such tool. */
 	int (*tool)(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		    nd_tool_done_fn done, void *token, struct nd_err *e);
+	/*
+	 * Optional: `run` with its output delivered through @chunk as it comes (the
+	 * result then has exit_code, signal, timed_out but no stdout/stderr). Completes
+	 * from the event loop, never inside the call. stream_resume(@token) says the
+	 * consumer can take output again; it delivers from the loop, never inside it.
+	 */
+	int (*tool_stream)(void *ctx, const struct nd_sandbox_info *sb, const char *tool,
+			   json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
+			   struct nd_err *e);
+	void (*stream_resume)(void *ctx, void *token);
 	/* Optional: the decision just made for @sb was not committed (roll back state). */
 	void (*decision_abort)(void *ctx, const struct nd_sandbox_info *sb);
 	/* Checks an inline policy at create time; NULL accepts any object. */
@@ -271,6 +290,19 @@ int nucleusd__sandbox_resume(struct nucleusd *nd, const struct nd_caller *who, c
 int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
 			json_t **ret_denial, struct nd_err *e);
+
+/*
+ * The same with the output streamed (only `run`; -EOPNOTSUPP when the backend cannot):
+ * @chunk(@arg, fd, data, len) gets the output as it comes (same contract as
+ * nd_chunk_fn), then @reply gets {verdict, result} without stdout/stderr. On 0,
+ * *@ret_stream names the stream for nucleusd__stream_resume() until @reply is called.
+ * Neither callback is called before this returns.
+ */
+int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			       const char *tool, json_t *args, nd_chunk_fn chunk, nd_reply_fn reply,
+			       void *arg, void **ret_stream, json_t **ret_denial, struct nd_err *e);
+/* The consumer of @stream can take output again (see ND_STREAM_FULL). */
+void nucleusd__stream_resume(struct nucleusd *nd, void *stream);
 
 /*
  * POST /v1/sandboxes/{id}/approvals: @nonce names the pending request of an `ask`

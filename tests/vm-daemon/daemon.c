@@ -371,6 +371,17 @@ Test(daemon, sandbox_tools_policy_and_cli)
 	code = sh(cmd, out, sizeof(out));
 	cr_assert_eq(code, 7, "nucleusctl run exit %d", code);
 	cr_assert_str_eq(out, "via-cli\n");
+	/* Its streamed output keeps stdout and stderr apart (each run captures one). */
+	for (int fd = 1; fd <= 2; fd++) {
+		snprintf(cmd, sizeof(cmd),
+			 "NUCLEUS_SOCKET=%s %s run %s -- sh -c 'echo o1; echo e1 >&2; echo o2; "
+			 "echo e2 >&2; exit 5' %s",
+			 D.sock, env_or("NUCLEUSCTL", NUCLEUSCTL_BUILD), id,
+			 fd == 1 ? "2>/dev/null" : "2>&1 >/dev/null");
+		code = sh(cmd, out, sizeof(out));
+		cr_assert_eq(code, 5, "nucleusctl run exit %d", code);
+		cr_assert_str_eq(out, fd == 1 ? "o1\no2\n" : "e1\ne2\n");
+	}
 	snprintf(cmd, sizeof(cmd),
 		 "echo from-cli | NUCLEUS_SOCKET=%s %s write %s /tmp/c.txt >/dev/null && "
 		 "NUCLEUS_SOCKET=%s %s read %s /tmp/c.txt",

@@ -215,3 +215,26 @@ Test(cli, health_says_which_backend)
 	cr_assert_not_null(strstr(r->out, "not the product"));
 	thd_finish(&d);
 }
+
+/* run streams: stdout and stderr to the matching stream, exit code (128 + signal). */
+Test(cli, run_streams_output_and_exits_with_the_commands_code)
+{
+	const char *id = thd_create(&d, "{\"profile\": \"default\", \"vcpus\": 1, "
+					"\"memory_mib\": 128}");
+	char sid[32];
+	struct run *r;
+
+	snprintf(sid, sizeof(sid), "%s", id);
+	/* fake run: argv words are stdout lines, err:X a stderr line, exit:N the code */
+	r = ctl(d.sock, "run", sid, "--", "prog", "one", "err:oops", "two", "exit:4", NULL);
+	cr_assert_eq(r->code, 4, "exit %d: %s", r->code, r->err);
+	cr_assert_str_eq(r->out, "one\ntwo\n");
+	cr_assert_str_eq(r->err, "oops\n");
+	r = ctl(d.sock, "run", sid, "--", "prog", "bye", "sig:9", NULL);
+	cr_assert_eq(r->code, 128 + 9, "exit %d: %s", r->code, r->err);
+	cr_assert_str_eq(r->out, "bye\n");
+	r = ctl(d.sock, "--json", "run", sid, "--", "prog", "whole", "exit:2", NULL);
+	cr_assert_eq(r->code, 2, "exit %d: %s", r->code, r->err);
+	cr_assert_not_null(strstr(r->out, "\"stdout\": \"whole\\n\""), "%s", r->out);
+	thd_finish(&d);
+}
