@@ -73,18 +73,15 @@ static bool exhausted(enum budget_kind k, int64_t spent, int64_t limit)
 	return k == BUDGET_MEM_PEAK_MIB ? spent > limit : spent >= limit;
 }
 
-int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *ret)
+/* Runs @sql (rows of kind name, amount; ?1 = sandbox) into @out[kind]. Unknown kinds are
+ * skipped. @out is written whatever happens; callers copy it out only on success. */
+static int load_per_kind(struct sqlite3 *db, const char *sql, const char *sandbox,
+			 int64_t out[BUDGET__N_KINDS])
 {
-	struct budget_spent s = {0};
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	if (!db || !sandbox)
-		return -EINVAL;
-	r = db_errno(sqlite3_prepare_v2(db,
-					"SELECT kind, SUM(amount) FROM budget_ledger "
-					"WHERE sandbox_id = ?1 GROUP BY kind",
-					-1, &st, NULL));
+	r = db_errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
@@ -92,10 +89,24 @@ int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *
 		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
 
 		if (k >= 0)
-			s.spent[k] = sqlite3_column_int64(st, 1);
+			out[k] = sqlite3_column_int64(st, 1);
 	}
 	r = db_errno(rc);
 	sqlite3_finalize(st);
+	return r;
+}
+
+int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *ret)
+{
+	struct budget_spent s = {0};
+	int r;
+
+	if (!db || !sandbox)
+		return -EINVAL;
+	r = load_per_kind(db,
+			  "SELECT kind, SUM(amount) FROM budget_ledger "
+			  "WHERE sandbox_id = ?1 GROUP BY kind",
+			  sandbox, s.spent);
 	if (r < 0)
 		return r;
 	*ret = s;
@@ -395,24 +406,12 @@ int budget__limits_save(struct sqlite3 *db, const char *sandbox, const struct bu
 int budget__limits_load(struct sqlite3 *db, const char *sandbox, struct budget_limits *ret)
 {
 	struct budget_limits l = {0};
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
 	if (!db || !sandbox)
 		return -EINVAL;
-	r = db_errno(sqlite3_prepare_v2(
-		db, "SELECT kind, amount FROM budget_limits WHERE sandbox_id = ?1", -1, &st, NULL));
-	if (r < 0)
-		return r;
-	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
-
-		if (k >= 0)
-			l.limit[k] = sqlite3_column_int64(st, 1);
-	}
-	r = db_errno(rc);
-	sqlite3_finalize(st);
+	r = load_per_kind(db, "SELECT kind, amount FROM budget_limits WHERE sandbox_id = ?1",
+			  sandbox, l.limit);
 	if (r < 0)
 		return r;
 	*ret = l;
