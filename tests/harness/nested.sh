@@ -102,13 +102,15 @@ timeout "${NESTED_TIMEOUT:-1800}" qemu-system-x86_64 -machine q35,accel=tcg -cpu
   -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=r,mount_tag=hostroot $fsargs \
   -append "console=ttyS0 quiet loglevel=1 panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
-  </dev/null | tr -d '\r' | tee "$out" | awk '
+  </dev/null | tee "$out" | awk '
+    # Line by line, unbuffered (a tr in between would hold a lockup report back).
+    { sub(/\r$/, "") }
     /^NESTED-EXIT=/ { next }
     { gsub(/\033(c|\[[0-9;?]*[A-Za-z])/, ""); print; fflush() }
     # The L1 kernel (nested SVM under TCG) can lock up; waiting for the timeout
     # would only burn CI time. Stop reading: the pipe closes and QEMU ends.
     /watchdog: BUG: soft lockup/ { if (++n >= 2) exit 3 }' || rc=$?
-status=$(sed -n 's/^NESTED-EXIT=//p' "$out" | tail -n 1)
+status=$(tr -d '\r' < "$out" | sed -n 's/^NESTED-EXIT=//p' | tail -n 1)
 if [ -z "$status" ]; then
   if grep -q 'watchdog: BUG: soft lockup' "$out"; then
     log "the L1 machine's kernel locked up (soft lockup): no result from this boot"
