@@ -21,11 +21,11 @@ if [ "${1:-}" != --inner ]; then
     NUCLEUS_BUILD=$top/build
   fi
   export NUCLEUS_BUILD
-  if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+  if why=$("$top/tests/harness/kvm-native.sh"); then
     log "/dev/kvm works: running natively"
     exec "$0" --inner
   fi
-  log "no usable /dev/kvm: running the demo inside the nested-KVM harness (QEMU TCG," \
+  log "$why: running the demo inside the nested-KVM harness (QEMU TCG," \
       "30-80x slower; takes a few minutes)"
   exec "$top/tests/harness/nested.sh" -- "$0" --inner
 fi

@@ -45,9 +45,10 @@ fi
 
 # The nested-KVM harness fetches a Debian kernel with apt-get download: it needs the
 # package lists even when nothing was missing.
-if [ ! -c /dev/kvm ] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+native=1; why=$("$top/tests/harness/kvm-native.sh") || native=0
+if [ $native = 0 ] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then apt-get update -q >&2; else
-    log "no /dev/kvm and no apt lists: VM tests need 'sudo apt-get update' once"; fi
+    log "$why and no apt lists: VM tests need 'sudo apt-get update' once"; fi
 fi
 
 cd "$top"
@@ -57,5 +58,5 @@ fi
 if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest=false >&2
 fi
-[ -c /dev/kvm ] || log "note: no /dev/kvm here - VM work runs under nested emulation (QEMU TCG), 30-80x slower"
+[ $native = 1 ] || log "note: $why - VM work runs under nested emulation (QEMU TCG), 30-80x slower"
 log "ready"

@@ -202,6 +202,12 @@ struct vm {
 
 uint64_t vm__now_ns(void);
 int vm__create(struct vm **ret, uint64_t mem_bytes, uint32_t nr_vcpus);
+/*
+ * Why this machine's /dev/kvm cannot run a stock guest kernel, or NULL when it can
+ * (as far as can be told without booting). Today: a PVM-only KVM (module kvm_pvm
+ * loaded, neither kvm_intel nor kvm_amd), which runs only PVM-enabled guests.
+ */
+const char *vm__kvm_unsupported(void);
 void vm__free(struct vm *vm);
 /* Ask the VM to end with status (the first request wins). Any thread. */
 void vm__request_stop(struct vm *vm, int status);

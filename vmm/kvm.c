@@ -219,6 +219,16 @@ int vm__ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, uint64_t datamatch
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
 }
 
+const char *vm__kvm_unsupported(void)
+{
+	if (access("/sys/module/kvm_intel", F_OK) == 0 || access("/sys/module/kvm_amd", F_OK) == 0)
+		return NULL;
+	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+		return "this /dev/kvm is PVM (kvm_pvm): it runs only PVM-enabled guest kernels, "
+		       "and nucleus needs hardware virtualization (kvm_intel or kvm_amd)";
+	return NULL;
+}
+
 static int kvm_setup(struct vm *vm)
 {
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

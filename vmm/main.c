@@ -285,6 +285,11 @@ static int setup(struct vmm *m)
 	bool pvh;
 	int r;
 
+	const char *why = vm__kvm_unsupported();
+	if (why) {
+		fprintf(stderr, "nucleus-vmm: cannot create the VM: %s\n", why);
+		return -ENOTSUP;
+	}
 	if ((r = vm__create(&m->vm, m->o.mem_mib << 20, m->o.vcpus)) < 0) {
 		fprintf(stderr, "nucleus-vmm: cannot create the VM: %s\n", strerror(-r));
 		return r;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -277,6 +278,26 @@ static void handle_mmio(struct vcpu *v)
 	vm__io_dispatch(v->vm, true, run->mmio.phys_addr, run->mmio.data, len, run->mmio.is_write);
 }
 
+/* KVM could not go on (e.g. an instruction it cannot emulate): say where, for triage. */
+static void log_internal_error(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_regs regs;
+	char words[16 * 19 + 1] = "";
+	uint32_t n = run->internal.ndata;
+	size_t off = 0;
+
+	if (n > 16)
+		n = 16;
+	for (uint32_t i = 0; i < n; i++)
+		off += (size_t)snprintf(words + off, sizeof(words) - off, " %llx",
+					(unsigned long long)run->internal.data[i]);
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		memset(&regs, 0, sizeof(regs));
+	vm__log(v->vm, "vcpu %u: KVM internal error, suberror %u, rip %#llx, data[%u]:%s", v->id,
+		run->internal.suberror, (unsigned long long)regs.rip, run->internal.ndata, words);
+}
+
 /* One KVM exit; false when the vCPU must stop. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -304,8 +325,7 @@ static bool handle_exit(struct vcpu *v)
 		vm__request_stop(v->vm, VMM_EXIT_CRASH);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
-		vm__log(v->vm, "vcpu %u: KVM internal error, suberror %u", v->id,
-			run->internal.suberror);
+		log_internal_error(v);
 		vm__request_stop(v->vm, VMM_EXIT_CRASH);
 		return false;
 	default:

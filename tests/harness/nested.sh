@@ -2,17 +2,19 @@
 # nested.sh [--share DIR]... -- CMD [ARGS...]
 #
 # Run CMD where KVM works and exit with its status.
-#  - /dev/kvm usable here: CMD runs natively (unless NUCLEUS_FORCE_NESTED=1).
-#  - no /dev/kvm: CMD runs as root inside one QEMU (TCG) machine that emulates AMD
+#  - hardware KVM usable here (kvm-native.sh): CMD runs natively (unless
+#    NUCLEUS_FORCE_NESTED=1).
+#  - otherwise (no /dev/kvm, or a PVM one): CMD runs as root inside one QEMU (TCG) machine that emulates AMD
 #    SVM with nested paging ("L1"), so KVM exists there. L1's root is this machine's
 #    root over virtio-9p, read-only, with a tmpfs overlay; each --share DIR is mounted
 #    read-write at the same path so results come back. Everything in L1 runs 30-80x
 #    slower than on hardware: never assert a time inside it.
 # The environment does not cross into L1 by itself: NUCLEUS_*, CRITERION_*, PATH,
 # ASAN_OPTIONS and UBSAN_OPTIONS are written into the wrapper script.
-# Exit 95: the L1 kernel locked up (an emulation fault, not a result; suite.sh retries
-# once), 99: no status came back (timeout, crash).
-# Knobs: NESTED_CPUS (2), NESTED_MEM (MiB, 4096), NESTED_TIMEOUT (s, 1800).
+# Exit 95: the L1 kernel locked up or fell silent (an emulation fault, not a result;
+# suite.sh retries once), 99: no status came back (timeout, crash).
+# Knobs: NESTED_CPUS (2), NESTED_MEM (MiB, 4096), NESTED_TIMEOUT (s, 2400),
+# NESTED_SILENCE (s without a console line before L1 counts as dead, 1200).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 shares=""
@@ -26,10 +28,8 @@ done
 [ $# -ge 1 ] || { echo "usage: nested.sh [--share DIR]... -- CMD [ARGS...]" >&2; exit 2; }
 log() { echo "nested: $*" >&2; }
 
-if [ "${NUCLEUS_FORCE_NESTED:-0}" != 1 ] && [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-  exec "$@"
-fi
-log "no usable /dev/kvm here: running under nested emulation (QEMU TCG + SVM), 30-80x slower"
+why=$("$here/kvm-native.sh") && exec "$@"
+log "$why: running under nested emulation (QEMU TCG + SVM), 30-80x slower"
 for t in qemu-system-x86_64 busybox cpio depmod modprobe gzip; do
   command -v $t >/dev/null 2>&1 || { log "missing $t: run scripts/setup.sh"; exit 97; }
 done
@@ -95,28 +95,58 @@ done
 tags=$(echo "$tags" | sed 's/^ //; s/ /,/g')
 
 rc=0
+pidf=$(mktemp /tmp/nested-pid.XXXXXX)
+trap 'rm -f "$wrap" "$out" "$pidf"' EXIT INT TERM
+: > "$pidf"
+# Silence watchdog: a healthy L1 prints a line at least every test (criterion runs
+# --verbose there and every VM test has its own timeout); an L1 that says nothing
+# for NESTED_SILENCE seconds is dead, so stop it rather than wait for the timeout.
+(
+  last=0 quiet=0
+  while sleep 15; do
+    [ -s "$pidf" ] || continue
+    kill -0 "$(cat "$pidf")" 2>/dev/null || exit 0
+    size=$(stat -c %s "$out" 2>/dev/null || echo 0)
+    if [ "$size" != "$last" ]; then last=$size quiet=0; continue; fi
+    quiet=$((quiet + 15))
+    if [ "$quiet" -ge "${NESTED_SILENCE:-1200}" ]; then
+      echo "NESTED-SILENT" >> "$out"
+      kill "$(cat "$pidf")" 2>/dev/null
+      exit 0
+    fi
+  done
+) &
+dog=$!
 # shellcheck disable=SC2086
-timeout "${NESTED_TIMEOUT:-1800}" qemu-system-x86_64 -machine q35,accel=tcg -cpu max \
+timeout "${NESTED_TIMEOUT:-2400}" qemu-system-x86_64 -machine q35,accel=tcg -cpu max \
   -smp "${NESTED_CPUS:-2}" -m "${NESTED_MEM:-4096}" -nographic -no-reboot -nodefaults \
-  -serial stdio -kernel "$kernel" -initrd "$initrd" \
+  -pidfile "$pidf" -serial stdio -kernel "$kernel" -initrd "$initrd" \
   -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=r,mount_tag=hostroot $fsargs \
-  -append "console=ttyS0 quiet loglevel=1 panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
-  </dev/null | tee "$out" | awk '
+  -append "console=ttyS0 quiet loglevel=4 panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
+  </dev/null | tee -a "$out" | awk -v pidf="$pidf" '
     # Line by line, unbuffered (a tr in between would hold a lockup report back).
     { sub(/\r$/, "") }
     /^NESTED-EXIT=/ { next }
     { gsub(/\033(c|\[[0-9;?]*[A-Za-z])/, ""); print; fflush() }
     # The L1 kernel (nested SVM under TCG) can lock up; waiting for the timeout
-    # would only burn CI time. Stop reading: the pipe closes and QEMU ends.
-    /watchdog: BUG: soft lockup/ { if (++n >= 2) exit 3 }' || rc=$?
+    # would only burn CI time. QEMU ignores a closed pipe, so stop it here.
+    /watchdog: BUG: soft lockup/ {
+      if (++n >= 2) { system("kill $(cat " pidf ") 2>/dev/null"); exit 3 }
+    }' || rc=$?
+kill "$dog" 2>/dev/null || :
+wait "$dog" 2>/dev/null || :
 status=$(tr -d '\r' < "$out" | sed -n 's/^NESTED-EXIT=//p' | tail -n 1)
 if [ -z "$status" ]; then
   if grep -q 'watchdog: BUG: soft lockup' "$out"; then
     log "the L1 machine's kernel locked up (soft lockup): no result from this boot"
     exit 95
   fi
-  log "the nested machine ended without reporting a status (timeout or crash)"
+  if grep -q '^NESTED-SILENT' "$out"; then
+    log "the L1 machine printed nothing for ${NESTED_SILENCE:-1200} s: stopped it, no result from this boot"
+    exit 95
+  fi
+  log "the nested machine ended without reporting a status (timeout or crash, rc $rc)"
   exit 99
 fi
 exit "$status"

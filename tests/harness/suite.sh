@@ -16,12 +16,15 @@ case $kind in
 unit) exec "$exe" --tap="$tap" --short-filename "$@" ;;
 vm)
   # VM tests run one at a time: each may boot guests, and nested guests are slow.
-  # Status 95 = the nested L1 kernel locked up before the suite reported: that boot
-  # gave no result, so the suite runs once more (said in the log); a second lock-up fails.
+  # --verbose: one line per test start and end, so a log shows where time went.
+  # Status 95 = the nested L1 kernel locked up or fell silent before the suite
+  # reported: that boot gave no result, so the suite runs once more (said in the
+  # log); a second lock-up fails.
   for try in 1 2; do
     rm -f "$tap"
     rc=0
-    "$(dirname "$0")/nested.sh" --share "$results" -- "$exe" --tap="$tap" --short-filename -j1 "$@" || rc=$?
+    "$(dirname "$0")/nested.sh" --share "$results" -- "$exe" --tap="$tap" --short-filename -j1 \
+      --verbose "$@" || rc=$?
     [ "$rc" = 95 ] && [ "$try" = 1 ] || exit "$rc"
     echo "suite.sh: $name: the nested machine locked up (no result); running the suite again" >&2
   done ;;

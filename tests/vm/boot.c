@@ -53,6 +53,8 @@ static void expect_log(struct vmt *t, const char *needle)
 	free(c);
 }
 
+TestSuite(boot, .timeout = VMT_TEST_TIMEOUT_S);
+
 Test(boot, console_marker_and_clean_shutdown)
 {
 	struct vmt t;

@@ -64,6 +64,9 @@ static void tiny_vm_close(struct tiny_vm *t)
 	close(t->kvm);
 }
 
+/* A hang fails the test (criterion kills it) rather than the nested boot. */
+TestSuite(kvm, .timeout = 600);
+
 Test(kvm, api_version)
 {
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +53,8 @@ void vmt_spawn(struct vmt *t, const char *const *args)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
+		/* A test that crashes or times out must not leave its VM running. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(log, STDERR_FILENO);
 		execv(argv[0], (char **)argv);
 		_exit(127);
@@ -117,6 +120,18 @@ char *vmt_read(const char *file)
 	return buf;
 }
 
+bool vmt_exited(struct vmt *t)
+{
+	siginfo_t si;
+
+	if (t->pid <= 0)
+		return false;
+	/* peek only (WNOWAIT): the VMM stays waitable for vmt_wait */
+	memset(&si, 0, sizeof(si));
+	waitid(P_PID, (id_t)t->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+	return si.si_pid == t->pid;
+}
+
 bool vmt_wait_file(struct vmt *t, const char *file, const char *needle, int timeout_s)
 {
 	double end = now() + timeout_s;
@@ -126,17 +141,11 @@ bool vmt_wait_file(struct vmt *t, const char *file, const char *needle, int time
 		free(s);
 		if (found)
 			return true;
-		if (t->pid > 0) {
-			/* peek: has the VMM exited? (it stays waitable for vmt_wait) */
-			siginfo_t si;
-			memset(&si, 0, sizeof(si));
-			waitid(P_PID, (id_t)t->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-			if (si.si_pid == t->pid) {
-				s = vmt_read(file);
-				found = strstr(s, needle) != NULL;
-				free(s);
-				return found;
-			}
+		if (vmt_exited(t)) {
+			s = vmt_read(file);
+			found = strstr(s, needle) != NULL;
+			free(s);
+			return found;
 		}
 		if (now() > end)
 			return false;

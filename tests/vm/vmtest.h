@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #define VMT_TIMEOUT_S 300
+/* Per test, wall clock, generous for nested emulation: a test past it is a hang. */
+#define VMT_TEST_TIMEOUT_S 900
 
 struct vmt {
 	char dir[64];	  /* private temp dir */
@@ -30,6 +32,8 @@ void vmt_init(struct vmt *t);
 void vmt_spawn(struct vmt *t, const char *const *args);
 /* Wait for the child; returns its exit status (cr_assert on timeout or signal). */
 int vmt_wait(struct vmt *t, int timeout_s);
+/* Has the VMM exited? (peeks: it stays waitable for vmt_wait) */
+bool vmt_exited(struct vmt *t);
 /* Wait until file contains needle; false on timeout or when the VMM exited. */
 bool vmt_wait_file(struct vmt *t, const char *file, const char *needle, int timeout_s);
 /* Whole file as a NUL-terminated string without \r (caller frees); "" when absent. */
