@@ -208,6 +208,8 @@ int vm__create(struct vm **ret, uint64_t mem_bytes, uint32_t nr_vcpus);
  * loaded, neither kvm_intel nor kvm_amd), which runs only PVM-enabled guests.
  */
 const char *vm__kvm_unsupported(void);
+/* The same, looking for the modules under @sys_module (normally "/sys/module"). */
+const char *vm__kvm_unsupported_at(const char *sys_module);
 void vm__free(struct vm *vm);
 /* Ask the VM to end with status (the first request wins). Any thread. */
 void vm__request_stop(struct vm *vm, int status);

@@ -219,14 +219,28 @@ int vm__ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, uint64_t datamatch
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
 }
 
-const char *vm__kvm_unsupported(void)
+static bool has_module(const char *sys_module, const char *name)
 {
-	if (access("/sys/module/kvm_intel", F_OK) == 0 || access("/sys/module/kvm_amd", F_OK) == 0)
+	char path[512];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", sys_module, name) >= sizeof(path))
+		return false;
+	return access(path, F_OK) == 0;
+}
+
+const char *vm__kvm_unsupported_at(const char *sys_module)
+{
+	if (has_module(sys_module, "kvm_intel") || has_module(sys_module, "kvm_amd"))
 		return NULL;
-	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+	if (has_module(sys_module, "kvm_pvm"))
 		return "this /dev/kvm is PVM (kvm_pvm): it runs only PVM-enabled guest kernels, "
 		       "and nucleus needs hardware virtualization (kvm_intel or kvm_amd)";
 	return NULL;
+}
+
+const char *vm__kvm_unsupported(void)
+{
+	return vm__kvm_unsupported_at("/sys/module");
 }
 
 static int kvm_setup(struct vm *vm)
