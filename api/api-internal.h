@@ -24,6 +24,9 @@ struct api_server {
 	uint64_t requests[6]; /* by status class: [1..5]xx */
 	uint64_t peer_denied;
 	struct api_req *held; /* async requests waiting for nucleusd */
+	/* server.c: per-connection checks of the raw bytes before evhttp parses them */
+	struct api_conn *conns;
+	struct event *conn_fixup;
 };
 
 /* One request being handled. Async handlers keep it until nucleusd replies. */
@@ -83,5 +86,7 @@ void api__h_tool(struct api_req *r);
 void api__h_approve(struct api_req *r);
 void api__h_audit(struct api_req *r);
 void api__h_audit_verify(struct api_req *r);
+void api__h_usage(struct api_req *r);
+void api__h_budget(struct api_req *r);
 
 #endif

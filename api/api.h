@@ -42,6 +42,7 @@ struct api_field {
 	int64_t min, max;
 	const struct api_field *fields; /* API_OBJECT */
 	bool ident;			/* API_STRING: [A-Za-z0-9][A-Za-z0-9_.-]* */
+	bool env; /* API_STRMAP: environment variables (guest/guest.h limits) */
 };
 
 struct api_verr {
@@ -56,6 +57,7 @@ int api__validate(json_t *v, const struct api_field *spec, struct api_verr *err)
 extern const struct api_field api__create_spec[];
 extern const struct api_field api__tool_spec[];
 extern const struct api_field api__approval_spec[];
+extern const struct api_field api__usage_spec[]; /* POST /v1/sandboxes/{id}/usage */
 
 /* ---- server ---- */
 
@@ -109,6 +111,8 @@ void api_client__free(struct api_client *c);
 int api_client__call(struct api_client *c, const char *method, const char *path, json_t *body,
 		     struct api_response *ret);
 void api_response__clear(struct api_response *r);
+/* GET /v1/sandboxes/{ref}/budget (limits, spent, remaining per kind). */
+int api_client__budget(struct api_client *c, const char *ref, struct api_response *ret);
 
 /* One NDJSON line of a streamed reply (borrowed). A return < 0 aborts the call with it. */
 typedef int (*api_line_fn)(void *arg, json_t *line);

@@ -447,3 +447,16 @@ out:
 	free(s.line.p);
 	return r;
 }
+
+int api_client__budget(struct api_client *c, const char *ref, struct api_response *ret)
+{
+	char path[256];
+
+	/* Ids and names are [A-Za-z0-9_.-]: nothing to escape, refuse the rest. */
+	if (!ref || !*ref ||
+	    strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789_.-") != strlen(ref) ||
+	    snprintf(path, sizeof(path), "/v1/sandboxes/%s/budget", ref) >= (int)sizeof(path))
+		return -EINVAL;
+	return api_client__call(c, "GET", path, NULL, ret);
+}

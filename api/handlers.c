@@ -13,6 +13,23 @@
 
 static const struct api_field no_fields[] = {{NULL}};
 
+/* nucleusd's error as the reply; a 402 also names the exhausted budget ("budget"). */
+static void reply_nd(struct api_req *r, int rc, const struct nd_err *e, json_t *extra)
+{
+	const char *kind = rc == -EDQUOT ? nd_err__budget_kind(e) : NULL;
+	json_t *o;
+
+	if (!kind) {
+		api__reply_nd_error(r, rc, e, extra);
+		return;
+	}
+	o = extra ? json_deep_copy(extra) : json_object();
+	if (o)
+		json_object_set_new(o, "budget", json_string(kind));
+	api__reply_nd_error(r, rc, e, o);
+	json_decref(o);
+}
+
 void api__h_health(struct api_req *r)
 {
 	json_t *o = NULL;
@@ -151,7 +168,7 @@ static void lifecycle(struct api_req *r, lifecycle_fn fn, const struct api_field
 		return;
 	rc = fn(r->srv->nd, &r->who, r->segs[2], &o, &e);
 	if (rc < 0) {
-		api__reply_nd_error(r, rc, &e, NULL);
+		reply_nd(r, rc, &e, NULL);
 		return;
 	}
 	api__reply_json(r, 200, o);
@@ -180,7 +197,7 @@ static void tool_replied(void *arg, int rc, const struct nd_err *e, json_t *body
 	if (rc == 0)
 		api__reply_json(r, 200, body);
 	else
-		api__reply_nd_error(r, rc, e, NULL);
+		reply_nd(r, rc, e, NULL);
 }
 
 static bool tool_name_ok(const char *s)
@@ -282,7 +299,7 @@ static void tool_stream(struct api_req *r, json_t *args)
 	rc = nucleusd__tool_call_stream(r->srv->nd, &r->who, r->segs[2], r->segs[4], args,
 					stream_chunk, stream_replied, r, &stream, &denial, &e);
 	if (rc < 0) {
-		api__reply_nd_error(r, rc, &e, denial);
+		reply_nd(r, rc, &e, denial);
 	} else {
 		/* Allowed and under way (no callback runs before the call returned). */
 		r->stream = stream;
@@ -315,7 +332,7 @@ void api__h_tool(struct api_req *r)
 				 &denial, &e);
 	json_decref(args);
 	if (rc < 0)
-		api__reply_nd_error(r, rc, &e, denial);
+		reply_nd(r, rc, &e, denial);
 	json_decref(denial);
 }
 
@@ -400,6 +417,40 @@ void api__h_approve(struct api_req *r)
 	rc = nucleusd__approve(r->srv->nd, &r->who, r->segs[2], nonce,
 			       json_object_get(r->body, "approval"), tool_replied, r, &denial, &e);
 	if (rc < 0)
-		api__reply_nd_error(r, rc, &e, denial);
+		reply_nd(r, rc, &e, denial);
 	json_decref(denial);
+}
+
+void api__h_usage(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, api__usage_spec, true))
+		return;
+	rc = nucleusd__usage(r->srv->nd, &r->who, r->segs[2], r->body, &o, &e);
+	if (rc < 0) {
+		reply_nd(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}
+
+void api__h_budget(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
+		return;
+	rc = nucleusd__budget(r->srv->nd, r->segs[2], &o, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
 }

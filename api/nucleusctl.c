@@ -31,13 +31,14 @@ enum {
 	O_ALL = 1 << 7,
 	O_AFTER = 1 << 8,
 	O_LIMIT = 1 << 9,
+	O_BUDGET = 1 << 10,
 };
 
 struct ctl {
 	struct api_client *client;
 	bool json;
 	unsigned given; /* O_* seen */
-	const char *name, *profile, *policy, *image, *vcpus, *memory, *ttl, *after, *limit;
+	const char *name, *profile, *policy, *image, *vcpus, *memory, *ttl, *after, *limit, *budget;
 	char **args;
 	int nargs;
 };
@@ -49,7 +50,7 @@ static void usage(FILE *f)
 		"  ls [--all]                         list sandboxes (--all: with stopped ones)\n"
 		"  show ID                            one sandbox\n"
 		"  create [--name N] (--profile P | --policy JSON|@FILE) [--vcpus N]\n"
-		"         [--memory MIB] [--image I] [--ttl SECONDS]\n"
+		"         [--memory MIB] [--image I] [--ttl SECONDS] [--budget JSON]\n"
 		"  rm ID                              stop a sandbox\n"
 		"  pause ID | resume ID\n"
 		"  audit ID [--after SEQ] [--limit N] the sandbox's audit entries\n"
@@ -63,6 +64,7 @@ static void usage(FILE *f)
 		"  approve ID NONCE APPROVAL_JSON|@FILE  submit a signed approval\n"
 		"  policy check FILE                  validate a policy/profile file (local)\n"
 		"  policy explain PROFILE|@FILE CALL_JSON  decide one call locally and explain\n"
+		"  budget ID                          limits, spent and remaining per budget\n"
 		"  health                             daemon status\n");
 }
 
@@ -82,6 +84,33 @@ static int fail(int code, const char *fmt, ...)
 
 /* One request; prints API errors as one line. Returns an exit code, 0 with *ret set. */
 /* @line: a streamed reply's lines go there (api_client__stream); NULL: a whole reply. */
+/* A call's outcome: transport errors and replies >= 300 as one line, else *@ret. */
+static int check_reply(struct ctl *c, int r, struct api_response *resp, bool need_json,
+		       struct api_response *ret)
+{
+	if (r == -EBADMSG || r == -ECONNRESET || r == -ETIMEDOUT)
+		return fail(EXIT_CONNECT, "nucleusd did not answer (%s)", strerror(-r));
+	if (r < 0)
+		return fail(EXIT_CONNECT, "cannot reach nucleusd: %s", strerror(-r));
+	if (resp->status >= 300) {
+		const char *code = json_string_value(json_object_get(resp->json, "error"));
+		const char *msg = json_string_value(json_object_get(resp->json, "message"));
+
+		if (c->json && resp->json)
+			json_dumpf(resp->json, stdout, JSON_INDENT(2)), putchar('\n');
+		r = fail(EXIT_API, "%s (%d): %s", code ? code : "error", resp->status,
+			 msg ? msg : resp->body);
+		api_response__clear(resp);
+		return r;
+	}
+	if (!resp->json && need_json) {
+		api_response__clear(resp);
+		return fail(EXIT_API, "the daemon answered something that is not JSON");
+	}
+	*ret = *resp;
+	return 0;
+}
+
 static int request_with(struct ctl *c, const char *method, const char *path, json_t *body,
 			api_line_fn line, void *arg, struct api_response *ret)
 {
@@ -90,27 +119,7 @@ static int request_with(struct ctl *c, const char *method, const char *path, jso
 
 	r = line ? api_client__stream(c->client, method, path, body, line, arg, &resp)
 		 : api_client__call(c->client, method, path, body, &resp);
-	if (r == -EBADMSG || r == -ECONNRESET || r == -ETIMEDOUT)
-		return fail(EXIT_CONNECT, "nucleusd did not answer (%s)", strerror(-r));
-	if (r < 0)
-		return fail(EXIT_CONNECT, "cannot reach nucleusd: %s", strerror(-r));
-	if (resp.status >= 300) {
-		const char *code = json_string_value(json_object_get(resp.json, "error"));
-		const char *msg = json_string_value(json_object_get(resp.json, "message"));
-
-		if (c->json && resp.json)
-			json_dumpf(resp.json, stdout, JSON_INDENT(2)), putchar('\n');
-		r = fail(EXIT_API, "%s (%d): %s", code ? code : "error", resp.status,
-			 msg ? msg : resp.body);
-		api_response__clear(&resp);
-		return r;
-	}
-	if (!resp.json && !line) {
-		api_response__clear(&resp);
-		return fail(EXIT_API, "the daemon answered something that is not JSON");
-	}
-	*ret = resp;
-	return 0;
+	return check_reply(c, r, &resp, !line, ret);
 }
 
 static int request(struct ctl *c, const char *method, const char *path, json_t *body,
@@ -270,6 +279,16 @@ static int build_create(struct ctl *c, json_t *req)
 		r = set_int(req, "memory_mib", c->memory ? c->memory : "256");
 	if (r == 0 && c->ttl)
 		r = set_int(req, "ttl_seconds", c->ttl);
+	if (r == 0 && c->budget) {
+		json_t *b = json_loads(c->budget, 0, NULL);
+
+		if (!json_is_object(b)) {
+			json_decref(b);
+			return fail(EXIT_USAGE, "--budget: expected a JSON object like "
+						"'{\"tokens\": 1000, \"usd\": \"2.50\"}'");
+		}
+		json_object_set_new(req, "budget", b);
+	}
 	return r;
 }
 
@@ -279,7 +298,9 @@ static int cmd_create(struct ctl *c)
 	json_t *req = json_object();
 	int r;
 
-	r = need_args(c, 0, O_NAME | O_PROFILE | O_POLICY | O_VCPUS | O_MEMORY | O_IMAGE | O_TTL);
+	r = need_args(c, 0,
+		      O_NAME | O_PROFILE | O_POLICY | O_VCPUS | O_MEMORY | O_IMAGE | O_TTL |
+			      O_BUDGET);
 	if (r == 0)
 		r = build_create(c, req);
 	if (r == 0) {
@@ -361,6 +382,53 @@ static int cmd_audit(struct ctl *c)
 	if (r == 0)
 		r = request(c, "GET", path, NULL, &resp);
 	return r ? r : finish(c, &resp, print_audit);
+}
+
+/* KIND LIMIT SPENT REMAINING EXHAUSTED; money as USD ("-": no limit). */
+static void print_budget(json_t *o)
+{
+	static const char *const kinds[] = {"cpu_ms", "mem_mib_s", "mem_peak_mib", "tokens",
+					    "usd_micro"};
+	json_t *b = json_object_get(o, "budgets");
+
+	printf("%-13s  %16s  %16s  %16s  %s\n", "KIND", "LIMIT", "SPENT", "REMAINING", "EXHAUSTED");
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		json_t *k = json_object_get(b, kinds[i]);
+		bool usd = strcmp(kinds[i], "usd_micro") == 0;
+		char v[3][32];
+		static const char *const f[3][2] = {{"limit", "limit_usd"},
+						    {"spent", "spent_usd"},
+						    {"remaining", "remaining_usd"}};
+
+		for (int j = 0; j < 3; j++) {
+			json_t *x = json_object_get(k, f[j][usd]);
+
+			if (json_is_string(x))
+				snprintf(v[j], sizeof(v[j]), "%s", json_string_value(x));
+			else if (json_is_integer(x))
+				snprintf(v[j], sizeof(v[j]), "%lld",
+					 (long long)json_integer_value(x));
+			else
+				snprintf(v[j], sizeof(v[j]), "-");
+		}
+		printf("%-13s  %16s  %16s  %16s  %s\n", usd ? "usd" : kinds[i], v[0], v[1], v[2],
+		       json_is_true(json_object_get(k, "exhausted")) ? "yes" : "no");
+	}
+}
+
+static int cmd_budget(struct ctl *c)
+{
+	struct api_response resp = {0}, out;
+	char path[256];
+	int r = need_args(c, 1, 0);
+
+	if (r == 0)
+		r = sandbox_path(c->args[0], "", path, sizeof(path));
+	if (r)
+		return r;
+	r = api_client__budget(c->client, c->args[0], &resp);
+	r = check_reply(c, r, &resp, true, &out);
+	return r ? r : finish(c, &out, print_budget);
 }
 
 static int cmd_health(struct ctl *c)
@@ -725,14 +793,21 @@ static int cmd_policy(struct ctl *c)
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 {
-	static const struct option lo[] = {
-		{"socket", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},	   {"name", required_argument, NULL, 'n'},
-		{"profile", required_argument, NULL, 'p'}, {"policy", required_argument, NULL, 'P'},
-		{"vcpus", required_argument, NULL, 'c'},   {"memory", required_argument, NULL, 'm'},
-		{"image", required_argument, NULL, 'i'},   {"ttl", required_argument, NULL, 't'},
-		{"all", no_argument, NULL, 'a'},	   {"after", required_argument, NULL, 'A'},
-		{"limit", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"socket", required_argument, NULL, 'S'},
+					   {"json", no_argument, NULL, 'j'},
+					   {"help", no_argument, NULL, 'h'},
+					   {"name", required_argument, NULL, 'n'},
+					   {"profile", required_argument, NULL, 'p'},
+					   {"policy", required_argument, NULL, 'P'},
+					   {"vcpus", required_argument, NULL, 'c'},
+					   {"memory", required_argument, NULL, 'm'},
+					   {"image", required_argument, NULL, 'i'},
+					   {"ttl", required_argument, NULL, 't'},
+					   {"all", no_argument, NULL, 'a'},
+					   {"after", required_argument, NULL, 'A'},
+					   {"limit", required_argument, NULL, 'l'},
+					   {"budget", required_argument, NULL, 'B'},
+					   {NULL, 0, NULL, 0}};
 	int o;
 
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -774,6 +849,10 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 			c->ttl = optarg;
 			c->given |= O_TTL;
 			break;
+		case 'B':
+			c->budget = optarg;
+			c->given |= O_BUDGET;
+			break;
 		case 'a':
 			c->given |= O_ALL;
 			break;
@@ -806,7 +885,7 @@ int main(int argc, char **argv)
 	} cmds[] = {{"ls", cmd_ls},	    {"create", cmd_create}, {"audit", cmd_audit},
 		    {"health", cmd_health}, {"run", cmd_run},	    {"read", cmd_read},
 		    {"write", cmd_write},   {"list", cmd_list},	    {"approve", cmd_approve},
-		    {"policy", cmd_policy}};
+		    {"policy", cmd_policy}, {"budget", cmd_budget}};
 	struct ctl c = {0};
 	const char *socket = NULL, *cmd;
 	int r;

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <ctype.h>
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -389,6 +390,8 @@ static const struct route routes[] = {
 	{{"v1", "sandboxes", "*", "approvals"}, .post = api__h_approve},
 	{{"v1", "sandboxes", "*", "audit"}, .get = api__h_audit},
 	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
+	{{"v1", "sandboxes", "*", "usage"}, .post = api__h_usage},
+	{{"v1", "sandboxes", "*", "budget"}, .get = api__h_budget},
 };
 
 static bool route_match(const struct route *rt, const struct api_req *r)
@@ -467,6 +470,459 @@ static void dispatch(struct api_req *r)
 	api__reply_error(r, 404, "not_found", "no such route");
 }
 
+/* ---- transport checks ---- */
+
+/*
+ * libevent 2.1 answers what its HTTP parser rejects (a malformed request line or header
+ * line, an oversize head or body, an unknown method, a bad Content-Length, an unknown
+ * Expect) with its own HTML page, and has no hook to replace it (2.2 has
+ * evhttp_set_errorcb). So every connection's raw bytes are checked here first: each
+ * request's head is held back until it is complete, checked, then let through, and its
+ * body follows up to its Content-Length. A request that fails the checks is replaced by
+ * a synthetic one (GET /, Connection: close, TRANSPORT_HEADER: status code message) that
+ * on_request() answers in JSON; what follows it on that connection is dropped. Clients
+ * may not send TRANSPORT_HEADER themselves. evhttp's own limits stay above ours, so it
+ * never sees a request it would refuse.
+ *
+ * The state lives in a struct api_conn per connection (the bufferevent comes from our
+ * evhttp_set_bevcb callback; the check is a callback on its input buffer, which runs
+ * before evhttp's read callback). 2.1 tells nobody when evhttp frees a connection, so a
+ * conn remembers its socket (fd + inode) and is collected once that socket is gone.
+ */
+#define TRANSPORT_HEADER "X-Nucleus-Transport-Error"
+
+enum conn_state { CONN_HEAD, CONN_BODY, CONN_DEAD };
+
+struct api_conn {
+	struct api_server *srv;
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *cb;
+	struct evbuffer *raw; /* received, not yet let through */
+	enum conn_state state;
+	uint64_t body_left;
+	bool busy; /* in on_input: our own changes to the input buffer are not news */
+	int fd;	   /* -1 until conn_fixup() ran (we hold a reference on bev until then) */
+	dev_t dev;
+	ino_t ino;
+	struct api_conn *next;
+};
+
+struct head_check {
+	int status;
+	char code[32];
+	char msg[160];
+	bool body_method;
+	bool has_length;
+	uint64_t length;
+};
+
+static bool fail_head(struct head_check *h, int status, const char *code, const char *msg)
+{
+	h->status = status;
+	snprintf(h->code, sizeof(h->code), "%s", code);
+	snprintf(h->msg, sizeof(h->msg), "%s", msg);
+	return false;
+}
+
+static bool is_tchar(char c)
+{
+	return isalnum((unsigned char)c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool has_ctl(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+			return true;
+	return false;
+}
+
+static bool check_request_line(const char *p, size_t n, struct head_check *h)
+{
+	static const char *const methods[] = {"GET",	 "POST",  "HEAD",    "PUT",  "DELETE",
+					      "OPTIONS", "TRACE", "CONNECT", "PATCH"};
+	const char *sp1 = memchr(p, ' ', n), *sp2;
+	char uri[4096];
+	struct evhttp_uri *u;
+	size_t mlen, ulen, vlen;
+	bool known = false;
+
+	if (!sp1 || has_ctl(p, n))
+		return fail_head(h, 400, "bad_request_line", "malformed request line");
+	sp2 = memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - p));
+	if (!sp2 || memchr(sp2 + 1, ' ', n - (size_t)(sp2 + 1 - p)))
+		return fail_head(h, 400, "bad_request_line",
+				 "malformed request line (want METHOD URI HTTP/1.x)");
+	mlen = (size_t)(sp1 - p);
+	ulen = (size_t)(sp2 - sp1 - 1);
+	vlen = n - (size_t)(sp2 + 1 - p);
+	for (size_t i = 0; i < mlen; i++)
+		if (!is_tchar(p[i]))
+			return fail_head(h, 400, "bad_request_line", "malformed method");
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]) && !known; i++)
+		known = strlen(methods[i]) == mlen && memcmp(methods[i], p, mlen) == 0;
+	if (!mlen || !known) {
+		char msg[80];
+
+		snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen < 32 ? mlen : 32),
+			 p);
+		return fail_head(h, mlen ? 405 : 400,
+				 mlen ? "method_not_allowed" : "bad_request_line", msg);
+	}
+	h->body_method = (mlen == 4 && memcmp(p, "POST", 4) == 0) ||
+			 (mlen == 3 && memcmp(p, "PUT", 3) == 0) ||
+			 (mlen == 5 && memcmp(p, "PATCH", 5) == 0);
+	if (!ulen || ulen >= sizeof(uri))
+		return fail_head(h, 400, "bad_request_line", "malformed request target");
+	memcpy(uri, sp1 + 1, ulen);
+	uri[ulen] = '\0';
+	u = evhttp_uri_parse_with_flags(uri, EVHTTP_URI_NONCONFORMANT);
+	if (!u)
+		return fail_head(h, 400, "bad_request_line", "malformed request target");
+	evhttp_uri_free(u);
+	if (vlen == 8 &&
+	    (memcmp(sp2 + 1, "HTTP/1.1", 8) == 0 || memcmp(sp2 + 1, "HTTP/1.0", 8) == 0))
+		return true;
+	if (vlen == 8 && memcmp(sp2 + 1, "HTTP/", 5) == 0 && isdigit((unsigned char)sp2[6]) &&
+	    sp2[7] == '.' && isdigit((unsigned char)sp2[8]))
+		return fail_head(h, 505, "http_version_not_supported",
+				 "only HTTP/1.0 and HTTP/1.1 are spoken here");
+	return fail_head(h, 400, "bad_request_line", "malformed HTTP version");
+}
+
+static bool header_is(const char *name, size_t nlen, const char *want)
+{
+	return strlen(want) == nlen && strncasecmp(name, want, nlen) == 0;
+}
+
+static bool check_header(const char *p, size_t n, struct head_check *h)
+{
+	const char *colon = memchr(p, ':', n), *v, *end = p + n;
+	size_t nlen;
+
+	if (n && (p[0] == ' ' || p[0] == '\t'))
+		return fail_head(h, 400, "bad_header", "folded header lines are not accepted");
+	if (!colon || colon == p)
+		return fail_head(h, 400, "bad_header", "malformed header line");
+	nlen = (size_t)(colon - p);
+	for (size_t i = 0; i < nlen; i++)
+		if (!is_tchar(p[i]))
+			return fail_head(h, 400, "bad_header", "malformed header name");
+	if (has_ctl(colon + 1, (size_t)(end - colon - 1)))
+		return fail_head(h, 400, "bad_header", "control character in a header value");
+	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
+		;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (header_is(p, nlen, TRANSPORT_HEADER))
+		return fail_head(h, 400, "bad_header", TRANSPORT_HEADER " is reserved");
+	if (header_is(p, nlen, "Transfer-Encoding"))
+		return fail_head(h, 411, "length_required",
+				 "request bodies need Content-Length (no Transfer-Encoding)");
+	if (header_is(p, nlen, "Expect") &&
+	    !((size_t)(end - v) == 12 && strncasecmp(v, "100-continue", 12) == 0))
+		return fail_head(h, 417, "expectation_failed",
+				 "only Expect: 100-continue is known");
+	if (header_is(p, nlen, "Content-Length")) {
+		uint64_t len = 0;
+
+		if (h->has_length)
+			return fail_head(h, 400, "bad_content_length",
+					 "more than one Content-Length");
+		if (v == end || end - v > 18)
+			return fail_head(h, 400, "bad_content_length", "malformed Content-Length");
+		for (const char *c = v; c < end; c++) {
+			if (!isdigit((unsigned char)*c))
+				return fail_head(h, 400, "bad_content_length",
+						 "malformed Content-Length");
+			len = len * 10 + (uint64_t)(*c - '0');
+		}
+		h->has_length = true;
+		h->length = len;
+	}
+	return true;
+}
+
+/*
+ * Checks the complete head @p (@n bytes, with its empty last line). Lines end in LF
+ * with an optional CR before it, as evhttp reads them.
+ */
+static bool check_head(struct api_server *srv, const char *p, size_t n, struct head_check *h)
+{
+	bool first = true;
+	char msg[160];
+
+	*h = (struct head_check){0};
+	if (n > srv->max_headers) {
+		snprintf(msg, sizeof(msg),
+			 "request line and headers are %zu bytes or more; the "
+			 "limit is %zu",
+			 n, srv->max_headers);
+		return fail_head(h, 431, "headers_too_large", msg);
+	}
+	for (size_t pos = 0; pos < n;) {
+		const char *nl = memchr(p + pos, '\n', n - pos);
+		size_t len = (size_t)(nl - (p + pos));
+
+		if (len && p[pos + len - 1] == '\r')
+			len--;
+		if (!len)
+			break; /* the empty line */
+		if (first ? !check_request_line(p + pos, len, h) : !check_header(p + pos, len, h))
+			return false;
+		first = false;
+		pos = (size_t)(nl - p) + 1;
+	}
+	if (h->has_length && h->length > srv->max_body) {
+		snprintf(msg, sizeof(msg), "request body is %llu bytes; the limit is %zu",
+			 (unsigned long long)h->length, srv->max_body);
+		return fail_head(h, 413, "body_too_large", msg);
+	}
+	if (!h->body_method && h->length > 0)
+		return fail_head(h, 400, "unexpected_body", "this method takes no body");
+	return true;
+}
+
+/* Replaces the rest of the connection's input with the synthetic error request. */
+static void conn_fail(struct api_conn *c, struct evbuffer *in, const struct head_check *h)
+{
+	evbuffer_drain(c->raw, evbuffer_get_length(c->raw));
+	evbuffer_add_printf(
+		in,
+		"GET / HTTP/1.1\r\nHost: nucleusd\r\nConnection: close\r\n" TRANSPORT_HEADER
+		": %d %s %s\r\n\r\n",
+		h->status, h->code, h->msg);
+	c->state = CONN_DEAD;
+}
+
+/* Length of the complete head at the start of @p, 0 while it is incomplete. */
+static size_t head_length(const char *p, size_t n)
+{
+	for (size_t pos = 0; pos < n;) {
+		const char *nl = memchr(p + pos, '\n', n - pos);
+		size_t len;
+
+		if (!nl)
+			return 0;
+		len = (size_t)(nl - (p + pos));
+		if (len == 0 || (len == 1 && p[pos] == '\r'))
+			return (size_t)(nl - p) + 1;
+		pos = (size_t)(nl - p) + 1;
+	}
+	return 0;
+}
+
+/* Lets through what is complete and valid in c->raw; see the comment above. */
+static void check_input(struct api_conn *c, struct evbuffer *in)
+{
+	struct head_check h;
+	size_t avail, n;
+	char *p;
+
+	for (;;) {
+		avail = evbuffer_get_length(c->raw);
+		if (c->state == CONN_DEAD) {
+			evbuffer_drain(c->raw, avail);
+			return;
+		}
+		if (!avail)
+			return;
+		if (c->state == CONN_BODY) {
+			n = avail < c->body_left ? avail : (size_t)c->body_left;
+			evbuffer_remove_buffer(c->raw, in, n);
+			c->body_left -= n;
+			if (!c->body_left)
+				c->state = CONN_HEAD;
+			continue;
+		}
+		/* Empty lines before a request line are ignored (RFC 9112, 2.2). */
+		p = (char *)evbuffer_pullup(c->raw, avail < 2 ? (ev_ssize_t)avail : 2);
+		if (p && (p[0] == '\n' || (avail >= 2 && p[0] == '\r' && p[1] == '\n'))) {
+			evbuffer_drain(c->raw, p[0] == '\n' ? 1 : 2);
+			continue;
+		}
+		n = avail < c->srv->max_headers + 2 ? avail : c->srv->max_headers + 2;
+		p = (char *)evbuffer_pullup(c->raw, (ev_ssize_t)n);
+		if (!p)
+			return; /* out of memory: try again with the next read */
+		n = head_length(p, n);
+		if (!n) {
+			if (avail <= c->srv->max_headers)
+				return;			  /* wait for the rest */
+			check_head(c->srv, p, avail, &h); /* too large: 431 */
+			conn_fail(c, in, &h);
+			continue;
+		}
+		if (!check_head(c->srv, p, n, &h)) {
+			conn_fail(c, in, &h);
+			continue;
+		}
+		if (h.body_method && !h.has_length) {
+			/* No Content-Length: no body (RFC 9112); evhttp would read until EOF. */
+			size_t eol = p[n - 2] == '\r' ? 2 : 1;
+
+			evbuffer_remove_buffer(c->raw, in, n - eol);
+			evbuffer_drain(c->raw, eol);
+			evbuffer_add(in, "Content-Length: 0\r\n\r\n", 21);
+			continue;
+		}
+		evbuffer_remove_buffer(c->raw, in, n);
+		c->body_left = h.length;
+		c->state = c->body_left ? CONN_BODY : CONN_HEAD;
+	}
+}
+
+static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct api_conn *c = arg;
+	size_t len = evbuffer_get_length(in);
+
+	if (c->busy || !info->n_added || info->n_added > len)
+		return;
+	c->busy = true;
+	/* Everything already in @in was let through; the news is at its end. */
+	if (len == info->n_added) {
+		evbuffer_add_buffer(c->raw, in);
+	} else {
+		struct evbuffer *keep = evbuffer_new();
+
+		if (keep) {
+			evbuffer_remove_buffer(in, keep, len - info->n_added);
+			evbuffer_add_buffer(c->raw, in);
+			evbuffer_add_buffer(in, keep);
+			evbuffer_free(keep);
+		}
+	}
+	check_input(c, in);
+	c->busy = false;
+}
+
+static void conn_free(struct api_conn *c)
+{
+	evbuffer_free(c->raw);
+	free(c);
+}
+
+/* Frees the conns whose socket is gone (evhttp freed the connection and closed it). */
+static void conns_collect(struct api_server *srv)
+{
+	struct api_conn **pc = &srv->conns;
+	struct stat st;
+
+	while (*pc) {
+		struct api_conn *c = *pc;
+
+		if (c->fd >= 0 &&
+		    (fstat(c->fd, &st) < 0 || st.st_dev != c->dev || st.st_ino != c->ino)) {
+			*pc = c->next;
+			conn_free(c);
+			continue;
+		}
+		pc = &c->next;
+	}
+}
+
+/*
+ * Runs once the loop is back, after evhttp gave new connections their socket: records
+ * it and drops our reference. A connection evhttp already gave up on (its callbacks are
+ * cleared) goes with that reference.
+ */
+static void conn_fixup(evutil_socket_t unused, short what, void *arg)
+{
+	struct api_server *srv = arg;
+	struct api_conn **pc = &srv->conns;
+
+	while (*pc) {
+		struct api_conn *c = *pc;
+		bufferevent_event_cb ecb = NULL;
+		struct stat st;
+		int fd;
+
+		if (c->fd >= 0) {
+			pc = &c->next;
+			continue;
+		}
+		bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+		fd = ecb ? bufferevent_getfd(c->bev) : -1;
+		if (fd >= 0 && fstat(fd, &st) == 0) {
+			c->fd = fd;
+			c->dev = st.st_dev;
+			c->ino = st.st_ino;
+			bufferevent_decref(c->bev);
+			pc = &c->next;
+			continue;
+		}
+		/* Gone, or no socket to recognize it by: stop checking it. */
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->cb);
+		bufferevent_decref(c->bev);
+		*pc = c->next;
+		conn_free(c);
+	}
+}
+
+/* evhttp's bevcb: the bufferevent of a new connection, with the input check on it. */
+static struct bufferevent *conn_new(struct event_base *base, void *arg)
+{
+	struct api_server *srv = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct api_conn *c = NULL;
+
+	if (!bev)
+		return NULL;
+	conns_collect(srv);
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->raw = evbuffer_new();
+	if (c && c->raw)
+		c->cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+	if (!c || !c->raw || !c->cb) {
+		if (c)
+			evbuffer_free(c->raw);
+		free(c);
+		bufferevent_free(bev);
+		return NULL; /* evhttp makes its own: that connection goes unchecked */
+	}
+	c->srv = srv;
+	c->bev = bev;
+	c->fd = -1;
+	bufferevent_incref(bev); /* until conn_fixup() */
+	c->next = srv->conns;
+	srv->conns = c;
+	event_active(srv->conn_fixup, EV_TIMEOUT, 0);
+	return bev;
+}
+
+static void conns_free(struct api_server *srv)
+{
+	while (srv->conns) {
+		struct api_conn *c = srv->conns;
+
+		srv->conns = c->next;
+		if (c->fd < 0)
+			bufferevent_decref(c->bev);
+		conn_free(c);
+	}
+}
+
+/* Answers the synthetic request of a failed check (true), or returns false. */
+static bool transport_error(struct api_req *r)
+{
+	const char *v =
+		evhttp_find_header(evhttp_request_get_input_headers(r->req), TRANSPORT_HEADER);
+	char code[32];
+	int status, off = 0;
+
+	if (!v)
+		return false;
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
+	if (sscanf(v, "%d %31s %n", &status, code, &off) < 2 || !off || status < 400 ||
+	    status > 599)
+		api__reply_error(r, 400, "bad_request", "malformed request");
+	else
+		api__reply_error(r, status, code, "%s", v + off);
+	return true;
+}
+
 /* ---- peer credentials ---- */
 
 static bool peer_allowed(struct api_server *srv, struct api_req *r)
@@ -492,25 +948,6 @@ static bool peer_allowed(struct api_server *srv, struct api_req *r)
 	return false;
 }
 
-static bool headers_ok(struct api_req *r)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(r->req);
-	const char *uri = evhttp_request_get_uri(r->req);
-	size_t n = uri ? strlen(uri) : 0;
-	struct evkeyval *kv;
-
-	TAILQ_FOREACH(kv, h, next)
-	{
-		n += strlen(kv->key) + strlen(kv->value) + 4;
-	}
-	if (n <= r->srv->max_headers)
-		return true;
-	api__reply_error(r, 431, "headers_too_large",
-			 "request line and headers are %zu bytes; the limit is %zu", n,
-			 r->srv->max_headers);
-	return false;
-}
-
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct api_server *srv = arg;
@@ -525,7 +962,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	r->conn = evhttp_request_get_connection(req);
 	if (!peer_allowed(srv, r))
 		return;
-	if (!headers_ok(r))
+	if (transport_error(r))
 		return;
 	if (!parse_path(r))
 		return;
@@ -625,18 +1062,20 @@ int api_server__new(struct event_base *base, struct nucleusd *nd,
 	if (!srv->path || !srv->http)
 		goto fail;
 	/*
-	 * libevent 2.1 answers bodies over its own limit with an HTML 413 it does not let
-	 * us replace; keep its limit well above ours so every normal oversize request gets
-	 * our JSON 413 (read_body), and libevent only guards memory against floods.
+	 * Our limits are enforced on the raw bytes (check_input: JSON 413/431); evhttp's
+	 * own (HTML) limits stay far above them so it never applies them.
 	 */
+	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
 	evhttp_set_max_body_size(
 		srv->http, (ev_ssize_t)(srv->max_body < (1u << 20) ? 4u << 20 : srv->max_body * 4));
-	/* Same as the body: libevent's own (HTML) limit only above 4x ours (JSON, 431). */
-	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
 	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)(srv->max_headers * 4));
 	evhttp_set_timeout(srv->http, cfg->timeout_s > 0 ? cfg->timeout_s : 30);
 	evhttp_set_allowed_methods(srv->http, 0xffff); /* 405s are ours, in JSON */
 	evhttp_set_gencb(srv->http, on_request, srv);
+	srv->conn_fixup = event_new(base, -1, 0, conn_fixup, srv);
+	if (!srv->conn_fixup)
+		goto fail;
+	evhttp_set_bevcb(srv->http, conn_new, srv);
 	r = bind_socket(srv, &fd);
 	if (r < 0)
 		goto fail;
@@ -670,6 +1109,9 @@ void api_server__free(struct api_server *srv)
 		return;
 	if (srv->http)
 		evhttp_free(srv->http); /* frees the listener and connections (closecb) */
+	conns_free(srv);
+	if (srv->conn_fixup)
+		event_free(srv->conn_fixup);
 	/* Requests still waiting for nucleusd: nucleusd__free() never replies to them. */
 	while (srv->held)
 		req_free(srv->held);

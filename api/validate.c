@@ -9,20 +9,11 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "guest/guest.h"
 
 static const struct api_field workspace_spec[] = {
 	{"size_mib", API_INT, true, 1, 1048576},
 	{"persist", API_BOOL, true},
-	{NULL},
-};
-
-/* Limits per kind (issue 6 enforces them). usd is dollars, stored as micro-USD. */
-static const struct api_field budget_spec[] = {
-	{"cpu_ms", API_INT, false, 0, INT64_C(1) << 52},
-	{"mem_mib_s", API_INT, false, 0, INT64_C(1) << 52},
-	{"mem_peak_mib", API_INT, false, 0, 1048576},
-	{"tokens", API_INT, false, 0, INT64_C(1) << 52},
-	{"usd", API_NUMBER, false, 0, 1000000},
 	{NULL},
 };
 
@@ -34,15 +25,24 @@ const struct api_field api__create_spec[] = {
 	{"memory_mib", API_INT, true, 16, 1048576},
 	{"image", API_STRING, false, 1, 256},
 	{"workspace", API_OBJECT, false, .fields = workspace_spec},
-	{"budget", API_OBJECT, false, .fields = budget_spec},
+	/* Checked by nucleusd with budget__limits_parse (its messages name the key). */
+	{"budget", API_OBJECT, false},
 	{"ttl_seconds", API_INT, false, 1, 30 * 86400},
-	{"env", API_STRMAP, false, 0, 256},
+	{"env", API_STRMAP, false, 0, 256, .env = true},
 	{NULL},
 };
 
 const struct api_field api__approval_spec[] = {
 	{"nonce", API_STRING, true, 32, 32},
 	{"approval", API_OBJECT, true},
+	{NULL},
+};
+
+const struct api_field api__usage_spec[] = {
+	{"key", API_STRING, true, 1, 128},
+	{"model", API_STRING, false, 1, 128},
+	{"input_tokens", API_INT, true, 0, INT64_C(1000000000000000)},
+	{"output_tokens", API_INT, true, 0, INT64_C(1000000000000000)},
 	{NULL},
 };
 
@@ -180,11 +180,24 @@ static int check_field(json_t *v, const struct api_field *f, const char *path, s
 	    (int)sizeof(sub))
 		return fail(err, "bad_value", "", f->name, "nested too deep");
 	if (f->type == API_STRMAP) {
+		size_t bytes = 0;
+
 		json_object_foreach(v, key, x)
 		{
 			if (!json_is_string(x))
 				return fail(err, "wrong_type", sub, key, "must be a string");
+			if (f->env && !guest_env__name_ok(key, strlen(key)))
+				return fail(err, "bad_value", sub, key,
+					    "is not a variable name ([A-Za-z_][A-Za-z0-9_]*)");
+			if (f->env && (strlen(json_string_value(x)) != json_string_length(x) ||
+				       json_string_length(x) > GUEST_ENV_VALUE_MAX))
+				return fail(err, "bad_value", sub, key,
+					    "must be at most 32768 bytes, without NUL");
+			bytes += strlen(key) + 1 + json_string_length(x);
 		}
+		if (f->env && bytes > GUEST_ENV_TOTAL_MAX / 2)
+			return fail(err, "out_of_range", path, f->name,
+				    "is more than 131072 bytes in all");
 	}
 	if (f->type == API_OBJECT && f->fields)
 		return validate_at(v, f->fields, sub, err);

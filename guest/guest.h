@@ -100,6 +100,31 @@ enum guest_tag {
 	GUEST_TAG_COUNT = 22,	    /* [u32] */
 };
 
+/*
+ * The environment of a RUN (ENV fields "NAME=value"). The agent refuses a RUN beyond
+ * these (EINVAL for a bad name or value, E2BIG for too many or too much); nucleusd
+ * checks the same limits at create (spec.env) and when it merges a call's env.
+ */
+#define GUEST_ENV_MAX	    512u	 /* ENV fields */
+#define GUEST_ENV_NAME_MAX  255u	 /* bytes of a NAME */
+#define GUEST_ENV_VALUE_MAX (32u << 10)	 /* bytes of a value */
+#define GUEST_ENV_TOTAL_MAX (256u << 10) /* bytes of all "NAME=value" together */
+
+/* A NAME of [A-Za-z_][A-Za-z0-9_]*, 1..GUEST_ENV_NAME_MAX bytes. */
+static inline bool guest_env__name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len > GUEST_ENV_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+
+		if (!alpha && !(i > 0 && c >= '0' && c <= '9'))
+			return false;
+	}
+	return true;
+}
+
 enum guest_ftype {
 	GUEST_FT_UNKNOWN = 0,
 	GUEST_FT_REG = 1,

@@ -241,13 +241,13 @@ static int64_t now_us(void)
 
 /* ---- append ---- */
 
-static int last_entry(sqlite3 *db, uint64_t *seq, unsigned char hash[HASH_LEN])
+static int last_entry(struct store *s, uint64_t *seq, unsigned char hash[HASH_LEN])
 {
+	static const char sql[] = "SELECT seq, hash FROM audit_head WHERE id = 1";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit_head WHERE id = 1", -1,
-					    &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
@@ -264,11 +264,11 @@ static int last_entry(sqlite3 *db, uint64_t *seq, unsigned char hash[HASH_LEN])
 	} else {
 		r = store__errno(rc);
 	}
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 
-static int insert_entry(sqlite3 *db, const struct entry *e, const unsigned char *hash,
+static int insert_entry(struct store *s, const struct entry *e, const unsigned char *hash,
 			const unsigned char *sig)
 {
 	static const char sql[] = "INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, "
@@ -276,7 +276,7 @@ static int insert_entry(sqlite3 *db, const struct entry *e, const unsigned char 
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = store__errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
@@ -291,11 +291,11 @@ static int insert_entry(sqlite3 *db, const struct entry *e, const unsigned char 
 	sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 9, sig, SIG_LEN, SQLITE_STATIC);
 	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 
-static int write_head(sqlite3 *db, const struct audit_key *k, uint64_t seq,
+static int write_head(struct store *s, const struct audit_key *k, uint64_t seq,
 		      const unsigned char hash[HASH_LEN])
 {
 	static const char sql[] = "INSERT OR REPLACE INTO audit_head(id, seq, hash, sig) "
@@ -306,14 +306,14 @@ static int write_head(sqlite3 *db, const struct audit_key *k, uint64_t seq,
 
 	head_message(seq, hash, msg);
 	crypto_sign_detached(sig, NULL, msg, sizeof(msg), k->sk);
-	r = store__errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
 	sqlite3_bind_blob(st, 2, hash, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 3, sig, SIG_LEN, SQLITE_STATIC);
 	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 
@@ -332,7 +332,7 @@ int audit__append(struct store *s, const struct audit_key *k, const char *sandbo
 	text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	if (!text)
 		return -ENOMEM;
-	r = last_entry(store__db(s), &e.seq, prev);
+	r = last_entry(s, &e.seq, prev);
 	if (r < 0)
 		goto out;
 	e.seq++;
@@ -345,10 +345,10 @@ int audit__append(struct store *s, const struct audit_key *k, const char *sandbo
 	e.prev = prev;
 	entry_hash(&e, hash);
 	crypto_sign_detached(sig, NULL, hash, sizeof(hash), k->sk);
-	r = insert_entry(store__db(s), &e, hash, sig);
+	r = insert_entry(s, &e, hash, sig);
 	if (r < 0)
 		goto out;
-	r = write_head(store__db(s), k, e.seq, hash);
+	r = write_head(s, k, e.seq, hash);
 	if (r < 0)
 		goto out;
 	if (ret_seq)
@@ -519,7 +519,7 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	arr = json_array();
 	if (!arr)
 		return -ENOMEM;
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		goto fail;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
@@ -535,11 +535,11 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	r = store__errno(rc);
 	if (r < 0)
 		goto fail;
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	*ret = arr;
 	return 0;
 fail:
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	json_decref(arr);
 	return r;
 }

@@ -52,6 +52,7 @@ struct create_tx {
 	const char *name, *profile;
 	json_t *policy, *req;
 	unsigned vcpus, memory_mib;
+	struct budget_limits limits;
 };
 
 static int insert_sandbox(struct store *s, struct create_tx *c)
@@ -86,42 +87,6 @@ out:
 	sqlite3_finalize(st);
 	free(policy);
 	free(spec);
-	return r;
-}
-
-/* Budget limits of the request (issue 6 enforces them; here they are only recorded). */
-static int insert_limits(struct store *s, struct create_tx *c)
-{
-	static const char *const kinds[][2] = {{"cpu_ms", "cpu_ms"},
-					       {"mem_mib_s", "mem_mib_s"},
-					       {"mem_peak_mib", "mem_peak_mib"},
-					       {"tokens", "tokens"}};
-	json_t *b = json_object_get(c->req, "budget");
-	sqlite3_stmt *st = NULL;
-	int r;
-
-	if (!json_is_object(b))
-		return 0;
-	r = store__errno(sqlite3_prepare_v2(store__db(s),
-					    "INSERT INTO budget_limits(sandbox_id, kind, amount) "
-					    "VALUES (?, ?, ?)",
-					    -1, &st, NULL));
-	for (size_t i = 0; r == 0 && i < sizeof(kinds) / sizeof(kinds[0]) + 1; i++) {
-		const char *kind = i < 4 ? kinds[i][1] : "usd_micro";
-		json_t *v = json_object_get(b, i < 4 ? kinds[i][0] : "usd");
-		sqlite3_int64 amount;
-
-		if (!v)
-			continue;
-		amount = i < 4 ? (sqlite3_int64)json_integer_value(v)
-			       : (sqlite3_int64)(json_number_value(v) * 1e6 + 0.5);
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, amount);
-		r = store__errno(sqlite3_step(st));
-	}
-	sqlite3_finalize(st);
 	return r;
 }
 
@@ -161,7 +126,7 @@ static int create_tx(struct store *s, void *arg)
 	r = insert_session(s, c);
 	if (r < 0)
 		return r;
-	r = insert_limits(s, c);
+	r = budget__limits_save(store__db(s), c->id, &c->limits);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s? s:s? sI sI sO}", "name", c->name, "profile", c->profile, "vcpus",
@@ -218,8 +183,14 @@ static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, s
 	c->memory_mib = (unsigned)json_integer_value(json_object_get(req, "memory_mib"));
 	if (profile) {
 		c->profile = json_string_value(profile);
-		return load_profile(nd, c->profile, &c->policy, e);
+		r = load_profile(nd, c->profile, &c->policy, e);
+		if (r < 0)
+			return r;
+		return nd__limits_for_create(nd, c->profile, req, &c->limits, e);
 	}
+	r = nd__limits_for_create(nd, NULL, req, &c->limits, e);
+	if (r < 0)
+		return r;
 	if (nd->be->policy_check) {
 		r = nd->be->policy_check(nd->be->ctx, policy, e);
 		if (r < 0) {
@@ -265,6 +236,18 @@ static void count_boot(struct nd_metrics *m, uint32_t ms)
 	m->boots_ok++;
 }
 
+static unsigned row_memory_mib(struct nucleusd *nd, const char *id)
+{
+	struct sb_row row;
+	unsigned m = 0;
+
+	if (sb_row__load(nd, id, &row, NULL) == 0) {
+		m = row.memory_mib;
+		sb_row__clear(&row);
+	}
+	return m;
+}
+
 static void boot_done(void *token, int err, const struct nd_boot_result *res, const char *reason)
 {
 	struct nd_op *op = token;
@@ -293,9 +276,10 @@ static void boot_done(void *token, int err, const struct nd_boot_result *res, co
 	t.boot_ms = res->boot_ms;
 	t.vmm_pid = res->vmm_pid;
 	r = nd__transition(&t, &e);
-	if (r == 0)
+	if (r == 0) {
 		count_boot(&nd->m, res->boot_ms);
-	else if (nd->be->stop) {
+		nd__meter_attach(nd, op->id, res->vmm_pid, row_memory_mib(nd, op->id));
+	} else if (nd->be->stop) {
 		/* Failed or stopped meanwhile: do not leave a VM behind. */
 		struct sb_row row;
 		struct nd_sandbox_info info;
@@ -394,6 +378,8 @@ struct decision_tx {
 	const struct nd_decision *d;
 	char nonce[33];
 	int64_t expires_us;
+	int refused;	 /* out: budget kind that refuses the call, or -1 */
+	int64_t charged; /* out: the call's price, debited */
 };
 
 static void args_digest(json_t *args, char hex[65])
@@ -464,10 +450,15 @@ static int save_session(struct store *s, struct decision_tx *d)
 static int decision_tx(struct store *s, void *arg)
 {
 	struct decision_tx *d = arg;
-	char digest[65];
+	char digest[65], reason[96];
 	json_t *body;
 	int r;
 
+	/* Budgets first: an exhausted sandbox gets no decision (402), a price is debited. */
+	r = nd__budget_tool_tx(s, d->nd, d->row->id, d->tool, d->actor_uid,
+			       d->d->verdict == ND_ALLOW, &d->refused, &d->charged);
+	if (r < 0 || d->refused >= 0)
+		return r;
 	if (d->d->verdict == ND_ASK) {
 		r = insert_approval(s, d);
 		if (r < 0)
@@ -488,7 +479,11 @@ static int decision_tx(struct store *s, void *arg)
 		json_object_set(body, "trace", d->d->trace);
 	r = audit__append(s, d->nd->key, d->row->id, d->actor_uid, "tool.decision", body, NULL);
 	json_decref(body);
-	return r;
+	if (r < 0 || d->charged <= 0)
+		return r;
+	snprintf(reason, sizeof(reason), "tool:%s", d->tool);
+	return nd__budget_debit_audit(s, d->nd, d->row->id, d->actor_uid, reason, BUDGET_USD_MICRO,
+				      d->charged);
 }
 
 struct result_tx {
@@ -632,6 +627,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 				row.state);
 		goto out;
 	}
+	nd__meter_sandbox(nd, &row); /* a sample on every call; may pause the sandbox */
 	sb_row__info(&row, &info);
 	r = nd->be->decide ? nd->be->decide(nd->be->ctx, &info, tool, args, &dec, e) : -EAGAIN;
 	if (r == 0 && dec.verdict != ND_ALLOW && dec.verdict != ND_DENY && dec.verdict != ND_ASK)
@@ -646,12 +642,16 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 				 .tool = tool,
 				 .args = args,
 				 .actor_uid = who ? (int64_t)who->uid : -1,
-				 .d = &dec};
+				 .d = &dec,
+				 .refused = -1};
 	r = store__tx(nd->store, decision_tx, &d);
-	if (r < 0) {
+	if (r < 0 || d.refused >= 0) {
 		if (nd->be->decision_abort)
 			nd->be->decision_abort(nd->be->ctx, &info);
-		r = nd_err__set(e, r, "internal", "cannot record decision");
+		if (r < 0)
+			r = nd_err__set(e, r, "internal", "cannot record decision");
+		else
+			r = nd__budget_refused(nd, row.id, d.refused, "tool call refused", e);
 		goto out;
 	}
 	nd->m.decisions[dec.verdict]++;

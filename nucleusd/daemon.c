@@ -80,6 +80,9 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	if (r < 0)
 		goto fail;
 	nd->be = be;
+	r = nd__budget_init(nd, cfg);
+	if (r < 0)
+		goto fail;
 	if (be->attach)
 		be->attach(be->ctx, base, nd);
 	r = store__tx(nd->store, profiles_tx, be);
@@ -103,6 +106,7 @@ void nucleusd__free(struct nucleusd *nd)
 {
 	if (!nd)
 		return;
+	nd__budget_fini(nd);
 	nd_backend__free(nd->be); /* drops pending completions without calling them */
 	while (nd->ops)
 		nd_op__free(nd->ops);
@@ -297,7 +301,8 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		"nucleus_backend_real{backend=\"%s\"} %d\n",
 		(unsigned long long)m->tool_ok, (unsigned long long)m->tool_failed, nd->be->name,
 		nd->be->real ? 1 : 0);
-	if (fclose(f) != 0) {
+	r = nd__budget_metrics(nd, f);
+	if (fclose(f) != 0 || r < 0) {
 		free(buf);
 		return -ENOMEM;
 	}

@@ -12,7 +12,11 @@
  *        pieces, repeated, one every ms; whole or streamed; without out, {argv} works
  *        as out: each argv[1..] is a line on stdout, "err:TEXT" on stderr, and
  *        "exit:N" / "sig:N" set the status). Images: "fake:fail"
- *        fails the boot, "fake:hang" never finishes booting.
+ *        fails the boot, "fake:hang" never finishes booting, "fake:burn" boots a real
+ *        "VMM" process (a child of the daemon spinning on one CPU; its pid is the
+ *        sandbox's vmm_pid, pause/resume are SIGSTOP/SIGCONT, stop kills it) so the
+ *        budget meter has something to measure. Profile "fake-budget" carries
+ *        default budget limits (tokens 1000, usd 1.00).
  *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
  *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
  */
@@ -20,7 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <event2/event.h>
 
 #include "nucleusd/nucleusd.h"
@@ -29,6 +37,7 @@ struct fake_vm {
 	struct fake_vm *next;
 	char id[20];
 	bool paused;
+	pid_t pid; /* fake:burn: the spinning child, else 0 */
 };
 
 struct fake_call {
@@ -49,6 +58,7 @@ struct fake_call {
 	size_t idx, total;
 	long ms;
 	bool paused;
+	bool burn; /* boot of fake:burn */
 };
 
 struct fake {
@@ -61,6 +71,7 @@ struct fake {
 static const struct nd_profile fake_profiles[] = {
 	{"default", "{\"deny\": [], \"ask\": []}"},
 	{"fake-strict", "{\"deny\": [\"write_file\"], \"ask\": [\"web_fetch\"]}"},
+	{"fake-budget", "{\"deny\": [], \"ask\": []}", "{\"tokens\": 1000, \"usd\": \"1.00\"}"},
 };
 
 static struct fake_vm *vm_find(struct fake *f, const char *id)
@@ -71,6 +82,23 @@ static struct fake_vm *vm_find(struct fake *f, const char *id)
 	return NULL;
 }
 
+/* fake:burn: a child spinning on one CPU, killed with the daemon (PDEATHSIG). */
+static pid_t burner_start(void)
+{
+	pid_t parent = getpid(), pid = fork();
+
+	if (pid != 0)
+		return pid < 0 ? -errno : pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(0);
+	/* Hold none of the daemon's files (socket, data-dir lock, database). */
+	for (int fd = 0; fd < 4096; fd++)
+		close(fd);
+	for (volatile unsigned long n = 0;; n++)
+		;
+}
+
 static void vm_remove(struct fake *f, const char *id)
 {
 	for (struct fake_vm **pp = &f->vms; *pp; pp = &(*pp)->next) {
@@ -78,6 +106,10 @@ static void vm_remove(struct fake *f, const char *id)
 			struct fake_vm *v = *pp;
 
 			*pp = v->next;
+			if (v->pid > 0) {
+				kill(v->pid, SIGKILL);
+				waitpid(v->pid, NULL, 0);
+			}
 			free(v);
 			return;
 		}
@@ -142,6 +174,16 @@ static void call_fire(evutil_socket_t fd, short what, void *arg)
 				snprintf(c->reason, sizeof(c->reason), "out of memory");
 			}
 		}
+		if (v && c->burn) {
+			v->pid = burner_start();
+			if (v->pid < 0) {
+				c->err = v->pid;
+				snprintf(c->reason, sizeof(c->reason), "cannot fork the fake VMM");
+				free(v);
+				v = NULL;
+			}
+			res.vmm_pid = v ? v->pid : 0;
+		}
 		if (v) {
 			snprintf(v->id, sizeof(v->id), "%s", c->id);
 			v->next = f->vms;
@@ -201,6 +243,7 @@ static int fake_boot(void *ctx, const struct nd_sandbox_info *sb, nd_boot_done_f
 		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
 	c->boot_done = done;
 	c->token = token;
+	c->burn = image && strcmp(image, "fake:burn") == 0;
 	if (image && strcmp(image, "fake:fail") == 0) {
 		c->err = -EIO;
 		snprintf(c->reason, sizeof(c->reason), "fake image refuses to boot");
@@ -224,6 +267,9 @@ static int fake_set_paused(struct fake *f, const char *id, bool paused, struct n
 
 	if (!v)
 		return nd_err__set(e, -ESRCH, "backend_error", "fake VM %s is not running", id);
+	if (v->pid > 0 && kill(v->pid, paused ? SIGSTOP : SIGCONT) < 0)
+		return nd_err__set(e, -errno, "backend_error", "cannot signal fake VMM %d",
+				   (int)v->pid);
 	v->paused = paused;
 	return 0;
 }
@@ -444,6 +490,13 @@ static int run_start(struct fake *f, const struct nd_sandbox_info *sb, json_t *a
 		json_decref(a);
 	} else {
 		r = run_setup(c, args, chunk != NULL, e);
+	}
+	if (r == 0) { /* the result shows the environment a real run would get */
+		json_t *env = NULL;
+
+		r = nd_env__merge(sb->spec, args, &env, e);
+		if (env)
+			json_object_set_new(c->result, "env", env);
 	}
 	if (r < 0) {
 		call_unlink(c);

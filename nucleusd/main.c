@@ -42,6 +42,8 @@ struct opts {
 	const char *vmm, *kernel, *initrd;
 	uint8_t keys[8][32]; /* --approver-key */
 	size_t n_keys;
+	unsigned meter_ms;  /* --meter-interval-ms */
+	const char *prices; /* --prices */
 };
 
 static void logmsg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -82,7 +84,10 @@ static void usage(FILE *f)
 		"                     " ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz)\n"
 		"  --approver-key HEX Ed25519 public key (64 hex) whose signed approvals turn\n"
 		"                     an `ask` into `allow`; pinned in new sessions (max 8)\n"
-		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n");
+		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n"
+		"  --meter-interval-ms MS  budget metering and TTL period (default 1000)\n"
+		"  --prices FILE      budget price table, JSON (docs/budget.md; default:\n"
+		"                     tool calls free, tokens 3/15 USD per 1M in/out)\n");
 }
 
 static void default_data_dir(char *buf, size_t len)
@@ -134,6 +139,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"kernel", required_argument, NULL, 'K'},
 					   {"initrd", required_argument, NULL, 'I'},
 					   {"approver-key", required_argument, NULL, 'k'},
+					   {"meter-interval-ms", required_argument, NULL, 'M'},
+					   {"prices", required_argument, NULL, 'P'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	unsigned long long v;
@@ -185,6 +192,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (o->n_keys == 8 || !parse_key(optarg, o->keys[o->n_keys]))
 				goto bad;
 			o->n_keys++;
+			break;
+		case 'M':
+			if (!parse_num(optarg, 3600000, &v) || v < 10)
+				goto bad;
+			o->meter_ms = (unsigned)v;
+			break;
+		case 'P':
+			o->prices = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -345,6 +360,8 @@ int main(int argc, char **argv)
 	if (o.fake)
 		logmsg("warning", "FAKE backend: no microVMs are run; for tests only");
 	cfg.data_dir = o.data_dir;
+	cfg.meter_interval_ms = o.meter_ms;
+	cfg.prices_path = o.prices;
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {
 		nd_backend__free(be);

@@ -3,6 +3,9 @@
 #ifndef NUCLEUS_NUCLEUSD_INTERNAL_H
 #define NUCLEUS_NUCLEUSD_INTERNAL_H
 
+#include <stdio.h>
+
+#include "budget/budget.h"
 #include "nucleusd/nucleusd.h"
 
 enum {
@@ -22,6 +25,7 @@ struct nd_metrics {
 	uint64_t boot_ms_sum;
 	uint64_t decisions[3]; /* by enum nd_verdict */
 	uint64_t tool_ok, tool_failed;
+	uint64_t exhaustions[BUDGET__N_KINDS]; /* budget enforcements by kind */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];
@@ -45,6 +49,11 @@ struct nucleusd {
 	struct nd_backend *be;
 	struct nd_op *ops; /* pending, freed with the daemon */
 	struct nd_metrics m;
+	/* budgets (spend.c) */
+	struct budget_prices *prices;
+	struct event *meter_ev;
+	unsigned meter_ms;
+	struct nd_meter *meters;
 };
 
 struct sb_row {
@@ -87,5 +96,49 @@ void nd_op__free(struct nd_op *op);
 
 /* Boots left over from before a restart: adopt or fail each (daemon.c). */
 int nd__recover(struct nucleusd *nd);
+
+/* ---- budgets (spend.c) ---- */
+
+/* Per running sandbox: the sampler turning VMM readings into debits, its cgroup. */
+struct nd_meter {
+	struct nd_meter *next;
+	char id[20];
+	int64_t pid;
+	char *cgroup; /* cgroup v2 directory of the VMM, or NULL: /proc/PID/task */
+	struct budget_sampler s;
+	bool seen;
+};
+
+/* Price table, timer (nucleusd__new) / their release (nucleusd__free). */
+int nd__budget_init(struct nucleusd *nd, const struct nd_config *cfg);
+void nd__budget_fini(struct nucleusd *nd);
+/* Limits of a create request: the profile's defaults (if any), overridden per kind. */
+int nd__limits_for_create(struct nucleusd *nd, const char *profile, json_t *req,
+			  struct budget_limits *ret, struct nd_err *e);
+/*
+ * In decision_tx: the gate (any budget exhausted) and, for an allowed call, its price.
+ * Returns < 0 on a database error; *@ret_refused is the kind that refuses the call (its
+ * budget.exhausted entry is appended) or -1. @ret_charged: the price debited.
+ */
+int nd__budget_tool_tx(struct store *s, struct nucleusd *nd, const char *id, const char *tool,
+		       int64_t actor_uid, bool allowed, int *ret_refused, int64_t *ret_charged);
+/* Appends budget.debit for a tool price (after the decision's own entry). */
+int nd__budget_debit_audit(struct store *s, struct nucleusd *nd, const char *id, int64_t actor_uid,
+			   const char *reason, enum budget_kind kind, int64_t amount);
+/* Fills @e for a 402 naming @kind. */
+int nd__budget_refused(struct nucleusd *nd, const char *id, int kind, const char *what,
+		       struct nd_err *e);
+/* One metering sample of a running sandbox (also on each tool call). */
+void nd__meter_sandbox(struct nucleusd *nd, const struct sb_row *row);
+/* After a boot: the VMM into its own cgroup v2 (memory.max) where possible. */
+void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned memory_mib);
+/* Resume gate: -EDQUOT (audited) when a budget of @row is exhausted. */
+int nd__budget_resume_check(struct nucleusd *nd, const struct sb_row *row, int64_t actor_uid,
+			    struct nd_err *e);
+/* Pause (budget) or stop (TTL) from the daemon itself, with the reason recorded. */
+int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
+int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
+/* The budget series of /v1/metrics. */
+int nd__budget_metrics(struct nucleusd *nd, FILE *f);
 
 #endif

@@ -70,6 +70,42 @@ int store__exec(struct store *s, const char *sql);
 /* Maps a SQLite result code to a negative errno. */
 int store__errno(int sqlite_rc);
 
+struct sqlite3_stmt;
+/*
+ * The store's prepared statement for @sql (prepared once, cached until store__free),
+ * reset and with its bindings cleared. Do not finalize it; call store__stmt_done()
+ * when finished (a SELECT left on a row keeps its read snapshot open). Use a string
+ * with static storage for @sql (its address is the fast lookup key). -EBUSY when the
+ * same statement is still in use up the stack.
+ */
+int store__stmt(struct store *s, const char *sql, struct sqlite3_stmt **ret);
+/* Resets @st and clears its bindings; NULL is fine. */
+void store__stmt_done(struct sqlite3_stmt *st);
+
+/*
+ * WAL checkpoints run on a background thread (PASSIVE, own connection) once the WAL
+ * holds STORE_CKPT_FRAMES frames (pages); past STORE_CKPT_IN_COMMIT_FRAMES (a writer
+ * that never pauses) the committing connection finishes one itself.
+ */
+#define STORE_CKPT_FRAMES	    4000
+#define STORE_CKPT_IN_COMMIT_FRAMES 16000
+struct store_ckpt_stats {
+	uint64_t background;  /* checkpoints completed by the background thread */
+	uint64_t in_commit;   /* checkpoints run in a commit (the fallback) */
+	uint64_t failed;      /* background checkpoints that failed (not SQLITE_BUSY) */
+	unsigned last_frames; /* frames in the WAL after the newest commit */
+};
+void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret);
+
+/*
+ * (Not the store: declared here by the gate helper's file ownership; implemented in
+ * backend-vm.c.) The environment of a `run` in a sandbox: its create request's env
+ * (@spec.env) with the call's @args.env on top, both checked against guest/guest.h's
+ * limits (bad name or value -EINVAL, too many or too much -E2BIG). *@ret is NULL when
+ * neither has one (the agent's default environment), else a new object.
+ */
+int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e);
+
 /* ---- audit ---------------------------------------------------------------------------- */
 
 struct audit_key;
@@ -163,6 +199,8 @@ typedef int (*nd_chunk_fn)(void *token, int fd, const void *data, size_t len);
 struct nd_profile {
 	const char *name;
 	const char *body; /* JSON object text, the policy the profile stands for */
+	/* Optional default budget limits (JSON text, docs/budget.md "Limits"), or NULL. */
+	const char *budget;
 };
 
 struct nucleusd;
@@ -253,6 +291,9 @@ typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *b
 
 struct nd_config {
 	const char *data_dir; /* holds nucleus.db, audit.key */
+	/* Budgets (issue 6): metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
+	unsigned meter_interval_ms;
+	const char *prices_path; /* price table JSON file (docs/budget.md); NULL: defaults */
 };
 
 /* Takes ownership of @be (freed by nucleusd__free). Adopts or fails leftover sandboxes. */
@@ -327,5 +368,28 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret);
 void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason);
 
 const char *nd_verdict__name(enum nd_verdict v);
+
+/* ---- budgets (issue 6, nucleusd/spend.c; docs/budget.md) ------------------------------ */
+
+#define ND_METER_INTERVAL_MS 1000
+
+/*
+ * POST /v1/sandboxes/{id}/usage {"key", "model"?, "input_tokens", "output_tokens"}:
+ * charges tokens and their price under the client's idempotency key. 0: @ret is
+ * {"sandbox", "status": "charged"|"duplicate", "charged": {...}, "spent": {...}}.
+ * -EEXIST: the key was used for another report (409). -EDQUOT: the report passes a
+ * limit; the budget is then exhausted (audited, committed) and every later call is 402.
+ */
+int nucleusd__usage(struct nucleusd *nd, const struct nd_caller *who, const char *ref, json_t *req,
+		    json_t **ret, struct nd_err *e);
+/* GET /v1/sandboxes/{id}/budget: limits, spent, remaining per kind (budget__view). */
+int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+/*
+ * The budget kind named by a 402 (rc -EDQUOT, code "budget_exhausted"; its message
+ * starts with "budget KIND exhausted"), or NULL.
+ */
+const char *nd_err__budget_kind(const struct nd_err *e);
+/* Runs the metering and TTL timer's work now (also run every meter interval). */
+void nucleusd__meter_tick(struct nucleusd *nd);
 
 #endif

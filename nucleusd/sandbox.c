@@ -107,7 +107,7 @@ int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct 
 	sqlite3_stmt *st = NULL;
 	int rc, ret;
 
-	ret = store__errno(sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL));
+	ret = store__stmt(nd->store, sql, &st);
 	if (ret < 0)
 		return nd_err__set(e, ret, "internal", "database error");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
@@ -118,7 +118,7 @@ int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct 
 		ret = nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
 	else
 		ret = store__errno(rc);
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	if (ret < 0 && e && !e->code[0])
 		nd_err__set(e, ret, "internal", "cannot read sandbox");
 	return ret;
@@ -299,8 +299,10 @@ struct lifecycle {
 	bool tolerate_backend_error; /* stop of a failed sandbox: the VM is gone already */
 };
 
-static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, be_op op,
-		     const struct lifecycle *l, json_t **ret, struct nd_err *e)
+/* @reason (may be NULL) is recorded in the row and the audit entry (budget, TTL). */
+static int lifecycle_why(struct nucleusd *nd, int64_t actor_uid, const char *ref, be_op op,
+			 const struct lifecycle *l, const char *reason, json_t **ret,
+			 struct nd_err *e)
 {
 	struct nd_sandbox_info info;
 	struct sb_row row;
@@ -314,6 +316,12 @@ static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const cha
 		r = nd_err__set(e, -EBUSY, "wrong_state", "cannot %s sandbox %s: it is %s", l->verb,
 				row.id, row.state);
 		goto out;
+	}
+	if (l->from_mask == SB_PAUSED && strcmp(l->to, "running") == 0) {
+		/* Resume: a sandbox whose budget is exhausted stays paused (402). */
+		r = nd__budget_resume_check(nd, &row, actor_uid, e);
+		if (r < 0)
+			goto out;
 	}
 	sb_row__info(&row, &info);
 	if (op) {
@@ -330,14 +338,36 @@ static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const cha
 				.from_mask = l->from_mask,
 				.to = l->to,
 				.kind = l->kind,
-				.actor_uid = who ? (int64_t)who->uid : -1,
-				.boot_ms = -1};
+				.actor_uid = actor_uid,
+				.boot_ms = -1,
+				.reason = reason};
 	r = nd__transition(&t, e);
-	if (r == 0)
+	if (r == 0 && ret)
 		r = reply_row(nd, row.id, ret, e);
 out:
 	sb_row__clear(&row);
 	return r;
+}
+
+static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, be_op op,
+		     const struct lifecycle *l, json_t **ret, struct nd_err *e)
+{
+	return lifecycle_why(nd, who ? (int64_t)who->uid : -1, ref, op, l, NULL, ret, e);
+}
+
+int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason)
+{
+	static const struct lifecycle l = {SB_RUNNING, "paused", "sandbox.pause", "pause", false};
+
+	return lifecycle_why(nd, -1, id, nd->be->pause, &l, reason, NULL, NULL);
+}
+
+int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
+{
+	static const struct lifecycle l = {SB_RUNNING | SB_PAUSED, "stopped", "sandbox.stop",
+					   "stop", false};
+
+	return lifecycle_why(nd, -1, id, nd->be->stop, &l, reason, NULL, NULL);
 }
 
 int nucleusd__sandbox_pause(struct nucleusd *nd, const struct nd_caller *who, const char *ref,

@@ -26,6 +26,7 @@ struct run_req {
 	size_t argc;
 	char **envp;
 	size_t envc;
+	size_t env_bytes; /* of all ENV fields */
 	char *cwd;
 	const uint8_t *in;
 	size_t inlen;
@@ -85,6 +86,20 @@ static int strv_push(char ***v, size_t *n, char *s)
 	return 0;
 }
 
+/* One "NAME=value" against the limits in guest.h. */
+static int check_env(struct run_req *rq, const char *s, size_t len)
+{
+	const char *eq = strchr(s, '=');
+
+	if (!eq || !guest_env__name_ok(s, (size_t)(eq - s)) ||
+	    len - (size_t)(eq + 1 - s) > GUEST_ENV_VALUE_MAX)
+		return -EINVAL;
+	if (rq->envc >= GUEST_ENV_MAX || rq->env_bytes + len > GUEST_ENV_TOTAL_MAX)
+		return -E2BIG;
+	rq->env_bytes += len;
+	return 0;
+}
+
 static int parse_field(struct run_req *rq, uint16_t tag, const uint8_t *val, uint32_t len)
 {
 	char *s = NULL;
@@ -94,8 +109,8 @@ static int parse_field(struct run_req *rq, uint16_t tag, const uint8_t *val, uin
 	case GUEST_TAG_ARG:
 	case GUEST_TAG_ENV:
 		r = guest_tlv__str(val, len, &s);
-		if (r == 0 && tag == GUEST_TAG_ENV && !strchr(s, '='))
-			r = -EINVAL;
+		if (r == 0 && tag == GUEST_TAG_ENV)
+			r = check_env(rq, s, len);
 		if (r == 0)
 			r = tag == GUEST_TAG_ARG ? strv_push(&rq->argv, &rq->argc, s)
 						 : strv_push(&rq->envp, &rq->envc, s);

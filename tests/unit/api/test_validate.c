@@ -26,7 +26,7 @@ Test(validate, a_full_valid_request_passes)
 
 	cr_assert_eq(check("{" OK_BASE ", \"name\": \"web-1\", \"image\": \"img\", "
 			   "\"workspace\": {\"size_mib\": 64, \"persist\": false}, "
-			   "\"budget\": {\"tokens\": 10, \"usd\": 0.5}, \"ttl_seconds\": 60, "
+			   "\"budget\": {\"tokens\": 10, \"usd\": \"0.50\"}, \"ttl_seconds\": 60, "
 			   "\"env\": {\"A\": \"b\"}}",
 			   &e),
 		     0, "%s", e.msg);
@@ -54,8 +54,8 @@ Test(validate, violations_are_named)
 		 "workspace.persist"},
 		{"{" OK_BASE ", \"workspace\": {\"size_mib\": \"1\", \"persist\": true}}",
 		 "wrong_type", "workspace.size_mib"},
-		{"{" OK_BASE ", \"budget\": {\"tokens\": -1}}", "out_of_range", "budget.tokens"},
-		{"{" OK_BASE ", \"budget\": {\"dollars\": 1}}", "unknown_field", "budget.dollars"},
+		/* budget's keys are checked by nucleusd (budget__limits_parse), its type here */
+		{"{" OK_BASE ", \"budget\": [1]}", "wrong_type", "budget"},
 		{"{" OK_BASE ", \"env\": {\"A\": [\"b\"]}}", "wrong_type", "env.A"},
 		{"{" OK_BASE ", \"policy\": []}", "wrong_type", "policy"},
 	};

@@ -363,6 +363,59 @@ Test(agent, env_is_exactly_what_was_given)
 	outputs_free(&o);
 }
 
+Test(agent, env_names_and_sizes_are_checked_by_the_agent)
+{
+	static const char *const bad_names[] = {"1X=y", "A-B=c", "=v", "A B=c", "É=x", NULL};
+	const char *argv[] = {"true", NULL};
+	const char *envp[3] = {NULL};
+	struct guest_run_req req = {.argv = argv, .envp = envp};
+	struct guest_run_result res;
+	size_t big = GUEST_ENV_VALUE_MAX + 3, n;
+	char *s = malloc(big + 1), **many;
+
+	cr_assert_not_null(s);
+	for (size_t i = 0; bad_names[i]; i++) {
+		envp[0] = bad_names[i];
+		cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), -EINVAL, "%s", bad_names[i]);
+	}
+	/* A value of exactly the limit runs; one byte more does not. */
+	memcpy(s, "V=", 2);
+	memset(s + 2, 'v', GUEST_ENV_VALUE_MAX);
+	s[2 + GUEST_ENV_VALUE_MAX] = '\0';
+	envp[0] = s;
+	envp[1] = "_ok_9=1";
+	cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), 0);
+	cr_assert_eq(res.exit_code, 0);
+	s[2 + GUEST_ENV_VALUE_MAX] = 'v';
+	s[big] = '\0';
+	cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), -EINVAL);
+	/* Too many fields, and too many bytes in all. */
+	n = GUEST_ENV_MAX + 1;
+	many = calloc(n + 1, sizeof(*many));
+	cr_assert_not_null(many);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_gt(asprintf(&many[i], "E%zu=1", i), 0);
+	req.envp = (const char *const *)many;
+	cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), -E2BIG);
+	free(many[GUEST_ENV_MAX]);
+	many[GUEST_ENV_MAX] = NULL;
+	cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), 0, "exactly the limit");
+	for (size_t i = 0; i < n; i++)
+		free(many[i]);
+	memset(many, 0, (n + 1) * sizeof(*many));
+	s[big - 1] = '\0'; /* back to a value of the limit */
+	for (size_t i = 0; i < GUEST_ENV_TOTAL_MAX / GUEST_ENV_VALUE_MAX + 1; i++) {
+		many[i] = strdup(s);
+		cr_assert_not_null(many[i]);
+		many[i][0] = (char)('A' + i); /* distinct names */
+	}
+	cr_assert_eq(guest__run(g, &req, NULL, NULL, &res), -E2BIG);
+	for (size_t i = 0; many[i]; i++)
+		free(many[i]);
+	free(many);
+	free(s);
+}
+
 Test(agent, cwd_is_honoured)
 {
 	const char *argv[] = {"pwd", NULL};

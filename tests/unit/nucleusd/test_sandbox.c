@@ -229,7 +229,7 @@ Test(sandbox, budget_limits_are_recorded_with_the_sandbox)
 	char id[32], sql[160];
 
 	snprintf(id, sizeof(id), "%s",
-		 create(BASIC ", \"budget\": {\"tokens\": 1000, \"usd\": 2.5}}", 0));
+		 create(BASIC ", \"budget\": {\"tokens\": 1000, \"usd\": \"2.50\"}}", 0));
 	snprintf(sql, sizeof(sql),
 		 "SELECT group_concat(kind || '=' || amount) FROM (SELECT * FROM budget_limits "
 		 "WHERE sandbox_id = '%s' ORDER BY kind)",

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * spec.env: the create request's "env" reaches every `run` of the sandbox (the fake
+ * backend's run result shows the environment a real run gets), a call's env goes on
+ * top, and bad names, sizes and counts are 400 at create (nothing recorded) or at the
+ * call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+static struct thd d;
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	thd_start(&d);
+}
+
+static void teardown(void)
+{
+	thd_cleanup(&d);
+}
+
+TestSuite(env, .init = setup, .fini = teardown, .timeout = 300);
+
+#define SPEC(env) "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128" env "}"
+
+/* POST tools/run with @args (JSON text); returns the response. */
+static struct api_response run(const char *id, const char *args)
+{
+	char path[128], body[4096];
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/run", id);
+	snprintf(body, sizeof(body), "{\"args\": %s}", args);
+	return thd_call(&d, "POST", path, body);
+}
+
+static void expect_env(const char *id, const char *args, const char *want)
+{
+	struct api_response r = run(id, args);
+	json_t *env, *expect = want ? json_loads(want, 0, NULL) : NULL;
+
+	cr_assert_eq(r.status, 200, "%s: %d %s", args, r.status, r.body);
+	env = json_object_get(json_object_get(r.json, "result"), "env");
+	if (!want)
+		cr_assert_null(env, "%s: an env where none was given: %s", args, r.body);
+	else
+		cr_assert(json_equal(env, expect), "%s: env %s, want %s", args, r.body, want);
+	json_decref(expect);
+	api_response__clear(&r);
+}
+
+Test(env, the_sandbox_env_reaches_every_run)
+{
+	char id[32];
+
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d, SPEC(", \"env\": {\"FOO\": \"bar baz\", \"_x1\": \"\"}")));
+	expect_env(id, "{\"argv\": [\"env\"]}", "{\"FOO\": \"bar baz\", \"_x1\": \"\"}");
+	/* again: every run, not the first one only */
+	expect_env(id, "{\"argv\": [\"env\"]}", "{\"FOO\": \"bar baz\", \"_x1\": \"\"}");
+	/* the call's env goes on top */
+	expect_env(id, "{\"argv\": [\"env\"], \"env\": {\"FOO\": \"over\", \"Z\": \"1\"}}",
+		   "{\"FOO\": \"over\", \"_x1\": \"\", \"Z\": \"1\"}");
+	/* no env anywhere: none is sent (the agent's default environment) */
+	snprintf(id, sizeof(id), "%s", thd_create(&d, SPEC("")));
+	expect_env(id, "{\"argv\": [\"env\"]}", NULL);
+	expect_env(id, "{\"argv\": [\"env\"], \"env\": {\"A\": \"b\"}}", "{\"A\": \"b\"}");
+	thd_finish(&d);
+}
+
+static void bad_create(const char *body, const char *code)
+{
+	struct api_response r = thd_call(&d, "POST", "/v1/sandboxes", body);
+
+	cr_assert_eq(r.status, 400, "%.200s: %d %s", body, r.status, r.body);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), code, "%.200s: %s",
+			 body, r.body);
+	api_response__clear(&r);
+}
+
+Test(env, bad_names_sizes_and_counts_are_400_at_create)
+{
+	static const char *const names[] = {"1X", "A-B", "", "A B", "A=B", "\\u00e9"};
+	char *before = th_dump(d.db), *after, body[512], *big;
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(body, sizeof(body), SPEC(", \"env\": {\"%s\": \"v\"}"), names[i]);
+		bad_create(body, "bad_value");
+	}
+	bad_create(SPEC(", \"env\": {\"A\": 1}"), "wrong_type");
+	bad_create(SPEC(", \"env\": [\"A=b\"]"), "wrong_type");
+	/* a value one byte over 32 KiB */
+	n = (32u << 10) + 1;
+	big = malloc(n + 256);
+	cr_assert_not_null(big);
+	n = (size_t)sprintf(big, "%s", SPEC(", \"env\": {\"A\": \""));
+	n -= 1; /* drop SPEC's closing brace */
+	memset(big + n, 'v', (32u << 10) + 1);
+	n += (32u << 10) + 1;
+	strcpy(big + n, "\"}}");
+	bad_create(big, "bad_value");
+	free(big);
+	/* 257 variables */
+	big = malloc(257 * 16 + 256);
+	cr_assert_not_null(big);
+	n = (size_t)sprintf(big, "%s",
+			    "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": "
+			    "128, \"env\": {");
+	for (int i = 0; i < 257; i++)
+		n += (size_t)sprintf(big + n, "%s\"V%d\": \"x\"", i ? ", " : "", i);
+	strcpy(big + n, "}}");
+	bad_create(big, "out_of_range");
+	free(big);
+	after = th_dump(d.db);
+	cr_assert_str_eq(before, after, "a rejected create changed the database");
+	free(before);
+	free(after);
+	thd_finish(&d);
+}
+
+Test(env, a_bad_call_env_is_400)
+{
+	char id[32];
+	struct api_response r;
+
+	snprintf(id, sizeof(id), "%s", thd_create(&d, SPEC(", \"env\": {\"FOO\": \"bar\"}")));
+	r = run(id, "{\"argv\": [\"env\"], \"env\": {\"9lives\": \"x\"}}");
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "bad_args", "%s",
+			 r.body);
+	api_response__clear(&r);
+	r = run(id, "{\"argv\": [\"env\"], \"env\": \"FOO=1\"}");
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
