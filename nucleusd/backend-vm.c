@@ -57,9 +57,10 @@ struct vmb_vm {
 	int refs;
 	char id[20];
 	char dir[PATH_MAX], vsock[VM_PATH_MAX], control[VM_PATH_MAX], disk[PATH_MAX];
-	bool disk_tmp; /* remove the disk with the VM */
-	pid_t pid;     /* 0 once gone */
-	bool child;    /* our child (waitpid) or adopted (pidfd) */
+	char kernel[PATH_MAX], initrd[PATH_MAX]; /* of its image */
+	bool disk_tmp;				 /* remove the disk with the VM */
+	pid_t pid;				 /* 0 once gone */
+	bool child;				 /* our child (waitpid) or adopted (pidfd) */
 	int pidfd;
 	struct event *pidev, *killev;
 	struct guest *g;
@@ -547,9 +548,9 @@ static int spawn_vmm(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned m
 	snprintf(log, sizeof(log), "%s/vmm.log", v->dir);
 	argv[n++] = b->vmm;
 	argv[n++] = "--kernel";
-	argv[n++] = b->kernel;
+	argv[n++] = v->kernel[0] ? v->kernel : b->kernel;
 	argv[n++] = "--initrd";
-	argv[n++] = b->initrd;
+	argv[n++] = v->initrd[0] ? v->initrd : b->initrd;
 	argv[n++] = "--mem";
 	argv[n++] = smem;
 	argv[n++] = "--vcpus";
@@ -641,19 +642,73 @@ static void finish_disk(struct vmb_job *j)
 	}
 }
 
+static bool image_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64 ||
+	    !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789._-", name[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The image's kernel and initramfs. "default" (or none) is the daemon's own pair; any
+ * other name is DATA_DIR/images/NAME/ with initramfs.cpio.gz and, optionally, vmlinux
+ * (else the default kernel).
+ */
+static int image_resolve(struct vmb *b, const char *image, char kernel[PATH_MAX],
+			 char initrd[PATH_MAX], struct nd_err *e)
+{
+	char dir[PATH_MAX];
+
+	kernel[0] = initrd[0] = '\0';
+	if (!image || strcmp(image, "default") == 0)
+		return 0;
+	if (!image_name_ok(image))
+		return nd_err__set(e, -EINVAL, "bad_image",
+				   "image names are 1-64 of [a-z0-9._-], starting with a letter or "
+				   "digit");
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/images/%s", b->data_dir, image) >= sizeof(dir))
+		return nd_err__set(e, -ENAMETOOLONG, "bad_image", "image path too long");
+	snprintf(initrd, PATH_MAX, "%.*s/initramfs.cpio.gz", PATH_MAX - 32, dir);
+	if (access(initrd, R_OK) < 0) {
+		initrd[0] = '\0';
+		return nd_err__set(e, -EINVAL, "bad_image",
+				   "unknown image '%s' (no readable %s/initramfs.cpio.gz)", image,
+				   dir);
+	}
+	snprintf(kernel, PATH_MAX, "%.*s/vmlinux", PATH_MAX - 32, dir);
+	if (access(kernel, R_OK) < 0)
+		kernel[0] = '\0';
+	return 0;
+}
+
+static int vmb_spec_check(void *ctx, json_t *spec, struct nd_err *e)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX];
+
+	return image_resolve(ctx, json_string_value(json_object_get(spec, "image")), kernel, initrd,
+			     e);
+}
+
 static int vmb_boot(void *ctx, const struct nd_sandbox_info *sb, nd_boot_done_fn done, void *token,
 		    struct nd_err *e)
 {
 	struct vmb *b = ctx;
 	const char *image = json_string_value(json_object_get(sb->spec, "image"));
 	json_t *ws = json_object_get(sb->spec, "workspace");
+	char kernel[PATH_MAX], initrd[PATH_MAX];
 	struct vmb_vm *v;
 	struct vmb_job *j;
 	int r;
 
-	if (image && strcmp(image, "default") != 0)
-		return nd_err__set(e, -EINVAL, "bad_image",
-				   "unknown image '%s' (this backend has only 'default')", image);
+	r = image_resolve(b, image, kernel, initrd, e);
+	if (r < 0)
+		return r;
 	if (ws && json_integer_value(json_object_get(ws, "size_mib")) < 8)
 		return nd_err__set(e, -EINVAL, "bad_workspace",
 				   "workspace.size_mib must be at least 8");
@@ -665,6 +720,8 @@ static int vmb_boot(void *ctx, const struct nd_sandbox_info *sb, nd_boot_done_fn
 	v = vm_new(b, sb->id);
 	if (!v)
 		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	memcpy(v->kernel, kernel, sizeof(v->kernel));
+	memcpy(v->initrd, initrd, sizeof(v->initrd));
 	if (mkdir(v->dir, 0700) < 0 && errno != EEXIST) {
 		r = nd_err__set(e, -errno, "backend_error", "mkdir %s: %s", v->dir,
 				strerror(errno));
@@ -1692,6 +1749,7 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	be->tool_stream = vmb_tool_stream;
 	be->stream_resume = vmb_stream_resume;
 	be->policy_check = vmb_policy_check;
+	be->spec_check = vmb_spec_check;
 	be->free = vmb_free;
 	be->profiles = b->profiles;
 	be->n_profiles = b->n_profiles;

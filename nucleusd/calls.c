@@ -178,6 +178,11 @@ static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, s
 		return nd_err__set(e, -EINVAL, "missing_field",
 				   "'vcpus' and 'memory_mib' are "
 				   "required");
+	if (nd->be->spec_check) {
+		r = nd->be->spec_check(nd->be->ctx, req, e);
+		if (r < 0)
+			return r;
+	}
 	c->name = json_string_value(json_object_get(req, "name"));
 	c->vcpus = (unsigned)json_integer_value(json_object_get(req, "vcpus"));
 	c->memory_mib = (unsigned)json_integer_value(json_object_get(req, "memory_mib"));
@@ -434,7 +439,7 @@ static int save_session(struct store *s, struct decision_tx *d)
 		return 0;
 	if (!d->row->session_id[0])
 		return -ENOENT;
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st); /* every decision: prepared once */
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
@@ -443,7 +448,7 @@ static int save_session(struct store *s, struct decision_tx *d)
 	r = store__errno(sqlite3_step(st));
 	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
 		r = -ENOENT;
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 

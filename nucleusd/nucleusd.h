@@ -251,6 +251,9 @@ struct nd_backend {
 	void (*decision_abort)(void *ctx, const struct nd_sandbox_info *sb);
 	/* Checks an inline policy at create time; NULL accepts any object. */
 	int (*policy_check)(void *ctx, json_t *policy, struct nd_err *e);
+	/* Optional: checks the create request against what the backend has (e.g. the
+	 * image) before anything is recorded; -EINVAL with @e for a 400. */
+	int (*spec_check)(void *ctx, json_t *spec, struct nd_err *e);
 	void (*free)(void *ctx);
 
 	/* Built-in profiles, registered in the store at start (upsert). */

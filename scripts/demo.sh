@@ -55,8 +55,9 @@ until ctl health >/dev/null 2>&1; do
   sleep 0.5
 done
 
-echo "\$ nucleusctl create --profile $profile --name demo"
-ctl create --profile "$profile" --name demo
+budget='{"cpu_ms": 600000, "tokens": 100000, "usd": "1.00"}'
+echo "\$ nucleusctl create --profile $profile --name demo --budget '$budget'"
+ctl create --profile "$profile" --name demo --budget "$budget"
 id=$(ctl --json show demo | sed -n 's/^  "id": "\([^"]*\)".*/\1/p')
 [ -n "$id" ] || { log "no sandbox id"; exit 1; }
 
@@ -71,6 +72,10 @@ if ctl read "$id" /etc/shadow; then
   log "the policy should have refused that"; exit 1
 fi
 echo "(refused, as it should be)"
+
+echo
+echo "\$ nucleusctl budget $id                # what the sandbox has spent so far"
+ctl budget "$id"
 
 echo
 echo "\$ nucleusctl audit $id verify"

@@ -585,3 +585,59 @@ Test(daemon, cpu_budget_pauses_a_burning_vm)
 	waitpid(burner, &st, 0);
 	nd_term();
 }
+
+/*
+ * Images: DATA/images/NAME/initramfs.cpio.gz (here the default one plus a second cpio
+ * member with a marker file) boots for "image": "NAME"; an unknown name is a 400 and
+ * records nothing. The sandbox's env reaches every run in the real guest.
+ */
+Test(daemon, custom_image_and_sandbox_env)
+{
+	char cmd[1024], dir[160];
+	struct api_response r;
+	const char *id, *initrd = getenv("NUCLEUS_INITRD");
+	size_t before;
+
+	cr_assert(initrd && *initrd, "NUCLEUS_INITRD is not set (run through meson test)");
+	snprintf(dir, sizeof(dir), "%s/images/custom", D.data);
+	snprintf(cmd, sizeof(cmd),
+		 "set -e; mkdir -p '%s' '%s/m/etc'; echo custom > '%s/m/etc/nucleus-image'; "
+		 "cd '%s/m'; (echo etc; echo etc/nucleus-image) | cpio -o -H newc 2>/dev/null | "
+		 "gzip > ../marker.gz; cat '%s' ../marker.gz > '%s/initramfs.cpio.gz'",
+		 dir, D.dir, D.dir, D.dir, initrd, dir);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+
+	r = call("GET", "/v1/sandboxes?all=true", NULL);
+	cr_assert_eq(r.status, 200);
+	cr_assert(json_is_array(r.json), "%s", r.body);
+	before = json_array_size(r.json);
+	api_response__clear(&r);
+	r = call("POST", "/v1/sandboxes",
+		 "{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
+		 "\"image\": \"nope\"}");
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "bad_image");
+	api_response__clear(&r);
+	r = call("POST", "/v1/sandboxes",
+		 "{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
+		 "\"image\": \"../x\"}");
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	r = call("GET", "/v1/sandboxes?all=true", NULL);
+	cr_assert_eq(json_array_size(r.json), before, "a refused create left a sandbox behind: %s",
+		     r.body);
+	api_response__clear(&r);
+
+	id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
+		    "\"image\": \"custom\", \"env\": {\"GREETING\": \"hello from env\"}}",
+		    2);
+	r = tool(id, "run", "{\"argv\": [\"cat\", \"/etc/nucleus-image\"]}");
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), "custom\n");
+	api_response__clear(&r);
+	r = tool(id, "run", "{\"argv\": [\"sh\", \"-c\", \"echo $GREETING\"]}");
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), "hello from env\n");
+	api_response__clear(&r);
+	nd_term();
+}
