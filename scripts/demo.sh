@@ -27,7 +27,8 @@ if [ "${1:-}" != --inner ]; then
   fi
   log "$why: running the demo inside the nested-KVM harness (QEMU TCG," \
       "30-80x slower; takes a few minutes)"
-  exec "$top/tests/harness/nested.sh" -- "$0" --inner
+  # Only the L1 kernel's emergencies on the console: its KVM's notes would garble the demo.
+  NESTED_LOGLEVEL=${NESTED_LOGLEVEL:-1} exec "$top/tests/harness/nested.sh" -- "$0" --inner
 fi
 
 # ---- inner part: where KVM works ----

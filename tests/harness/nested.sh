@@ -14,7 +14,8 @@
 # Exit 95: the L1 kernel locked up or fell silent (an emulation fault, not a result;
 # suite.sh retries once), 99: no status came back (timeout, crash).
 # Knobs: NESTED_CPUS (2), NESTED_MEM (MiB, 4096), NESTED_TIMEOUT (s, 2400),
-# NESTED_SILENCE (s without a console line before L1 counts as dead, 1200).
+# NESTED_SILENCE (s without a console line before L1 counts as dead, 1200),
+# NESTED_LOGLEVEL (L1 kernel console loglevel, 4: errors and worse, e.g. RCU stalls).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 shares=""
@@ -123,7 +124,7 @@ timeout "${NESTED_TIMEOUT:-2400}" qemu-system-x86_64 -machine q35,accel=tcg -cpu
   -pidfile "$pidf" -serial stdio -kernel "$kernel" -initrd "$initrd" \
   -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=r,mount_tag=hostroot $fsargs \
-  -append "console=ttyS0 quiet loglevel=4 panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
+  -append "console=ttyS0 quiet loglevel=${NESTED_LOGLEVEL:-4} panic=-1 nested_stage2=$here/l1-stage2.sh nested_wrap=$wrap nested_mods=$root nested_kver=$kver nested_shares=$tags" \
   </dev/null | tee -a "$out" | awk -v pidf="$pidf" '
     # Line by line, unbuffered (a tr in between would hold a lockup report back).
     { sub(/\r$/, "") }
