@@ -762,10 +762,9 @@ int nd__budget_metrics(struct nucleusd *nd, FILE *f)
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(nd->store),
-					    "SELECT kind, sum(amount) FROM budget_ledger GROUP BY "
-					    "kind",
-					    -1, &st, NULL));
+	r = store__errno(sqlite3_prepare_v2(
+		store__db(nd->store), "SELECT kind, sum(spent) FROM budget_spent GROUP BY kind", -1,
+		&st, NULL));
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -460,3 +460,42 @@ Test(ledger, kill_9_between_debits_loses_and_doubles_nothing)
 	}
 	cr_expect_eq(spent(BUDGET_TOKENS), 7 * (n + 10));
 }
+
+/*
+ * Balances are read from budget_spent, which a trigger keeps equal to SUM(amount) of the
+ * ledger in the same transaction (rollbacks, refused and duplicate debits, peaks
+ * included); the ledger itself is append-only.
+ */
+Test(ledger, running_balance_equals_the_ledger_and_rows_are_append_only)
+{
+	struct budget_limits l = {.limit = {[BUDGET_TOKENS] = 1000}};
+	struct budget_debit peak = {BUDGET_MEM_PEAK_MIB, 0};
+	struct budget_result res;
+
+	for (int i = 1; i <= 60; i++) {
+		bt_begin(db);
+		budget__charge(db, sb, BUDGET_TOKENS, i, i % 3 ? NULL : "same", "t", &l, &res);
+		peak.amount = (i * 37) % 500;
+		cr_assert_eq(budget__meter(db, sb, &peak, 1, NULL, "meter", NULL, &res), 0);
+		if (i % 7 == 0)
+			bt_rollback(db);
+		else
+			bt_commit(db);
+	}
+	for (int k = 0; k < BUDGET__N_KINDS; k++) {
+		char sql[160];
+
+		snprintf(sql, sizeof(sql),
+			 "SELECT COALESCE(SUM(amount), 0) FROM budget_ledger WHERE sandbox_id = "
+			 "'%s' AND kind = '%s'",
+			 sb, budget_kind__name(k));
+		cr_expect_eq(spent(k), bt_int(db, sql), "%s", budget_kind__name(k));
+	}
+	cr_expect_gt(spent(BUDGET_TOKENS), 0);
+	cr_expect_leq(spent(BUDGET_TOKENS), 1000);
+	cr_expect_eq(spent(BUDGET_MEM_PEAK_MIB), 499, "the highest peak");
+	cr_expect_neq(sqlite3_exec(db, "UPDATE budget_ledger SET amount = 0", NULL, NULL, NULL),
+		      SQLITE_OK);
+	cr_expect_neq(sqlite3_exec(db, "DELETE FROM budget_ledger", NULL, NULL, NULL), SQLITE_OK);
+	cr_expect_gt(bt_int(db, "SELECT count(*) FROM budget_ledger"), 0);
+}

@@ -55,7 +55,8 @@ Test(store, reopening_is_idempotent)
 	store__free(s);
 	cr_assert_eq(store__open(db, &s), 0);
 	cr_assert_eq(store__version(s), (int)store__n_migrations);
-	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM schema_version"), "1");
+	cr_assert_eq(atoi(th_query(s, "SELECT count(*) FROM schema_version")),
+		     (int)store__n_migrations, "each migration applied once");
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "1");
 	store__free(s);
 }
@@ -365,5 +366,32 @@ Test(store, a_writer_that_never_pauses_keeps_the_wal_bounded)
 	cr_assert_eq(n, 10000);
 	cr_assert_lt(most, 2 * STORE_CKPT_IN_COMMIT_FRAMES + 64, "WAL grew to %u frames", most);
 	cr_assert_gt(st.background + st.in_commit, 0);
+	store__free(s);
+}
+
+/* Migration 2 backfills the running balances of a database made by migration 1 alone. */
+Test(store, migration_2_backfills_the_budget_balances)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(store__open_with(db, store__migrations, 1, &s), 0);
+	cr_assert_eq(
+		store__exec(s, "INSERT INTO sandboxes(id, state, policy, spec, vcpus, "
+			       "memory_mib, owner_uid, created_us, updated_us) VALUES "
+			       "('sb-00000000000000aa', 'running', '{}', '{}', 1, 64, 0, 1, 1);"
+			       "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us) "
+			       "VALUES ('sb-00000000000000aa', 'tokens', 5, 'r', 1),"
+			       " ('sb-00000000000000aa', 'tokens', 7, 'r', 2),"
+			       " ('sb-00000000000000aa', 'cpu_ms', 3, 'r', 3)"),
+		0);
+	store__free(s);
+	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(store__version(s), (int)store__n_migrations);
+	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'tokens'"), "12");
+	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'cpu_ms'"), "3");
+	cr_assert_eq(store__exec(s, "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, "
+				    "at_us) VALUES ('sb-00000000000000aa', 'tokens', 30, 'r', 4)"),
+		     0);
+	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'tokens'"), "42");
 	store__free(s);
 }
