@@ -103,6 +103,7 @@ struct vsock {
 	uint64_t cid;
 	char *uds_path;
 	int listen_fd, reset_fd;
+	int spare_fd; /* /dev/null, given up to shed a connection when out of fds */
 	bool listen_ev, reset_ev, reset_pending;
 	uint32_t next_port, rr;
 	struct vconn conns[VSOCK_MAX_CONNS];
@@ -825,6 +826,20 @@ static void listen_cb(void *opaque, uint32_t events)
 	pthread_mutex_lock(&vs->dev->lock);
 	vs_sync(vs);
 	fd = accept4(vs->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE) && vs->spare_fd >= 0) {
+		/*
+		 * Out of fds, the pending connection keeps the (level-triggered) listener
+		 * readable: the loop would spin. Use the spare fd to take it and hang up.
+		 */
+		close(vs->spare_fd);
+		fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		vs->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		vm__log(vs_vm(vs), "virtio-vsock: out of file descriptors, refused a "
+				   "connection");
+		goto out;
+	}
 	if (fd < 0)
 		goto out;
 	c = conn_alloc(vs);
@@ -879,6 +894,8 @@ static void vsock_free(struct virtio_dev *dev)
 	}
 	if (vs->reset_fd >= 0)
 		close(vs->reset_fd);
+	if (vs->spare_fd >= 0)
+		close(vs->spare_fd);
 	free(vs->uds_path);
 	free(vs);
 }
@@ -927,6 +944,7 @@ static struct vsock *vsock_alloc(uint64_t cid, const char *uds_path)
 		return NULL;
 	vs->cid = cid;
 	vs->listen_fd = vs->reset_fd = -1;
+	vs->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* < 0: no shedding, no spin fix */
 	vs->next_port = VSOCK_PORT_BASE - 1;
 	for (i = 0; i < VSOCK_MAX_CONNS; i++) {
 		vs->conns[i].vs = vs;
@@ -991,6 +1009,8 @@ fail:
 	}
 	if (vs->reset_fd >= 0)
 		close(vs->reset_fd);
+	if (vs->spare_fd >= 0)
+		close(vs->spare_fd);
 	free(vs->uds_path);
 	free(vs);
 	return r;

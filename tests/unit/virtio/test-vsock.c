@@ -7,10 +7,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -790,4 +792,39 @@ Test(vsock, data_flows_with_event_idx)
 	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 4);
 	cr_assert_str_eq(buf, "back");
 	close(fd);
+}
+
+/*
+ * With no descriptor left, accept() fails and the pending connection keeps the listener
+ * readable: the device gives up its spare fd to take the connection and hang up, so the
+ * event loop does not spin, and it works again once descriptors are free.
+ */
+Test(vsock, out_of_fds_the_listener_sheds_instead_of_spinning)
+{
+	static int fds[1024];
+	struct rlimit old, low;
+	uint32_t hport;
+	int client, n = 0, runs, fd;
+	char buf[4];
+
+	post_rx(8);
+	client = unix_connect(uds);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 512;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 1024 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	cr_assert_lt(n, 1024);
+	cr_assert_eq(errno, EMFILE);
+	runs = fake_vm__run(vm);
+	cr_expect_lt(runs, 100, "the listener spun: %d callbacks", runs);
+	cr_expect_eq(read_now(client, buf, sizeof(buf)), 0, "the refused client sees a hang-up");
+	while (n > 0)
+		close(fds[--n]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	close(client);
+	fd = host_connect(1, &hport);
+	close(fd);
+	fake_vm__run(vm);
 }
