@@ -63,6 +63,8 @@ static void meter_free(struct nd_meter *m)
 	free(m);
 }
 
+static void meter_write_pending(struct nucleusd *nd, struct nd_meter *m);
+
 void nd__budget_fini(struct nucleusd *nd)
 {
 	if (nd->meter_ev)
@@ -71,6 +73,7 @@ void nd__budget_fini(struct nucleusd *nd)
 	while (nd->meters) {
 		struct nd_meter *m = nd->meters;
 
+		meter_write_pending(nd, m);
 		nd->meters = m->next;
 		free(m->cgroup); /* the VMs may outlive the daemon: keep their cgroups */
 		free(m);
@@ -384,6 +387,8 @@ out:
 
 /* ---- view, resume gate ---- */
 
+static void meter_one(struct nucleusd *nd, const char *id, int64_t pid, bool force);
+
 int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
 {
 	struct budget_limits lim;
@@ -393,6 +398,8 @@ int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct 
 	r = sb_row__load(nd, ref, &row, e);
 	if (r < 0)
 		return r;
+	if (strcmp(row.state, "running") == 0 && row.vmm_pid > 0)
+		meter_one(nd, row.id, row.vmm_pid, true); /* what is pending, written first */
 	r = budget__limits_load(store__db(nd->store), row.id, &lim);
 	if (r == 0)
 		r = budget__view(store__db(nd->store), row.id, &lim, ret);
@@ -627,12 +634,77 @@ static int meter_tx(struct store *s, void *arg)
 	return 0;
 }
 
-static void meter_one(struct nucleusd *nd, const char *id, int64_t pid)
+/* Ledger writes per sandbox are coalesced over this many meter intervals (10 s by default). */
+#define ND_METER_FLUSH_TICKS 10
+
+static bool pend_empty(const struct budget_delta *d)
 {
-	struct meter_tx x = {.nd = nd, .id = id, .pause_kind = -1};
-	struct budget_sample smp = {0};
-	struct nd_meter *m;
+	return d->cpu_ms == 0 && d->mem_mib_s == 0 && d->peak_mib == 0;
+}
+
+/* Would writing @pend exhaust a metered budget? Then it must be written now. */
+static bool pend_reaches_limit(struct nucleusd *nd, const char *id, const struct budget_delta *pend)
+{
+	struct budget_limits lim;
+	struct budget_spent sp;
+	int64_t usd = 0;
+	sqlite3 *db = store__db(nd->store);
+
+	if (budget__limits_load(db, id, &lim) < 0 || budget__spent(db, id, &sp) < 0)
+		return true; /* cannot tell: write */
+	if (lim.limit[BUDGET_CPU_MS] &&
+	    sp.spent[BUDGET_CPU_MS] + pend->cpu_ms >= lim.limit[BUDGET_CPU_MS])
+		return true;
+	if (lim.limit[BUDGET_MEM_MIB_S] &&
+	    sp.spent[BUDGET_MEM_MIB_S] + pend->mem_mib_s >= lim.limit[BUDGET_MEM_MIB_S])
+		return true;
+	if (lim.limit[BUDGET_MEM_PEAK_MIB] && pend->peak_mib > lim.limit[BUDGET_MEM_PEAK_MIB])
+		return true;
+	if (lim.limit[BUDGET_USD_MICRO] && budget__price_cpu(nd->prices, pend->cpu_ms, &usd) == 0 &&
+	    usd > 0 && sp.spent[BUDGET_USD_MICRO] + usd >= lim.limit[BUDGET_USD_MICRO])
+		return true;
+	return false;
+}
+
+/* Writes what @m has pending (one transaction) and pauses the VM if that exhausts a budget. */
+static void meter_flush(struct nucleusd *nd, struct nd_meter *m)
+{
+	struct meter_tx x = {.nd = nd, .id = m->id, .d = m->pend, .pause_kind = -1};
 	char reason[64];
+
+	if (pend_empty(&m->pend))
+		return;
+	if (store__tx(nd->store, meter_tx, &x) < 0)
+		return; /* kept pending: written with the next flush */
+	memset(&m->pend, 0, sizeof(m->pend));
+	m->flush_us = mono_us();
+	if (x.pause_kind < 0)
+		return;
+	nd->m.exhaustions[x.pause_kind]++;
+	snprintf(reason, sizeof(reason), "budget:%s", budget_kind__name(x.pause_kind));
+	nd__pause_for(nd, m->id, reason);
+}
+
+/* What was metered but not yet written, without pausing (the daemon is leaving). */
+static void meter_write_pending(struct nucleusd *nd, struct nd_meter *m)
+{
+	struct meter_tx x = {.nd = nd, .id = m->id, .d = m->pend, .pause_kind = -1};
+
+	if (nd->store && !pend_empty(&m->pend))
+		store__tx(nd->store, meter_tx, &x);
+}
+
+/*
+ * One sample of the VMM. What it measured is added to the meter's pending debits, which
+ * go to the ledger every ND_METER_FLUSH_TICKS intervals, when they would reach a limit
+ * (so enforcement is as prompt as the sampling), or when @force (a budget is read).
+ */
+static void meter_one(struct nucleusd *nd, const char *id, int64_t pid, bool force)
+{
+	struct budget_sample smp = {0};
+	struct budget_delta d;
+	struct nd_meter *m;
+	int64_t now;
 	int r;
 
 	m = meter_get(nd, id, pid);
@@ -645,13 +717,17 @@ static void meter_one(struct nucleusd *nd, const char *id, int64_t pid)
 		r = budget__rss_kib_pid(NULL, (pid_t)pid, &smp.rss_kib);
 	if (r < 0)
 		return; /* the VMM is gone: the backend reports that */
-	smp.t_us = mono_us();
-	budget_sampler__step(&m->s, &smp, &x.d);
-	if (store__tx(nd->store, meter_tx, &x) < 0 || x.pause_kind < 0)
-		return;
-	nd->m.exhaustions[x.pause_kind]++;
-	snprintf(reason, sizeof(reason), "budget:%s", budget_kind__name(x.pause_kind));
-	nd__pause_for(nd, id, reason);
+	now = smp.t_us = mono_us();
+	budget_sampler__step(&m->s, &smp, &d);
+	m->pend.cpu_ms += d.cpu_ms;
+	m->pend.mem_mib_s += d.mem_mib_s;
+	if (d.peak_mib > m->pend.peak_mib)
+		m->pend.peak_mib = d.peak_mib;
+	if (!m->flush_us)
+		m->flush_us = now;
+	if (force || now - m->flush_us >= (int64_t)nd->meter_ms * 1000 * ND_METER_FLUSH_TICKS ||
+	    pend_reaches_limit(nd, id, &m->pend))
+		meter_flush(nd, m);
 }
 
 /*
@@ -668,7 +744,7 @@ void nd__meter_sandbox(struct nucleusd *nd, const struct sb_row *row)
 		if (strcmp(m->id, row->id) == 0 && m->pid == row->vmm_pid && m->s.primed &&
 		    mono_us() - m->s.last.t_us < ND_METER_CALL_GAP_US)
 			return;
-	meter_one(nd, row->id, row->vmm_pid);
+	meter_one(nd, row->id, row->vmm_pid, false);
 }
 
 static void meter_prune(struct nucleusd *nd)
@@ -682,6 +758,7 @@ static void meter_prune(struct nucleusd *nd)
 			continue;
 		}
 		*pp = m->next;
+		meter_flush(nd, m); /* the sandbox ended: what it spent last still counts */
 		meter_free(m);
 	}
 }
@@ -733,7 +810,7 @@ void nucleusd__meter_tick(struct nucleusd *nd)
 	sqlite3_finalize(st);
 	for (int i = 0; i < n; i++) {
 		if (running[i]) {
-			meter_one(nd, ids[i], pids[i]);
+			meter_one(nd, ids[i], pids[i], false);
 		} else {
 			/* Paused: not metered; a fresh baseline when it runs again. */
 			struct nd_meter *m = meter_get(nd, ids[i], pids[i]);
@@ -741,6 +818,7 @@ void nucleusd__meter_tick(struct nucleusd *nd)
 			if (m) {
 				m->seen = true;
 				m->s.primed = false;
+				meter_flush(nd, m);
 			}
 		}
 	}

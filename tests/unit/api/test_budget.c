@@ -578,6 +578,38 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 	thd_finish(&d);
 }
 
+/*
+ * The meter samples every interval but writes the ledger every 10 intervals (or at once
+ * when a limit is reached, above), so a long-running sandbox does not add rows every
+ * second. Reading the budget writes what is pending first: spent is current, and still
+ * equal to the ledger.
+ */
+Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
+{
+	struct api_response r;
+	char id[32], sql[200];
+	long long rows, spent;
+
+	d.extra[0] = "--meter-interval-ms";
+	d.extra[1] = "20";
+	thd_start(&d);
+	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"image\": \"fake:burn\"}"));
+	sleep_ms(1200); /* about 60 samples */
+	snprintf(
+		sql, sizeof(sql),
+		"SELECT count(*) FROM budget_ledger WHERE sandbox_id = '%s' AND kind = 'cpu_ms'",
+		id);
+	rows = atoll(th_query_file(d.db, sql));
+	cr_expect_leq(rows, 12, "%lld ledger rows for about 60 samples", rows);
+	spent = budget_of(id, "cpu_ms", "spent");
+	cr_assert_gt(spent, 100, "the burner's CPU is current when read: %lld ms", spent);
+	cr_assert_eq(spent, atoll(ledger_sum(id, "cpu_ms")));
+	r = thd_call(&d, "DELETE", path(id, ""), NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
 struct run {
 	int code;
 	char out[8192], err[2048];
