@@ -37,6 +37,7 @@ struct sqlite3;
 struct nd_err {
 	char code[32]; /* machine code, e.g. "wrong_state" */
 	char msg[256]; /* one line for humans */
+	char budget[16]; /* with code "budget_exhausted": the kind, e.g. "tokens"; else "" */
 };
 
 /* Fills @e (may be NULL) and returns @rc (a negative errno). */
@@ -98,8 +99,7 @@ struct store_ckpt_stats {
 void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret);
 
 /*
- * (Not the store: declared here by the gate helper's file ownership; implemented in
- * backend-vm.c.) The environment of a `run` in a sandbox: its create request's env
+ * nucleusd/env.c, for every backend. The environment of a `run` in a sandbox: its create request's env
  * (@spec.env) with the call's @args.env on top, both checked against guest/guest.h's
  * limits (bad name or value -EINVAL, too many or too much -E2BIG). *@ret is NULL when
  * neither has one (the agent's default environment), else a new object.
@@ -387,10 +387,7 @@ int nucleusd__usage(struct nucleusd *nd, const struct nd_caller *who, const char
 		    json_t **ret, struct nd_err *e);
 /* GET /v1/sandboxes/{id}/budget: limits, spent, remaining per kind (budget__view). */
 int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
-/*
- * The budget kind named by a 402 (rc -EDQUOT, code "budget_exhausted"; its message
- * starts with "budget KIND exhausted"), or NULL.
- */
+/* The budget kind named by a 402 (code "budget_exhausted", e->budget), or NULL. */
 const char *nd_err__budget_kind(const struct nd_err *e);
 /* Runs the metering and TTL timer's work now (also run every meter interval). */
 void nucleusd__meter_tick(struct nucleusd *nd);

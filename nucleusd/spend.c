@@ -174,29 +174,21 @@ int nd__budget_debit_audit(struct store *s, struct nucleusd *nd, const char *id,
 int nd__budget_refused(struct nucleusd *nd, const char *id, int kind, const char *what,
 		       struct nd_err *e)
 {
-	if (kind >= 0 && kind < BUDGET__N_KINDS)
+	bool known = kind >= 0 && kind < BUDGET__N_KINDS;
+	int r;
+
+	if (known)
 		nd->m.exhaustions[kind]++;
-	return nd_err__set(e, -EDQUOT, "budget_exhausted", "budget %s exhausted for sandbox %s: %s",
-			   kind >= 0 && kind < BUDGET__N_KINDS ? budget_kind__name(kind) : "?", id,
-			   what);
+	r = nd_err__set(e, -EDQUOT, "budget_exhausted", "budget %s exhausted for sandbox %s: %s",
+			known ? budget_kind__name(kind) : "?", id, what);
+	if (e && known)
+		snprintf(e->budget, sizeof(e->budget), "%s", budget_kind__name(kind));
+	return r;
 }
 
 const char *nd_err__budget_kind(const struct nd_err *e)
 {
-	static const char pre[] = "budget ";
-
-	if (!e || strcmp(e->code, "budget_exhausted") != 0 ||
-	    strncmp(e->msg, pre, sizeof(pre) - 1) != 0)
-		return NULL;
-	for (int k = 0; k < BUDGET__N_KINDS; k++) {
-		const char *n = budget_kind__name(k);
-		size_t len = strlen(n);
-
-		if (strncmp(e->msg + sizeof(pre) - 1, n, len) == 0 &&
-		    e->msg[sizeof(pre) - 1 + len] == ' ')
-			return n;
-	}
-	return NULL;
+	return e && strcmp(e->code, "budget_exhausted") == 0 && e->budget[0] ? e->budget : NULL;
 }
 
 /* ---- tool calls ---- */
@@ -642,28 +634,34 @@ static bool pend_empty(const struct budget_delta *d)
 	return d->cpu_ms == 0 && d->mem_mib_s == 0 && d->peak_mib == 0;
 }
 
-/* Would writing @pend exhaust a metered budget? Then it must be written now. */
-static bool pend_reaches_limit(struct nucleusd *nd, const char *id, const struct budget_delta *pend)
+/* Would writing @m's pending debits exhaust a metered budget? Then they are written now. */
+static bool pend_reaches_limit(struct nucleusd *nd, struct nd_meter *m)
 {
-	struct budget_limits lim;
+	const struct budget_delta *pend = &m->pend;
+	const int64_t *lim = m->lim.limit;
 	struct budget_spent sp;
 	int64_t usd = 0;
 	sqlite3 *db = store__db(nd->store);
 
-	if (budget__limits_load(db, id, &lim) < 0 || budget__spent(db, id, &sp) < 0)
-		return true; /* cannot tell: write */
-	if (lim.limit[BUDGET_CPU_MS] &&
-	    sp.spent[BUDGET_CPU_MS] + pend->cpu_ms >= lim.limit[BUDGET_CPU_MS])
+	if (!m->lim_loaded) {
+		if (budget__limits_load(db, m->id, &m->lim) < 0)
+			return true; /* cannot tell: write */
+		m->lim_loaded = true;
+	}
+	if (!lim[BUDGET_CPU_MS] && !lim[BUDGET_MEM_MIB_S] && !lim[BUDGET_MEM_PEAK_MIB] &&
+	    !lim[BUDGET_USD_MICRO])
+		return false; /* nothing metered is limited: no balance to read */
+	if (budget__spent(db, m->id, &sp) < 0)
 		return true;
-	if (lim.limit[BUDGET_MEM_MIB_S] &&
-	    sp.spent[BUDGET_MEM_MIB_S] + pend->mem_mib_s >= lim.limit[BUDGET_MEM_MIB_S])
+	if (lim[BUDGET_CPU_MS] && sp.spent[BUDGET_CPU_MS] + pend->cpu_ms >= lim[BUDGET_CPU_MS])
 		return true;
-	if (lim.limit[BUDGET_MEM_PEAK_MIB] && pend->peak_mib > lim.limit[BUDGET_MEM_PEAK_MIB])
+	if (lim[BUDGET_MEM_MIB_S] &&
+	    sp.spent[BUDGET_MEM_MIB_S] + pend->mem_mib_s >= lim[BUDGET_MEM_MIB_S])
 		return true;
-	if (lim.limit[BUDGET_USD_MICRO] && budget__price_cpu(nd->prices, pend->cpu_ms, &usd) == 0 &&
-	    usd > 0 && sp.spent[BUDGET_USD_MICRO] + usd >= lim.limit[BUDGET_USD_MICRO])
+	if (lim[BUDGET_MEM_PEAK_MIB] && pend->peak_mib > lim[BUDGET_MEM_PEAK_MIB])
 		return true;
-	return false;
+	return lim[BUDGET_USD_MICRO] && budget__price_cpu(nd->prices, pend->cpu_ms, &usd) == 0 &&
+	       usd > 0 && sp.spent[BUDGET_USD_MICRO] + usd >= lim[BUDGET_USD_MICRO];
 }
 
 /* Writes what @m has pending (one transaction) and pauses the VM if that exhausts a budget. */
@@ -726,7 +724,7 @@ static void meter_one(struct nucleusd *nd, const char *id, int64_t pid, bool for
 	if (!m->flush_us)
 		m->flush_us = now;
 	if (force || now - m->flush_us >= (int64_t)nd->meter_ms * 1000 * ND_METER_FLUSH_TICKS ||
-	    pend_reaches_limit(nd, id, &m->pend))
+	    pend_reaches_limit(nd, m))
 		meter_flush(nd, m);
 }
 

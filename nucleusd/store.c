@@ -712,6 +712,7 @@ int nd_err__set(struct nd_err *e, int rc, const char *code, const char *fmt, ...
 	if (!e)
 		return rc;
 	snprintf(e->code, sizeof(e->code), "%s", code);
+	e->budget[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);

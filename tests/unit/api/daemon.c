@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,4 +205,50 @@ const char *thd_create(struct thd *d, const char *json_body)
 	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.json, "id")));
 	api_response__clear(&r);
 	return id;
+}
+
+static void slurp(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+}
+
+struct thd_run *thd_ctl(const char *sock, ...)
+{
+	static struct thd_run r;
+	const char *argv[32] = {NUCLEUSCTL_PATH, "--socket", sock};
+	int out[2], err[2], n = 3, status;
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, sock);
+	while (n < 31 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(err), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		close(out[0]);
+		close(err[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	slurp(out[0], r.out, sizeof(r.out));
+	slurp(err[0], r.err, sizeof(r.err));
+	close(out[0]);
+	close(err[0]);
+	waitpid(pid, &status, 0);
+	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return &r;
 }

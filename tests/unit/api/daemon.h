@@ -36,4 +36,12 @@ struct api_response thd_raw(struct thd *d, const char *request, size_t len);
 /* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */
 const char *thd_create(struct thd *d, const char *json_body);
 
+/* What nucleusctl did: exit code (-1 if killed), stdout and stderr. */
+struct thd_run {
+	int code;
+	char out[16384], err[4096];
+};
+/* Runs nucleusctl --socket SOCK ARGS... (NULL-terminated); a static buffer, reused. */
+struct thd_run *thd_ctl(const char *sock, ...);
+
 #endif

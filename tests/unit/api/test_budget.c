@@ -595,10 +595,9 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 	thd_start(&d);
 	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"image\": \"fake:burn\"}"));
 	sleep_ms(1200); /* about 60 samples */
-	snprintf(
-		sql, sizeof(sql),
-		"SELECT count(*) FROM budget_ledger WHERE sandbox_id = '%s' AND kind = 'cpu_ms'",
-		id);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM budget_ledger WHERE sandbox_id = '%s' AND kind = 'cpu_ms'",
+		 id);
 	rows = atoll(th_query_file(d.db, sql));
 	cr_expect_leq(rows, 12, "%lld ledger rows for about 60 samples", rows);
 	spent = budget_of(id, "cpu_ms", "spent");
@@ -610,60 +609,9 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 	thd_finish(&d);
 }
 
-struct run {
-	int code;
-	char out[8192], err[2048];
-};
-
-static void slurp(int fd, char *buf, size_t len)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
-		got += (size_t)n;
-	buf[got] = '\0';
-}
-
-static struct run *ctl5(const char *a1, const char *a2, const char *a3, const char *a4,
-			const char *a5)
-{
-	static struct run r;
-	const char *argv[] = {NUCLEUSCTL_PATH, "--socket", d.sock, a1, a2, a3, a4, a5, NULL};
-	int out[2], err[2], status;
-	pid_t pid;
-
-	cr_assert_eq(pipe(out), 0);
-	cr_assert_eq(pipe(err), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		close(out[0]);
-		close(err[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	slurp(out[0], r.out, sizeof(r.out));
-	slurp(err[0], r.err, sizeof(r.err));
-	close(out[0]);
-	close(err[0]);
-	waitpid(pid, &status, 0);
-	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	return &r;
-}
-
-static struct run *ctl(const char *a1, const char *a2, const char *a3)
-{
-	return ctl5(a1, a2, a3, NULL, NULL);
-}
-
 Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 {
-	struct run *r;
+	struct thd_run *r;
 	char id[32], what[32];
 	json_t *j;
 
@@ -671,7 +619,7 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 	snprintf(id, sizeof(id), "%s",
 		 thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100, \"usd\": \"2.5\"}}"));
 	cr_assert_eq(report(id, "a", 30, 10, what), 200);
-	r = ctl("budget", id, NULL);
+	r = thd_ctl(d.sock, "budget", id, NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	cr_assert_not_null(strstr(r->out, "KIND"), "%s", r->out);
 	cr_assert_not_null(strstr(r->out, "EXHAUSTED"), "%s", r->out);
@@ -700,7 +648,7 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 		cr_assert_eq(sscanf(line + 1, "%31s %31s", kind, lim), 2);
 		cr_assert_str_eq(lim, "-");
 	}
-	r = ctl("--json", "budget", id);
+	r = thd_ctl(d.sock, "--json", "budget", id, NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	j = json_loads(r->out, 0, NULL);
 	cr_assert_not_null(j, "%s", r->out);
@@ -708,23 +656,23 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 			     json_object_get(json_object_get(j, "budgets"), "tokens"), "spent")),
 		     40);
 	json_decref(j);
-	r = ctl("budget", "sb-0000000000000000", NULL);
+	r = thd_ctl(d.sock, "budget", "sb-0000000000000000", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->err, "not_found"), "%s", r->err);
 	/* create --budget sets the limits; a bad one is the daemon's 400. */
-	r = ctl5("--json", "create", "--name", "b2", "--budget");
+	r = thd_ctl(d.sock, "--json", "create", "--name", "b2", "--budget", NULL);
 	cr_assert_eq(r->code, 2, "missing --budget value: %s", r->err);
 	{
 		const char *argv_ok[] = {"--json", "create", "--budget", "{\"tokens\": 5}"};
 
-		r = ctl5(argv_ok[0], argv_ok[1], argv_ok[2], argv_ok[3], NULL);
+		r = thd_ctl(d.sock, argv_ok[0], argv_ok[1], argv_ok[2], argv_ok[3], NULL);
 		cr_assert_eq(r->code, 0, "%s", r->err);
 		j = json_loads(r->out, 0, NULL);
 		cr_assert_not_null(j, "%s", r->out);
 		snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
 		json_decref(j);
 		cr_assert_eq(budget_of(id, "tokens", "limit"), 5);
-		r = ctl5("create", "--budget", "{\"tokens\": 0}", NULL, NULL);
+		r = thd_ctl(d.sock, "create", "--budget", "{\"tokens\": 0}", NULL);
 		cr_assert_eq(r->code, 1);
 		cr_assert_not_null(strstr(r->err, "budget.tokens"), "%s", r->err);
 	}

@@ -26,58 +26,6 @@ static void teardown(void)
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 300);
 
-struct run {
-	int code;
-	char out[16384], err[4096];
-};
-
-static void slurp(int fd, char *buf, size_t len)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
-		got += (size_t)n;
-	buf[got] = '\0';
-}
-
-/* Runs nucleusctl --socket SOCK ARGS... (NULL-terminated). */
-static struct run *ctl(const char *sock, ...)
-{
-	static struct run r;
-	const char *argv[32] = {NUCLEUSCTL_PATH, "--socket", sock};
-	int out[2], err[2], n = 3, status;
-	va_list ap;
-	pid_t pid;
-
-	va_start(ap, sock);
-	while (n < 31 && (argv[n] = va_arg(ap, const char *)))
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	cr_assert_eq(pipe(out), 0);
-	cr_assert_eq(pipe(err), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		close(out[0]);
-		close(err[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	slurp(out[0], r.out, sizeof(r.out));
-	slurp(err[0], r.err, sizeof(r.err));
-	close(out[0]);
-	close(err[0]);
-	waitpid(pid, &status, 0);
-	r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	return &r;
-}
-
 static int lines(const char *s)
 {
 	int n = 0;
@@ -89,12 +37,12 @@ static int lines(const char *s)
 
 Test(cli, create_ls_show_pause_resume_rm)
 {
-	struct run *r;
+	struct thd_run *r;
 	json_t *j;
 	char id[32];
 
-	r = ctl(d.sock, "--json", "create", "--name", "box", "--vcpus", "2", "--memory", "128",
-		NULL);
+	r = thd_ctl(d.sock, "--json", "create", "--name", "box", "--vcpus", "2", "--memory", "128",
+		    NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	j = json_loads(r->out, 0, NULL);
 	cr_assert_not_null(j, "--json printed no JSON: %s", r->out);
@@ -103,65 +51,65 @@ Test(cli, create_ls_show_pause_resume_rm)
 	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
 	json_decref(j);
 
-	r = ctl(d.sock, "ls", NULL);
+	r = thd_ctl(d.sock, "ls", NULL);
 	cr_assert_eq(r->code, 0);
 	cr_assert_not_null(strstr(r->out, "STATE"), "no table header: %s", r->out);
 	cr_assert_not_null(strstr(r->out, id));
 	cr_assert_not_null(strstr(r->out, "box"));
 	cr_assert_eq(lines(r->out), 2);
 
-	r = ctl(d.sock, "show", "box", NULL);
+	r = thd_ctl(d.sock, "show", "box", NULL);
 	cr_assert_eq(r->code, 0);
 	cr_assert_not_null(strstr(r->out, "running"));
-	r = ctl(d.sock, "pause", id, NULL);
+	r = thd_ctl(d.sock, "pause", id, NULL);
 	cr_assert_eq(r->code, 0);
 	cr_assert_not_null(strstr(r->out, "paused"));
-	r = ctl(d.sock, "pause", id, NULL);
+	r = thd_ctl(d.sock, "pause", id, NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_eq(lines(r->err), 1, "not one line: %s", r->err);
 	cr_assert_not_null(strstr(r->err, "wrong_state (409)"), "%s", r->err);
-	r = ctl(d.sock, "resume", id, NULL);
+	r = thd_ctl(d.sock, "resume", id, NULL);
 	cr_assert_eq(r->code, 0);
-	r = ctl(d.sock, "audit", id, NULL);
+	r = thd_ctl(d.sock, "audit", id, NULL);
 	cr_assert_eq(r->code, 0);
 	cr_assert_not_null(strstr(r->out, "sandbox.pause"), "%s", r->out);
-	r = ctl(d.sock, "audit", id, "verify", NULL);
+	r = thd_ctl(d.sock, "audit", id, "verify", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	cr_assert_not_null(strstr(r->out, "intact"));
-	r = ctl(d.sock, "rm", id, NULL);
+	r = thd_ctl(d.sock, "rm", id, NULL);
 	cr_assert_eq(r->code, 0);
-	r = ctl(d.sock, "--json", "ls", NULL);
+	r = thd_ctl(d.sock, "--json", "ls", NULL);
 	cr_assert_eq(r->code, 0);
 	j = json_loads(r->out, 0, NULL);
 	cr_assert(json_is_array(j) && json_array_size(j) == 0, "%s", r->out);
 	json_decref(j);
-	r = ctl(d.sock, "ls", "--all", NULL);
+	r = thd_ctl(d.sock, "ls", "--all", NULL);
 	cr_assert_not_null(strstr(r->out, "stopped"));
 	thd_finish(&d);
 }
 
 Test(cli, errors_are_one_line_with_exit_codes)
 {
-	struct run *r;
+	struct thd_run *r;
 
-	r = ctl(d.sock, "show", "sb-0000000000000000", NULL);
+	r = thd_ctl(d.sock, "show", "sb-0000000000000000", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_eq(lines(r->err), 1, "%s", r->err);
 	cr_assert_not_null(strstr(r->err, "not_found (404)"), "%s", r->err);
-	r = ctl(d.sock, "create", "--profile", "nope", NULL);
+	r = thd_ctl(d.sock, "create", "--profile", "nope", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->err, "unknown_profile"), "%s", r->err);
-	r = ctl(d.sock, "create", "--vcpus", "many", NULL);
+	r = thd_ctl(d.sock, "create", "--vcpus", "many", NULL);
 	cr_assert_eq(r->code, 2);
-	r = ctl(d.sock, "frobnicate", NULL);
+	r = thd_ctl(d.sock, "frobnicate", NULL);
 	cr_assert_eq(r->code, 2);
 	cr_assert_eq(lines(r->err), 1);
-	r = ctl(d.sock, "show", NULL);
+	r = thd_ctl(d.sock, "show", NULL);
 	cr_assert_eq(r->code, 2);
-	r = ctl(d.sock, "--json", "show", "nope", NULL);
+	r = thd_ctl(d.sock, "--json", "show", "nope", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->out, "\"error\""), "--json error not JSON: %s", r->out);
-	r = ctl("/tmp/nucleus-test-no/such.sock", "ls", NULL);
+	r = thd_ctl("/tmp/nucleus-test-no/such.sock", "ls", NULL);
 	cr_assert_eq(r->code, 3);
 	cr_assert_not_null(strstr(r->err, "cannot reach nucleusd"));
 	thd_finish(&d);
@@ -170,10 +118,10 @@ Test(cli, errors_are_one_line_with_exit_codes)
 Test(cli, audit_verify_names_the_tampered_entry)
 {
 	sqlite3 *db = NULL;
-	struct run *r;
+	struct thd_run *r;
 	char id[32], seq[32], sql[256];
 
-	r = ctl(d.sock, "--json", "create", NULL);
+	r = thd_ctl(d.sock, "--json", "create", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	{
 		json_t *j = json_loads(r->out, 0, NULL);
@@ -181,8 +129,8 @@ Test(cli, audit_verify_names_the_tampered_entry)
 		snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
 		json_decref(j);
 	}
-	cr_assert_eq(ctl(d.sock, "pause", id, NULL)->code, 0);
-	cr_assert_eq(ctl(d.sock, "resume", id, NULL)->code, 0);
+	cr_assert_eq(thd_ctl(d.sock, "pause", id, NULL)->code, 0);
+	cr_assert_eq(thd_ctl(d.sock, "resume", id, NULL)->code, 0);
 	thd_stop(&d);
 	snprintf(sql, sizeof(sql),
 		 "SELECT seq FROM audit_log WHERE sandbox_id = '%s' AND kind = 'sandbox.pause'",
@@ -196,11 +144,11 @@ Test(cli, audit_verify_names_the_tampered_entry)
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	thd_restart(&d);
-	r = ctl(d.sock, "audit", id, "verify", NULL);
+	r = thd_ctl(d.sock, "audit", id, "verify", NULL);
 	cr_assert_eq(r->code, 1);
 	snprintf(sql, sizeof(sql), "broken at seq %s:", seq);
 	cr_assert_not_null(strstr(r->err, sql), "%s", r->err);
-	r = ctl(d.sock, "--json", "audit", id, "verify", NULL);
+	r = thd_ctl(d.sock, "--json", "audit", id, "verify", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->out, "\"first_bad_seq\""), "%s", r->out);
 	thd_finish(&d);
@@ -208,7 +156,7 @@ Test(cli, audit_verify_names_the_tampered_entry)
 
 Test(cli, health_says_which_backend)
 {
-	struct run *r = ctl(d.sock, "health", NULL);
+	struct thd_run *r = thd_ctl(d.sock, "health", NULL);
 
 	cr_assert_eq(r->code, 0);
 	cr_assert_not_null(strstr(r->out, "fake"));
@@ -222,18 +170,18 @@ Test(cli, run_streams_output_and_exits_with_the_commands_code)
 	const char *id = thd_create(&d, "{\"profile\": \"default\", \"vcpus\": 1, "
 					"\"memory_mib\": 128}");
 	char sid[32];
-	struct run *r;
+	struct thd_run *r;
 
 	snprintf(sid, sizeof(sid), "%s", id);
 	/* fake run: argv words are stdout lines, err:X a stderr line, exit:N the code */
-	r = ctl(d.sock, "run", sid, "--", "prog", "one", "err:oops", "two", "exit:4", NULL);
+	r = thd_ctl(d.sock, "run", sid, "--", "prog", "one", "err:oops", "two", "exit:4", NULL);
 	cr_assert_eq(r->code, 4, "exit %d: %s", r->code, r->err);
 	cr_assert_str_eq(r->out, "one\ntwo\n");
 	cr_assert_str_eq(r->err, "oops\n");
-	r = ctl(d.sock, "run", sid, "--", "prog", "bye", "sig:9", NULL);
+	r = thd_ctl(d.sock, "run", sid, "--", "prog", "bye", "sig:9", NULL);
 	cr_assert_eq(r->code, 128 + 9, "exit %d: %s", r->code, r->err);
 	cr_assert_str_eq(r->out, "bye\n");
-	r = ctl(d.sock, "--json", "run", sid, "--", "prog", "whole", "exit:2", NULL);
+	r = thd_ctl(d.sock, "--json", "run", sid, "--", "prog", "whole", "exit:2", NULL);
 	cr_assert_eq(r->code, 2, "exit %d: %s", r->code, r->err);
 	cr_assert_not_null(strstr(r->out, "\"stdout\": \"whole\\n\""), "%s", r->out);
 	thd_finish(&d);
