@@ -356,8 +356,11 @@ static int cmd_verify(struct ctl *c)
 	if (c->json)
 		print_json(resp.json);
 	else if (!bad)
-		printf("audit chain intact: %lld entries verified\n",
-		       (long long)json_integer_value(json_object_get(resp.json, "entries")));
+		printf("audit chain intact: %lld entries verified, signed through seq %lld "
+		       "(%lld seals)\n",
+		       (long long)json_integer_value(json_object_get(resp.json, "entries")),
+		       (long long)json_integer_value(json_object_get(resp.json, "sealed_through")),
+		       (long long)json_integer_value(json_object_get(resp.json, "seals")));
 	if (bad)
 		r = fail(EXIT_API, "audit chain broken at seq %lld: %s",
 			 (long long)json_integer_value(bad), str(resp.json, "problem"));

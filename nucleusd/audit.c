@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The audit log: append-only, hash-chained, signed.
+ * The audit log: append-only, hash-chained, sealed.
  *
  *   canonical = "nucleus-audit-v1" 0x00 || be64(seq) || be64(at_us) || be64(actor_uid)
  *               || lp(sandbox_id) || lp(kind) || lp(body)        lp(x) = be32(len) || x
  *   hash      = BLAKE2b-256(prev_hash || canonical)     prev_hash of seq 1 = 32 zero bytes
- *   sig       = Ed25519(hash) by the daemon's key
+ *   seal      = (seq, hash, Ed25519(BLAKE2b-256("nucleus-audit-head-v1" 0x00 || be64(seq)
+ *               || hash))) by the daemon's key, in audit_seals
  *
- * audit_head holds the newest (seq, hash), signed, so deleting the tail is detected too.
+ * An entry is appended in the transaction of its effect and only hashed there; a
+ * signature (16 us here) in every transaction was a third of the gate's latency. The
+ * daemon seals the head it committed (never the one it reads back) within
+ * ND_AUDIT_SEAL_MS, in a transaction of its own: a seal at seq S signs every entry up to
+ * S through the chain. Editing, reordering or deleting an entry breaks the chain at that
+ * entry; re-hashing the chain after it (without the key) no longer matches the next
+ * seal; deleting sealed entries at the end leaves a seal past the last entry.
  * body is stored as the exact canonical JSON text that was hashed.
  */
 #include <errno.h>
@@ -29,6 +36,14 @@
 struct audit_key {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char sk[crypto_sign_SECRETKEYBYTES];
+
+	/* The writer's side (audit__attach): the head it committed and what it sealed. */
+	struct store *store;
+	bool staged; /* an entry appended in the open transaction */
+	uint64_t staged_seq, head_seq, sealed_seq;
+	unsigned char staged_hash[HASH_LEN], head_hash[HASH_LEN];
+	void (*unsealed)(void *arg);
+	void *unsealed_arg;
 };
 
 static const char key_magic[] = "nucleus-audit-key-v1\n";
@@ -146,6 +161,11 @@ int audit__key_load(const char *dir, struct audit_key **ret)
 		sodium_free(k);
 		return r;
 	}
+	k->store = NULL; /* sodium_malloc() does not zero */
+	k->staged = false;
+	k->staged_seq = k->head_seq = k->sealed_seq = 0;
+	k->unsealed = NULL;
+	k->unsealed_arg = NULL;
 	*ret = k;
 	return 0;
 }
@@ -243,7 +263,7 @@ static int64_t now_us(void)
 
 static int last_entry(struct store *s, uint64_t *seq, unsigned char hash[HASH_LEN])
 {
-	static const char sql[] = "SELECT seq, hash FROM audit_head WHERE id = 1";
+	static const char sql[] = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
@@ -268,11 +288,10 @@ static int last_entry(struct store *s, uint64_t *seq, unsigned char hash[HASH_LE
 	return r;
 }
 
-static int insert_entry(struct store *s, const struct entry *e, const unsigned char *hash,
-			const unsigned char *sig)
+static int insert_entry(struct store *s, const struct entry *e, const unsigned char *hash)
 {
 	static const char sql[] = "INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, "
-				  "kind, body, prev_hash, hash, sig) VALUES (?,?,?,?,?,?,?,?,?)";
+				  "kind, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st = NULL;
 	int r;
 
@@ -289,43 +308,20 @@ static int insert_entry(struct store *s, const struct entry *e, const unsigned c
 	sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 9, sig, SIG_LEN, SQLITE_STATIC);
 	r = store__errno(sqlite3_step(st));
 	store__stmt_done(st);
 	return r;
 }
 
-static int write_head(struct store *s, const struct audit_key *k, uint64_t seq,
-		      const unsigned char hash[HASH_LEN])
+int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int64_t actor_uid,
+		  const char *kind, json_t *body, uint64_t *ret_seq)
 {
-	static const char sql[] = "INSERT OR REPLACE INTO audit_head(id, seq, hash, sig) "
-				  "VALUES (1, ?, ?, ?)";
-	unsigned char msg[HASH_LEN], sig[SIG_LEN];
-	sqlite3_stmt *st = NULL;
-	int r;
-
-	head_message(seq, hash, msg);
-	crypto_sign_detached(sig, NULL, msg, sizeof(msg), k->sk);
-	r = store__stmt(s, sql, &st);
-	if (r < 0)
-		return r;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-	sqlite3_bind_blob(st, 2, hash, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, sig, SIG_LEN, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
-	store__stmt_done(st);
-	return r;
-}
-
-int audit__append(struct store *s, const struct audit_key *k, const char *sandbox,
-		  int64_t actor_uid, const char *kind, json_t *body, uint64_t *ret_seq)
-{
-	unsigned char prev[HASH_LEN], hash[HASH_LEN], sig[SIG_LEN];
+	unsigned char prev[HASH_LEN], hash[HASH_LEN];
 	struct entry e = {0};
 	char *text;
 	int r;
 
-	if (!s || !k || !kind || !json_is_object(body))
+	if (!s || !k || !kind || !json_is_object(body) || k->store != s)
 		return -EINVAL;
 	if (!store__in_tx(s))
 		return -EINVAL; /* an entry belongs to the transaction of its effect */
@@ -334,6 +330,10 @@ int audit__append(struct store *s, const struct audit_key *k, const char *sandbo
 		return -ENOMEM;
 	r = last_entry(s, &e.seq, prev);
 	if (r < 0)
+		goto out;
+	/* Entries only this writer appends: anything else means the log was changed. */
+	r = -EBADMSG;
+	if (!k->staged && (e.seq != k->head_seq || memcmp(prev, k->head_hash, HASH_LEN) != 0))
 		goto out;
 	e.seq++;
 	e.at_us = now_us();
@@ -344,18 +344,131 @@ int audit__append(struct store *s, const struct audit_key *k, const char *sandbo
 	e.body_len = strlen(text);
 	e.prev = prev;
 	entry_hash(&e, hash);
-	crypto_sign_detached(sig, NULL, hash, sizeof(hash), k->sk);
-	r = insert_entry(s, &e, hash, sig);
+	r = insert_entry(s, &e, hash);
 	if (r < 0)
 		goto out;
-	r = write_head(s, k, e.seq, hash);
-	if (r < 0)
-		goto out;
+	k->staged = true;
+	k->staged_seq = e.seq;
+	memcpy(k->staged_hash, hash, HASH_LEN);
 	if (ret_seq)
 		*ret_seq = e.seq;
 out:
 	free(text);
 	return r;
+}
+
+/* ---- seals ---- */
+
+static void tx_end(void *arg, bool committed)
+{
+	struct audit_key *k = arg;
+	bool was_sealed = k->head_seq == k->sealed_seq;
+
+	if (committed && k->staged) {
+		k->head_seq = k->staged_seq;
+		memcpy(k->head_hash, k->staged_hash, HASH_LEN);
+		if (was_sealed && k->unsealed)
+			k->unsealed(k->unsealed_arg);
+	}
+	k->staged = false;
+}
+
+static int newest_seal(struct store *s, uint64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__errno(sqlite3_prepare_v2(store__db(s),
+					    "SELECT coalesce(max(seq), 0) FROM "
+					    "audit_seals",
+					    -1, &st, NULL));
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = (uint64_t)sqlite3_column_int64(st, 0);
+	r = rc == SQLITE_ROW ? 0 : store__errno(rc);
+	sqlite3_finalize(st);
+	return r < 0 ? r : rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *arg), void *arg)
+{
+	uint64_t seq, sealed;
+	unsigned char hash[HASH_LEN];
+	int r;
+
+	if (!k || !s || store__in_tx(s))
+		return -EINVAL;
+	r = last_entry(s, &seq, hash);
+	if (r < 0)
+		return r;
+	r = newest_seal(s, &sealed);
+	if (r < 0)
+		return r;
+	k->store = s;
+	k->staged = false;
+	k->head_seq = seq;
+	memcpy(k->head_hash, hash, HASH_LEN);
+	/* A tail the last daemon left unsealed (killed) is sealed with the next seal. */
+	k->sealed_seq = sealed < seq ? sealed : seq;
+	k->unsealed = unsealed;
+	k->unsealed_arg = arg;
+	store__on_tx_end(s, tx_end, k);
+	return 0;
+}
+
+uint64_t audit__unsealed(const struct audit_key *k)
+{
+	return k && k->head_seq > k->sealed_seq ? k->head_seq - k->sealed_seq : 0;
+}
+
+struct seal_tx {
+	struct audit_key *k;
+	uint64_t seq;
+	unsigned char hash[HASH_LEN], sig[SIG_LEN];
+};
+
+static int seal_tx(struct store *s, void *arg)
+{
+	static const char sql[] = "INSERT INTO audit_seals(seq, hash, sig, at_us) VALUES (?,?,?,?)";
+	struct seal_tx *x = arg;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
+	sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_us());
+	r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	return r;
+}
+
+int audit__seal(struct store *s, struct audit_key *k)
+{
+	struct seal_tx x;
+	unsigned char msg[HASH_LEN];
+	int r;
+
+	if (!s || !k || k->store != s || store__in_tx(s))
+		return -EINVAL;
+	if (k->head_seq == k->sealed_seq)
+		return 0;
+	x.k = k;
+	x.seq = k->head_seq;
+	memcpy(x.hash, k->head_hash, HASH_LEN);
+	head_message(x.seq, x.hash, msg);
+	crypto_sign_detached(x.sig, NULL, msg, sizeof(msg), k->sk);
+	r = store__tx(s, seal_tx, &x);
+	if (r < 0 && r != -EEXIST)
+		return r;
+	/* -EEXIST: a seal at this seq is there already (a log cut back to it); verify says more. */
+	k->sealed_seq = x.seq;
+	return r < 0 ? r : 1;
 }
 
 /* ---- verify ---- */
@@ -369,8 +482,8 @@ static void bad(struct audit_verify *v, uint64_t seq, const char *problem)
 }
 
 /* Checks one row against the expected seq and link. Returns true if intact. */
-static bool check_row(sqlite3_stmt *st, const struct audit_key *k, uint64_t want_seq,
-		      unsigned char prev[HASH_LEN], struct audit_verify *v)
+static bool check_row(sqlite3_stmt *st, uint64_t want_seq, unsigned char prev[HASH_LEN],
+		      struct audit_verify *v)
 {
 	unsigned char hash[HASH_LEN];
 	struct entry e = {0};
@@ -382,7 +495,7 @@ static bool check_row(sqlite3_stmt *st, const struct audit_key *k, uint64_t want
 		return false;
 	}
 	if (sqlite3_column_bytes(st, 6) != HASH_LEN || sqlite3_column_bytes(st, 7) != HASH_LEN ||
-	    sqlite3_column_bytes(st, 8) != SIG_LEN || sqlite3_column_type(st, 4) != SQLITE_TEXT ||
+	    sqlite3_column_type(st, 4) != SQLITE_TEXT ||
 	    sqlite3_column_type(st, 5) != SQLITE_TEXT) {
 		bad(v, seq, "malformed entry");
 		return false;
@@ -404,86 +517,103 @@ static bool check_row(sqlite3_stmt *st, const struct audit_key *k, uint64_t want
 		bad(v, seq, "hash mismatch (entry edited or moved)");
 		return false;
 	}
-	if (crypto_sign_verify_detached(sqlite3_column_blob(st, 8), hash, HASH_LEN, k->pk) != 0) {
-		bad(v, seq, "bad signature");
-		return false;
-	}
 	memcpy(prev, hash, HASH_LEN);
 	return true;
 }
 
-static int check_head(sqlite3 *db, const struct audit_key *k, uint64_t last,
-		      const unsigned char hash[HASH_LEN], struct audit_verify *v)
-{
-	sqlite3_stmt *st = NULL;
-	unsigned char msg[HASH_LEN];
-	uint64_t seq;
-	int r, rc;
+/* The seals, walked alongside the entries; seal = the next one not yet reached. */
+struct seal_walk {
+	sqlite3_stmt *st;
+	bool have;
+	uint64_t seq, good; /* good: the newest seal that matched */
+	int rc;
+};
 
-	r = store__errno(
-		sqlite3_prepare_v2(db, "SELECT seq, hash, sig FROM audit_head", -1, &st, NULL));
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		if (last != 0)
-			bad(v, 1, "head record missing");
-		goto out;
+static void seal_next(struct seal_walk *w)
+{
+	w->rc = sqlite3_step(w->st);
+	w->have = w->rc == SQLITE_ROW;
+	w->seq = w->have ? (uint64_t)sqlite3_column_int64(w->st, 0) : 0;
+}
+
+/* Entry @seq (intact, hash @hash) was reached: checks the seal made at it, if any. */
+static bool check_seal(struct seal_walk *w, const struct audit_key *k, uint64_t seq,
+		       const unsigned char hash[HASH_LEN], struct audit_verify *v)
+{
+	unsigned char msg[HASH_LEN];
+	char what[96];
+
+	if (!w->have || w->seq != seq)
+		return true;
+	if (sqlite3_column_bytes(w->st, 1) != HASH_LEN ||
+	    sqlite3_column_bytes(w->st, 2) != SIG_LEN) {
+		snprintf(what, sizeof(what), "malformed seal at seq %llu", (unsigned long long)seq);
+		bad(v, w->good + 1, what);
+		return false;
 	}
-	if (rc != SQLITE_ROW) {
-		r = store__errno(rc);
-		goto out;
+	head_message(seq, sqlite3_column_blob(w->st, 1), msg);
+	if (crypto_sign_verify_detached(sqlite3_column_blob(w->st, 2), msg, sizeof(msg), k->pk) !=
+	    0) {
+		snprintf(what, sizeof(what), "bad signature on the seal at seq %llu",
+			 (unsigned long long)seq);
+		bad(v, w->good + 1, what);
+		return false;
 	}
-	seq = (uint64_t)sqlite3_column_int64(st, 0);
-	if (sqlite3_column_bytes(st, 1) != HASH_LEN || sqlite3_column_bytes(st, 2) != SIG_LEN) {
-		bad(v, last + 1, "malformed head record");
-		goto out;
+	if (memcmp(sqlite3_column_blob(w->st, 1), hash, HASH_LEN) != 0) {
+		snprintf(what, sizeof(what),
+			 "entries rewritten: the chain no longer matches the seal at seq %llu",
+			 (unsigned long long)seq);
+		bad(v, w->good + 1, what);
+		return false;
 	}
-	head_message(seq, sqlite3_column_blob(st, 1), msg);
-	if (crypto_sign_verify_detached(sqlite3_column_blob(st, 2), msg, sizeof(msg), k->pk)) {
-		bad(v, seq, "bad head signature");
-	} else if (seq > last) {
-		bad(v, last + 1, "entry missing (deleted at the end)");
-	} else if (seq < last) {
-		bad(v, seq + 1, "entries after the signed head");
-	} else if (memcmp(sqlite3_column_blob(st, 1), hash, HASH_LEN) != 0) {
-		bad(v, seq, "head does not match the last entry");
-	}
-out:
-	sqlite3_finalize(st);
-	return r;
+	w->good = seq;
+	v->seals++;
+	seal_next(w);
+	return true;
 }
 
 int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret)
 {
 	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, "
-				  "prev_hash, hash, sig FROM audit_log ORDER BY seq";
+				  "prev_hash, hash FROM audit_log ORDER BY seq";
+	static const char seals[] = "SELECT seq, hash, sig FROM audit_seals ORDER BY seq";
 	unsigned char prev[HASH_LEN] = {0};
 	struct audit_verify v = {0};
+	struct seal_walk w = {0};
 	sqlite3_stmt *st = NULL;
 	uint64_t want = 1;
-	int r, rc;
+	int r, rc = SQLITE_DONE;
 
 	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	if (r == 0)
+		r = store__errno(sqlite3_prepare_v2(store__db(s), seals, -1, &w.st, NULL));
 	if (r < 0)
-		return r;
+		goto out;
+	seal_next(&w);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		v.entries++;
-		if (!check_row(st, k, want, prev, &v))
+		if (!check_row(st, want, prev, &v) || !check_seal(&w, k, want, prev, &v))
 			break;
 		want++;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		r = store__errno(rc);
-	sqlite3_finalize(st);
-	if (r == 0 && !v.first_bad)
-		r = check_head(store__db(s), k, want - 1, prev, &v);
-	if (r < 0)
-		return r;
+	if ((rc != SQLITE_ROW && rc != SQLITE_DONE) ||
+	    (w.rc != SQLITE_ROW && w.rc != SQLITE_DONE)) {
+		r = store__errno(rc != SQLITE_ROW && rc != SQLITE_DONE ? rc : w.rc);
+		goto out;
+	}
+	if (!v.first_bad && w.have)
+		bad(&v, w.seq >= want ? want : w.good + 1,
+		    w.seq >= want
+			    ? "entry missing (deleted at the end: a seal is past the last entry)"
+			    : "a seal matches no entry");
+	v.sealed_through = w.good;
 	if (!v.first_bad)
 		snprintf(v.problem, sizeof(v.problem), "intact");
 	*ret = v;
-	return 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_finalize(w.st);
+	return r;
 }
 
 /* ---- list ---- */

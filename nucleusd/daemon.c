@@ -13,7 +13,7 @@ struct store *nucleusd__store(struct nucleusd *nd)
 	return nd->store;
 }
 
-const struct audit_key *nucleusd__key(struct nucleusd *nd)
+struct audit_key *nucleusd__key(struct nucleusd *nd)
 {
 	return nd->key;
 }
@@ -58,6 +58,42 @@ static int started_tx(struct store *s, void *arg)
 	return r;
 }
 
+/* ---- audit seals ---- */
+
+void nd__seal(struct nucleusd *nd)
+{
+	int r = audit__seal(nd->store, nd->key);
+
+	if (r > 0)
+		nd->m.seals++;
+	if (r >= 0 || r == -EEXIST)
+		return;
+	nd->m.seal_failures++;
+	/* Try again later: the entries stay intact as a chain meanwhile. */
+	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL)) {
+		struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
+
+		evtimer_add(nd->seal_ev, &tv);
+	}
+}
+
+static void seal_fire(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	nd__seal(arg);
+}
+
+/* A commit left entries unsealed: seal them ND_AUDIT_SEAL_MS later, with what follows. */
+static void seal_soon(void *arg)
+{
+	struct nucleusd *nd = arg;
+	struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
+
+	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL))
+		evtimer_add(nd->seal_ev, &tv);
+}
+
 int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,
 		  struct nucleusd **ret)
 {
@@ -77,6 +113,16 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	if (r < 0)
 		goto fail;
 	r = store__open(path, &nd->store);
+	if (r < 0)
+		goto fail;
+	if (base) {
+		nd->seal_ev = evtimer_new(base, seal_fire, nd);
+		if (!nd->seal_ev) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	r = audit__attach(nd->key, nd->store, seal_soon, nd);
 	if (r < 0)
 		goto fail;
 	nd->be = be;
@@ -110,6 +156,10 @@ void nucleusd__free(struct nucleusd *nd)
 	nd_backend__free(nd->be); /* drops pending completions without calling them */
 	while (nd->ops)
 		nd_op__free(nd->ops);
+	if (nd->store && audit__unsealed(nd->key))
+		nd__seal(nd); /* a clean stop leaves nothing unsealed */
+	if (nd->seal_ev)
+		event_free(nd->seal_ev);
 	store__free(nd->store);
 	audit__key_free(nd->key);
 	free(nd);
@@ -301,6 +351,18 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		"nucleus_backend_real{backend=\"%s\"} %d\n",
 		(unsigned long long)m->tool_ok, (unsigned long long)m->tool_failed, nd->be->name,
 		nd->be->real ? 1 : 0);
+	fprintf(f,
+		"# HELP nucleus_audit_seals_total Audit log seals (signed heads) written.\n"
+		"# TYPE nucleus_audit_seals_total counter\n"
+		"nucleus_audit_seals_total %llu\n"
+		"# HELP nucleus_audit_seal_failures_total Audit seals that failed (retried).\n"
+		"# TYPE nucleus_audit_seal_failures_total counter\n"
+		"nucleus_audit_seal_failures_total %llu\n"
+		"# HELP nucleus_audit_unsealed_entries Committed audit entries not sealed yet.\n"
+		"# TYPE nucleus_audit_unsealed_entries gauge\n"
+		"nucleus_audit_unsealed_entries %llu\n",
+		(unsigned long long)m->seals, (unsigned long long)m->seal_failures,
+		(unsigned long long)audit__unsealed(nd->key));
 	r = nd__budget_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);

@@ -4,6 +4,7 @@
 #define NUCLEUS_NUCLEUSD_INTERNAL_H
 
 #include <stdio.h>
+#include <event2/event.h>
 
 #include "budget/budget.h"
 #include "nucleusd/nucleusd.h"
@@ -16,6 +17,9 @@ enum {
 	SB_FAILED = 1u << 4,
 };
 
+/* Sandboxes whose budget limits nucleusd keeps at hand (spend.c). */
+#define ND_LIMITS_CACHE 64
+
 /* Upper bounds (ms) of the boot latency histogram buckets; +Inf is implied. */
 #define ND_BOOT_BUCKETS 10
 
@@ -26,6 +30,7 @@ struct nd_metrics {
 	uint64_t decisions[3]; /* by enum nd_verdict */
 	uint64_t tool_ok, tool_failed;
 	uint64_t exhaustions[BUDGET__N_KINDS]; /* budget enforcements by kind */
+	uint64_t seals, seal_failures;	       /* audit seals written / that failed */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];
@@ -46,6 +51,7 @@ struct nucleusd {
 	struct event_base *base;
 	struct store *store;
 	struct audit_key *key;
+	struct event *seal_ev; /* armed while committed audit entries are unsealed */
 	struct nd_backend *be;
 	struct nd_op *ops; /* pending, freed with the daemon */
 	struct nd_metrics m;
@@ -54,6 +60,13 @@ struct nucleusd {
 	struct event *meter_ev;
 	unsigned meter_ms;
 	struct nd_meter *meters;
+	/* Limits of recently used sandboxes: fixed at create, read on every tool call. */
+	struct nd_limits_slot {
+		char id[20];
+		struct budget_limits lim;
+		uint64_t used; /* 0: empty */
+	} limits_cache[ND_LIMITS_CACHE];
+	uint64_t limits_clock;
 };
 
 struct sb_row {
@@ -96,6 +109,8 @@ void nd_op__free(struct nd_op *op);
 
 /* Boots left over from before a restart: adopt or fail each (daemon.c). */
 int nd__recover(struct nucleusd *nd);
+/* Seals the audit log now (daemon.c); a failure is counted and retried by the timer. */
+void nd__seal(struct nucleusd *nd);
 
 /* ---- budgets (spend.c) ---- */
 
@@ -144,5 +159,18 @@ int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
 int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
 /* The budget series of /v1/metrics. */
 int nd__budget_metrics(struct nucleusd *nd, FILE *f);
+
+/* ---- the policy engine's per-call decision path (decide.c), for both backends ---- */
+
+/*
+ * One decision of @sb's policy session for @tool(@args): the engine's verdict, reason,
+ * explanation, trace and new session state (nd_decision). @approver_keys (@n_keys) are
+ * pinned into a new session. -ENOENT: not an operation of the engine.
+ */
+int nd_policy__decide(const uint8_t (*approver_keys)[32], size_t n_keys,
+		      const struct nd_sandbox_info *sb, const char *tool, json_t *args,
+		      struct nd_decision *ret, struct nd_err *e);
+/* Checks a policy (profile JSON) for the engine; -EINVAL with invalid_policy. */
+int nd_policy__check(json_t *policy, struct nd_err *e);
 
 #endif

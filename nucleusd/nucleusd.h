@@ -35,8 +35,8 @@ struct sqlite3;
  *   others   500 internal
  */
 struct nd_err {
-	char code[32]; /* machine code, e.g. "wrong_state" */
-	char msg[256]; /* one line for humans */
+	char code[32];	 /* machine code, e.g. "wrong_state" */
+	char msg[256];	 /* one line for humans */
 	char budget[16]; /* with code "budget_exhausted": the kind, e.g. "tokens"; else "" */
 };
 
@@ -66,6 +66,12 @@ int store__version(struct store *s);
 /* BEGIN IMMEDIATE; fn(); COMMIT, or ROLLBACK when fn returns < 0 or COMMIT fails. */
 int store__tx(struct store *s, store_tx_fn fn, void *arg);
 bool store__in_tx(struct store *s);
+/*
+ * One observer of transaction ends: @fn(@arg, committed) runs after every store__tx,
+ * once it has committed or rolled back (the audit log promotes or drops its new head).
+ */
+typedef void (*store_tx_end_fn)(void *arg, bool committed);
+void store__on_tx_end(struct store *s, store_tx_end_fn fn, void *arg);
 /* Runs SQL text without parameters. */
 int store__exec(struct store *s, const char *sql);
 /* Maps a SQLite result code to a negative errno. */
@@ -85,11 +91,13 @@ void store__stmt_done(struct sqlite3_stmt *st);
 
 /*
  * WAL checkpoints run on a background thread (PASSIVE, own connection) once the WAL
- * holds STORE_CKPT_FRAMES frames (pages); past STORE_CKPT_IN_COMMIT_FRAMES (a writer
- * that never pauses) the committing connection finishes one itself.
+ * holds STORE_CKPT_FRAMES frames (pages) and the writer has paused for
+ * STORE_CKPT_IDLE_MS; past STORE_CKPT_IN_COMMIT_FRAMES (a writer that never pauses)
+ * the committing connection runs one itself.
  */
 #define STORE_CKPT_FRAMES	    4000
 #define STORE_CKPT_IN_COMMIT_FRAMES 16000
+#define STORE_CKPT_IDLE_MS	    50
 struct store_ckpt_stats {
 	uint64_t background;  /* checkpoints completed by the background thread */
 	uint64_t in_commit;   /* checkpoints run in a commit (the fallback) */
@@ -99,7 +107,8 @@ struct store_ckpt_stats {
 void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret);
 
 /*
- * nucleusd/env.c, for every backend. The environment of a `run` in a sandbox: its create request's env
+ * nucleusd/env.c, for every backend. The environment of a `run` in a sandbox: its create request's
+ * env
  * (@spec.env) with the call's @args.env on top, both checked against guest/guest.h's
  * limits (bad name or value -EINVAL, too many or too much -E2BIG). *@ret is NULL when
  * neither has one (the agent's default environment), else a new object.
@@ -109,6 +118,9 @@ int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e);
 /* ---- audit ---------------------------------------------------------------------------- */
 
 struct audit_key;
+
+/* The daemon seals the audit log this long after an entry commits (audit__seal). */
+#define ND_AUDIT_SEAL_MS 50
 
 /*
  * Loads the daemon's Ed25519 key from @dir/audit.key, generating it (mode 0600) on first
@@ -120,21 +132,46 @@ void audit__key_free(struct audit_key *k);
 void audit__key_public_hex(const struct audit_key *k, char out[65]);
 
 /*
- * Appends one entry; MUST be called inside an open store transaction (store__tx),
- * so the entry commits or rolls back with the effect it records (-EINVAL otherwise).
- * @sandbox may be NULL (daemon-wide event), @actor_uid < 0 when there is no peer.
- * @body must be a JSON object; it is stored in canonical form (sorted keys, compact).
+ * Makes @k the writer of @s's audit log: reads the chain's head and newest seal, then
+ * follows @s's transactions (store__on_tx_end) so that what it seals is the head it
+ * committed, never one read back. @unsealed (may be NULL) runs after a commit that
+ * leaves entries unsealed when none were: the daemon arms its seal timer there.
  */
-int audit__append(struct store *s, const struct audit_key *k, const char *sandbox,
-		  int64_t actor_uid, const char *kind, json_t *body, uint64_t *ret_seq);
+int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *arg), void *arg);
+
+/*
+ * Appends one entry, hash-chained (not signed: see audit__seal). MUST be called inside
+ * an open store transaction (store__tx) on the store @k is attached to, so the entry
+ * commits or rolls back with the effect it records (-EINVAL otherwise). @sandbox may be
+ * NULL (daemon-wide event), @actor_uid < 0 when there is no peer. @body must be a JSON
+ * object; it is stored in canonical form (sorted keys, compact). -EBADMSG when the log's
+ * last entry is not the head @k committed (written or removed behind its back): the
+ * writer stops rather than chain onto entries it did not write.
+ */
+int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int64_t actor_uid,
+		  const char *kind, json_t *body, uint64_t *ret_seq);
+
+/*
+ * Signs the committed head into audit_seals in a transaction of its own (not inside
+ * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed.
+ */
+int audit__seal(struct store *s, struct audit_key *k);
+/* Committed entries not sealed yet. */
+uint64_t audit__unsealed(const struct audit_key *k);
 
 struct audit_verify {
-	uint64_t entries;   /* entries checked */
-	uint64_t first_bad; /* 0 when the chain is intact, else the first bad seq */
-	char problem[96];   /* what is wrong with first_bad */
+	uint64_t entries;	 /* entries checked */
+	uint64_t seals;		 /* seals that matched the chain */
+	uint64_t sealed_through; /* seq of the newest matching seal (0: none) */
+	uint64_t first_bad;	 /* 0 when the log is intact, else the first bad seq */
+	char problem[96];	 /* what is wrong with first_bad */
 };
 
-/* Walks the whole chain. Returns 0 when it could check (see ret->first_bad). */
+/*
+ * Walks the whole chain and its seals. Returns 0 when it could check (see
+ * ret->first_bad). Entries after sealed_through are intact as a chain but not yet
+ * signed (the newest ND_AUDIT_SEAL_MS, or what a killed daemon left).
+ */
 int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret);
 
 /* Entries (of one sandbox, or all when @sandbox is NULL) with seq > @after, oldest first. */
@@ -305,7 +342,7 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 void nucleusd__free(struct nucleusd *nd);
 
 struct store *nucleusd__store(struct nucleusd *nd);
-const struct audit_key *nucleusd__key(struct nucleusd *nd);
+struct audit_key *nucleusd__key(struct nucleusd *nd);
 const struct nd_backend *nucleusd__backend(struct nucleusd *nd);
 
 /*

@@ -483,10 +483,16 @@ int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, s
 			return r;
 		sb_row__clear(&row);
 	}
+	nd__seal(nd); /* what this daemon committed is sealed before it is checked */
 	r = audit__verify(nd->store, nd->key, &v);
 	if (r < 0)
 		return nd_err__set(e, r, "internal", "cannot read the audit log");
-	*ret = json_pack("{sb sI ss}", "ok", !v.first_bad, "entries", (json_int_t)v.entries,
+	*ret = json_pack("{sb sI sI sI sI ss}", "ok", !v.first_bad, "entries",
+			 (json_int_t)v.entries, "seals", (json_int_t)v.seals, "sealed_through",
+			 (json_int_t)v.sealed_through, "unsealed",
+			 (json_int_t)(v.first_bad || v.entries < v.sealed_through
+					      ? 0
+					      : v.entries - v.sealed_through),
 			 "problem", v.problem);
 	if (*ret && v.first_bad)
 		json_object_set_new(*ret, "first_bad_seq", json_integer((json_int_t)v.first_bad));

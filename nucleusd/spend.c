@@ -84,6 +84,37 @@ void nd__budget_fini(struct nucleusd *nd)
 
 /* ---- limits ---- */
 
+/*
+ * A sandbox's limits, from a small LRU in front of budget_limits. The rows never change
+ * after the create transaction and ids are never reused, so a copy cannot go stale; it
+ * saves the tool-call gate a query (and a statement compile) per call.
+ */
+static int limits_get(struct store *s, struct nucleusd *nd, const char *id,
+		      struct budget_limits *ret)
+{
+	struct nd_limits_slot *slot = &nd->limits_cache[0];
+	int r;
+
+	for (size_t i = 0; i < ND_LIMITS_CACHE; i++) {
+		struct nd_limits_slot *c = &nd->limits_cache[i];
+
+		if (c->used && strcmp(c->id, id) == 0) {
+			c->used = ++nd->limits_clock;
+			*ret = c->lim;
+			return 0;
+		}
+		if (c->used < slot->used)
+			slot = c;
+	}
+	r = budget__limits_load(store__db(s), id, ret);
+	if (r < 0)
+		return r;
+	snprintf(slot->id, sizeof(slot->id), "%s", id);
+	slot->lim = *ret;
+	slot->used = ++nd->limits_clock;
+	return 0;
+}
+
 static const struct nd_profile *builtin_profile(struct nucleusd *nd, const char *name)
 {
 	for (size_t i = 0; name && i < nd->be->n_profiles; i++)
@@ -207,7 +238,7 @@ int nd__budget_tool_tx(struct store *s, struct nucleusd *nd, const char *id, con
 
 	*ret_refused = -1;
 	*ret_charged = 0;
-	r = budget__limits_load(store__db(s), id, &lim);
+	r = limits_get(s, nd, id, &lim);
 	if (r < 0)
 		return r;
 	for (int k = 0; k < BUDGET__N_KINDS; k++)

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Audit log: key handling, append inside transactions, tamper detection by seq. */
+/* Audit log: key handling, append inside transactions, seals, tamper detection by seq. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <criterion/criterion.h>
+#include <sodium.h>
+#include <sqlite3.h>
 
 #include "nucleusd/nucleusd.h"
 #include "tests/unit/nucleusd/helpers.h"
@@ -20,6 +22,7 @@ static void setup(void)
 	snprintf(db, sizeof(db), "%s/nucleus.db", dir);
 	cr_assert_eq(store__open(db, &s), 0);
 	cr_assert_eq(audit__key_load(dir, &k), 0);
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 }
 
 static void teardown(void)
@@ -58,6 +61,12 @@ static void append(int n)
 	cr_assert_eq(store__tx(s, append_n, &a), 0);
 }
 
+static void seal(void)
+{
+	cr_assert_eq(audit__seal(s, k), 1);
+	cr_assert_eq(audit__unsealed(k), 0);
+}
+
 static struct audit_verify verify(void)
 {
 	struct audit_verify v;
@@ -70,7 +79,9 @@ static struct audit_verify verify(void)
 static void tamper(const char *sql)
 {
 	cr_assert_eq(store__exec(s, "DROP TRIGGER IF EXISTS audit_log_no_update;"
-				    "DROP TRIGGER IF EXISTS audit_log_no_delete"),
+				    "DROP TRIGGER IF EXISTS audit_log_no_delete;"
+				    "DROP TRIGGER IF EXISTS audit_seals_no_update;"
+				    "DROP TRIGGER IF EXISTS audit_seals_no_delete"),
 		     0);
 	cr_assert_eq(store__exec(s, sql), 0, "%s", sql);
 }
@@ -102,6 +113,76 @@ Test(audit, a_readable_key_is_refused)
 	cr_assert_null(k2);
 }
 
+/*
+ * What an attacker without the key can do: recompute the chain from @from on, by the
+ * format documented in audit.c (so this also pins that format down).
+ */
+static void put64(crypto_generichash_state *h, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (unsigned char)v;
+	crypto_generichash_update(h, b, sizeof(b));
+}
+
+static void put_lp(crypto_generichash_state *h, const void *p, size_t n)
+{
+	unsigned char b[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+			      (unsigned char)(n >> 8), (unsigned char)n};
+
+	crypto_generichash_update(h, b, sizeof(b));
+	crypto_generichash_update(h, p, n);
+}
+
+static void rehash_from(uint64_t from)
+{
+	static const char tag[] = "nucleus-audit-v1";
+	unsigned char prev[32] = {0}, hash[32];
+	sqlite3_stmt *st = NULL, *up = NULL;
+	sqlite3 *conn = store__db(s);
+
+	cr_assert_eq(sqlite3_prepare_v2(conn,
+					"SELECT seq, at_us, sandbox_id, actor_uid, kind, "
+					"body, hash FROM audit_log ORDER BY seq",
+					-1, &st, NULL),
+		     SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(conn,
+					"UPDATE audit_log SET prev_hash = ?, hash = ? "
+					"WHERE seq = ?",
+					-1, &up, NULL),
+		     SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+		crypto_generichash_state h;
+
+		if (seq < from) {
+			memcpy(prev, sqlite3_column_blob(st, 6), 32);
+			continue;
+		}
+		crypto_generichash_init(&h, NULL, 0, 32);
+		crypto_generichash_update(&h, prev, 32);
+		crypto_generichash_update(&h, (const unsigned char *)tag, sizeof(tag));
+		put64(&h, seq);
+		put64(&h, (uint64_t)sqlite3_column_int64(st, 1));
+		put64(&h, sqlite3_column_type(st, 3) == SQLITE_NULL
+				  ? (uint64_t)-1
+				  : (uint64_t)sqlite3_column_int64(st, 3));
+		put_lp(&h, sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+		put_lp(&h, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+		put_lp(&h, sqlite3_column_text(st, 5), (size_t)sqlite3_column_bytes(st, 5));
+		crypto_generichash_final(&h, hash, 32);
+		sqlite3_bind_blob(up, 1, prev, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(up, 2, hash, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 3, (sqlite3_int64)seq);
+		cr_assert_eq(sqlite3_step(up), SQLITE_DONE);
+		sqlite3_reset(up);
+		memcpy(prev, hash, 32);
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+}
+
 Test(audit, append_outside_a_transaction_is_refused)
 {
 	json_t *body = json_object();
@@ -111,18 +192,28 @@ Test(audit, append_outside_a_transaction_is_refused)
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM audit_log"), "0");
 }
 
-Test(audit, an_untouched_chain_verifies)
+Test(audit, an_untouched_chain_verifies_and_seals_cover_it)
 {
 	struct audit_verify v;
 
 	v = verify();
 	cr_assert_eq(v.first_bad, 0);
 	cr_assert_eq(v.entries, 0);
+	cr_assert_eq(audit__seal(s, k), 0, "nothing to seal");
 	append(5);
+	cr_assert_eq(audit__unsealed(k), 5);
+	v = verify();
+	cr_assert_eq(v.first_bad, 0, "%s", v.problem);
+	cr_assert_eq(v.sealed_through, 0);
+	seal();
 	append(3);
+	seal();
 	v = verify();
 	cr_assert_eq(v.first_bad, 0, "%s", v.problem);
 	cr_assert_eq(v.entries, 8);
+	cr_assert_eq(v.seals, 2);
+	cr_assert_eq(v.sealed_through, 8);
+	cr_assert_str_eq(th_query(s, "SELECT group_concat(seq) FROM audit_seals"), "5,8");
 }
 
 static int append_then_fail(struct store *st, void *arg)
@@ -137,17 +228,23 @@ Test(audit, a_rolled_back_entry_leaves_no_trace)
 	struct append_arg a = {2, NULL};
 
 	append(3);
+	seal();
 	cr_assert_eq(store__tx(s, append_then_fail, &a), -ECANCELED);
+	cr_assert_eq(audit__unsealed(k), 0, "a rolled back entry is not to be sealed");
 	append(1);
+	seal();
 	cr_assert_str_eq(th_query(s, "SELECT group_concat(seq) FROM audit_log"), "1,2,3,4");
 	cr_assert_eq(verify().first_bad, 0);
 }
 
-Test(audit, the_log_is_append_only)
+Test(audit, the_log_and_its_seals_are_append_only)
 {
 	append(2);
+	seal();
 	cr_assert_lt(store__exec(s, "UPDATE audit_log SET body = '{}' WHERE seq = 1"), 0);
 	cr_assert_lt(store__exec(s, "DELETE FROM audit_log WHERE seq = 2"), 0);
+	cr_assert_lt(store__exec(s, "UPDATE audit_seals SET seq = 1"), 0);
+	cr_assert_lt(store__exec(s, "DELETE FROM audit_seals"), 0);
 	cr_assert_eq(verify().first_bad, 0);
 }
 
@@ -156,36 +253,65 @@ Test(audit, an_edited_body_is_reported_by_seq)
 	struct audit_verify v;
 
 	append(6);
+	seal();
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 4");
 	v = verify();
 	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
 }
 
-Test(audit, an_edited_actor_is_reported_by_seq)
+Test(audit, an_edited_actor_is_reported_by_seq_sealed_or_not)
 {
 	append(6);
 	tamper("UPDATE audit_log SET actor_uid = 0 WHERE seq = 2");
 	cr_assert_eq(verify().first_bad, 2);
 }
 
-Test(audit, a_rehashed_entry_fails_its_signature)
+Test(audit, a_copied_hash_breaks_the_link)
 {
 	struct audit_verify v;
 
 	append(4);
-	/* Forge the hash too (copy the link of another row): still caught. */
+	seal();
 	tamper("UPDATE audit_log SET hash = (SELECT hash FROM audit_log WHERE seq = 1) "
 	       "WHERE seq = 3");
 	v = verify();
 	cr_assert_eq(v.first_bad, 3, "%s", v.problem);
 }
 
+Test(audit, a_rewritten_chain_no_longer_matches_its_seal)
+{
+	struct audit_verify v;
+
+	append(3);
+	seal();
+	append(3);
+	seal();
+	/* Entry 5 edited and the chain recomputed from it: every link holds again. */
+	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5");
+	rehash_from(5);
+	v = verify();
+	cr_assert_eq(v.first_bad, 4, "%s", v.problem); /* after the last seal that matches */
+	cr_assert(strstr(v.problem, "seal at seq 6"), "%s", v.problem);
+	cr_assert_eq(v.sealed_through, 3);
+}
+
+Test(audit, a_chain_rehashed_without_an_edit_still_verifies)
+{
+	/* The check above fails for the edit, not for the rehash itself. */
+	append(4);
+	seal();
+	tamper("SELECT 1");
+	rehash_from(1);
+	cr_assert_eq(verify().first_bad, 0, "%s", verify().problem);
+}
+
 Test(audit, swapped_entries_are_reported_at_the_first_of_them)
 {
 	append(6);
-	tamper("UPDATE audit_log SET seq = -1 WHERE seq = 3;"
+	seal();
+	tamper("UPDATE audit_log SET seq = 100 WHERE seq = 3;"
 	       "UPDATE audit_log SET seq = 3 WHERE seq = 5;"
-	       "UPDATE audit_log SET seq = 5 WHERE seq = -1");
+	       "UPDATE audit_log SET seq = 5 WHERE seq = 100");
 	cr_assert_eq(verify().first_bad, 3);
 }
 
@@ -199,14 +325,15 @@ Test(audit, a_deleted_entry_is_reported_by_its_seq)
 	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
 }
 
-Test(audit, a_deleted_last_entry_is_reported)
+Test(audit, a_deleted_sealed_tail_is_reported)
 {
 	struct audit_verify v;
 
 	append(6);
-	tamper("DELETE FROM audit_log WHERE seq = 6");
+	seal();
+	tamper("DELETE FROM audit_log WHERE seq >= 5");
 	v = verify();
-	cr_assert_eq(v.first_bad, 6, "%s", v.problem);
+	cr_assert_eq(v.first_bad, 5, "%s", v.problem);
 }
 
 Test(audit, a_renumbered_tail_is_reported)
@@ -217,25 +344,90 @@ Test(audit, a_renumbered_tail_is_reported)
 	cr_assert_eq(verify().first_bad, 2);
 }
 
-Test(audit, entries_from_another_key_are_reported)
+Test(audit, a_seal_from_another_key_is_reported)
 {
 	struct audit_key *other = NULL;
+	struct audit_verify v;
 	char dir2[256];
 
 	append(2);
+	seal();
 	th_tmpdir(dir2, sizeof(dir2));
 	cr_assert_eq(audit__key_load(dir2, &other), 0);
+	cr_assert_eq(audit__attach(other, s, NULL, NULL), 0);
 	{
 		struct audit_key *mine = k;
 
 		k = other;
 		append(1);
+		seal();
 		k = mine;
 	}
-	append(2); /* the head is signed by the right key again: only entry 3 is foreign */
-	cr_assert_eq(verify().first_bad, 3);
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
+	append(2);
+	seal();
+	v = verify();
+	cr_assert_eq(v.first_bad, 3, "%s", v.problem); /* entries 1-2 are still attested */
+	cr_assert(strstr(v.problem, "bad signature on the seal at seq 3"), "%s", v.problem);
 	audit__key_free(other);
 	th_rmrf(dir2);
+}
+
+Test(audit, an_entry_written_behind_the_writers_back_stops_it)
+{
+	struct append_arg a = {1, NULL};
+
+	append(2);
+	seal();
+	/* A forged entry 3 with a valid link: the chain alone cannot tell. */
+	tamper("INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, "
+	       "hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
+	       "audit_log WHERE seq = 2");
+	rehash_from(3);
+	cr_assert_eq(verify().first_bad, 0);
+	cr_assert_eq(store__tx(s, append_n, &a), -EBADMSG);
+	cr_assert_eq(audit__seal(s, k), 0, "the writer seals only what it committed");
+	cr_assert_eq(verify().sealed_through, 2);
+	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM audit_log"), "3");
+}
+
+Test(audit, a_new_writer_takes_over_the_head_and_seals_what_was_left)
+{
+	struct audit_key *k2 = NULL;
+
+	append(3);
+	seal();
+	append(2); /* committed, not sealed: the daemon was killed here */
+	cr_assert_eq(audit__key_load(dir, &k2), 0);
+	cr_assert_eq(audit__attach(k2, s, NULL, NULL), 0);
+	cr_assert_eq(audit__unsealed(k2), 2);
+	audit__key_free(k);
+	k = k2;
+	append(1);
+	seal();
+	cr_assert_eq(verify().sealed_through, 6);
+	cr_assert_eq(verify().first_bad, 0);
+}
+
+static int unsealed_calls;
+
+static void count_unsealed(void *arg)
+{
+	(void)arg;
+	unsealed_calls++;
+}
+
+Test(audit, the_writer_hears_once_when_entries_become_unsealed)
+{
+	unsealed_calls = 0;
+	cr_assert_eq(audit__attach(k, s, count_unsealed, NULL), 0);
+	append(2);
+	append(1);
+	cr_assert_eq(unsealed_calls, 1);
+	seal();
+	append(1);
+	cr_assert_eq(unsealed_calls, 2);
+	cr_assert_eq(audit__seal(s, k), 1);
 }
 
 Test(audit, list_filters_by_sandbox_and_seq)
@@ -255,4 +447,56 @@ Test(audit, list_filters_by_sandbox_and_seq)
 	cr_assert_eq(json_array_size(arr), 2);
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(arr, 1), "seq")), 4);
 	json_decref(arr);
+}
+
+/* A version 2 log (per-entry signatures, signed head row) keeps verifying after migration 3. */
+Test(audit, migration_3_turns_the_signed_head_into_the_first_seal)
+{
+	struct store *old = NULL;
+	struct audit_verify v;
+	char path[400], sql[1024];
+
+	append(3);
+	seal();
+	snprintf(path, sizeof(path), "%s/old.db", dir);
+	cr_assert_eq(store__open_with(path, store__migrations, 2, &old), 0);
+	snprintf(
+		sql, sizeof(sql),
+		"ATTACH '%s' AS cur;"
+		"INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, "
+		"hash, sig) SELECT seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, hash, "
+		"zeroblob(64) FROM cur.audit_log;"
+		"INSERT INTO audit_head(id, seq, hash, sig) SELECT 1, seq, hash, sig FROM "
+		"cur.audit_seals;"
+		"DETACH cur",
+		db);
+	cr_assert_eq(store__exec(old, sql), 0);
+	store__free(old);
+	old = NULL;
+
+	cr_assert_eq(store__open(path, &old), 0);
+	cr_assert_eq(store__version(old), (int)store__n_migrations);
+	cr_assert_str_eq(th_query(old, "SELECT count(*) FROM sqlite_master WHERE name = "
+				       "'audit_head'"),
+			 "0");
+	cr_assert_str_eq(th_query(old, "SELECT group_concat(seq) FROM audit_seals"), "3");
+	cr_assert_eq(audit__verify(old, k, &v), 0);
+	cr_assert_eq(v.first_bad, 0, "%s", v.problem);
+	cr_assert_eq(v.entries, 3);
+	cr_assert_eq(v.sealed_through, 3);
+	cr_assert_lt(store__exec(old, "UPDATE audit_log SET kind = 'x' WHERE seq = 1"), 0);
+	cr_assert_lt(store__exec(old, "DELETE FROM audit_seals"), 0);
+	/* The migrated log goes on: the writer takes over its head. */
+	cr_assert_eq(audit__attach(k, old, NULL, NULL), 0);
+	{
+		struct store *mine = s;
+
+		s = old;
+		append(2);
+		seal();
+		cr_assert_eq(verify().sealed_through, 5);
+		s = mine;
+	}
+	store__free(old);
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 }
