@@ -4,7 +4,11 @@
  *
  *  fake  for tests and `nucleusd --fake-backend`: no VMs at all. Completions come
  *        from the event loop (like the real backend's), boot_ms is the time until
- *        then. Policy: {"deny": [tools], "ask": [tools]}, everything else allowed.
+ *        then. Policy: {"deny": [tools], "ask": [tools]}, everything else allowed
+ *        (a "fake" policy: an object with no other keys). Any other policy is a real
+ *        one: decided by the policy engine exactly as the vmm backend does (decide.c,
+ *        no approver keys), and the engine's operations the fake has no tool for
+ *        (read_file, web_fetch, ...) complete like echo with {fake, op, args}.
  *        Tools: echo (returns its args), slow (echo after args.ms, at most 10 s),
  *        fail (fails), hang (never completes),
  *        crash (the "VMM" dies: the sandbox becomes failed),
@@ -16,7 +20,8 @@
  *        "VMM" process (a child of the daemon spinning on one CPU; its pid is the
  *        sandbox's vmm_pid, pause/resume are SIGSTOP/SIGCONT, stop kills it) so the
  *        budget meter has something to measure. Profile "fake-budget" carries
- *        default budget limits (tokens 1000, usd 1.00).
+ *        default budget limits (tokens 1000, usd 1.00). The policy engine's built-in
+ *        profiles (codegen, ...) are registered under their own names too.
  *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
  *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
  */
@@ -31,7 +36,8 @@
 #include <unistd.h>
 #include <event2/event.h>
 
-#include "nucleusd/nucleusd.h"
+#include "nucleusd/nucleusd-internal.h"
+#include "policy/policy.h"
 
 struct fake_vm {
 	struct fake_vm *next;
@@ -65,7 +71,9 @@ struct fake {
 	struct event_base *base;
 	struct nucleusd *nd;
 	struct fake_vm *vms;
-	struct fake_call *calls; /* scheduled or hanging */
+	struct fake_call *calls;     /* scheduled or hanging */
+	struct nd_profile *profiles; /* fake_profiles + the engine's built-ins (strings static) */
+	size_t n_profiles;
 };
 
 static const struct nd_profile fake_profiles[] = {
@@ -290,6 +298,22 @@ static int fake_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err
 			   "fake backend cannot re-adopt: its VMs lived in the old process");
 }
 
+/* A fake policy: an object whose keys are only "deny" and "ask"; anything else is real. */
+static bool is_fake_policy(json_t *policy)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(policy))
+		return false;
+	json_object_foreach(policy, key, v)
+	{
+		if (strcmp(key, "deny") && strcmp(key, "ask"))
+			return false;
+	}
+	return true;
+}
+
 static bool listed(json_t *policy, const char *key, const char *tool)
 {
 	size_t i;
@@ -308,6 +332,8 @@ static int fake_decide(void *ctx, const struct nd_sandbox_info *sb, const char *
 {
 	struct nd_decision d = {ND_ALLOW, "fake_allow", "allowed by the fake policy"};
 
+	if (!is_fake_policy(sb->policy)) /* the real engine; no approver keys here */
+		return nd_policy__decide(NULL, 0, sb, tool, args, ret, e);
 	if (listed(sb->policy, "deny", tool)) {
 		d.verdict = ND_DENY;
 		snprintf(d.reason, sizeof(d.reason), "fake_deny_list");
@@ -343,10 +369,13 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 	struct fake_call *c;
 	bool hang = strcmp(tool, "hang") == 0, slow = strcmp(tool, "slow") == 0;
 	json_int_t ms = slow ? json_integer_value(json_object_get(args, "ms")) : 0;
+	/* An operation of the policy engine on a real-policy sandbox: answered, no work. */
+	bool op = !is_fake_policy(sb->policy) && policy__op_from_name(tool) >= 0;
 
 	if (strcmp(tool, "run") == 0)
 		return run_start(f, sb, args, NULL, done, token, e);
-	if (strcmp(tool, "echo") && strcmp(tool, "fail") && !hang && !slow && strcmp(tool, "crash"))
+	if (strcmp(tool, "echo") && strcmp(tool, "fail") && !hang && !slow &&
+	    strcmp(tool, "crash") && !op)
 		return nd_err__set(e, -ENOENT, "unknown_tool", "no tool '%s'", tool);
 	if (!v || v->paused)
 		return nd_err__set(e, -EHOSTDOWN, "backend_error", "fake VM %s is not running",
@@ -358,6 +387,9 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 	c->token = token;
 	if (strcmp(tool, "echo") == 0 || slow) {
 		c->result = json_pack("{sO}", "echo", args ? args : json_null());
+	} else if (op) {
+		c->result = json_pack("{sb ss sO}", "fake", 1, "op", tool, "args",
+				      args ? args : json_null());
 	} else if (strcmp(tool, "fail") == 0) {
 		c->err = -EIO;
 		snprintf(c->reason, sizeof(c->reason), "the fake tool failed");
@@ -532,11 +564,10 @@ static int fake_policy_check(void *ctx, json_t *policy, struct nd_err *e)
 	const char *key;
 	json_t *v;
 
+	if (!is_fake_policy(policy))
+		return nd_policy__check(policy, e);
 	json_object_foreach(policy, key, v)
 	{
-		if (strcmp(key, "deny") && strcmp(key, "ask"))
-			return nd_err__set(e, -EINVAL, "invalid_policy",
-					   "fake policy: unknown key '%s'", key);
 		if (!json_is_array(v))
 			return nd_err__set(e, -EINVAL, "invalid_policy",
 					   "fake policy: '%s' must be an array", key);
@@ -554,19 +585,58 @@ static void fake_free(void *ctx)
 		call_unlink(f->calls); /* completions are dropped: the daemon is going away */
 	while (f->vms)
 		vm_remove(f, f->vms->id);
+	free(f->profiles);
 	free(f);
+}
+
+/* fake_profiles, then the policy engine's built-in profiles not named like one of them. */
+static int fake_load_profiles(struct fake *f)
+{
+	const size_t n_fake = sizeof(fake_profiles) / sizeof(fake_profiles[0]);
+	const char *const *names = policy__builtin_names();
+	size_t n = 0;
+
+	while (names[n])
+		n++;
+	f->profiles = calloc(n_fake + n, sizeof(*f->profiles));
+	if (!f->profiles)
+		return -ENOMEM;
+	memcpy(f->profiles, fake_profiles, sizeof(fake_profiles));
+	f->n_profiles = n_fake;
+	for (size_t i = 0; i < n; i++) {
+		bool taken = false;
+
+		for (size_t k = 0; k < n_fake; k++)
+			taken = taken || strcmp(fake_profiles[k].name, names[i]) == 0;
+		if (taken)
+			continue;
+		f->profiles[f->n_profiles].name = names[i];
+		f->profiles[f->n_profiles].body = policy__builtin_json(names[i]);
+		if (!f->profiles[f->n_profiles].body)
+			return -ENOENT;
+		f->n_profiles++;
+	}
+	return 0;
 }
 
 int nd_fake_backend__new(struct nd_backend **ret)
 {
 	struct nd_backend *be = calloc(1, sizeof(*be));
+	struct fake *f;
+	int r;
 
 	if (!be)
 		return -ENOMEM;
-	be->ctx = calloc(1, sizeof(struct fake));
-	if (!be->ctx) {
+	be->ctx = f = calloc(1, sizeof(struct fake));
+	if (!f) {
 		free(be);
 		return -ENOMEM;
+	}
+	r = fake_load_profiles(f);
+	if (r < 0) {
+		fake_free(f);
+		free(be);
+		return r;
 	}
 	be->name = "fake";
 	be->real = false;
@@ -582,8 +652,8 @@ int nd_fake_backend__new(struct nd_backend **ret)
 	be->stream_resume = fake_stream_resume;
 	be->policy_check = fake_policy_check;
 	be->free = fake_free;
-	be->profiles = fake_profiles;
-	be->n_profiles = sizeof(fake_profiles) / sizeof(fake_profiles[0]);
+	be->profiles = f->profiles;
+	be->n_profiles = f->n_profiles;
 	*ret = be;
 	return 0;
 }

@@ -30,8 +30,8 @@
 #include "api/api.h"
 
 /* The measured call: a trivial call that the sandbox's policy allows. */
-#define BENCH_PROFILE "default"
-#define BENCH_TOOL    "echo"
+#define BENCH_PROFILE "permissive-local"
+#define BENCH_TOOL    "read_file"
 static const char bench_body[] = "{\"args\":{\"path\":\"/workspace/README.md\"}}";
 
 struct stats {

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The fake backend with real policies: a real nucleusd (--fake-backend) whose sandboxes
+ * carry a profile of the policy engine (codegen, research-web, ...) or an inline engine
+ * policy are decided by the engine itself (nucleusd/decide.c, the vmm backend's path):
+ * the engine's reasons, its trace in the audit log, its session state across calls.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "policy/policy.h"
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+static struct thd d;
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	thd_start(&d);
+}
+
+static void teardown(void)
+{
+	thd_cleanup(&d);
+}
+
+TestSuite(realgate, .init = setup, .fini = teardown, .timeout = 300);
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "(none)";
+}
+
+static const char *sb_create(const char *profile)
+{
+	char body[160];
+
+	snprintf(body, sizeof(body), "{\"profile\": \"%s\", \"vcpus\": 1, \"memory_mib\": 128}",
+		 profile);
+	return thd_create(&d, body);
+}
+
+/* POST tools/@tool {"args": @args}; asserts @status and, unless NULL, the reason. */
+static json_t *call(const char *id, const char *tool, const char *args, int status,
+		    const char *reason)
+{
+	char path[160], *body;
+	struct api_response r;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/%s", id, tool);
+	cr_assert_gt(asprintf(&body, "{\"args\": %s}", args), 0);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, status, "%s %s: %d %s", tool, args, r.status, r.body);
+	if (reason)
+		cr_assert_str_eq(jstr(r.json, "reason"), reason, "%s %s: %s", tool, args, r.body);
+	o = json_incref(r.json);
+	api_response__clear(&r);
+	return o;
+}
+
+/* The body of the sandbox's last tool.decision audit entry (a new reference). */
+static json_t *last_decision(const char *id)
+{
+	char path[160];
+	struct api_response r;
+	json_t *e, *body = NULL;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	json_array_foreach(r.json, i, e)
+	{
+		if (strcmp(jstr(e, "kind"), "tool.decision") == 0)
+			body = json_object_get(e, "body");
+	}
+	cr_assert_not_null(body, "no tool.decision in %s", r.body);
+	json_incref(body);
+	api_response__clear(&r);
+	return body;
+}
+
+static bool has_leg(json_t *legs, const char *leg)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(legs, i, v)
+	{
+		if (strcmp(json_string_value(v), leg) == 0)
+			return true;
+	}
+	return false;
+}
+
+Test(realgate, codegen_read_file_is_decided_by_the_engine)
+{
+	char id[32];
+	json_t *o, *b;
+
+	snprintf(id, sizeof(id), "%s", sb_create("codegen"));
+	o = call(id, "read_file", "{\"path\": \"/workspace/src/main.c\"}", 200, NULL);
+	cr_assert_str_eq(jstr(o, "verdict"), "allow");
+	/* The fake completes the engine's operation with no work, saying so. */
+	cr_assert(json_is_true(json_object_get(json_object_get(o, "result"), "fake")));
+	cr_assert_str_eq(jstr(json_object_get(o, "result"), "op"), "read_file");
+	json_decref(o);
+	b = last_decision(id);
+	cr_assert_str_eq(jstr(b, "reason"), "ALLOWED", "%s", json_dumps(b, 0));
+	cr_assert_str_neq(jstr(b, "reason"), "fake_allow");
+	cr_assert_str_eq(jstr(json_object_get(b, "trace"), "op"), "read_file");
+	cr_assert(has_leg(json_object_get(json_object_get(b, "trace"), "legs_after"), "private"));
+	json_decref(b);
+
+	/* Outside the workspace, and a secret inside it: the engine's deny reasons. */
+	o = call(id, "read_file", "{\"path\": \"/etc/passwd\"}", 403, "PATH_NOT_ALLOWED");
+	cr_assert_str_eq(jstr(o, "verdict"), "deny");
+	json_decref(o);
+	b = last_decision(id);
+	cr_assert_str_eq(jstr(b, "reason"), "PATH_NOT_ALLOWED");
+	cr_assert_str_eq(jstr(b, "verdict"), "deny");
+	json_decref(b);
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/.env\"}", 403, "PATH_DENIED"));
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/../etc\"}", 403,
+			 "PATH_NOT_CANONICAL"));
+	/* codegen asks before a push; no web access at all. */
+	o = call(id, "git_push",
+		 "{\"remote\": \"https://github.com/a/b\", \"ref\": \"refs/heads/agent/x\"}", 403,
+		 "OP_ASK");
+	cr_assert_str_eq(jstr(o, "verdict"), "ask");
+	cr_assert_eq(strlen(jstr(json_object_get(o, "approval_request"), "nonce")), 32);
+	json_decref(o);
+	json_decref(call(id, "web_fetch", "{\"url\": \"https://example.com/\"}", 403, "OP_DENIED"));
+	/* A plain command it allows runs like the fake's run; the fake's own tools are gone. */
+	o = call(id, "run", "{\"argv\": [\"make\", \"all\"]}", 200, NULL);
+	cr_assert_str_eq(jstr(json_object_get(o, "result"), "stdout"), "all\n");
+	json_decref(o);
+	json_decref(call(id, "run", "{\"argv\": [\"curl\", \"x\"]}", 403, "CMD_NOT_ALLOWED"));
+	json_decref(call(id, "echo", "{}", 404, NULL));
+	thd_finish(&d);
+}
+
+/* research-web reaches each leg, never all three: the session remembers the earlier call. */
+Test(realgate, the_session_state_carries_over_between_calls)
+{
+	static const char post[] =
+		"{\"url\": \"https://example.com/submit\", \"method\": \"POST\", \"body\": \"hi\"}";
+	char a[32], b[32];
+	json_t *o, *t;
+
+	snprintf(a, sizeof(a), "%s", sb_create("research-web"));
+	snprintf(b, sizeof(b), "%s", sb_create("research-web"));
+	/* On a fresh session, the POST alone is fine (untrusted + exfil). */
+	json_decref(call(b, "web_fetch", post, 200, NULL));
+	o = last_decision(b);
+	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
+	json_decref(o);
+	/* Reading a note (private) is fine too... */
+	json_decref(call(a, "read_file", "{\"path\": \"/workspace/notes/todo.md\"}", 200, NULL));
+	/* ...but after it the same POST would complete the three legs. */
+	o = call(a, "web_fetch", post, 403, "UNINHABITABLE");
+	cr_assert_str_eq(jstr(o, "verdict"), "deny");
+	json_decref(o);
+	o = last_decision(a);
+	t = json_object_get(o, "trace");
+	cr_assert_eq(json_integer_value(json_object_get(t, "seq")), 2, "%s", json_dumps(o, 0));
+	cr_assert(has_leg(json_object_get(t, "legs_before"), "private"));
+	json_decref(o);
+	/* And the other way round: after the POST, reading a note is refused. */
+	json_decref(call(b, "read_file", "{\"path\": \"/workspace/notes/todo.md\"}", 403,
+			 "UNINHABITABLE"));
+	/* The committed session state is the engine's. */
+	{
+		char sql[160];
+		json_t *st;
+
+		snprintf(sql, sizeof(sql), "SELECT state FROM sessions WHERE sandbox_id = '%s'", a);
+		st = json_loads(th_query_file(d.db, sql), 0, NULL);
+		cr_assert_not_null(st);
+		cr_assert_eq(json_integer_value(json_object_get(st, "version")), 1);
+		cr_assert(has_leg(json_object_get(st, "legs"), "private"));
+		json_decref(st);
+	}
+	thd_finish(&d);
+}
+
+Test(realgate, every_builtin_profile_is_registered_and_the_fake_ones_stay_fake)
+{
+	const char *const *names = policy__builtin_names();
+	char id[32];
+	json_t *o;
+
+	cr_assert_not_null(names[0]);
+	for (size_t i = 0; names[i]; i++)
+		cr_assert_not_null(sb_create(names[i]), "%s", names[i]);
+	/* The gate benchmark's call (no call budget in permissive-local). */
+	snprintf(id, sizeof(id), "%s", sb_create("permissive-local"));
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/README.md\"}", 200, NULL));
+	o = last_decision(id);
+	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
+	json_decref(o);
+	snprintf(id, sizeof(id), "%s", sb_create("default"));
+	json_decref(call(id, "echo", "{}", 200, NULL));
+	o = last_decision(id);
+	cr_assert_str_eq(jstr(o, "reason"), "fake_allow");
+	json_decref(o);
+	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
+	json_decref(call(id, "write_file", "{\"path\": \"/x\"}", 403, "fake_deny_list"));
+	thd_finish(&d);
+}
+
+Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_nothing)
+{
+	static const char *const bad[][2] = {
+		{"{\"levels\": {\"read_file\": \"sometimes\"}}", "$.levels.read_file"},
+		{"{\"levelz\": {}}", "$.levelz"},
+		{"{\"paths\": {\"read\": [\"relative/**\"]}}", "$.paths.read"},
+		/* not only deny/ask: a real policy, where "deny" is no key */
+		{"{\"deny\": [], \"levels\": {}}", "$.deny"},
+		{"{\"deny\": 5}", "fake policy"},
+	};
+	const char *text = policy__builtin_json("research-web");
+	char *body, *before, *after, id[32], path[160];
+	struct api_response r;
+	json_t *o;
+
+	cr_assert_not_null(text);
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}", text),
+		     0);
+	snprintf(id, sizeof(id), "%s", thd_create(&d, body));
+	free(body);
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/notes/a\"}", 200, NULL));
+	o = last_decision(id);
+	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
+	json_decref(o);
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/src/a.c\"}", 403,
+			 "PATH_NOT_ALLOWED"));
+
+	before = th_dump(d.db);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
+				      bad[i][0]),
+			     0);
+		r = thd_call(&d, "POST", "/v1/sandboxes", body);
+		free(body);
+		cr_assert_eq(r.status, 400, "case %zu: %d %s", i, r.status, r.body);
+		cr_assert_str_eq(jstr(r.json, "error"), "invalid_policy", "case %zu: %s", i,
+				 r.body);
+		cr_assert_not_null(strstr(jstr(r.json, "message"), bad[i][1]),
+				   "case %zu: message does not name '%s': %s", i, bad[i][1],
+				   r.body);
+		api_response__clear(&r);
+	}
+	after = th_dump(d.db);
+	cr_assert_str_eq(before, after, "a rejected create changed the database");
+	free(before);
+	free(after);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
