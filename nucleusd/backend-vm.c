@@ -120,6 +120,7 @@ struct vmb {
 	size_t n_profiles;
 	uint8_t (*keys)[32]; /* approver keys pinned in new sessions */
 	size_t n_keys;
+	struct nd_session_cache *sessions;
 };
 
 /* ---- small helpers ---- */
@@ -877,7 +878,8 @@ static int vmb_decide(void *ctx, const struct nd_sandbox_info *sb, const char *t
 {
 	struct vmb *b = ctx;
 
-	return nd_policy__decide((const uint8_t(*)[32])b->keys, b->n_keys, sb, tool, args, ret, e);
+	return nd_policy__decide(b->sessions, (const uint8_t(*)[32])b->keys, b->n_keys, sb, tool,
+				 args, ret, e);
 }
 
 static int vmb_policy_check(void *ctx, json_t *policy, struct nd_err *e)
@@ -1450,6 +1452,7 @@ static void vmb_free(void *ctx)
 		free((char *)b->profiles[i].name);
 	free(b->profiles);
 	free(b->keys);
+	nd_session_cache__free(b->sessions);
 	free(b);
 }
 
@@ -1523,7 +1526,9 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	}
 	/* The worker writes one pointer at a time: blocking is fine for it. */
 	fcntl(b->pipe[1], F_SETFL, 0);
-	r = load_profiles(b);
+	r = nd_session_cache__new(&b->sessions);
+	if (r == 0)
+		r = load_profiles(b);
 	snprintf(dir, sizeof(dir), "%s/vms", b->data_dir);
 	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		r = -errno;

@@ -162,6 +162,7 @@ void nucleusd__free(struct nucleusd *nd)
 		event_free(nd->seal_ev);
 	store__free(nd->store);
 	audit__key_free(nd->key);
+	nd__json_cache_free(nd);
 	free(nd);
 }
 

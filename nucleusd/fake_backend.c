@@ -74,6 +74,7 @@ struct fake {
 	struct fake_call *calls;     /* scheduled or hanging */
 	struct nd_profile *profiles; /* fake_profiles + the engine's built-ins (strings static) */
 	size_t n_profiles;
+	struct nd_session_cache *sessions;
 };
 
 static const struct nd_profile fake_profiles[] = {
@@ -333,7 +334,8 @@ static int fake_decide(void *ctx, const struct nd_sandbox_info *sb, const char *
 	struct nd_decision d = {ND_ALLOW, "fake_allow", "allowed by the fake policy"};
 
 	if (!is_fake_policy(sb->policy)) /* the real engine; no approver keys here */
-		return nd_policy__decide(NULL, 0, sb, tool, args, ret, e);
+		return nd_policy__decide(((struct fake *)ctx)->sessions, NULL, 0, sb, tool, args,
+					 ret, e);
 	if (listed(sb->policy, "deny", tool)) {
 		d.verdict = ND_DENY;
 		snprintf(d.reason, sizeof(d.reason), "fake_deny_list");
@@ -586,6 +588,7 @@ static void fake_free(void *ctx)
 	while (f->vms)
 		vm_remove(f, f->vms->id);
 	free(f->profiles);
+	nd_session_cache__free(f->sessions);
 	free(f);
 }
 
@@ -632,7 +635,9 @@ int nd_fake_backend__new(struct nd_backend **ret)
 		free(be);
 		return -ENOMEM;
 	}
-	r = fake_load_profiles(f);
+	r = nd_session_cache__new(&f->sessions);
+	if (r == 0)
+		r = fake_load_profiles(f);
 	if (r < 0) {
 		fake_free(f);
 		free(be);

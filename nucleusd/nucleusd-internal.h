@@ -19,6 +19,7 @@ enum {
 
 /* Sandboxes whose budget limits nucleusd keeps at hand (spend.c). */
 #define ND_LIMITS_CACHE 64
+#define ND_JSON_CACHE	64
 
 /* Upper bounds (ms) of the boot latency histogram buckets; +Inf is implied. */
 #define ND_BOOT_BUCKETS 10
@@ -67,6 +68,13 @@ struct nucleusd {
 		uint64_t used; /* 0: empty */
 	} limits_cache[ND_LIMITS_CACHE];
 	uint64_t limits_clock;
+	/* Parsed policy and spec of recently used sandboxes (sandbox.c); never modified. */
+	struct nd_json_slot {
+		char id[20];
+		json_t *policy, *spec;
+		uint64_t used; /* 0: empty */
+	} json_cache[ND_JSON_CACHE];
+	uint64_t json_clock;
 };
 
 struct sb_row {
@@ -109,6 +117,8 @@ void nd_op__free(struct nd_op *op);
 
 /* Boots left over from before a restart: adopt or fail each (daemon.c). */
 int nd__recover(struct nucleusd *nd);
+/* Drops the parsed policy/spec cache of sb_row__load (sandbox.c). */
+void nd__json_cache_free(struct nucleusd *nd);
 /* Seals the audit log now (daemon.c); a failure is counted and retried by the timer. */
 void nd__seal(struct nucleusd *nd);
 
@@ -162,14 +172,20 @@ int nd__budget_metrics(struct nucleusd *nd, FILE *f);
 
 /* ---- the policy engine's per-call decision path (decide.c), for both backends ---- */
 
+/* Parsed policy sessions keyed by the state text they were serialized to (per backend). */
+struct nd_session_cache;
+int nd_session_cache__new(struct nd_session_cache **ret);
+void nd_session_cache__free(struct nd_session_cache *c);
+
 /*
  * One decision of @sb's policy session for @tool(@args): the engine's verdict, reason,
  * explanation, trace and new session state (nd_decision). @approver_keys (@n_keys) are
- * pinned into a new session. -ENOENT: not an operation of the engine.
+ * pinned into a new session. @cache may be NULL (every call parses the state).
+ * -ENOENT: not an operation of the engine.
  */
-int nd_policy__decide(const uint8_t (*approver_keys)[32], size_t n_keys,
-		      const struct nd_sandbox_info *sb, const char *tool, json_t *args,
-		      struct nd_decision *ret, struct nd_err *e);
+int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_keys)[32],
+		      size_t n_keys, const struct nd_sandbox_info *sb, const char *tool,
+		      json_t *args, struct nd_decision *ret, struct nd_err *e);
 /* Checks a policy (profile JSON) for the engine; -EINVAL with invalid_policy. */
 int nd_policy__check(json_t *policy, struct nd_err *e);
 

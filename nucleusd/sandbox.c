@@ -70,15 +70,56 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 	" FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND ss.closed_us IS "     \
 	"NULL"
 
-static int row_read(sqlite3_stmt *st, struct sb_row *r)
+/*
+ * A sandbox's policy and spec, parsed: from a small LRU keyed by id, since both columns
+ * are written once by the create transaction and ids are never reused. Saves parsing
+ * a few KiB of JSON on every call; the objects are shared (refcounted), never modified.
+ */
+static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
+{
+	struct nd_json_slot *slot = &nd->json_cache[0];
+
+	for (size_t i = 0; nd && i < ND_JSON_CACHE; i++) {
+		struct nd_json_slot *c = &nd->json_cache[i];
+
+		if (c->used && strcmp(c->id, r->id) == 0) {
+			c->used = ++nd->json_clock;
+			r->policy = json_incref(c->policy);
+			r->spec = json_incref(c->spec);
+			return;
+		}
+		if (c->used < slot->used)
+			slot = c;
+	}
+	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
+	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	if (!nd || !r->policy || !r->spec)
+		return;
+	json_decref(slot->policy);
+	json_decref(slot->spec);
+	memcpy(slot->id, r->id, sizeof(slot->id));
+	slot->policy = json_incref(r->policy);
+	slot->spec = json_incref(r->spec);
+	slot->used = ++nd->json_clock;
+}
+
+void nd__json_cache_free(struct nucleusd *nd)
+{
+	for (size_t i = 0; i < ND_JSON_CACHE; i++) {
+		json_decref(nd->json_cache[i].policy);
+		json_decref(nd->json_cache[i].spec);
+		memset(&nd->json_cache[i], 0, sizeof(nd->json_cache[i]));
+	}
+}
+
+static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 {
 	memset(r, 0, sizeof(*r));
 	snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 0));
 	r->name = col_strdup(st, 1);
 	snprintf(r->state, sizeof(r->state), "%s", (const char *)sqlite3_column_text(st, 2));
 	r->profile = col_strdup(st, 3);
-	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
-	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	row_json(nd, st, r);
 	r->vcpus = (unsigned)sqlite3_column_int(st, 6);
 	r->memory_mib = (unsigned)sqlite3_column_int(st, 7);
 	r->boot_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
@@ -113,7 +154,7 @@ int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct 
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		ret = row_read(st, r);
+		ret = row_read(nd, st, r);
 	else if (rc == SQLITE_DONE)
 		ret = nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
 	else
@@ -433,7 +474,7 @@ int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct sb_row row;
 
-		r = row_read(st, &row);
+		r = row_read(nd, st, &row);
 		if (r < 0)
 			goto fail;
 		r = json_array_append_new(arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;

@@ -224,5 +224,8 @@ void policy__call_free(struct policy_call_owned *c);
 /* Human explanation of a decision, and the trace record as JSON. */
 int policy__explain(const struct policy_decision *d, char *buf, size_t len);
 int policy__trace_to_json(const struct policy_trace *t, char **ret);
+/* The same record as a jansson object (new reference; NULL on a bad record or OOM). */
+struct json_t;
+struct json_t *policy__trace_json(const struct policy_trace *t);
 
 #endif

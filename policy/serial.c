@@ -436,6 +436,23 @@ const struct policy_call *policy__call_get(const struct policy_call_owned *c)
 
 static const char *const event_names[] = {"call", "narrow", "widen"};
 
+json_t *policy__trace_json(const struct policy_trace *t)
+{
+	if (!t || t->event > POLICY_EV_WIDEN || t->reason >= POLICY_R_COUNT ||
+	    t->verdict > POLICY_ALLOW || t->op >= POLICY_OP_COUNT)
+		return NULL;
+	return json_pack(
+		"{s:I, s:I, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "seq",
+		(json_int_t)t->seq, "time", (json_int_t)t->time, "event", event_names[t->event],
+		"op", t->event == POLICY_EV_CALL ? policy__op_name(t->op) : NULL, "verdict",
+		policy__level_name(t->verdict), "reason", policy__reason_name(t->reason),
+		"legs_before", legs_json(t->legs_before), "legs_after", legs_json(t->legs_after),
+		"call_legs", legs_json(t->call_legs), "quarantined", t->quarantined, "args_digest",
+		hex_json(t->args_digest, POLICY_DIGEST_LEN), "envelope_before",
+		hex_json(t->envelope_before, POLICY_DIGEST_LEN), "envelope_after",
+		hex_json(t->envelope_after, POLICY_DIGEST_LEN));
+}
+
 int policy__trace_to_json(const struct policy_trace *t, char **ret)
 {
 	json_t *j;
@@ -444,16 +461,7 @@ int policy__trace_to_json(const struct policy_trace *t, char **ret)
 	if (!t || t->event > POLICY_EV_WIDEN || t->reason >= POLICY_R_COUNT ||
 	    t->verdict > POLICY_ALLOW || t->op >= POLICY_OP_COUNT)
 		return -EINVAL;
-	j = json_pack("{s:I, s:I, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "seq",
-		      (json_int_t)t->seq, "time", (json_int_t)t->time, "event",
-		      event_names[t->event], "op",
-		      t->event == POLICY_EV_CALL ? policy__op_name(t->op) : NULL, "verdict",
-		      policy__level_name(t->verdict), "reason", policy__reason_name(t->reason),
-		      "legs_before", legs_json(t->legs_before), "legs_after",
-		      legs_json(t->legs_after), "call_legs", legs_json(t->call_legs), "quarantined",
-		      t->quarantined, "args_digest", hex_json(t->args_digest, POLICY_DIGEST_LEN),
-		      "envelope_before", hex_json(t->envelope_before, POLICY_DIGEST_LEN),
-		      "envelope_after", hex_json(t->envelope_after, POLICY_DIGEST_LEN));
+	j = policy__trace_json(t);
 	if (!j)
 		return -ENOMEM;
 	s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
