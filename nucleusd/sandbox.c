@@ -139,30 +139,46 @@ static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 	return 0;
 }
 
-/* Finds a sandbox by id, else by name (the live one, else the newest). */
-int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+/* Steps @sql (?1 = @ref) for one row; 1 found, 0 none, or -errno. */
+static int row_query(struct nucleusd *nd, const char *sql, const char *ref, struct sb_row *r)
 {
-	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1 OR s.name = ?1 "
-				  "ORDER BY s.id = ?1 DESC, s.state NOT IN ('stopped', 'failed') "
-				  "DESC, s.created_us DESC LIMIT 1";
 	sqlite3_stmt *st = NULL;
 	int rc, ret;
 
 	ret = store__stmt(nd->store, sql, &st);
 	if (ret < 0)
-		return nd_err__set(e, ret, "internal", "database error");
+		return ret;
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		ret = row_read(nd, st, r);
-	else if (rc == SQLITE_DONE)
-		ret = nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
+		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
 	else
-		ret = store__errno(rc);
+		ret = rc == SQLITE_DONE ? 0 : store__errno(rc);
 	store__stmt_done(st);
-	if (ret < 0 && e && !e->code[0])
-		nd_err__set(e, ret, "internal", "cannot read sandbox");
 	return ret;
+}
+
+/*
+ * Finds a sandbox by id, else by name (the live one, else the newest). Two indexed
+ * lookups (primary key, then sandboxes_name): one query with "id = ? OR name = ?"
+ * scanned every sandbox ever made, on every call.
+ */
+int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+{
+	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1";
+	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 "
+				      "ORDER BY s.state NOT IN ('stopped', 'failed') DESC, "
+				      "s.created_us DESC LIMIT 1";
+	int ret;
+
+	ret = row_query(nd, by_id, ref, r);
+	if (ret == 0)
+		ret = row_query(nd, by_name, ref, r);
+	if (ret == 0)
+		return nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
+	if (ret < 0)
+		return nd_err__set(e, ret, "internal", "cannot read sandbox");
+	return 0;
 }
 
 json_t *sb_row__json(const struct sb_row *r)

@@ -258,10 +258,18 @@ static const char migration_3[] =
 	"CREATE TRIGGER audit_seals_no_delete BEFORE DELETE ON audit_seals"
 	"  BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END;";
 
+/*
+ * Migration 4: sandboxes by name. A name lookup (nucleusctl show NAME, every API path
+ * that takes a name) scanned the table, which keeps every sandbox ever made.
+ */
+static const char migration_4[] =
+	"CREATE INDEX sandboxes_name ON sandboxes(name, created_us) WHERE name IS NOT NULL;";
+
 const char *const store__migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
+	migration_4,
 };
 const size_t store__n_migrations = sizeof(store__migrations) / sizeof(store__migrations[0]);
 

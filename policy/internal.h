@@ -144,6 +144,7 @@ struct policy_session {
 	uint8_t id[POLICY_SESSION_ID_LEN];
 	struct policy *env;
 	uint8_t env_digest[POLICY_DIGEST_LEN];
+	char *env_text; /* policy__json(env, true) as compact sorted text; NULL: not made yet */
 	unsigned legs;
 	bool quarantined;
 	uint64_t seq;
@@ -158,6 +159,8 @@ struct policy_session {
 enum policy_reason approval__check(struct policy_session *s, const struct policy_call *call,
 				   const uint8_t digest[POLICY_DIGEST_LEN], int64_t now);
 int session__quarantine(struct policy_session *s);
+/* Makes @p (owned) the session's envelope: digest, and drops the cached envelope text. */
+void session__set_envelope(struct policy_session *s, struct policy *p);
 int session__remember_nonce(struct policy_session *s, const uint8_t *nonce, int64_t expires);
 
 /* JSON helpers. */

@@ -201,7 +201,8 @@ bool policy__session_quarantined(const struct policy_session *s);
 uint64_t policy__session_seq(const struct policy_session *s);
 uint32_t policy__session_suspicion(const struct policy_session *s);
 const uint8_t *policy__session_id(const struct policy_session *s);
-int policy__session_to_json(const struct policy_session *s, char **ret);
+/* Not const: the session keeps its envelope's text for the next call. */
+int policy__session_to_json(struct policy_session *s, char **ret);
 int policy__session_from_json(const char *json_text, struct policy_session **ret,
 			      struct policy_error *err);
 

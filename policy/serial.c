@@ -59,6 +59,13 @@ static json_t *hex_json(const uint8_t *b, size_t n)
 
 /* ---- sessions ---- */
 
+/*
+ * The session as JSON, sorted keys, compact. The envelope is most of it and changes only
+ * when the session narrows or widens, while the rest changes with every call: its text
+ * is made once per envelope and spliced in at its sorted place ("counters" < "envelope"
+ * < "id"), so each call serializes only the small part. The result is byte for byte
+ * what json_dumps(JSON_SORT_KEYS | JSON_COMPACT) of the whole object gives.
+ */
 static json_t *session_json(const struct policy_session *s)
 {
 	json_t *keys = json_array(), *nonces = json_array(), *root;
@@ -70,32 +77,60 @@ static json_t *session_json(const struct policy_session *s)
 				      json_pack("{s:o, s:I}", "nonce",
 						hex_json(s->nonces[i].nonce, POLICY_NONCE_LEN),
 						"expires", (json_int_t)s->nonces[i].expires));
-	root = json_pack("{s:i, s:o, s:I, s:o, s:b, s:I, s:{s:I, s:I, s:I}, s:o, s:o, s:o}",
-			 "version", 1, "id", hex_json(s->id, POLICY_SESSION_ID_LEN), "seq",
-			 (json_int_t)s->seq, "legs", legs_json(s->legs), "quarantined",
-			 s->quarantined, "suspicion", (json_int_t)s->suspicion, "counters", "calls",
-			 (json_int_t)s->n_calls, "net", (json_int_t)s->n_net, "spawn",
-			 (json_int_t)s->n_spawn, "approver_keys", keys, "nonces", nonces,
-			 "envelope", policy__json(s->env, true));
+	root = json_pack("{s:i, s:o, s:I, s:o, s:b, s:I, s:{s:I, s:I, s:I}, s:o, s:o}", "version",
+			 1, "id", hex_json(s->id, POLICY_SESSION_ID_LEN), "seq", (json_int_t)s->seq,
+			 "legs", legs_json(s->legs), "quarantined", s->quarantined, "suspicion",
+			 (json_int_t)s->suspicion, "counters", "calls", (json_int_t)s->n_calls,
+			 "net", (json_int_t)s->n_net, "spawn", (json_int_t)s->n_spawn,
+			 "approver_keys", keys, "nonces", nonces);
 	return root;
 }
 
-int policy__session_to_json(const struct policy_session *s, char **ret)
+static int envelope_text(struct policy_session *s)
 {
 	json_t *j;
-	char *out;
+
+	if (s->env_text)
+		return 0;
+	j = policy__json(s->env, true);
+	s->env_text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	json_decref(j);
+	return s->env_text ? 0 : -ENOMEM;
+}
+
+int policy__session_to_json(struct policy_session *s, char **ret)
+{
+	static const char at[] = ",\"id\":";
+	char *rest = NULL, *out = NULL, *cut;
+	size_t n_env, n_rest;
+	json_t *j;
+	int r = -ENOMEM;
 
 	if (!s || !ret)
 		return -EINVAL;
 	j = session_json(s);
-	if (!j)
-		return -ENOMEM;
-	out = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+	if (j)
+		rest = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
 	json_decref(j);
+	if (!rest || envelope_text(s) < 0)
+		goto out;
+	cut = strstr(rest, at); /* keys before "id" are counters, approver_keys: no "id" text */
+	r = -EPROTO;
+	if (!cut)
+		goto out;
+	n_env = strlen(s->env_text);
+	n_rest = strlen(rest);
+	r = -ENOMEM;
+	out = malloc(n_rest + n_env + sizeof(",\"envelope\":"));
 	if (!out)
-		return -ENOMEM;
+		goto out;
+	memcpy(out, rest, (size_t)(cut - rest));
+	sprintf(out + (cut - rest), ",\"envelope\":%s%s", s->env_text, cut);
 	*ret = out;
-	return 0;
+	r = 0;
+out:
+	free(rest);
+	return r;
 }
 
 static int get_uint(json_t *o, const char *key, const char *path, uint64_t *out,
@@ -272,8 +307,7 @@ int policy__session_from_json(const char *json_text, struct policy_session **ret
 	rc = policy__from_json(json_object_get(j, "envelope"), "$.envelope", &env, err);
 	if (rc < 0)
 		goto out;
-	s->env = env;
-	policy__digest(env, s->env_digest);
+	session__set_envelope(s, env);
 	*ret = s;
 	s = NULL;
 out:

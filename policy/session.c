@@ -13,11 +13,13 @@
 
 #include "policy/internal.h"
 
-static void set_envelope(struct policy_session *s, struct policy *p)
+void session__set_envelope(struct policy_session *s, struct policy *p)
 {
 	policy__free(s->env);
 	s->env = p;
 	policy__digest(p, s->env_digest);
+	free(s->env_text);
+	s->env_text = NULL; /* made by the next policy__session_to_json */
 }
 
 int policy__session_new(const struct policy *profile, const struct policy_session_config *cfg,
@@ -46,7 +48,7 @@ int policy__session_new(const struct policy *profile, const struct policy_sessio
 	rc = policy__dup(profile, &env);
 	if (rc < 0)
 		goto fail;
-	set_envelope(s, env);
+	session__set_envelope(s, env);
 	*ret = s;
 	return 0;
 fail:
@@ -59,6 +61,7 @@ void policy__session_free(struct policy_session *s)
 	if (!s)
 		return;
 	policy__free(s->env);
+	free(s->env_text);
 	free(s->keys);
 	free(s->nonces);
 	free(s);
@@ -322,7 +325,7 @@ int session__quarantine(struct policy_session *s)
 		rc = policy__meet(s->env, ro, &m);
 	policy__free(ro);
 	if (rc == 0)
-		set_envelope(s, m);
+		session__set_envelope(s, m);
 	return rc;
 }
 
@@ -418,7 +421,7 @@ static int envelope_step(struct policy_session *s, const struct policy *p, int64
 			s->seq--;
 			return rc;
 		}
-		set_envelope(s, m);
+		session__set_envelope(s, m);
 		d.verdict = POLICY_ALLOW;
 		d.reason = POLICY_R_NARROWED;
 	}

@@ -395,3 +395,36 @@ Test(store, migration_2_backfills_the_budget_balances)
 	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'tokens'"), "42");
 	store__free(s);
 }
+
+/* The planner's words for a query (all rows of EXPLAIN QUERY PLAN, joined). */
+static void plan(struct store *s, const char *sql, char *out, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	char q[1024];
+
+	snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+	cr_assert_eq(sqlite3_prepare_v2(store__db(s), q, -1, &st, NULL), SQLITE_OK);
+	out[0] = '\0';
+	while (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(out + strlen(out), len - strlen(out), "%s; ", sqlite3_column_text(st, 3));
+	sqlite3_finalize(st);
+}
+
+/* Sandboxes are never deleted: finding one by id or by name must not scan them all. */
+Test(store, sandbox_lookups_by_id_and_name_use_an_index)
+{
+	struct store *s = NULL;
+	char p[1024];
+
+	cr_assert_eq(store__open(db, &s), 0);
+	plan(s,
+	     "SELECT s.id FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND "
+	     "ss.closed_us IS NULL WHERE s.name = 'x' ORDER BY s.state NOT IN ('stopped', "
+	     "'failed') DESC, s.created_us DESC LIMIT 1",
+	     p, sizeof(p));
+	cr_assert(strstr(p, "sandboxes_name"), "%s", p);
+	cr_assert_null(strstr(p, "SCAN s;"), "%s", p);
+	plan(s, "SELECT s.id FROM sandboxes s WHERE s.id = 'sb-0000000000000000'", p, sizeof(p));
+	cr_assert_null(strstr(p, "SCAN s;"), "%s", p);
+	store__free(s);
+}

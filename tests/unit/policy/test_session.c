@@ -3,7 +3,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sodium.h>
+#include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "policy/policy.h"
 
@@ -250,6 +252,50 @@ Test(session, json_round_trip_preserves_behaviour)
 	free(j1);
 	free(j2);
 	policy__session_free(t);
+}
+
+/* The session text is canonical (sorted keys, compact): what a re-dump of it gives. */
+static void expect_canonical(const char *text)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	char *again;
+
+	cr_assert_not_null(j, "%s", text);
+	again = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+	cr_expect_str_eq(again, text);
+	cr_expect_not_null(json_object_get(j, "envelope"));
+	free(again);
+	json_decref(j);
+}
+
+Test(session, json_is_canonical_and_follows_the_envelope)
+{
+	struct policy_call w = {.op = POLICY_OP_WRITE_FILE, .path = "/workspace/x"};
+	struct policy *ro = NULL;
+	struct policy_decision d;
+	struct policy_session *t = NULL;
+	struct policy_error err = {{0}};
+	char *j1 = NULL, *j2 = NULL, *j3 = NULL;
+
+	decide(&w, 6);
+	cr_assert_eq(policy__session_to_json(s, &j1), 0);
+	expect_canonical(j1);
+	/* the envelope text is kept between calls: it must follow a narrowing */
+	cr_assert_eq(policy__read_only(&ro), 0);
+	cr_assert_eq(policy__narrow(s, ro, 7, &d), 0);
+	cr_assert_eq(policy__session_to_json(s, &j2), 0);
+	expect_canonical(j2);
+	cr_assert_eq(policy__session_from_json(j2, &t, &err), 0, "%s", err.msg);
+	cr_expect(policy__eq(policy__session_envelope(t), policy__session_envelope(s)));
+	cr_expect(policy__leq(policy__session_envelope(t), ro));
+	cr_assert_eq(policy__session_to_json(t, &j3), 0);
+	cr_expect_str_eq(j3, j2);
+	cr_expect_str_neq(j1, j2);
+	policy__session_free(t);
+	policy__free(ro);
+	free(j1);
+	free(j2);
+	free(j3);
 }
 
 Test(session, restore_rejects_bad_json)
