@@ -375,21 +375,18 @@ static void tx_end(void *arg, bool committed)
 
 static int newest_seal(struct store *s, uint64_t *ret)
 {
+	static const char sql[] = "SELECT coalesce(max(seq), 0) FROM audit_seals";
 	sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s),
-					    "SELECT coalesce(max(seq), 0) FROM "
-					    "audit_seals",
-					    -1, &st, NULL));
+	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
 	if (r < 0)
 		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	r = sqlite3_step(st) == SQLITE_ROW ? 0 : -EIO; /* an aggregate always has its row */
+	if (r == 0)
 		*ret = (uint64_t)sqlite3_column_int64(st, 0);
-	r = rc == SQLITE_ROW ? 0 : store__errno(rc);
 	sqlite3_finalize(st);
-	return r < 0 ? r : rc == SQLITE_ROW ? 0 : -EIO;
+	return r;
 }
 
 int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *arg), void *arg)
@@ -424,7 +421,6 @@ uint64_t audit__unsealed(const struct audit_key *k)
 }
 
 struct seal_tx {
-	struct audit_key *k;
 	uint64_t seq;
 	unsigned char hash[HASH_LEN], sig[SIG_LEN];
 };
@@ -458,7 +454,6 @@ int audit__seal(struct store *s, struct audit_key *k)
 		return -EINVAL;
 	if (k->head_seq == k->sealed_seq)
 		return 0;
-	x.k = k;
 	x.seq = k->head_seq;
 	memcpy(x.hash, k->head_hash, HASH_LEN);
 	head_message(x.seq, x.hash, msg);

@@ -60,6 +60,15 @@ static int started_tx(struct store *s, void *arg)
 
 /* ---- audit seals ---- */
 
+/* Seals ND_AUDIT_SEAL_MS from now (and with it what commits meanwhile), unless armed. */
+static void seal_later(struct nucleusd *nd)
+{
+	struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
+
+	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL))
+		evtimer_add(nd->seal_ev, &tv);
+}
+
 void nd__seal(struct nucleusd *nd)
 {
 	int r = audit__seal(nd->store, nd->key);
@@ -69,12 +78,7 @@ void nd__seal(struct nucleusd *nd)
 	if (r >= 0 || r == -EEXIST)
 		return;
 	nd->m.seal_failures++;
-	/* Try again later: the entries stay intact as a chain meanwhile. */
-	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL)) {
-		struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
-
-		evtimer_add(nd->seal_ev, &tv);
-	}
+	seal_later(nd); /* try again; the entries stay intact as a chain meanwhile */
 }
 
 static void seal_fire(evutil_socket_t fd, short what, void *arg)
@@ -84,14 +88,10 @@ static void seal_fire(evutil_socket_t fd, short what, void *arg)
 	nd__seal(arg);
 }
 
-/* A commit left entries unsealed: seal them ND_AUDIT_SEAL_MS later, with what follows. */
+/* audit__attach's hook: a commit left entries unsealed. */
 static void seal_soon(void *arg)
 {
-	struct nucleusd *nd = arg;
-	struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
-
-	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL))
-		evtimer_add(nd->seal_ev, &tv);
+	seal_later(arg);
 }
 
 int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,

@@ -131,8 +131,6 @@ struct nd_meter {
 	int64_t pid;
 	char *cgroup; /* cgroup v2 directory of the VMM, or NULL: /proc/PID/task */
 	struct budget_sampler s;
-	struct budget_limits lim; /* the sandbox's limits (fixed at create), once loaded */
-	bool lim_loaded;
 	struct budget_delta pend; /* metered but not yet in the ledger */
 	int64_t flush_us;	  /* monotonic time of the last ledger write */
 	bool seen;

@@ -79,7 +79,7 @@ static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 {
 	struct nd_json_slot *slot = &nd->json_cache[0];
 
-	for (size_t i = 0; nd && i < ND_JSON_CACHE; i++) {
+	for (size_t i = 0; i < ND_JSON_CACHE; i++) {
 		struct nd_json_slot *c = &nd->json_cache[i];
 
 		if (c->used && strcmp(c->id, r->id) == 0) {
@@ -93,7 +93,7 @@ static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 	}
 	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
 	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
-	if (!nd || !r->policy || !r->spec)
+	if (!r->policy || !r->spec)
 		return;
 	json_decref(slot->policy);
 	json_decref(slot->spec);

@@ -87,10 +87,10 @@ void nd__budget_fini(struct nucleusd *nd)
 /*
  * A sandbox's limits, from a small LRU in front of budget_limits. The rows never change
  * after the create transaction and ids are never reused, so a copy cannot go stale; it
- * saves the tool-call gate a query (and a statement compile) per call.
+ * saves the tool-call gate a query (and a statement compile) per call, and the meter
+ * one per tick. Every reader of limits in nucleusd goes through it.
  */
-static int limits_get(struct store *s, struct nucleusd *nd, const char *id,
-		      struct budget_limits *ret)
+static int limits_get(struct nucleusd *nd, const char *id, struct budget_limits *ret)
 {
 	struct nd_limits_slot *slot = &nd->limits_cache[0];
 	int r;
@@ -106,7 +106,7 @@ static int limits_get(struct store *s, struct nucleusd *nd, const char *id,
 		if (c->used < slot->used)
 			slot = c;
 	}
-	r = budget__limits_load(store__db(s), id, ret);
+	r = budget__limits_load(store__db(nd->store), id, ret);
 	if (r < 0)
 		return r;
 	snprintf(slot->id, sizeof(slot->id), "%s", id);
@@ -172,7 +172,7 @@ static int audit_exhausted(struct store *s, struct nucleusd *nd, const char *id,
 	json_t *body;
 	int r;
 
-	r = budget__limits_load(store__db(s), id, &lim);
+	r = limits_get(nd, id, &lim);
 	if (r == 0)
 		r = budget__spent(store__db(s), id, &sp);
 	if (r < 0)
@@ -238,7 +238,7 @@ int nd__budget_tool_tx(struct store *s, struct nucleusd *nd, const char *id, con
 
 	*ret_refused = -1;
 	*ret_charged = 0;
-	r = limits_get(s, nd, id, &lim);
+	r = limits_get(nd, id, &lim);
 	if (r < 0)
 		return r;
 	for (int k = 0; k < BUDGET__N_KINDS; k++)
@@ -294,7 +294,7 @@ static int usage_tx(struct store *s, void *arg)
 	int r;
 
 	x->refused = -1;
-	r = budget__limits_load(store__db(s), x->id, &lim);
+	r = limits_get(x->nd, x->id, &lim);
 	if (r < 0)
 		return r;
 	snprintf(reason, sizeof(reason), "usage:%s", x->model ? x->model : "default");
@@ -423,7 +423,7 @@ int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct 
 		return r;
 	if (strcmp(row.state, "running") == 0 && row.vmm_pid > 0)
 		meter_one(nd, row.id, row.vmm_pid, true); /* what is pending, written first */
-	r = budget__limits_load(store__db(nd->store), row.id, &lim);
+	r = limits_get(nd, row.id, &lim);
 	if (r == 0)
 		r = budget__view(store__db(nd->store), row.id, &lim, ret);
 	if (r < 0)
@@ -447,7 +447,7 @@ static int refusal_tx(struct store *s, void *arg)
 	int r;
 
 	x->kind = -1;
-	r = budget__limits_load(store__db(s), x->id, &lim);
+	r = limits_get(x->nd, x->id, &lim);
 	if (r < 0)
 		return r;
 	r = budget__check(store__db(s), x->id, &lim, &kind);
@@ -626,7 +626,7 @@ static int meter_tx(struct store *s, void *arg)
 	int r;
 
 	x->pause_kind = -1;
-	r = budget__limits_load(store__db(s), x->id, &lim);
+	r = limits_get(x->nd, x->id, &lim);
 	if (r < 0)
 		return r;
 	if (x->d.cpu_ms > 0)
@@ -669,16 +669,14 @@ static bool pend_empty(const struct budget_delta *d)
 static bool pend_reaches_limit(struct nucleusd *nd, struct nd_meter *m)
 {
 	const struct budget_delta *pend = &m->pend;
-	const int64_t *lim = m->lim.limit;
+	struct budget_limits limits;
+	const int64_t *lim = limits.limit;
 	struct budget_spent sp;
 	int64_t usd = 0;
 	sqlite3 *db = store__db(nd->store);
 
-	if (!m->lim_loaded) {
-		if (budget__limits_load(db, m->id, &m->lim) < 0)
-			return true; /* cannot tell: write */
-		m->lim_loaded = true;
-	}
+	if (limits_get(nd, m->id, &limits) < 0)
+		return true; /* cannot tell: write */
 	if (!lim[BUDGET_CPU_MS] && !lim[BUDGET_MEM_MIB_S] && !lim[BUDGET_MEM_PEAK_MIB] &&
 	    !lim[BUDGET_USD_MICRO])
 		return false; /* nothing metered is limited: no balance to read */

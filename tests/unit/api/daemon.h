@@ -3,6 +3,7 @@
 #ifndef NUCLEUS_TESTS_API_DAEMON_H
 #define NUCLEUS_TESTS_API_DAEMON_H
 
+#include <string.h>
 #include <sys/types.h>
 
 #include "api/api.h"
@@ -13,6 +14,24 @@ struct thd {
 	char data[300], sock[300], db[320], log[300];
 	const char *extra[8]; /* extra nucleusd arguments, NULL-terminated */
 };
+
+/*
+ * A criterion suite whose every test gets its own daemon with the default options, as
+ * `static struct thd d` (started by .init, stopped and removed by .fini). Test files
+ * that include <criterion/criterion.h> use it at file scope: THD_SUITE(cli);
+ */
+#define THD_SUITE(name)                                                                            \
+	static struct thd d;                                                                       \
+	static void thd_suite_init(void)                                                           \
+	{                                                                                          \
+		memset(&d, 0, sizeof(d));                                                          \
+		thd_start(&d);                                                                     \
+	}                                                                                          \
+	static void thd_suite_fini(void)                                                           \
+	{                                                                                          \
+		thd_cleanup(&d);                                                                   \
+	}                                                                                          \
+	TestSuite(name, .init = thd_suite_init, .fini = thd_suite_fini, .timeout = 300)
 
 /* Creates the temp dir and starts the daemon; returns when /v1/health answers. */
 void thd_start(struct thd *d);

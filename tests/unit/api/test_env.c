@@ -13,20 +13,7 @@
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
-static struct thd d;
-
-static void setup(void)
-{
-	memset(&d, 0, sizeof(d));
-	thd_start(&d);
-}
-
-static void teardown(void)
-{
-	thd_cleanup(&d);
-}
-
-TestSuite(env, .init = setup, .fini = teardown, .timeout = 300);
+THD_SUITE(env);
 
 #define SPEC(env) "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128" env "}"
 

@@ -14,20 +14,7 @@
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
-static struct thd d;
-
-static void setup(void)
-{
-	memset(&d, 0, sizeof(d));
-	thd_start(&d);
-}
-
-static void teardown(void)
-{
-	thd_cleanup(&d);
-}
-
-TestSuite(realgate, .init = setup, .fini = teardown, .timeout = 300);
+THD_SUITE(realgate);
 
 static const char *jstr(json_t *o, const char *key)
 {

@@ -21,20 +21,7 @@
 
 #define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}"
 
-static struct thd d;
-
-static void setup(void)
-{
-	memset(&d, 0, sizeof(d));
-	thd_start(&d);
-}
-
-static void teardown(void)
-{
-	thd_cleanup(&d);
-}
-
-TestSuite(stream, .init = setup, .fini = teardown, .timeout = 300);
+THD_SUITE(stream);
 
 /* Every line received, in order, the data decoded. */
 struct lines {

@@ -18,20 +18,7 @@
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
-static struct thd d;
-
-static void setup(void)
-{
-	memset(&d, 0, sizeof(d));
-	thd_start(&d); /* default limits: body 1 MiB, head 16 KiB */
-}
-
-static void teardown(void)
-{
-	thd_cleanup(&d);
-}
-
-TestSuite(transport, .init = setup, .fini = teardown, .timeout = 300);
+THD_SUITE(transport); /* default limits: body 1 MiB, head 16 KiB */
 
 /* Sends @len bytes (as many as the server takes), returns all it answers until EOF. */
 static char *exchange(const char *req, size_t len)
