@@ -310,6 +310,15 @@ static void metrics_boot(FILE *f, const struct nd_metrics *m)
 		(unsigned long long)cum, m->boot_ms_sum / 1000.0, (unsigned long long)cum);
 }
 
+static uint64_t ops_in_flight(const struct nucleusd *nd)
+{
+	uint64_t n = 0;
+
+	for (const struct nd_op *op = nd->ops; op; op = op->next)
+		n++;
+	return n;
+}
+
 int nucleusd__metrics(struct nucleusd *nd, char **ret)
 {
 	static const char *const states[] = {"creating", "running", "paused", "stopped", "failed"};
@@ -361,9 +370,12 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		"nucleus_audit_seal_failures_total %llu\n"
 		"# HELP nucleus_audit_unsealed_entries Committed audit entries not sealed yet.\n"
 		"# TYPE nucleus_audit_unsealed_entries gauge\n"
-		"nucleus_audit_unsealed_entries %llu\n",
+		"nucleus_audit_unsealed_entries %llu\n"
+		"# HELP nucleus_operations_in_flight Boots and tool calls waiting for the backend.\n"
+		"# TYPE nucleus_operations_in_flight gauge\n"
+		"nucleus_operations_in_flight %llu\n",
 		(unsigned long long)m->seals, (unsigned long long)m->seal_failures,
-		(unsigned long long)audit__unsealed(nd->key));
+		(unsigned long long)audit__unsealed(nd->key), (unsigned long long)ops_in_flight(nd));
 	r = nd__budget_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);

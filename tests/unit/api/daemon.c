@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,64 @@ struct api_response thd_raw(struct thd *d, const char *request, size_t len)
 		json_object_set_new(r.json, "__json_content_type", json_true());
 	free(buf);
 	return r;
+}
+
+/* The value of an unlabelled gauge in the metrics text, or -1 when it is missing. */
+static long long gauge(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == ' ')
+			return atoll(p + n + 1);
+	return -1;
+}
+
+void thd_settle(struct thd *d)
+{
+	long long unsealed = -1, ops = -1;
+
+	/* Generous: the machine may be very slow; this is no timing assertion. */
+	for (int i = 0; i < 3000; i++) {
+		struct api_response r = thd_call(d, "GET", "/v1/metrics", NULL);
+
+		cr_assert_eq(r.status, 200, "metrics: %d", r.status);
+		unsealed = gauge(r.body, "nucleus_audit_unsealed_entries");
+		ops = gauge(r.body, "nucleus_operations_in_flight");
+		api_response__clear(&r);
+		cr_assert(unsealed >= 0 && ops >= 0, "metrics lack the idle gauges");
+		if (unsealed == 0 && ops == 0)
+			return;
+		sleep_ms(10);
+	}
+	cr_assert_fail("nucleusd never settled: %lld unsealed entries, %lld operations in flight",
+		       unsealed, ops);
+}
+
+char *thd_dump(struct thd *d)
+{
+	thd_settle(d);
+	return th_dump(d->db);
+}
+
+void thd_assert_same_db(char *before, char *after, const char *what)
+{
+	const char *a = before, *b = after;
+	char diff[512] = "";
+	bool same = strcmp(before, after) == 0;
+
+	if (!same) {
+		/* The first line that differs, from both sides, for the message. */
+		while (*a && *a == *b)
+			a++, b++;
+		while (a > before && a[-1] != '\n')
+			a--, b--;
+		snprintf(diff, sizeof(diff), "before: %.*s | after: %.*s", (int)strcspn(a, "\n"),
+			 a, (int)strcspn(b, "\n"), b);
+	}
+	free(before);
+	free(after);
+	cr_assert(same, "%s: %s", what, diff);
 }
 
 const char *thd_create(struct thd *d, const char *json_body)

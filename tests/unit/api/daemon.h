@@ -55,6 +55,20 @@ struct api_response thd_raw(struct thd *d, const char *request, size_t len);
 /* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */
 const char *thd_create(struct thd *d, const char *json_body);
 
+/*
+ * Waits until the daemon is idle: every audit entry it committed is sealed and no boot
+ * or tool call waits for the backend (its /v1/metrics gauges say so). After that only a
+ * new request changes the database, never one of the daemon's timers.
+ */
+void thd_settle(struct thd *d);
+/* thd_settle, then every row of every table as text (malloc'd; th_dump). */
+char *thd_dump(struct thd *d);
+/*
+ * "Nothing changed": asserts the two dumps are equal, naming the first line that differs,
+ * and frees both either way.
+ */
+void thd_assert_same_db(char *before, char *after, const char *what);
+
 /* What nucleusctl did: exit code (-1 if killed), stdout and stderr. */
 struct thd_run {
 	int code;

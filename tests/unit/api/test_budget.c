@@ -130,7 +130,7 @@ Test(budget_api, bad_limits_are_400_naming_the_key_and_store_nothing)
 	char *before, *after, body[256];
 
 	thd_start(&d);
-	before = th_dump(d.db);
+	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct api_response r;
 
@@ -143,10 +143,8 @@ Test(budget_api, bad_limits_are_400_naming_the_key_and_store_nothing)
 			     0, "%s: %s", bad[i][0], r.body);
 		api_response__clear(&r);
 	}
-	after = th_dump(d.db);
-	cr_assert_str_eq(before, after, "a rejected create changed the database");
-	free(before);
-	free(after);
+	after = thd_dump(&d);
+	thd_assert_same_db(before, after, "a rejected create changed the database");
 	thd_finish(&d);
 }
 
@@ -187,7 +185,7 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 
 	thd_start(&d);
 	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100}}"));
-	before = th_dump(d.db);
+	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct api_response r = thd_call(&d, "POST", path(id, "/usage"), bad[i]);
 
@@ -195,10 +193,8 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 		cr_assert_not_null(json_string_value(json_object_get(r.json, "message")));
 		api_response__clear(&r);
 	}
-	after = th_dump(d.db);
-	cr_assert_str_eq(before, after, "a rejected usage report changed the database");
-	free(before);
-	free(after);
+	after = thd_dump(&d);
+	thd_assert_same_db(before, after, "a rejected usage report changed the database");
 	thd_finish(&d);
 }
 

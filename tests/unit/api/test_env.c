@@ -74,7 +74,7 @@ static void bad_create(const char *body, const char *code)
 Test(env, bad_names_sizes_and_counts_are_400_at_create)
 {
 	static const char *const names[] = {"1X", "A-B", "", "A B", "A=B", "\\u00e9"};
-	char *before = th_dump(d.db), *after, body[512], *big;
+	char *before = thd_dump(&d), *after, body[512], *big;
 	size_t n;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -105,10 +105,8 @@ Test(env, bad_names_sizes_and_counts_are_400_at_create)
 	strcpy(big + n, "}}");
 	bad_create(big, "out_of_range");
 	free(big);
-	after = th_dump(d.db);
-	cr_assert_str_eq(before, after, "a rejected create changed the database");
-	free(before);
-	free(after);
+	after = thd_dump(&d);
+	thd_assert_same_db(before, after, "a rejected create changed the database");
 	thd_finish(&d);
 }
 

@@ -230,7 +230,7 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 	json_decref(call(id, "read_file", "{\"path\": \"/workspace/src/a.c\"}", 403,
 			 "PATH_NOT_ALLOWED"));
 
-	before = th_dump(d.db);
+	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
 				      bad[i][0]),
@@ -245,10 +245,8 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 				   r.body);
 		api_response__clear(&r);
 	}
-	after = th_dump(d.db);
-	cr_assert_str_eq(before, after, "a rejected create changed the database");
-	free(before);
-	free(after);
+	after = thd_dump(&d);
+	thd_assert_same_db(before, after, "a rejected create changed the database");
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
 	r = thd_call(&d, "GET", path, NULL);
 	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
