@@ -322,6 +322,13 @@ void api__h_tool(struct api_req *r)
 		return;
 	args = json_object_get(r->body, "args");
 	args = args ? json_incref(args) : json_object();
+	/* The catalogue's argument schema, before anything is decided or recorded. */
+	rc = nd_tool__check(r->segs[4], args, &e);
+	if (rc < 0) {
+		json_decref(args);
+		reply_nd(r, rc, &e, NULL);
+		return;
+	}
 	if (json_is_true(json_object_get(r->body, "stream"))) {
 		tool_stream(r, args);
 		json_decref(args);

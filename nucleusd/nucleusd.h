@@ -429,4 +429,53 @@ const char *nd_err__budget_kind(const struct nd_err *e);
 /* Runs the metering and TTL timer's work now (also run every meter interval). */
 void nucleusd__meter_tick(struct nucleusd *nd);
 
+/* ---- the tool catalogue (nucleusd/tools.c; docs/api.md "Tools") ---------------------- */
+
+/*
+ * THE list of tools a sandbox can be asked to run: every operation of the policy engine,
+ * with the engine operation it is decided as, whether the guest agent performs it, its
+ * argument schema and its limits. The API checks a call's args against it before any
+ * decision (nd_tool__check: 400 bad_args naming the field); the vmm backend dispatches
+ * on it; docs/api.md documents every row (tests/unit/nucleusd/test_tools.c checks that).
+ * Constant data: any thread may read it.
+ */
+enum nd_arg_type {
+	ND_ARG_STRING,	/* a string without NUL */
+	ND_ARG_INT,	/* an integer in [min, max] */
+	ND_ARG_STRINGS, /* a non-empty array of strings without NUL */
+	ND_ARG_OBJECT,	/* an object (its content is checked by whoever uses it) */
+};
+
+/* One argument; lists end with a NULL name. */
+struct nd_tool_arg {
+	const char *name;
+	enum nd_arg_type type;
+	bool required;
+	int64_t min, max;	   /* ND_ARG_INT: inclusive bounds */
+	const char *const *one_of; /* ND_ARG_STRING: the allowed values (NULL-ended), or NULL */
+};
+
+struct nd_tool {
+	const char *name;  /* the {name} of POST /v1/sandboxes/{id}/tools/{name} */
+	int op;		   /* the policy engine operation it is decided as (enum policy_op) */
+	bool guest;	   /* performed by the guest agent; else decided, then 501 */
+	bool streams;	   /* may stream its output ("stream": true) */
+	size_t result_max; /* guest tools: bytes kept of what the guest returns (per stream) */
+	/* Argument schema (guest tools). Arguments it does not name are left to the policy
+	 * engine (e.g. "approval") and the backend. NULL: only the engine parses them. */
+	const struct nd_tool_arg *args;
+};
+
+extern const struct nd_tool nd_tools[];
+extern const size_t nd_n_tools;
+
+/* The catalogue's row for @name, or NULL. */
+const struct nd_tool *nd_tool__find(const char *name);
+/*
+ * Checks @args (an object, or NULL for none) of a call of @name against its schema:
+ * 0 when they fit or @name is not a catalogue tool with a schema (the backend answers
+ * for those); -EINVAL with code "bad_args" and a message naming the field otherwise.
+ */
+int nd_tool__check(const char *name, json_t *args, struct nd_err *e);
+
 #endif

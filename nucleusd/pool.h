@@ -30,9 +30,9 @@ struct event_base;
 struct nd_pool;
 
 struct nd_pool_job {
-	void (*work)(struct nd_pool_job *j);		  /* worker thread */
+	void (*work)(struct nd_pool_job *j);		   /* worker thread */
 	void (*done)(struct nd_pool_job *j, bool dropped); /* loop thread, exactly once */
-	void (*cancel)(struct nd_pool_job *j);		  /* optional: unblock work() */
+	void (*cancel)(struct nd_pool_job *j);		   /* optional: unblock work() */
 	/* The pool's (under its lock). */
 	struct nd_pool_job *next;
 	bool running;

@@ -112,7 +112,7 @@ Test(blackbox, deny_and_ask_are_403_with_reasons)
 					"\"memory_mib\": 64}");
 
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
-	r = thd_call(&d, "POST", path, "{\"args\": {\"path\": \"/x\"}}");
+	r = thd_call(&d, "POST", path, "{\"args\": {\"path\": \"/x\", \"content\": \"\"}}");
 	cr_assert_eq(r.status, 403);
 	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
 	cr_assert_str_eq(jstr(r.json, "error"), "denied");
@@ -138,6 +138,7 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 {
 	static char big[6000], long_path[20000];
 	static char paused_path[128], paused_tool[160], paused_pause[160];
+	static char run_write[160], run_read[160], run_run[160];
 	const struct bad cases[] = {
 		{"POST", "/v1/sandboxes", "application/json", "{\"vcpus\": ", 400, "malformed_json",
 		 NULL},
@@ -197,6 +198,16 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		{"GET", "/v1/sandboxes?all=maybe", NULL, NULL, 400, "wrong_type", NULL},
 		{"GET", paused_path, "application/json", "{}", 400, "unexpected_body", NULL},
 		{"GET", long_path, NULL, NULL, 431, "headers_too_large", NULL},
+		/* Tool args against the catalogue, before any decision (a running sandbox). */
+		{"POST", run_write, "application/json", "{\"args\": {\"path\": \"/x\"}}", 400,
+		 "bad_args", "'content'"},
+		{"POST", run_read, "application/json", "{\"args\": {\"path\": 1}}", 400, "bad_args",
+		 "'path'"},
+		{"POST", run_run, "application/json", "{\"args\": {\"argv\": []}}", 400, "bad_args",
+		 "'argv'"},
+		{"POST", run_run, "application/json",
+		 "{\"stream\": true, \"args\": {\"argv\": [\"ls\"], \"timeout_ms\": -1}}", 400,
+		 "bad_args", "'timeout_ms'"},
 	};
 	char id[32], *before, *after, req[32768];
 	char audit_limit[160];
@@ -211,6 +222,10 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 	snprintf(paused_pause, sizeof(paused_pause), "%s/pause", paused_path);
 	snprintf(paused_tool, sizeof(paused_tool), "%s/tools/echo", paused_path);
 	expect("POST", paused_pause, NULL, 200, "paused");
+	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	snprintf(run_write, sizeof(run_write), "/v1/sandboxes/%s/tools/write_file", id);
+	snprintf(run_read, sizeof(run_read), "/v1/sandboxes/%s/tools/read_file", id);
+	snprintf(run_run, sizeof(run_run), "/v1/sandboxes/%s/tools/run", id);
 	snprintf(audit_limit, sizeof(audit_limit), "%s/audit?limit=0", paused_path);
 
 	before = thd_dump(&d);

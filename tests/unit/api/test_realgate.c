@@ -199,7 +199,8 @@ Test(realgate, every_builtin_profile_is_registered_and_the_fake_ones_stay_fake)
 	cr_assert_str_eq(jstr(o, "reason"), "fake_allow");
 	json_decref(o);
 	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
-	json_decref(call(id, "write_file", "{\"path\": \"/x\"}", 403, "fake_deny_list"));
+	json_decref(call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 403,
+			 "fake_deny_list"));
 	thd_finish(&d);
 }
 
