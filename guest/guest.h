@@ -29,8 +29,9 @@
  * Client library: all functions return 0 (or a count) on success, a negative errno on
  * failure; an error the agent reported (e.g. ENOENT from open() in the guest) comes back
  * as the same negative errno. No global state, no printing; a struct guest is immutable
- * after setup, so calls from several threads on one struct guest are safe (each call has
- * its own connection).
+ * after setup (but for the connection list guest__cancel uses, under its own lock), so
+ * calls from several threads on one struct guest are safe (each call has its own
+ * connection).
  */
 #ifndef NUCLEUS_GUEST_GUEST_H
 #define NUCLEUS_GUEST_GUEST_H
@@ -197,6 +198,9 @@ struct guest;
 int guest__open_vsock(const char *uds_path, uint32_t port, struct guest **ret);
 int guest__open_unix(const char *path, struct guest **ret);
 void guest__close(struct guest *g); /* NULL ok */
+/* Any thread (e.g. at shutdown): shuts down the connection of every call in progress on
+ * g, so they return an error at once; calls made afterwards fail with -ECANCELED. */
+void guest__cancel(struct guest *g);
 /* connect_ms: connect + handshake; io_ms: longest wait for any single frame outside a
  * RUN (a RUN waits for the command: its timeout_ms plus io_ms, or forever without one).
  * Defaults 30000 / 60000. Negative = no limit. Set before sharing g between threads. */

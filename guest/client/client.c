@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,11 @@ struct guest {
 	uint32_t port;
 	int connect_ms;
 	int io_ms;
+	/* The open connections, for guest__cancel (any thread); under lock. */
+	pthread_mutex_t lock;
+	int *conns;
+	size_t n_conns, cap_conns;
+	bool cancelled;
 };
 
 static int guest_new(enum guest_kind kind, const char *path, uint32_t port, struct guest **ret)
@@ -42,6 +48,7 @@ static int guest_new(enum guest_kind kind, const char *path, uint32_t port, stru
 		free(g);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&g->lock, NULL);
 	g->kind = kind;
 	g->port = port;
 	g->connect_ms = 30000;
@@ -64,8 +71,58 @@ void guest__close(struct guest *g)
 {
 	if (!g)
 		return;
+	pthread_mutex_destroy(&g->lock);
+	free(g->conns);
 	free(g->path);
 	free(g);
+}
+
+void guest__cancel(struct guest *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->cancelled = true;
+	for (size_t i = 0; i < g->n_conns; i++)
+		shutdown(g->conns[i], SHUT_RDWR);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* A connection of g is open: guest__cancel can shut it down from now on. */
+static int conn_add(struct guest *g, int fd)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&g->lock);
+	if (g->cancelled) {
+		r = -ECANCELED;
+	} else if (g->n_conns == g->cap_conns) {
+		size_t cap = g->cap_conns ? 2 * g->cap_conns : 4;
+		int *c = realloc(g->conns, cap * sizeof(*c));
+
+		if (c) {
+			g->conns = c;
+			g->cap_conns = cap;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	if (r == 0)
+		g->conns[g->n_conns++] = fd;
+	pthread_mutex_unlock(&g->lock);
+	return r;
+}
+
+/* Closes a connection of g (under the lock: guest__cancel never sees a reused fd). */
+static void conn_close(struct guest *g, int fd)
+{
+	pthread_mutex_lock(&g->lock);
+	for (size_t i = 0; i < g->n_conns; i++) {
+		if (g->conns[i] == fd) {
+			g->conns[i] = g->conns[--g->n_conns];
+			break;
+		}
+	}
+	close(fd);
+	pthread_mutex_unlock(&g->lock);
 }
 
 void guest__set_timeouts(struct guest *g, int connect_ms, int io_ms)
@@ -218,7 +275,7 @@ static int vsock_handshake(int fd, uint32_t port, int64_t deadline)
 	return -EPROTO;
 }
 
-static int guest_connect(const struct guest *g, int *ret_fd)
+static int guest_connect(struct guest *g, int *ret_fd)
 {
 	int64_t deadline = g->connect_ms < 0 ? -1 : now_ms() + g->connect_ms;
 	int fd = -1, r;
@@ -226,10 +283,15 @@ static int guest_connect(const struct guest *g, int *ret_fd)
 	r = unix_connect(g->path, deadline, &fd);
 	if (r < 0)
 		return r;
+	r = conn_add(g, fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	if (g->kind == GUEST_KIND_VSOCK) {
 		r = vsock_handshake(fd, g->port, deadline);
 		if (r < 0) {
-			close(fd);
+			conn_close(g, fd);
 			return r;
 		}
 	}
@@ -238,7 +300,7 @@ static int guest_connect(const struct guest *g, int *ret_fd)
 }
 
 /* Connects and sends one request frame. */
-static int request(const struct guest *g, uint8_t type, uint64_t id, const struct guest_buf *req,
+static int request(struct guest *g, uint8_t type, uint64_t id, const struct guest_buf *req,
 		   int *ret_fd)
 {
 	int fd = -1, r;
@@ -248,7 +310,7 @@ static int request(const struct guest *g, uint8_t type, uint64_t id, const struc
 		return r;
 	r = guest_frame__write(fd, type, id, req ? req->data : NULL, req ? req->len : 0, g->io_ms);
 	if (r < 0) {
-		close(fd);
+		conn_close(g, fd);
 		return r == -EPIPE ? -ECONNRESET : r;
 	}
 	*ret_fd = fd;
@@ -303,7 +365,7 @@ static int simple_call(struct guest *g, uint8_t type, const struct guest_buf *re
 	r = reply(fd, id, g->io_ms, &h, ret_pl);
 	if (r == 0 && h.type != GUEST_MSG_OK)
 		r = -EPROTO;
-	close(fd);
+	conn_close(g, fd);
 	return r;
 }
 
@@ -461,7 +523,7 @@ int guest__run(struct guest *g, const struct guest_run_req *req, const struct gu
 	}
 out:
 	if (fd >= 0)
-		close(fd);
+		conn_close(g, fd);
 	guest_buf__release(&b);
 	return r;
 }
@@ -511,7 +573,7 @@ int guest__read_file(struct guest *g, const char *path,
 		*ret_size = total;
 out:
 	if (fd >= 0)
-		close(fd);
+		conn_close(g, fd);
 	guest_buf__release(&b);
 	return r;
 }
@@ -605,7 +667,7 @@ static int write_common(struct guest *g, const char *path, uint32_t mode, chunk_
 		r = wr;
 out:
 	if (fd >= 0)
-		close(fd);
+		conn_close(g, fd);
 	free(chunk);
 	guest_buf__release(&b);
 	return r;
@@ -754,7 +816,7 @@ int guest__list(struct guest *g, const char *path,
 		count++;
 	}
 	if (fd >= 0)
-		close(fd);
+		conn_close(g, fd);
 	guest_buf__release(&b);
 	return r < 0 ? r : count;
 }

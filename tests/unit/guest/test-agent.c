@@ -750,6 +750,25 @@ Test(agent, kill_a_running_command_by_id)
 	free(b.o.out.data);
 }
 
+Test(agent, cancel_ends_the_calls_in_progress_and_refuses_new_ones)
+{
+	const char *argv[] = {"sleep", "1000", NULL};
+	struct guest *other;
+	struct bg_run b;
+	uint32_t ver;
+
+	bg_start(&b, argv, guest__new_id());
+	guest__cancel(g);
+	pthread_join(b.thread, NULL);
+	cr_assert_lt(b.r, 0, "a cancelled run fails at once");
+	cr_assert_eq(guest__ping(g, &ver), -ECANCELED);
+	outputs_free(&b.o);
+	/* The agent is fine: another client gets through. */
+	cr_assert_eq(guest__open_unix(sock, &other), 0);
+	cr_assert_eq(guest__ping(other, &ver), 0);
+	guest__close(other);
+}
+
 Test(agent, requests_run_concurrently)
 {
 	char flag[128];
