@@ -233,20 +233,23 @@ Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
 	r = thd_ctl(d.sock, "policy", "explain", "codegen",
 		    "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
-	cr_assert_str_eq(r->out, "#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: "
-				 "call private, session none -> private\n");
+	cr_assert_str_eq(r->out,
+			 "#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: "
+			 "call private, session none -> private\n");
 	r = thd_ctl(d.sock, "policy", "explain", "codegen",
 		    "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", NULL);
 	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out, "#1 web_fetch: deny (OP_DENIED): the operation is denied by the "
-				 "envelope [web_fetch]; exposure: call none, session none -> none\n");
+	cr_assert_str_eq(r->out,
+			 "#1 web_fetch: deny (OP_DENIED): the operation is denied by the "
+			 "envelope [web_fetch]; exposure: call none, session none -> none\n");
 	r = thd_ctl(d.sock, "policy", "explain", "codegen",
 		    "{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
 		    "\"refs/heads/feature/x\"}",
 		    NULL);
 	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out, "#1 git_push: ask (OP_ASK): the operation needs an approval "
-				 "[github.com:22,443]; exposure: call exfil, session none -> none\n");
+	cr_assert_str_eq(r->out,
+			 "#1 git_push: ask (OP_ASK): the operation needs an approval "
+			 "[github.com:22,443]; exposure: call exfil, session none -> none\n");
 	r = thd_ctl(d.sock, "--json", "policy", "explain", "read-only",
 		    "{\"op\": \"read_file\", \"path\": \"/workspace/a\"}", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
@@ -256,11 +259,12 @@ Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
 	r = thd_ctl(d.sock, "policy", "explain", file,
 		    "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", NULL);
 	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out, "#1 write_file: deny (OP_DENIED): the operation is denied by the "
-				 "envelope [write_file]; exposure: call none, session none -> none\n");
+	cr_assert_str_eq(r->out,
+			 "#1 write_file: deny (OP_DENIED): the operation is denied by the "
+			 "envelope [write_file]; exposure: call none, session none -> none\n");
 
-	r = thd_ctl(d.sock, "policy", "explain", "nope", "{\"op\": \"read_file\", \"path\": \"/a\"}",
-		    NULL);
+	r = thd_ctl(d.sock, "policy", "explain", "nope",
+		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);
 	cr_assert_eq(r->code, 2);
 	cr_assert_str_eq(r->err, "nucleusctl: no built-in profile 'nope'\n");
 	r = thd_ctl(d.sock, "policy", "explain", "codegen", "{\"op\": \"fly\"}", NULL);
