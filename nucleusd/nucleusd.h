@@ -429,4 +429,19 @@ const char *nd_err__budget_kind(const struct nd_err *e);
 /* Runs the metering and TTL timer's work now (also run every meter interval). */
 void nucleusd__meter_tick(struct nucleusd *nd);
 
+/* ---- the policy engine for clients (nucleusd/explain.c; docs/api.md, "Policies") ------ */
+
+/*
+ * POST /v1/policy/check: checks @policy (a profile or inline policy) with the engine.
+ * 0 with @ret {"ok": true}, or {"ok": false, "problem": "$.paths.read[2]: ..."}.
+ */
+int nucleusd__policy_check(struct nucleusd *nd, json_t *policy, json_t **ret, struct nd_err *e);
+/*
+ * POST /v1/policy/explain: decides @req's "call" (the engine's call object, {"op", ...})
+ * in a fresh session of @req's "profile" (a name in the profiles table) or "policy"
+ * (inline), exactly one of them. @ret: {"verdict", "reason", "explanation"}. -EINVAL
+ * with unknown_profile, invalid_policy or invalid_call. Nothing is stored or audited.
+ */
+int nucleusd__policy_explain(struct nucleusd *nd, json_t *req, json_t **ret, struct nd_err *e);
+
 #endif
