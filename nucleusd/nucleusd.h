@@ -331,7 +331,7 @@ typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *b
 
 struct nd_config {
 	const char *data_dir; /* holds nucleus.db, audit.key */
-	/* Budgets (issue 6): metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
+	/* Budgets: metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
 	unsigned meter_interval_ms;
 	const char *prices_path; /* price table JSON file (docs/budget.md); NULL: defaults */
 };
@@ -409,7 +409,7 @@ void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *r
 
 const char *nd_verdict__name(enum nd_verdict v);
 
-/* ---- budgets (issue 6, nucleusd/spend.c; docs/budget.md) ------------------------------ */
+/* ---- budgets (nucleusd/spend.c; docs/budget.md) --------------------------------------- */
 
 #define ND_METER_INTERVAL_MS 1000
 
