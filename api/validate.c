@@ -51,9 +51,12 @@ const struct api_field api__policy_check_spec[] = {
 	{NULL},
 };
 
-/* One of profile and policy: nucleusd says which is missing or both. */
+/*
+ * One of profile and policy: nucleusd says which is missing or both. A profile name that
+ * create would refuse is simply not in the table (unknown_profile).
+ */
 const struct api_field api__policy_explain_spec[] = {
-	{"profile", API_STRING, false, 1, 64, .ident = true},
+	{"profile", API_STRING, false, 1, 64},
 	{"policy", API_OBJECT, false},
 	{"call", API_OBJECT, true},
 	{NULL},

@@ -267,6 +267,10 @@ Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
 		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);
 	cr_assert_eq(r->code, 2);
 	cr_assert_str_eq(r->err, "nucleusctl: no built-in profile 'nope'\n");
+	r = thd_ctl(d.sock, "policy", "explain", "no such", "{\"op\": \"list\", \"path\": \"/a\"}",
+		    NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: no built-in profile 'no such'\n");
 	r = thd_ctl(d.sock, "policy", "explain", "codegen", "{\"op\": \"fly\"}", NULL);
 	cr_assert_eq(r->code, 2);
 	cr_assert_str_eq(r->err, "nucleusctl: call: $.op: unknown operation\n");

@@ -137,8 +137,10 @@ Test(policy_api, bad_requests_are_400_naming_the_problem)
 		{"/v1/policy/explain",
 		 "{\"profile\": \"codegen\", \"policy\": {}, \"call\": {\"op\": \"list\"}}", 400,
 		 "conflicting_fields", "policy"},
+		{"/v1/policy/explain", "{\"profile\": \"\", \"call\": {\"op\": \"list\"}}", 400,
+		 "out_of_range", "profile"},
 		{"/v1/policy/explain", "{\"profile\": \"a b\", \"call\": {\"op\": \"list\"}}", 400,
-		 "bad_value", "profile"},
+		 "unknown_profile", "'a b'"},
 		{"/v1/policy/explain", "{\"profile\": \"nope\", \"call\": {\"op\": \"list\"}}", 400,
 		 "unknown_profile", "'nope'"},
 		/* a profile of the fake backend that is not a policy of the engine */
