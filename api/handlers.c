@@ -461,3 +461,34 @@ void api__h_budget(struct api_req *r)
 	api__reply_json(r, 200, o);
 	json_decref(o);
 }
+
+/* ---- the policy engine for clients: check a policy, explain one decision ---- */
+
+typedef int (*policy_fn)(struct nucleusd *nd, json_t *arg, json_t **ret, struct nd_err *e);
+
+static void policy_reply(struct api_req *r, policy_fn fn, json_t *arg)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	int rc;
+
+	rc = fn(r->srv->nd, arg, &o, &e);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	api__reply_json(r, 200, o);
+	json_decref(o);
+}
+
+void api__h_policy_check(struct api_req *r)
+{
+	if (api__req_body(r, api__policy_check_spec, true))
+		policy_reply(r, nucleusd__policy_check, json_object_get(r->body, "policy"));
+}
+
+void api__h_policy_explain(struct api_req *r)
+{
+	if (api__req_body(r, api__policy_explain_spec, true))
+		policy_reply(r, nucleusd__policy_explain, r->body);
+}

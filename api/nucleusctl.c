@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "api/api.h"
-#include "policy/policy.h"
 #include <sodium.h>
 
 enum { EXIT_API = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
@@ -62,8 +61,9 @@ static void usage(FILE *f)
 		"  write ID PATH < DATA               write stdin to a file of the sandbox\n"
 		"  list ID PATH                       list a directory of the sandbox\n"
 		"  approve ID NONCE APPROVAL_JSON|@FILE  submit a signed approval\n"
-		"  policy check FILE                  validate a policy/profile file (local)\n"
-		"  policy explain PROFILE|@FILE CALL_JSON  decide one call locally and explain\n"
+		"  policy check FILE                  validate a policy/profile file\n"
+		"  policy explain PROFILE|@FILE CALL_JSON  decide one call in a fresh session of\n"
+		"                                     the profile or policy, and explain\n"
 		"  budget ID                          limits, spent and remaining per budget\n"
 		"  health                             daemon status\n");
 }
@@ -698,7 +698,7 @@ static int cmd_approve(struct ctl *c)
 	return r ? r : finish(c, &resp, print_sandbox);
 }
 
-/* ---- local policy tools (no daemon needed) ---- */
+/* ---- policies: checked and explained by the daemon's policy engine ---- */
 
 static char *slurp(const char *path)
 {
@@ -727,71 +727,137 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-static int load_profile_arg(const char *arg, struct policy **ret)
+/* JSON the user gave (a policy file, a call); a syntax error is put like the engine's. */
+static json_t *user_json(const char *text, char *err, size_t len)
 {
-	struct policy_error pe = {{0}};
-	char *text;
+	json_error_t je;
+	json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+
+	if (!v)
+		snprintf(err, len, "$: JSON syntax error at line %d column %d: %s", je.line,
+			 je.column, je.text);
+	return v;
+}
+
+/* The policy in file @path. Returns an exit code: unreadable 2, not JSON 1. */
+static int load_policy_file(const char *path, json_t **ret)
+{
+	char *text = slurp(path), err[256];
+
+	if (!text)
+		return fail(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	*ret = user_json(text, err, sizeof(err));
+	free(text);
+	return *ret ? 0 : fail(EXIT_API, "%s: %s", path, err);
+}
+
+/*
+ * POST /v1/policy/@what with @body (taken). A 400 naming the profile, the policy or the
+ * call comes back in @ret with *@ret_code set, for the caller to say in its own words;
+ * every other error is printed here (check_reply).
+ */
+static int policy_request(struct ctl *c, const char *what, json_t *body, struct api_response *ret,
+			  const char **ret_code)
+{
+	static const char *const mine[] = {"unknown_profile", "invalid_policy", "invalid_call"};
+	struct api_response resp = {0};
+	const char *code;
+	char path[64];
 	int r;
 
-	if (arg[0] != '@') {
-		r = policy__profile_builtin(arg, ret);
-		return r < 0 ? fail(EXIT_USAGE, "no built-in profile '%s'", arg) : 0;
+	*ret_code = NULL;
+	snprintf(path, sizeof(path), "/v1/policy/%s", what);
+	r = body ? api_client__call(c->client, "POST", path, body, &resp) : -ENOMEM;
+	json_decref(body);
+	code = json_string_value(json_object_get(resp.json, "error"));
+	for (size_t i = 0; r == 0 && resp.status == 400 && code && i < 3; i++) {
+		if (strcmp(code, mine[i]) == 0) {
+			*ret = resp;
+			*ret_code = mine[i];
+			return 0;
+		}
 	}
-	text = slurp(arg + 1);
-	if (!text)
-		return fail(EXIT_USAGE, "%s: %s", arg + 1, strerror(errno));
-	r = policy__profile_parse(text, ret, &pe);
-	free(text);
-	return r < 0 ? fail(EXIT_API, "%s: %s", arg + 1, pe.msg) : 0;
+	return check_reply(c, r, &resp, true, ret);
+}
+
+static int policy_check(struct ctl *c, const char *file)
+{
+	struct api_response resp;
+	const char *code;
+	json_t *p;
+	int r;
+
+	r = load_policy_file(file, &p);
+	if (r)
+		return r;
+	r = policy_request(c, "check", json_pack("{so}", "policy", p), &resp, &code);
+	if (r)
+		return r;
+	if (code)
+		r = fail(EXIT_API, "%s: %s", file, str(resp.json, "message"));
+	else if (!json_is_true(json_object_get(resp.json, "ok")))
+		r = fail(EXIT_API, "%s: %s", file, str(resp.json, "problem"));
+	else
+		printf("%s: ok\n", file);
+	api_response__clear(&resp);
+	return r;
+}
+
+/* @which: a profile name, or @FILE with a policy. Exit 0 only when the call is allowed. */
+static int policy_explain(struct ctl *c, const char *which, const char *call_text)
+{
+	struct api_response resp;
+	const char *code, *msg;
+	json_t *body = json_object(), *p, *call;
+	char err[256];
+	int r = 0;
+
+	if (which[0] == '@') {
+		r = load_policy_file(which + 1, &p);
+		if (r == 0)
+			json_object_set_new(body, "policy", p);
+	} else {
+		json_object_set_new(body, "profile", json_string(which));
+	}
+	call = r == 0 ? user_json(call_text, err, sizeof(err)) : NULL;
+	if (r == 0 && !call)
+		r = fail(EXIT_USAGE, "call: %s", err);
+	if (r) {
+		json_decref(body);
+		return r;
+	}
+	json_object_set_new(body, "call", call);
+	r = policy_request(c, "explain", body, &resp, &code);
+	if (r)
+		return r;
+	msg = str(resp.json, "message");
+	if (code && strcmp(code, "unknown_profile") == 0)
+		r = fail(EXIT_USAGE, "no built-in profile '%s'", which);
+	else if (code && strcmp(code, "invalid_call") == 0)
+		r = fail(EXIT_USAGE, "call: %s", msg);
+	else if (code && which[0] == '@')
+		r = fail(EXIT_API, "%s: %s", which + 1, msg);
+	else if (code)
+		r = fail(EXIT_API, "%s", msg);
+	else if (c->json)
+		printf("{\"verdict\": \"%s\", \"reason\": \"%s\"}\n", str(resp.json, "verdict"),
+		       str(resp.json, "reason"));
+	else
+		printf("%s\n", str(resp.json, "explanation"));
+	if (!code)
+		r = strcmp(str(resp.json, "verdict"), "allow") == 0 ? 0 : EXIT_API;
+	api_response__clear(&resp);
+	return r;
 }
 
 static int cmd_policy(struct ctl *c)
 {
-	struct policy_error pe = {{0}};
-	struct policy_session_config cfg = {0};
-	struct policy_session *s = NULL;
-	struct policy_call_owned *call = NULL;
-	struct policy_decision d;
-	struct policy *p = NULL;
-	char buf[512], *text;
-	int r;
-
-	if (c->nargs == 2 && strcmp(c->args[0], "check") == 0) {
-		text = slurp(c->args[1]);
-		if (!text)
-			return fail(EXIT_USAGE, "%s: %s", c->args[1], strerror(errno));
-		r = policy__profile_check(text, &pe);
-		free(text);
-		if (r < 0)
-			return fail(EXIT_API, "%s: %s", c->args[1], pe.msg);
-		printf("%s: ok\n", c->args[1]);
-		return 0;
-	}
-	if (c->nargs != 3 || strcmp(c->args[0], "explain") != 0)
-		return fail(EXIT_USAGE, "usage: nucleusctl policy check FILE | policy explain "
-					"PROFILE|@FILE CALL_JSON");
-	r = load_profile_arg(c->args[1], &p);
-	if (r)
-		return r;
-	randombytes_buf(cfg.id, sizeof(cfg.id));
-	if (policy__call_parse(c->args[2], &call, &pe) < 0) {
-		r = fail(EXIT_USAGE, "call: %s", pe.msg);
-	} else if (policy__session_new(p, &cfg, &s) < 0 ||
-		   policy__decide(s, policy__call_get(call), (int64_t)time(NULL), &d) < 0) {
-		r = fail(EXIT_API, "the policy engine failed");
-	} else {
-		policy__explain(&d, buf, sizeof(buf));
-		if (c->json)
-			printf("{\"verdict\": \"%s\", \"reason\": \"%s\"}\n",
-			       policy__level_name(d.verdict), policy__reason_name(d.reason));
-		else
-			printf("%s\n", buf);
-		r = d.verdict == POLICY_ALLOW ? 0 : EXIT_API;
-	}
-	policy__call_free(call);
-	policy__session_free(s);
-	policy__free(p);
-	return r;
+	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "check") == 0)
+		return policy_check(c, c->args[1]);
+	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "explain") == 0)
+		return policy_explain(c, c->args[1], c->args[2]);
+	return fail(EXIT_USAGE, "usage: nucleusctl policy check FILE | policy explain "
+				"PROFILE|@FILE CALL_JSON");
 }
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)

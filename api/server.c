@@ -392,6 +392,8 @@ static const struct route routes[] = {
 	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
 	{{"v1", "sandboxes", "*", "usage"}, .post = api__h_usage},
 	{{"v1", "sandboxes", "*", "budget"}, .get = api__h_budget},
+	{{"v1", "policy", "check"}, .post = api__h_policy_check},
+	{{"v1", "policy", "explain"}, .post = api__h_policy_explain},
 };
 
 static bool route_match(const struct route *rt, const struct api_req *r)

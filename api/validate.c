@@ -46,6 +46,22 @@ const struct api_field api__usage_spec[] = {
 	{NULL},
 };
 
+const struct api_field api__policy_check_spec[] = {
+	{"policy", API_OBJECT, true},
+	{NULL},
+};
+
+/*
+ * One of profile and policy: nucleusd says which is missing or both. A profile name that
+ * create would refuse is simply not in the table (unknown_profile).
+ */
+const struct api_field api__policy_explain_spec[] = {
+	{"profile", API_STRING, false, 1, 64},
+	{"policy", API_OBJECT, false},
+	{"call", API_OBJECT, true},
+	{NULL},
+};
+
 const struct api_field api__tool_spec[] = {
 	{"args", API_OBJECT, false},
 	{"stream", API_BOOL, false},

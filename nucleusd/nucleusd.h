@@ -331,7 +331,7 @@ typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *b
 
 struct nd_config {
 	const char *data_dir; /* holds nucleus.db, audit.key */
-	/* Budgets (issue 6): metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
+	/* Budgets: metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
 	unsigned meter_interval_ms;
 	const char *prices_path; /* price table JSON file (docs/budget.md); NULL: defaults */
 };
@@ -409,7 +409,7 @@ void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *r
 
 const char *nd_verdict__name(enum nd_verdict v);
 
-/* ---- budgets (issue 6, nucleusd/spend.c; docs/budget.md) ------------------------------ */
+/* ---- budgets (nucleusd/spend.c; docs/budget.md) --------------------------------------- */
 
 #define ND_METER_INTERVAL_MS 1000
 
@@ -477,5 +477,20 @@ const struct nd_tool *nd_tool__find(const char *name);
  * for those); -EINVAL with code "bad_args" and a message naming the field otherwise.
  */
 int nd_tool__check(const char *name, json_t *args, struct nd_err *e);
+
+/* ---- the policy engine for clients (nucleusd/explain.c; docs/api.md, "Policies") ------ */
+
+/*
+ * POST /v1/policy/check: checks @policy (a profile or inline policy) with the engine.
+ * 0 with @ret {"ok": true}, or {"ok": false, "problem": "$.paths.read[2]: ..."}.
+ */
+int nucleusd__policy_check(struct nucleusd *nd, json_t *policy, json_t **ret, struct nd_err *e);
+/*
+ * POST /v1/policy/explain: decides @req's "call" (the engine's call object, {"op", ...})
+ * in a fresh session of @req's "profile" (a name in the profiles table) or "policy"
+ * (inline), exactly one of them. @ret: {"verdict", "reason", "explanation"}. -EINVAL
+ * with unknown_profile, invalid_policy or invalid_call. Nothing is stored or audited.
+ */
+int nucleusd__policy_explain(struct nucleusd *nd, json_t *req, json_t **ret, struct nd_err *e);
 
 #endif

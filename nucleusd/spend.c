@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Budgets in the daemon (issue 6): limits at create, the tool-call gate and price, usage
+ * Budgets in the daemon: limits at create, the tool-call gate and price, usage
  * reports, the metering / TTL timer, the budget view. The arithmetic and the ledger are
  * budget/'s (docs/budget.md); this file decides when to call it, in which transaction,
  * and what to audit and enforce.

@@ -152,7 +152,7 @@ static const char migration_1[] =
 	"  approver TEXT,"
 	"  signature BLOB);"
 	"CREATE INDEX approvals_sandbox ON approvals(sandbox_id, state);"
-	/* Budgets (issue 6): limits per sandbox and kind; balances = limit - SUM(ledger). */
+	/* Budgets: limits per sandbox and kind; balances = limit - SUM(ledger). */
 	"CREATE TABLE budget_limits ("
 	"  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
 	"  kind TEXT NOT NULL CHECK (kind IN ('cpu_ms', 'mem_mib_s', 'mem_peak_mib', 'tokens',"

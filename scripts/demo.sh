@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 log "starting nucleusd (data $tmp/data, socket $NUCLEUS_SOCKET)"
-"$b/api/nucleusd" --data-dir "$tmp/data" 2>"$tmp/nucleusd.log" &
+"$b/api/daemon/nucleusd" --data-dir "$tmp/data" 2>"$tmp/nucleusd.log" &
 pid=$!
 i=0
 until ctl health >/dev/null 2>&1; do

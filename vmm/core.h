@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * core.h - private to the VMM core (V1 files and tests/unit/vmm): struct vm and the
- * pieces that can be tested without KVM (memory layout, ELF/PVH loader, MP table,
- * CPUID filter, command line, control protocol parsing).
+ * core.h - private to the VMM core (the files of vmm/ but the virtio devices, and
+ * tests/unit/vmm): struct vm and the pieces that can be tested without KVM (memory
+ * layout, ELF/PVH loader, MP table, CPUID filter, command line, control protocol parsing).
  */
 #ifndef NUCLEUS_VMM_CORE_H
 #define NUCLEUS_VMM_CORE_H

@@ -20,9 +20,7 @@
 #include <unistd.h>
 
 #include "vmm/core.h"
-#ifdef NUCLEUS_HAVE_VIRTIO
 #include "vmm/virtio.h"
-#endif
 
 #define MAX_DISKS  8
 #define KERNEL_MAX (512ULL << 20)
@@ -43,10 +41,8 @@ struct vmm {
 	struct serial *serial;
 	struct control *control;
 	int console_fd;
-#ifdef NUCLEUS_HAVE_VIRTIO
 	struct virtio_dev *devs[MAX_DISKS + 1];
 	unsigned nr_devs;
-#endif
 };
 
 static void usage(FILE *f)
@@ -250,8 +246,8 @@ static int open_console(const char *spec)
 
 static int add_devices(struct vmm *m)
 {
-#ifdef NUCLEUS_HAVE_VIRTIO
 	int r;
+
 	for (unsigned i = 0; i < m->o.nr_disks; i++) {
 		r = virtio_blk__create(m->vm, m->o.disks[i], m->o.disk_ro[i], &m->devs[m->nr_devs]);
 		if (r < 0) {
@@ -269,13 +265,6 @@ static int add_devices(struct vmm *m)
 		m->nr_devs++;
 	}
 	return 0;
-#else
-	if (m->o.nr_disks || m->o.vsock) {
-		vm__log(m->vm, "built without virtio devices: --disk/--vsock unavailable");
-		return -ENOTSUP;
-	}
-	return 0;
-#endif
 }
 
 static int setup(struct vmm *m)
@@ -331,10 +320,8 @@ fail:
 static void teardown(struct vmm *m)
 {
 	control__free(m->control);
-#ifdef NUCLEUS_HAVE_VIRTIO
 	for (unsigned i = m->nr_devs; i-- > 0;)
 		virtio_dev__free(m->devs[i]);
-#endif
 	serial__free(m->serial);
 	vm__free(m->vm);
 	if (m->console_fd >= 0)

@@ -30,14 +30,9 @@ struct vm;
 #define VM_IRQ_FIRST      5 /* GSIs handed to devices: 5, 6, ... (IOAPIC pins < 24) */
 #define VM_IRQ_LAST       23
 
-/* Port I/O owned by the core: serial 0x3f8-0x3ff, i8042 0x60/0x64, status port. */
-#define VM_STATUS_PORT       0x440 /* 1-byte writes from the guest init: */
-#define VM_STATUS_READY      0x01  /*   agent ready: the boot timer stops here */
-#define VM_STATUS_SHUTDOWN   0x02  /*   clean shutdown follows (reset after it = exit 0) */
-/* The same register, memory-mapped (added by V1): for guest kernels without
- * CONFIG_X86_IOPL_IOPERM, a 1-byte write at offset 0 of this page (mmap of /dev/mem,
- * allowed by STRICT_DEVMEM since it is not RAM) does what a write to the port does. */
-#define VM_STATUS_MMIO       0xd0020000ULL
+/* Port I/O owned by the core: serial 0x3f8-0x3ff, i8042 0x60/0x64, and the status
+ * register (VM_STATUS_PORT, VM_STATUS_MMIO), whose numbers are part of the guest
+ * contract and so live in vmm.h. */
 
 /* Returns a host pointer for guest-physical [gpa, gpa + len) when the whole range is
  * guest RAM in one mapping, else NULL. len 0 is allowed (any gpa in RAM or at its

@@ -4,7 +4,8 @@
  *
  * Each microVM runs in its own process, nucleus-vmm (see docs/vmm.md). The daemon
  * spawns it, reads its exit status (enum vmm_exit) and talks to it over the per-VM
- * control socket with vmm__control().
+ * control socket with vmm__control(). The guest init reports to it through the status
+ * register (VM_STATUS_*).
  */
 #ifndef NUCLEUS_VMM_VMM_H
 #define NUCLEUS_VMM_VMM_H
@@ -22,6 +23,16 @@ enum vmm_exit {
 };
 
 #define VMM_MAX_VCPUS 16
+
+/* The status register: the contract between the guest init (guest/init/pid1.c) and the
+ * VMM (vmm/status.c). The guest writes one byte to the port: */
+#define VM_STATUS_PORT	   0x440 /* the port */
+#define VM_STATUS_READY	   0x01	 /* agent ready: the boot timer stops here */
+#define VM_STATUS_SHUTDOWN 0x02	 /* clean shutdown follows (reset after it = exit 0) */
+/* The same register, memory-mapped: for guest kernels without CONFIG_X86_IOPL_IOPERM, a
+ * 1-byte write at offset 0 of this page (mmap of /dev/mem, allowed by STRICT_DEVMEM since
+ * it is not RAM) does what a write to the port does. */
+#define VM_STATUS_MMIO 0xd0020000ULL
 
 /* One reply of the control socket (docs/vmm.md, "Control protocol"). */
 struct vmm_control_reply {

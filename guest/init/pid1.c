@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "guest/init/agent.h"
-#include "vmm/vm-internal.h"
+#include "vmm/vmm.h"
 
 #define WORKSPACE_DIR "/workspace"
 

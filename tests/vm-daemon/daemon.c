@@ -498,7 +498,7 @@ Test(daemon, killed_vmm_fails_only_its_sandbox)
 }
 
 /*
- * Budgets on a real VM (issue 6): a CPU-burning command runs until the meter sees the
+ * Budgets on a real VM: a CPU-burning command runs until the meter sees the
  * VMM's host CPU pass the sandbox's cpu_ms limit and pauses the VM. The meter samples
  * every 250 ms (and on each call), so the overshoot is what the VMM burnt in one sample
  * interval: at most (vcpus + 1 VMM thread) x 250 ms; we allow 8 intervals of that

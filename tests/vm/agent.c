@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * vm-agent suite: the whole stack of issue 3. nucleus-vmm boots the guest kernel with
- * the default initramfs (nucleus-init as PID 1), and the test talks to the agent over
- * the VMM's vsock Unix socket with the host client library (guest/guest.h).
+ * vm-agent suite: the whole stack from the VMM to the guest agent. nucleus-vmm boots the
+ * guest kernel with the default initramfs (nucleus-init as PID 1), and the test talks to
+ * the agent over the VMM's vsock Unix socket with the host client library (guest/guest.h).
  */
 #include <criterion/criterion.h>
 #include <errno.h>

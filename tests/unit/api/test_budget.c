@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Budgets through the API (issue 6): a real nucleusd (fake backend) driven through its
+ * Budgets through the API: a real nucleusd (fake backend) driven through its
  * socket. Limits at create, usage reports (402, idempotency, concurrency, kill -9), tool
  * prices, metering a real process (fake:burn) until it is paused, TTL, metrics, and
  * `nucleusctl budget`.

@@ -173,3 +173,123 @@ Test(cli, run_streams_output_and_exits_with_the_commands_code)
 	cr_assert_not_null(strstr(r->out, "\"stdout\": \"whole\\n\""), "%s", r->out);
 	thd_finish(&d);
 }
+
+/* Writes @text to DIR/@name; the path in @path. */
+static void put_file(const char *name, const char *text, char *path, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/%s", d.dir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* policy check FILE: "FILE: ok" and 0; the engine's problem on one line and 1. */
+Test(cli, policy_check_says_ok_or_names_the_problem)
+{
+	char good[320], bad[320], broken[320], want[512];
+	struct thd_run *r;
+
+	snprintf(good, sizeof(good), "%s/policy/profiles/codegen.json", SOURCE_ROOT);
+	r = thd_ctl(d.sock, "policy", "check", good, NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	snprintf(want, sizeof(want), "%s: ok\n", good);
+	cr_assert_str_eq(r->out, want);
+	cr_assert_str_eq(r->err, "");
+
+	put_file("bad.json", "{\"deny\": []}", bad, sizeof(bad));
+	r = thd_ctl(d.sock, "policy", "check", bad, NULL);
+	cr_assert_eq(r->code, 1);
+	snprintf(want, sizeof(want), "nucleusctl: %s: $.deny: unknown key\n", bad);
+	cr_assert_str_eq(r->err, want);
+	cr_assert_str_eq(r->out, "");
+
+	put_file("broken.json", "{\"name\": \"x\"\n", broken, sizeof(broken));
+	r = thd_ctl(d.sock, "policy", "check", broken, NULL);
+	cr_assert_eq(r->code, 1);
+	snprintf(want, sizeof(want),
+		 "nucleusctl: %s: $: JSON syntax error at line 2 column 0: '}' expected near end "
+		 "of file\n",
+		 broken);
+	cr_assert_str_eq(r->err, want);
+
+	r = thd_ctl(d.sock, "policy", "check", "/nonexistent/p.json", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: /nonexistent/p.json: No such file or directory\n");
+	r = thd_ctl(d.sock, "policy", "check", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_eq(lines(r->err), 1, "%s", r->err);
+	thd_finish(&d);
+}
+
+/* policy explain: the engine's explanation, exit 0 only for allow; errors on one line. */
+Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
+{
+	char file[320], bad[320], want[512];
+	struct thd_run *r;
+
+	r = thd_ctl(d.sock, "policy", "explain", "codegen",
+		    "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_str_eq(r->out,
+			 "#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: "
+			 "call private, session none -> private\n");
+	r = thd_ctl(d.sock, "policy", "explain", "codegen",
+		    "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_str_eq(r->out,
+			 "#1 web_fetch: deny (OP_DENIED): the operation is denied by the "
+			 "envelope [web_fetch]; exposure: call none, session none -> none\n");
+	r = thd_ctl(d.sock, "policy", "explain", "codegen",
+		    "{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
+		    "\"refs/heads/feature/x\"}",
+		    NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_str_eq(r->out,
+			 "#1 git_push: ask (OP_ASK): the operation needs an approval "
+			 "[github.com:22,443]; exposure: call exfil, session none -> none\n");
+	r = thd_ctl(d.sock, "--json", "policy", "explain", "read-only",
+		    "{\"op\": \"read_file\", \"path\": \"/workspace/a\"}", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_str_eq(r->out, "{\"verdict\": \"allow\", \"reason\": \"ALLOWED\"}\n");
+
+	snprintf(file, sizeof(file), "@%s/policy/profiles/read-only.json", SOURCE_ROOT);
+	r = thd_ctl(d.sock, "policy", "explain", file,
+		    "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_str_eq(r->out,
+			 "#1 write_file: deny (OP_DENIED): the operation is denied by the "
+			 "envelope [write_file]; exposure: call none, session none -> none\n");
+
+	r = thd_ctl(d.sock, "policy", "explain", "nope",
+		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: no built-in profile 'nope'\n");
+	r = thd_ctl(d.sock, "policy", "explain", "no such", "{\"op\": \"list\", \"path\": \"/a\"}",
+		    NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: no built-in profile 'no such'\n");
+	r = thd_ctl(d.sock, "policy", "explain", "codegen", "{\"op\": \"fly\"}", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: call: $.op: unknown operation\n");
+	r = thd_ctl(d.sock, "policy", "explain", "codegen", "{\"op\":", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: call: $: JSON syntax error at line 1 column 6: "
+				 "unexpected token near end of file\n");
+	put_file("bad.json", "{\"deny\": []}", bad + 1, sizeof(bad) - 1);
+	bad[0] = '@';
+	r = thd_ctl(d.sock, "policy", "explain", bad, "{\"op\": \"read_file\", \"path\": \"/a\"}",
+		    NULL);
+	cr_assert_eq(r->code, 1);
+	snprintf(want, sizeof(want), "nucleusctl: %s: $.deny: unknown key\n", bad + 1);
+	cr_assert_str_eq(r->err, want);
+	r = thd_ctl(d.sock, "policy", "explain", "@/nonexistent/p.json",
+		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);
+	cr_assert_eq(r->code, 2);
+	cr_assert_str_eq(r->err, "nucleusctl: /nonexistent/p.json: No such file or directory\n");
+	r = thd_ctl(d.sock, "policy", "explain", "codegen", NULL);
+	cr_assert_eq(r->code, 2);
+	thd_finish(&d);
+}

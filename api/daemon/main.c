@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-/* nucleusd: the daemon executable (core in nucleusd/, HTTP in api/). */
+/*
+ * nucleusd: the daemon executable. Parses the options, picks the backend, and puts the
+ * core (nucleusd/, libnucleusd) behind the HTTP server (api/, libnucleus_api). Built by
+ * api/daemon/meson.build: above both libraries, so nucleusd/ never includes api/.
+ */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -292,7 +296,8 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	if (slash)
 		*slash = '\0';
 	snprintf(self_vmm, sizeof(self_vmm), "%s/nucleus-vmm", exe);
-	snprintf(tree_vmm, sizeof(tree_vmm), "%s/../vmm/nucleus-vmm", exe);
+	/* In the build tree this binary is BUILD/api/daemon/nucleusd. */
+	snprintf(tree_vmm, sizeof(tree_vmm), "%s/../../vmm/nucleus-vmm", exe);
 	{
 		const char *vmms[] = {self_vmm, tree_vmm, ND_BUILD_VMM, self_vmm};
 		const char *kernels[] = {ND_BUILD_KERNEL, ND_INSTALL_GUEST_DIR "/vmlinux"};
