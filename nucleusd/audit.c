@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "nucleusd/audit.h"
+#include "nucleusd/clock.h"
 #include "nucleusd/nucleusd.h"
 
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
@@ -251,14 +252,6 @@ static void head_message(uint64_t seq, const unsigned char hash[HASH_LEN],
 	crypto_generichash_final(&c.st, out, HASH_LEN);
 }
 
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- append ---- */
 
 static int last_entry(struct store *s, uint64_t *seq, unsigned char hash[HASH_LEN])
@@ -336,7 +329,7 @@ int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int
 	if (!k->staged && (e.seq != k->head_seq || memcmp(prev, k->head_hash, HASH_LEN) != 0))
 		goto out;
 	e.seq++;
-	e.at_us = now_us();
+	e.at_us = nd_clock__wall_us();
 	e.actor_uid = actor_uid < 0 ? -1 : actor_uid;
 	e.sandbox = sandbox;
 	e.kind = kind;
@@ -377,15 +370,18 @@ static int newest_seal(struct store *s, uint64_t *ret)
 {
 	static const char sql[] = "SELECT coalesce(max(seq), 0) FROM audit_seals";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	r = sqlite3_step(st) == SQLITE_ROW ? 0 : -EIO; /* an aggregate always has its row */
-	if (r == 0)
+	*ret = 0;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
 		*ret = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	else /* an aggregate always has its row */
+		r = rc == SQLITE_DONE ? -EIO : store__errno(rc);
+	store__stmt_done(st);
 	return r;
 }
 
@@ -438,7 +434,7 @@ static int seal_tx(struct store *s, void *arg)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
 	sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, now_us());
+	sqlite3_bind_int64(st, 4, nd_clock__wall_us());
 	r = store__errno(sqlite3_step(st));
 	store__stmt_done(st);
 	return r;
@@ -579,9 +575,9 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 	uint64_t want = 1;
 	int r, rc = SQLITE_DONE;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r == 0)
-		r = store__errno(sqlite3_prepare_v2(store__db(s), seals, -1, &w.st, NULL));
+		r = store__stmt(s, seals, &w.st);
 	if (r < 0)
 		goto out;
 	seal_next(&w);
@@ -606,8 +602,8 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 		snprintf(v.problem, sizeof(v.problem), "intact");
 	*ret = v;
 out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(w.st);
+	store__stmt_done(st);
+	store__stmt_done(w.st);
 	return r;
 }
 
