@@ -170,9 +170,8 @@ int budget__meter(struct store *s, const char *sandbox, const struct budget_debi
  * limit or nothing is left. Same transaction rule; @ret as for budget__meter.
  * budget__charge itself never does this: a refused charge writes nothing.
  */
-int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind,
-		    const char *reason, const struct budget_limits *limits,
-		    struct budget_result *ret);
+int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind, const char *reason,
+		    const struct budget_limits *limits, struct budget_result *ret);
 /* SUM(amount) per kind of @sandbox. Works in or out of a transaction. */
 int budget__spent(struct store *s, const char *sandbox, struct budget_spent *ret);
 /*

@@ -164,8 +164,8 @@ static int insert_row(struct store *s, const struct rows *w, int kind, int64_t a
 		r = store__errno(sqlite3_bind_text(st, 6, ik, -1, SQLITE_STATIC));
 	if (r == 0) {
 		r = store__errno(sqlite3_step(st));
-		if (r < 0 && sqlite3_extended_errcode(sqlite3_db_handle(st)) ==
-				     SQLITE_CONSTRAINT_FOREIGNKEY)
+		if (r < 0 &&
+		    sqlite3_extended_errcode(sqlite3_db_handle(st)) == SQLITE_CONSTRAINT_FOREIGNKEY)
 			r = -ENOENT; /* no such sandbox */
 	}
 	store__stmt_done(st);
@@ -324,9 +324,8 @@ int budget__meter(struct store *s, const char *sandbox, const struct budget_debi
 	return debit(s, sandbox, d, n, key, reason, limits, MODE_METER, ret);
 }
 
-int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind,
-		    const char *reason, const struct budget_limits *limits,
-		    struct budget_result *ret)
+int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind, const char *reason,
+		    const struct budget_limits *limits, struct budget_result *ret)
 {
 	struct budget_debit d = {kind, 0};
 	struct budget_spent sp;

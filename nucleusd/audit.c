@@ -286,22 +286,30 @@ static int insert_entry(struct store *s, const struct entry *e, const unsigned c
 	static const char sql[] = "INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, "
 				  "kind, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
-	sqlite3_bind_int64(st, 2, e->at_us);
-	if (e->sandbox)
-		sqlite3_bind_text(st, 3, e->sandbox, -1, SQLITE_STATIC);
-	if (e->actor_uid >= 0)
-		sqlite3_bind_int64(st, 4, e->actor_uid);
-	sqlite3_bind_text(st, 5, e->kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
+	/* the first failure is the one reported */
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, e->at_us);
+	if (rc == SQLITE_OK && e->sandbox)
+		rc = sqlite3_bind_text(st, 3, e->sandbox, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && e->actor_uid >= 0)
+		rc = sqlite3_bind_int64(st, 4, e->actor_uid);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, e->kind, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = store__errno(rc);
 	store__stmt_done(st);
 	return r;
 }
@@ -426,16 +434,21 @@ static int seal_tx(struct store *s, void *arg)
 	static const char sql[] = "INSERT INTO audit_seals(seq, hash, sig, at_us) VALUES (?,?,?,?)";
 	struct seal_tx *x = arg;
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
-	sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, nd_clock__wall_us());
-	r = store__errno(sqlite3_step(st));
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, nd_clock__wall_us());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = store__errno(rc);
 	store__stmt_done(st);
 	return r;
 }
@@ -643,12 +656,14 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
-	if (sandbox)
-		sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, limit);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (json_array_append_new(arr, row_json(st)) < 0) {
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	if (rc == SQLITE_OK && sandbox)
+		rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, limit);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && json_array_append_new(arr, row_json(st)) < 0) {
 			r = -ENOMEM;
 			goto fail;
 		}

@@ -293,9 +293,10 @@ int nucleusd__health(struct nucleusd *nd, json_t **ret)
 	o = json_pack("{ss ss s{ss sb} si ss s{sI sI sI sI sI}}", "status",
 		      nd->be->real ? "ok" : "degraded", "version", "0.1.0", "backend", "name",
 		      nd->be->name, "real", nd->be->real, "schema_version",
-		      store__version(nd->store, store__core.module), "audit_public_key", pk, "sandboxes", "creating",
-		      (json_int_t)n[0], "running", (json_int_t)n[1], "paused", (json_int_t)n[2],
-		      "stopped", (json_int_t)n[3], "failed", (json_int_t)n[4]);
+		      store__version(nd->store, store__core.module), "audit_public_key", pk,
+		      "sandboxes", "creating", (json_int_t)n[0], "running", (json_int_t)n[1],
+		      "paused", (json_int_t)n[2], "stopped", (json_int_t)n[3], "failed",
+		      (json_int_t)n[4]);
 	if (!o)
 		return -ENOMEM;
 	if (!nd->be->real)

@@ -302,8 +302,7 @@ static int usage_tx(struct store *s, void *arg)
 	if (r == -EDQUOT) {
 		/* The tokens were used already: the budget is spent, later calls are refused. */
 		x->refused = (int)x->res.exhausted;
-		r = budget__exhaust(s, x->id, x->res.exhausted, "usage report refused",
-				    &lim, &ex);
+		r = budget__exhaust(s, x->id, x->res.exhausted, "usage report refused", &lim, &ex);
 		if (r < 0)
 			return r;
 		body = json_pack("{ss sI sI}", "key", x->key, "tokens", (json_int_t)x->tokens,
@@ -872,11 +871,12 @@ static void meter_row(struct nucleusd *nd, const struct tick_row *row)
 
 void nucleusd__meter_tick(struct nucleusd *nd)
 {
-	static const char ttl[] = "SELECT id, json_extract(spec, '$.ttl_seconds'), 0 FROM sandboxes "
-				  "WHERE state IN ('running', 'paused') AND id > ?1 AND "
-				  "json_extract(spec, '$.ttl_seconds') > 0 AND created_us + "
-				  "json_extract(spec, '$.ttl_seconds') * 1000000 <= ?2 "
-				  "ORDER BY id LIMIT ?3";
+	static const char ttl[] =
+		"SELECT id, json_extract(spec, '$.ttl_seconds'), 0 FROM sandboxes "
+		"WHERE state IN ('running', 'paused') AND id > ?1 AND "
+		"json_extract(spec, '$.ttl_seconds') > 0 AND created_us + "
+		"json_extract(spec, '$.ttl_seconds') * 1000000 <= ?2 "
+		"ORDER BY id LIMIT ?3";
 	static const char meter[] = "SELECT id, vmm_pid, state = 'running' FROM sandboxes WHERE "
 				    "state IN ('running', 'paused') AND vmm_pid > 0 AND id > ?1 "
 				    "ORDER BY id LIMIT ?3"; /* ?2 (now) unused */

@@ -633,12 +633,11 @@ void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret)
  * had one table (schema_version, 1-4); a module without a row of its own takes its
  * version from that table once (store_schema.legacy), which is left as it was.
  */
-static const char versions_table[] =
-	"CREATE TABLE IF NOT EXISTS schema_versions ("
-	"  module TEXT NOT NULL,"
-	"  version INTEGER NOT NULL CHECK (version > 0),"
-	"  applied_us INTEGER NOT NULL,"
-	"  PRIMARY KEY (module, version))";
+static const char versions_table[] = "CREATE TABLE IF NOT EXISTS schema_versions ("
+				     "  module TEXT NOT NULL,"
+				     "  version INTEGER NOT NULL CHECK (version > 0),"
+				     "  applied_us INTEGER NOT NULL,"
+				     "  PRIMARY KEY (module, version))";
 
 /* Steps @sql (?1 = @text, may be NULL) for one integer: its first row's first column. */
 static int one_int(struct store *s, const char *sql, const char *text, int64_t *ret)
@@ -670,7 +669,8 @@ static int insert_version(struct store *s, const struct version_row *v)
 {
 	static const char sql[] =
 		"INSERT INTO schema_versions(module, version, applied_us) VALUES (?1, ?2, "
-		"coalesce((SELECT applied_us FROM schema_version WHERE ?4 > 0 AND version = ?4), ?3))";
+		"coalesce((SELECT applied_us FROM schema_version WHERE ?4 > 0 AND version = ?4), "
+		"?3))";
 	static const char sql_new[] =
 		"INSERT INTO schema_versions(module, version, applied_us) VALUES (?1, ?2, ?3)";
 	sqlite3_stmt *st;
@@ -733,8 +733,7 @@ static int adopt_tx(struct store *s, void *arg)
 }
 
 /* @sc's version, adopting it from a pre-module database the first time. */
-static int schema_version(struct store *s, const struct store_schema *sc, bool legacy_db,
-			  int *ret)
+static int schema_version(struct store *s, const struct store_schema *sc, bool legacy_db, int *ret)
 {
 	static const char mine[] =
 		"SELECT coalesce(max(version), 0) FROM schema_versions WHERE module = ?1";

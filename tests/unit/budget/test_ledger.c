@@ -321,8 +321,7 @@ static int charge_tx(struct store *c, void *arg)
 {
 	struct charge_arg *a = arg;
 
-	return budget__charge(c, a->sandbox, BUDGET_TOKENS, a->amount, a->key, "w", NULL,
-			      &a->res);
+	return budget__charge(c, a->sandbox, BUDGET_TOKENS, a->amount, a->key, "w", NULL, &a->res);
 }
 
 /* One charge in its own BEGIN IMMEDIATE transaction, retried while the database is busy. */

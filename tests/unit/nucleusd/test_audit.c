@@ -475,7 +475,8 @@ Test(audit, migration_3_turns_the_signed_head_into_the_first_seal)
 		"cur.audit_seals;"
 		"DETACH cur",
 		db);
-	cr_assert_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(raw));
+	cr_assert_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+		     sqlite3_errmsg(raw));
 	sqlite3_close(raw);
 
 	cr_assert_eq(th_store_open(path, &old), 0);

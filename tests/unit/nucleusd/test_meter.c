@@ -74,7 +74,8 @@ TestSuite(meter, .init = setup, .fini = teardown);
 
 static void create_running(int n)
 {
-	static const char req_text[] = "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 64}";
+	static const char req_text[] =
+		"{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 64}";
 
 	for (int i = 0; i < n; i++) {
 		json_t *req = json_loads(req_text, 0, NULL);

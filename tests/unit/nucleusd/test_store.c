@@ -446,20 +446,21 @@ Test(store, a_version_4_database_opens_and_keeps_its_data)
 	th_legacy_db(db, TH_LEGACY_VERSIONS);
 	cr_assert_eq(sqlite3_open(db, &raw), SQLITE_OK);
 	cr_assert_eq(
-		sqlite3_exec(raw,
-			     "PRAGMA foreign_keys=ON;"
-			     "INSERT INTO profiles(name, body, updated_us) VALUES ('p', '{}', 1);"
-			     "INSERT INTO sandboxes(id, name, state, profile, policy, spec, vcpus, "
-			     "memory_mib, owner_uid, created_us, updated_us) VALUES "
-			     "('sb-00000000000000bb', 'old', 'running', 'p', '{}', '{}', 1, 64, 0, "
-			     "1, 1);"
-			     "INSERT INTO budget_limits VALUES ('sb-00000000000000bb', 'tokens', 100);"
-			     "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us, "
-			     "idem_key) VALUES ('sb-00000000000000bb', 'tokens', 40, 'r', 1, "
-			     "'sb-00000000000000bb/tokens/k1');"
-			     "INSERT INTO audit_log(seq, at_us, kind, body, prev_hash, hash) VALUES "
-			     "(1, 1, 'daemon.start', '{}', zeroblob(32), zeroblob(32))",
-			     NULL, NULL, NULL),
+		sqlite3_exec(
+			raw,
+			"PRAGMA foreign_keys=ON;"
+			"INSERT INTO profiles(name, body, updated_us) VALUES ('p', '{}', 1);"
+			"INSERT INTO sandboxes(id, name, state, profile, policy, spec, vcpus, "
+			"memory_mib, owner_uid, created_us, updated_us) VALUES "
+			"('sb-00000000000000bb', 'old', 'running', 'p', '{}', '{}', 1, 64, 0, "
+			"1, 1);"
+			"INSERT INTO budget_limits VALUES ('sb-00000000000000bb', 'tokens', 100);"
+			"INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us, "
+			"idem_key) VALUES ('sb-00000000000000bb', 'tokens', 40, 'r', 1, "
+			"'sb-00000000000000bb/tokens/k1');"
+			"INSERT INTO audit_log(seq, at_us, kind, body, prev_hash, hash) VALUES "
+			"(1, 1, 'daemon.start', '{}', zeroblob(32), zeroblob(32))",
+			NULL, NULL, NULL),
 		SQLITE_OK, "%s", sqlite3_errmsg(raw));
 	sqlite3_close(raw);
 
@@ -478,13 +479,13 @@ Test(store, a_version_4_database_opens_and_keeps_its_data)
 	cr_assert_eq(budget__spent(s, "sb-00000000000000bb", &sp), 0);
 	cr_assert_eq(sp.spent[BUDGET_TOKENS], 40);
 	cr_assert_eq(store__exec(s, "BEGIN IMMEDIATE"), 0);
-	cr_assert_eq(budget__charge(s, "sb-00000000000000bb", BUDGET_TOKENS, 40, "k1", "r", NULL,
-				    &res),
-		     0);
+	cr_assert_eq(
+		budget__charge(s, "sb-00000000000000bb", BUDGET_TOKENS, 40, "k1", "r", NULL, &res),
+		0);
 	cr_assert_eq(res.status, BUDGET_DUPLICATE, "the old row's key still counts");
-	cr_assert_eq(budget__charge(s, "sb-00000000000000bb", BUDGET_TOKENS, 20, "k2", "r", NULL,
-				    &res),
-		     0);
+	cr_assert_eq(
+		budget__charge(s, "sb-00000000000000bb", BUDGET_TOKENS, 20, "k2", "r", NULL, &res),
+		0);
 	cr_assert_eq(store__exec(s, "COMMIT"), 0);
 	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent"), "60");
 	cr_assert_str_eq(th_query(s, "SELECT amount FROM budget_limits"), "100");
