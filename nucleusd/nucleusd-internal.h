@@ -36,7 +36,7 @@ struct nd_metrics {
 	uint64_t tool_ok, tool_failed;
 	uint64_t exhaustions[BUDGET__N_KINDS]; /* budget enforcements by kind */
 	uint64_t seals, seal_failures;	       /* audit seals written / that failed */
-	uint64_t meter_errors;		       /* meter/TTL timer runs that failed to read */
+	uint64_t meter_errors;		       /* meter/TTL failures (spend.c), each retried */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];

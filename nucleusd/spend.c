@@ -691,8 +691,10 @@ static void meter_flush(struct nucleusd *nd, struct nd_meter *m)
 
 	if (pend_empty(&m->pend))
 		return;
-	if (store__tx(nd->store, meter_tx, &x) < 0)
+	if (store__tx(nd->store, meter_tx, &x) < 0) {
+		nd->m.meter_errors++;
 		return; /* kept pending: written with the next flush */
+	}
 	memset(&m->pend, 0, sizeof(m->pend));
 	m->flush_us = nd_clock__mono_us();
 	if (x.pause_kind < 0)
@@ -707,8 +709,8 @@ static void meter_write_pending(struct nucleusd *nd, struct nd_meter *m)
 {
 	struct meter_tx x = {.nd = nd, .id = m->id, .d = m->pend, .pause_kind = -1};
 
-	if (nd->store && !pend_empty(&m->pend))
-		store__tx(nd->store, meter_tx, &x);
+	if (nd->store && !pend_empty(&m->pend) && store__tx(nd->store, meter_tx, &x) < 0)
+		nd->m.meter_errors++; /* lost, as after a kill -9: never counted twice */
 }
 
 /*
@@ -849,7 +851,8 @@ static void ttl_stop(struct nucleusd *nd, const struct tick_row *row)
 	char reason[96];
 
 	snprintf(reason, sizeof(reason), "ttl_expired: ttl_seconds %lld passed", (long long)row->n);
-	nd__stop_for(nd, row->id, reason);
+	if (nd__stop_for(nd, row->id, reason) < 0)
+		nd->m.meter_errors++; /* still expired: the next run tries again */
 }
 
 static void meter_row(struct nucleusd *nd, const struct tick_row *row)
@@ -933,8 +936,8 @@ int nd__budget_metrics(struct nucleusd *nd, FILE *f)
 		fprintf(f, "nucleus_budget_exhaustions_total{kind=\"%s\"} %llu\n",
 			budget_kind__name(k), (unsigned long long)nd->m.exhaustions[k]);
 	fprintf(f,
-		"# HELP nucleus_meter_errors_total Meter/TTL timer runs that could not read the "
-		"sandboxes (database errors; the next run tries again).\n"
+		"# HELP nucleus_meter_errors_total Meter/TTL timer failures: reading the "
+		"sandboxes, writing metered debits, stopping an expired sandbox (each retried).\n"
 		"# TYPE nucleus_meter_errors_total counter\n"
 		"nucleus_meter_errors_total %llu\n",
 		(unsigned long long)nd->m.meter_errors);

@@ -100,7 +100,7 @@ static int metered(struct store *s)
 Test(meter, every_one_of_300_running_sandboxes_gets_its_ledger_rows)
 {
 	struct store *s = nucleusd__store(nd);
-	char sql[128];
+	char sql[128], *text = NULL;
 
 	create_running(SANDBOXES);
 	/* The fake backend runs no process: each sandbox's "VMM" is the sleeping child. */
@@ -121,6 +121,9 @@ Test(meter, every_one_of_300_running_sandboxes_gets_its_ledger_rows)
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM budget_spent WHERE kind = "
 				     "'mem_peak_mib' AND spent > 0"),
 			 "300");
+	cr_assert_eq(nucleusd__metrics(nd, &text), 0);
+	cr_assert_not_null(strstr(text, "\nnucleus_meter_errors_total 0\n"), "%s", text);
+	free(text);
 }
 
 /* The daemon leaving writes what every meter has pending: all 300 had one. */

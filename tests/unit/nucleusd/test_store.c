@@ -149,6 +149,51 @@ Test(store, transactions_do_not_nest)
 	store__free(s);
 }
 
+/* Inserts profile @arg, then fails when its name starts with "bad". */
+static int sp_insert(struct store *s, void *arg)
+{
+	static const char sql[] =
+		"INSERT INTO profiles(name, body, updated_us) VALUES (?1, '{}', 1)";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+	r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	if (r < 0)
+		return r;
+	return strncmp(arg, "bad", 3) == 0 ? -EIO : 1;
+}
+
+static int with_savepoints(struct store *s, void *arg)
+{
+	int r = sp_insert(s, "outer");
+
+	if (r < 0)
+		return r;
+	cr_assert_eq(store__savepoint(s, sp_insert, "bad-one"), -EIO);
+	cr_assert_eq(store__savepoint(s, sp_insert, "kept"), 1, "fn's result comes back");
+	/* A savepoint whose statement fails (duplicate) is undone alone, too. */
+	cr_assert_eq(store__savepoint(s, sp_insert, "outer"), -EEXIST);
+	return sp_insert(s, "after");
+}
+
+Test(store, a_failed_savepoint_undoes_only_its_own_writes)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(th_store_open(db, &s), 0);
+	cr_assert_eq(store__savepoint(s, sp_insert, "x"), -EINVAL, "only inside a transaction");
+	cr_assert_eq(store__tx(s, with_savepoints, NULL), 1);
+	cr_assert_str_eq(th_query(s, "SELECT group_concat(name) FROM (SELECT name FROM profiles "
+				     "ORDER BY name)"),
+			 "after,kept,outer");
+	store__free(s);
+}
+
 Test(store, the_ledger_idempotency_key_is_unique)
 {
 	struct store *s = NULL;
