@@ -1,27 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The daemon object: store + key + backend, restart recovery, health and metrics. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
 
 #include "nucleusd/nucleusd-internal.h"
-
-int nd_err__set(struct nd_err *e, int rc, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!e)
-		return rc;
-	snprintf(e->code, sizeof(e->code), "%s", code);
-	e->budget[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 /* The daemon's database: nucleusd's tables, then budget's (which refer to sandboxes). */
 static const struct store_schema *const schemas[] = {&store__core, &budget__schema};

@@ -98,7 +98,7 @@ static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 	if (!r->policy || !r->spec)
 		return;
 	/* Not cached (out of memory) is only slower: the next load parses again. */
-	j = malloc(sizeof(*j));
+	j = nd->json_cache ? malloc(sizeof(*j)) : NULL;
 	if (!j)
 		return;
 	j->policy = json_incref(r->policy);

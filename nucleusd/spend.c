@@ -107,7 +107,7 @@ static int limits_get(struct nucleusd *nd, const char *id, struct budget_limits 
 	if (r < 0)
 		return r;
 	/* Not cached (out of memory) is only slower: the next call reads the rows again. */
-	c = malloc(sizeof(*c));
+	c = nd->limits_cache ? malloc(sizeof(*c)) : NULL;
 	if (c) {
 		*c = *ret;
 		nd_lru__put(nd->limits_cache, id, c);
