@@ -4,8 +4,10 @@
  *
  *   limits  per-sandbox limits from JSON (cpu_ms, mem_mib_s, mem_peak_mib, tokens, money)
  *   prices  the price table (per tool call, per 1k tokens by model, per CPU second)
- *   ledger  debits as rows of the daemon's SQLite table budget_ledger, written inside the
- *           caller's open transaction; balances are SUM(amount) per kind, never cached
+ *   schema  its tables in the daemon's store (budget__schema: budget_limits, budget_ledger,
+ *           budget_spent), migrated by the store (nucleusd/store.h) after the core schema
+ *   ledger  debits as rows of budget_ledger, written inside the caller's open store
+ *           transaction; balances are SUM(amount) per kind (budget_spent, by trigger)
  *   meter   CPU time (cgroup v2 cpu.stat or /proc/PID/task/ * /stat), RSS (/proc/PID/status
  *           or smaps_rollup), and a sampler turning successive samples into debits
  *   view    limits / spent / remaining as JSON (GET /v1/sandboxes/{id}/budget)
@@ -22,7 +24,11 @@
 #include <sys/types.h>
 #include <jansson.h>
 
-struct sqlite3;
+struct store;
+struct store_schema;
+
+/* budget/'s tables, for store__open (after the store's core schema). */
+extern const struct store_schema budget__schema;
 
 /* ---- kinds and limits ----------------------------------------------------------------- */
 
@@ -133,20 +139,20 @@ struct budget_result {
 };
 
 /*
- * Check-and-debit, all or nothing, inside the caller's open transaction (-EINVAL when
- * the connection is in autocommit mode; use BEGIN IMMEDIATE so the check and the write
- * see the same balance). For each debit, refuses when spent + amount > limit (limit 0 =
+ * Check-and-debit, all or nothing, inside the caller's open transaction (store__tx;
+ * -EINVAL outside one: BEGIN IMMEDIATE makes the check and the write see the same
+ * balance). For each debit, refuses when spent + amount > limit (limit 0 =
  * none): then nothing is written and -EDQUOT is returned with @ret naming the budget.
  * @key (may be NULL) makes the call idempotent per sandbox: a second call with the same
  * key writes nothing, returns 0 and ret->status = BUDGET_DUPLICATE with the original
  * amounts; -EEXIST when the key was used for different kinds or amounts.
  * @ret is filled on 0 and on -EDQUOT. -ENOENT: no such sandbox (foreign key).
  */
-int budget__charge_many(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d,
+int budget__charge_many(struct store *s, const char *sandbox, const struct budget_debit *d,
 			size_t n, const char *key, const char *reason,
 			const struct budget_limits *limits, struct budget_result *ret);
 /* One kind: budget__charge_many with n = 1. */
-int budget__charge(struct sqlite3 *db, const char *sandbox, enum budget_kind kind, int64_t amount,
+int budget__charge(struct store *s, const char *sandbox, enum budget_kind kind, int64_t amount,
 		   const char *key, const char *reason, const struct budget_limits *limits,
 		   struct budget_result *ret);
 /*
@@ -154,7 +160,7 @@ int budget__charge(struct sqlite3 *db, const char *sandbox, enum budget_kind kin
  * over_mask tells which budgets are now exhausted, so the caller pauses the VM. Same
  * transaction and key rules as budget__charge_many.
  */
-int budget__meter(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+int budget__meter(struct store *s, const char *sandbox, const struct budget_debit *d, size_t n,
 		  const char *key, const char *reason, const struct budget_limits *limits,
 		  struct budget_result *ret);
 /*
@@ -164,26 +170,25 @@ int budget__meter(struct sqlite3 *db, const char *sandbox, const struct budget_d
  * limit or nothing is left. Same transaction rule; @ret as for budget__meter.
  * budget__charge itself never does this: a refused charge writes nothing.
  */
-int budget__exhaust(struct sqlite3 *db, const char *sandbox, enum budget_kind kind,
-		    const char *reason, const struct budget_limits *limits,
-		    struct budget_result *ret);
+int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind, const char *reason,
+		    const struct budget_limits *limits, struct budget_result *ret);
 /* SUM(amount) per kind of @sandbox. Works in or out of a transaction. */
-int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *ret);
+int budget__spent(struct store *s, const char *sandbox, struct budget_spent *ret);
 /*
  * Gate for a new tool call: -EDQUOT (ret_kind = the first exhausted kind) when any
  * limited kind has spent >= limit, else 0.
  */
-int budget__check(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+int budget__check(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		  enum budget_kind *ret_kind);
 
 /* budget_limits rows of @sandbox (written with the sandbox, in the caller's transaction). */
-int budget__limits_save(struct sqlite3 *db, const char *sandbox, const struct budget_limits *l);
-int budget__limits_load(struct sqlite3 *db, const char *sandbox, struct budget_limits *ret);
+int budget__limits_save(struct store *s, const char *sandbox, const struct budget_limits *l);
+int budget__limits_load(struct store *s, const char *sandbox, struct budget_limits *ret);
 
 /* ---- view ----------------------------------------------------------------------------- */
 
 /* The GET /v1/sandboxes/{id}/budget body (docs/budget.md). */
-int budget__view(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+int budget__view(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		 json_t **ret);
 
 /* ---- metering ------------------------------------------------------------------------- */

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The budget ledger over the daemon's SQLite store (table budget_ledger, migration 1 of
- * nucleusd/store.c). One row per debit, written inside the caller's transaction;
- * balances are SUM(amount) per kind, so whatever commits is exactly what was spent.
+ * The budget ledger over the daemon's store (table budget_ledger, budget/schema.c). One
+ * row per debit, written inside the caller's transaction; balances are SUM(amount) per
+ * kind, so whatever commits is exactly what was spent. Every statement is one of the
+ * store's cached ones (store__stmt).
  *
  * Idempotency keys are per sandbox and kind: the stored idem_key is
  * "<sandbox>/<kind>/<client key>", so two sandboxes can use the same client key and a
@@ -11,44 +12,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <sqlite3.h>
 
 #include "budget/budget.h"
+#include "nucleusd/clock.h"
+#include "nucleusd/store.h"
 
 #define IDEM_MAX 256
 
 enum mode { MODE_CHARGE, MODE_METER };
-
-static int db_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_MISUSE:
-	case SQLITE_RANGE:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool key_valid(const char *key)
 {
@@ -75,40 +47,41 @@ static bool exhausted(enum budget_kind k, int64_t spent, int64_t limit)
 
 /* Runs @sql (rows of kind name, amount; ?1 = sandbox) into @out[kind]. Unknown kinds are
  * skipped. @out is written whatever happens; callers copy it out only on success. */
-static int load_per_kind(struct sqlite3 *db, const char *sql, const char *sandbox,
+static int load_per_kind(struct store *s, const char *sql, const char *sandbox,
 			 int64_t out[BUDGET__N_KINDS])
 {
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = db_errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	r = store__errno(sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC));
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
 
 		if (k >= 0)
 			out[k] = sqlite3_column_int64(st, 1);
 	}
-	r = db_errno(rc);
-	sqlite3_finalize(st);
+	if (r == 0)
+		r = store__errno(rc);
+	store__stmt_done(st);
 	return r;
 }
 
-int budget__spent(struct sqlite3 *db, const char *sandbox, struct budget_spent *ret)
+int budget__spent(struct store *s, const char *sandbox, struct budget_spent *ret)
 {
-	struct budget_spent s = {0};
+	static const char sql[] = "SELECT kind, spent FROM budget_spent WHERE sandbox_id = ?1";
+	struct budget_spent sp = {0};
 	int r;
 
-	if (!db || !sandbox)
+	if (!s || !sandbox)
 		return -EINVAL;
 	/* budget_spent = SUM(amount) per kind, kept by a trigger on every ledger insert */
-	r = load_per_kind(db, "SELECT kind, spent FROM budget_spent WHERE sandbox_id = ?1", sandbox,
-			  s.spent);
+	r = load_per_kind(s, sql, sandbox, sp.spent);
 	if (r < 0)
 		return r;
-	*ret = s;
+	*ret = sp;
 	return 0;
 }
 
@@ -120,100 +93,114 @@ static int idem_key(char *buf, const char *sandbox, int kind, const char *key)
 }
 
 /* Rows already written under @key: bit per kind in *found, their amounts in orig[]. */
-static int lookup_key(sqlite3 *db, const char *sandbox, const char *key, unsigned *found,
+static int lookup_key(struct store *s, const char *sandbox, const char *key, unsigned *found,
 		      int64_t orig[BUDGET__N_KINDS])
 {
+	static const char sql[] = "SELECT amount FROM budget_ledger WHERE idem_key = ?1 "
+				  "AND sandbox_id = ?2";
+	sqlite3_stmt *st = NULL;
+	char ik[IDEM_MAX];
+	int r = 0;
+
+	*found = 0;
+	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++) {
+		r = idem_key(ik, sandbox, k, key);
+		if (r == 0)
+			r = store__stmt(s, sql, &st);
+		if (r < 0)
+			break;
+		r = store__errno(sqlite3_bind_text(st, 1, ik, -1, SQLITE_STATIC));
+		if (r == 0)
+			r = store__errno(sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC));
+		int rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
+
+		orig[k] = 0;
+		if (rc == SQLITE_ROW) {
+			*found |= 1u << k;
+			orig[k] = sqlite3_column_int64(st, 0);
+		} else if (r == 0) {
+			r = store__errno(rc);
+		}
+		store__stmt_done(st);
+	}
+	return r;
+}
+
+struct rows {
+	const char *sandbox;
+	const int64_t *eff;
+	unsigned want;
+	const char *key, *reason;
+};
+
+static int insert_row(struct store *s, const struct rows *w, int kind, int64_t at)
+{
+	static const char sql[] = "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, "
+				  "at_us, idem_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 	sqlite3_stmt *st = NULL;
 	char ik[IDEM_MAX];
 	int r;
 
-	r = db_errno(sqlite3_prepare_v2(db,
-					"SELECT amount FROM budget_ledger WHERE idem_key = ?1 "
-					"AND sandbox_id = ?2",
-					-1, &st, NULL));
+	if (w->key) {
+		r = idem_key(ik, w->sandbox, kind, w->key);
+		if (r < 0)
+			return r;
+	}
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	*found = 0;
-	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++) {
-		r = idem_key(ik, sandbox, k, key);
-		if (r < 0)
-			break;
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, ik, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-
-		if (rc == SQLITE_ROW) {
-			*found |= 1u << k;
-			orig[k] = sqlite3_column_int64(st, 0);
-		} else {
-			orig[k] = 0;
-			r = db_errno(rc);
-		}
+	r = store__errno(sqlite3_bind_text(st, 1, w->sandbox, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(
+			sqlite3_bind_text(st, 2, budget_kind__name(kind), -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 3, w->eff[kind]));
+	if (r == 0)
+		r = store__errno(
+			sqlite3_bind_text(st, 4, w->reason ? w->reason : "", -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 5, at));
+	if (r == 0 && w->key)
+		r = store__errno(sqlite3_bind_text(st, 6, ik, -1, SQLITE_STATIC));
+	if (r == 0) {
+		r = store__errno(sqlite3_step(st));
+		if (r < 0 &&
+		    sqlite3_extended_errcode(sqlite3_db_handle(st)) == SQLITE_CONSTRAINT_FOREIGNKEY)
+			r = -ENOENT; /* no such sandbox */
 	}
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 
-static int insert_row(sqlite3_stmt *st, const char *sandbox, int kind, int64_t amount,
-		      const char *key, const char *reason, int64_t at)
+static int write_rows_sp(struct store *s, void *arg)
 {
-	char ik[IDEM_MAX];
-	int r;
+	const struct rows *w = arg;
+	int64_t at = nd_clock__wall_us();
+	int r = 0;
 
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, budget_kind__name(kind), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, amount);
-	sqlite3_bind_text(st, 4, reason ? reason : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, at);
-	if (key) {
-		r = idem_key(ik, sandbox, kind, key);
-		if (r < 0)
-			return r;
-		sqlite3_bind_text(st, 6, ik, -1, SQLITE_TRANSIENT);
-	}
-	r = db_errno(sqlite3_step(st));
-	if (r < 0 &&
-	    sqlite3_extended_errcode(sqlite3_db_handle(st)) == SQLITE_CONSTRAINT_FOREIGNKEY)
-		return -ENOENT; /* no such sandbox */
+	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++)
+		if (w->want & (1u << k))
+			r = insert_row(s, w, k, at);
 	return r;
 }
 
 /* Writes the rows in a savepoint, so a failure half-way leaves the caller's tx clean. */
-static int write_rows(sqlite3 *db, const char *sandbox, const int64_t eff[BUDGET__N_KINDS],
+static int write_rows(struct store *s, const char *sandbox, const int64_t eff[BUDGET__N_KINDS],
 		      unsigned want, const char *key, const char *reason)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t at = now_us();
-	int r;
+	struct rows w = {sandbox, eff, want, key, reason};
 
-	r = db_errno(sqlite3_exec(db, "SAVEPOINT budget_debit", NULL, NULL, NULL));
-	if (r < 0)
-		return r;
-	r = db_errno(sqlite3_prepare_v2(db,
-					"INSERT INTO budget_ledger(sandbox_id, kind, amount, "
-					"reason, at_us, idem_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-					-1, &st, NULL));
-	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++)
-		if (want & (1u << k))
-			r = insert_row(st, sandbox, k, eff[k], key, reason, at);
-	sqlite3_finalize(st);
-	if (r < 0)
-		sqlite3_exec(db, "ROLLBACK TO budget_debit", NULL, NULL, NULL);
-	sqlite3_exec(db, "RELEASE budget_debit", NULL, NULL, NULL);
-	return r;
+	return store__savepoint(s, write_rows_sp, &w);
 }
 
-static int validate(sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+static int validate(struct store *s, const char *sandbox, const struct budget_debit *d, size_t n,
 		    const char *key, int64_t req[BUDGET__N_KINDS], unsigned *mask)
 {
-	if (!db || !sandbox_valid(sandbox) || !d || n == 0 || n > BUDGET__N_KINDS)
+	if (!s || !sandbox_valid(sandbox) || !d || n == 0 || n > BUDGET__N_KINDS)
 		return -EINVAL;
 	if (key && !key_valid(key))
 		return -EINVAL;
-	if (sqlite3_get_autocommit(db))
+	if (!store__in_tx(s))
 		return -EINVAL; /* the debit belongs in the caller's transaction */
 	*mask = 0;
 	memset(req, 0, sizeof(int64_t) * BUDGET__N_KINDS);
@@ -250,27 +237,27 @@ static void result_init(struct budget_result *r, const struct budget_spent *s)
 	r->after = *s;
 }
 
-static int debit(sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+static int debit(struct store *s, const char *sandbox, const struct budget_debit *d, size_t n,
 		 const char *key, const char *reason, const struct budget_limits *limits,
 		 enum mode mode, struct budget_result *ret)
 {
 	static const struct budget_limits none;
 	int64_t req[BUDGET__N_KINDS], orig[BUDGET__N_KINDS], eff[BUDGET__N_KINDS] = {0};
 	unsigned mask, found = 0, want = 0;
-	struct budget_spent s;
+	struct budget_spent sp;
 	struct budget_result res;
 	int r;
 
 	limits = limits ? limits : &none;
-	r = validate(db, sandbox, d, n, key, req, &mask);
+	r = validate(s, sandbox, d, n, key, req, &mask);
 	if (r < 0)
 		return r;
-	r = budget__spent(db, sandbox, &s);
+	r = budget__spent(s, sandbox, &sp);
 	if (r < 0)
 		return r;
-	result_init(&res, &s);
+	result_init(&res, &sp);
 	if (key) {
-		r = lookup_key(db, sandbox, key, &found, orig);
+		r = lookup_key(s, sandbox, key, &found, orig);
 		if (r < 0)
 			return r;
 	}
@@ -287,9 +274,9 @@ static int debit(sqlite3 *db, const char *sandbox, const struct budget_debit *d,
 			continue;
 		eff[k] = req[k];
 		if (k == BUDGET_MEM_PEAK_MIB)
-			eff[k] = req[k] > s.spent[k] ? req[k] - s.spent[k] : 0;
+			eff[k] = req[k] > sp.spent[k] ? req[k] - sp.spent[k] : 0;
 		if (mode == MODE_CHARGE && limits->limit[k] &&
-		    s.spent[k] + eff[k] > limits->limit[k]) {
+		    sp.spent[k] + eff[k] > limits->limit[k]) {
 			res.status = BUDGET_REFUSED;
 			res.exhausted = k;
 			*ret = res;
@@ -299,7 +286,7 @@ static int debit(sqlite3 *db, const char *sandbox, const struct budget_debit *d,
 		if (eff[k] > 0 || (key && k != BUDGET_MEM_PEAK_MIB))
 			want |= 1u << k;
 	}
-	r = write_rows(db, sandbox, eff, want, key, reason);
+	r = write_rows(s, sandbox, eff, want, key, reason);
 	if (r < 0)
 		return r;
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
@@ -314,61 +301,60 @@ done:
 	return 0;
 }
 
-int budget__charge_many(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d,
+int budget__charge_many(struct store *s, const char *sandbox, const struct budget_debit *d,
 			size_t n, const char *key, const char *reason,
 			const struct budget_limits *limits, struct budget_result *ret)
 {
-	return debit(db, sandbox, d, n, key, reason, limits, MODE_CHARGE, ret);
+	return debit(s, sandbox, d, n, key, reason, limits, MODE_CHARGE, ret);
 }
 
-int budget__charge(struct sqlite3 *db, const char *sandbox, enum budget_kind kind, int64_t amount,
+int budget__charge(struct store *s, const char *sandbox, enum budget_kind kind, int64_t amount,
 		   const char *key, const char *reason, const struct budget_limits *limits,
 		   struct budget_result *ret)
 {
 	struct budget_debit d = {kind, amount};
 
-	return debit(db, sandbox, &d, 1, key, reason, limits, MODE_CHARGE, ret);
+	return debit(s, sandbox, &d, 1, key, reason, limits, MODE_CHARGE, ret);
 }
 
-int budget__meter(struct sqlite3 *db, const char *sandbox, const struct budget_debit *d, size_t n,
+int budget__meter(struct store *s, const char *sandbox, const struct budget_debit *d, size_t n,
 		  const char *key, const char *reason, const struct budget_limits *limits,
 		  struct budget_result *ret)
 {
-	return debit(db, sandbox, d, n, key, reason, limits, MODE_METER, ret);
+	return debit(s, sandbox, d, n, key, reason, limits, MODE_METER, ret);
 }
 
-int budget__exhaust(struct sqlite3 *db, const char *sandbox, enum budget_kind kind,
-		    const char *reason, const struct budget_limits *limits,
-		    struct budget_result *ret)
+int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind, const char *reason,
+		    const struct budget_limits *limits, struct budget_result *ret)
 {
 	struct budget_debit d = {kind, 0};
-	struct budget_spent s;
+	struct budget_spent sp;
 	int r;
 
-	if (!db || !sandbox || !limits || (unsigned)kind >= BUDGET__N_KINDS ||
+	if (!s || !sandbox || !limits || (unsigned)kind >= BUDGET__N_KINDS ||
 	    kind == BUDGET_MEM_PEAK_MIB)
 		return -EINVAL;
-	r = budget__spent(db, sandbox, &s);
+	r = budget__spent(s, sandbox, &sp);
 	if (r < 0)
 		return r;
-	if (limits->limit[kind] > s.spent[kind])
-		d.amount = limits->limit[kind] - s.spent[kind];
-	return debit(db, sandbox, &d, 1, NULL, reason, limits, MODE_METER, ret);
+	if (limits->limit[kind] > sp.spent[kind])
+		d.amount = limits->limit[kind] - sp.spent[kind];
+	return debit(s, sandbox, &d, 1, NULL, reason, limits, MODE_METER, ret);
 }
 
-int budget__check(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+int budget__check(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		  enum budget_kind *ret_kind)
 {
-	struct budget_spent s;
+	struct budget_spent sp;
 	int r;
 
 	if (!limits)
 		return 0;
-	r = budget__spent(db, sandbox, &s);
+	r = budget__spent(s, sandbox, &sp);
 	if (r < 0)
 		return r;
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
-		if (exhausted(k, s.spent[k], limits->limit[k])) {
+		if (exhausted(k, sp.spent[k], limits->limit[k])) {
 			if (ret_kind)
 				*ret_kind = k;
 			return -EDQUOT;
@@ -377,40 +363,44 @@ int budget__check(struct sqlite3 *db, const char *sandbox, const struct budget_l
 	return 0;
 }
 
-int budget__limits_save(struct sqlite3 *db, const char *sandbox, const struct budget_limits *l)
+int budget__limits_save(struct store *s, const char *sandbox, const struct budget_limits *l)
 {
+	static const char sql[] = "INSERT INTO budget_limits(sandbox_id, kind, amount) "
+				  "VALUES (?1, ?2, ?3) ON CONFLICT(sandbox_id, kind) "
+				  "DO UPDATE SET amount = excluded.amount";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r = 0;
 
-	if (!db || !sandbox || !l)
+	if (!s || !sandbox || !l)
 		return -EINVAL;
-	r = db_errno(sqlite3_prepare_v2(db,
-					"INSERT INTO budget_limits(sandbox_id, kind, amount) "
-					"VALUES (?1, ?2, ?3) ON CONFLICT(sandbox_id, kind) "
-					"DO UPDATE SET amount = excluded.amount",
-					-1, &st, NULL));
 	for (int k = 0; k < BUDGET__N_KINDS && r == 0; k++) {
 		if (!l->limit[k])
 			continue;
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, budget_kind__name(k), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, l->limit[k]);
-		r = db_errno(sqlite3_step(st));
+		r = store__stmt(s, sql, &st);
+		if (r < 0)
+			break;
+		r = store__errno(sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC));
+		if (r == 0)
+			r = store__errno(
+				sqlite3_bind_text(st, 2, budget_kind__name(k), -1, SQLITE_STATIC));
+		if (r == 0)
+			r = store__errno(sqlite3_bind_int64(st, 3, l->limit[k]));
+		if (r == 0)
+			r = store__errno(sqlite3_step(st));
+		store__stmt_done(st);
 	}
-	sqlite3_finalize(st);
 	return r;
 }
 
-int budget__limits_load(struct sqlite3 *db, const char *sandbox, struct budget_limits *ret)
+int budget__limits_load(struct store *s, const char *sandbox, struct budget_limits *ret)
 {
+	static const char sql[] = "SELECT kind, amount FROM budget_limits WHERE sandbox_id = ?1";
 	struct budget_limits l = {0};
 	int r;
 
-	if (!db || !sandbox)
+	if (!s || !sandbox)
 		return -EINVAL;
-	r = load_per_kind(db, "SELECT kind, amount FROM budget_limits WHERE sandbox_id = ?1",
-			  sandbox, l.limit);
+	r = load_per_kind(s, sql, sandbox, l.limit);
 	if (r < 0)
 		return r;
 	*ret = l;
@@ -450,16 +440,16 @@ static json_t *kind_view(int k, int64_t limit, int64_t spent)
 	return o;
 }
 
-int budget__view(struct sqlite3 *db, const char *sandbox, const struct budget_limits *limits,
+int budget__view(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		 json_t **ret)
 {
 	static const struct budget_limits none;
 	json_t *o = NULL, *kinds, *ex;
-	struct budget_spent s;
+	struct budget_spent sp;
 	int r;
 
 	limits = limits ? limits : &none;
-	r = budget__spent(db, sandbox, &s);
+	r = budget__spent(s, sandbox, &sp);
 	if (r < 0)
 		return r;
 	o = json_pack("{sss{}s[]}", "sandbox", sandbox, "budgets", "exhausted");
@@ -468,11 +458,11 @@ int budget__view(struct sqlite3 *db, const char *sandbox, const struct budget_li
 	kinds = json_object_get(o, "budgets");
 	ex = json_object_get(o, "exhausted");
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
-		json_t *v = kind_view(k, limits->limit[k], s.spent[k]);
+		json_t *v = kind_view(k, limits->limit[k], sp.spent[k]);
 
 		if (!v || json_object_set_new(kinds, budget_kind__name(k), v) < 0)
 			goto nomem;
-		if (exhausted(k, s.spent[k], limits->limit[k]) &&
+		if (exhausted(k, sp.spent[k], limits->limit[k]) &&
 		    json_array_append_new(ex, json_string(budget_kind__name(k))) < 0)
 			goto nomem;
 	}

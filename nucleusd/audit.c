@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "nucleusd/audit.h"
+#include "nucleusd/clock.h"
 #include "nucleusd/nucleusd.h"
 
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
@@ -251,14 +252,6 @@ static void head_message(uint64_t seq, const unsigned char hash[HASH_LEN],
 	crypto_generichash_final(&c.st, out, HASH_LEN);
 }
 
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- append ---- */
 
 static int last_entry(struct store *s, uint64_t *seq, unsigned char hash[HASH_LEN])
@@ -293,22 +286,30 @@ static int insert_entry(struct store *s, const struct entry *e, const unsigned c
 	static const char sql[] = "INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, "
 				  "kind, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
-	sqlite3_bind_int64(st, 2, e->at_us);
-	if (e->sandbox)
-		sqlite3_bind_text(st, 3, e->sandbox, -1, SQLITE_STATIC);
-	if (e->actor_uid >= 0)
-		sqlite3_bind_int64(st, 4, e->actor_uid);
-	sqlite3_bind_text(st, 5, e->kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
+	/* the first failure is the one reported */
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, e->at_us);
+	if (rc == SQLITE_OK && e->sandbox)
+		rc = sqlite3_bind_text(st, 3, e->sandbox, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && e->actor_uid >= 0)
+		rc = sqlite3_bind_int64(st, 4, e->actor_uid);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, e->kind, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, e->body, (int)e->body_len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 7, e->prev, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 8, hash, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = store__errno(rc);
 	store__stmt_done(st);
 	return r;
 }
@@ -336,7 +337,7 @@ int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int
 	if (!k->staged && (e.seq != k->head_seq || memcmp(prev, k->head_hash, HASH_LEN) != 0))
 		goto out;
 	e.seq++;
-	e.at_us = now_us();
+	e.at_us = nd_clock__wall_us();
 	e.actor_uid = actor_uid < 0 ? -1 : actor_uid;
 	e.sandbox = sandbox;
 	e.kind = kind;
@@ -377,15 +378,18 @@ static int newest_seal(struct store *s, uint64_t *ret)
 {
 	static const char sql[] = "SELECT coalesce(max(seq), 0) FROM audit_seals";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	r = sqlite3_step(st) == SQLITE_ROW ? 0 : -EIO; /* an aggregate always has its row */
-	if (r == 0)
+	*ret = 0;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
 		*ret = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	else /* an aggregate always has its row */
+		r = rc == SQLITE_DONE ? -EIO : store__errno(rc);
+	store__stmt_done(st);
 	return r;
 }
 
@@ -430,16 +434,21 @@ static int seal_tx(struct store *s, void *arg)
 	static const char sql[] = "INSERT INTO audit_seals(seq, hash, sig, at_us) VALUES (?,?,?,?)";
 	struct seal_tx *x = arg;
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
-	sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, now_us());
-	r = store__errno(sqlite3_step(st));
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)x->seq);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 2, x->hash, HASH_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 3, x->sig, SIG_LEN, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, nd_clock__wall_us());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	r = store__errno(rc);
 	store__stmt_done(st);
 	return r;
 }
@@ -579,9 +588,9 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 	uint64_t want = 1;
 	int r, rc = SQLITE_DONE;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r == 0)
-		r = store__errno(sqlite3_prepare_v2(store__db(s), seals, -1, &w.st, NULL));
+		r = store__stmt(s, seals, &w.st);
 	if (r < 0)
 		goto out;
 	seal_next(&w);
@@ -606,8 +615,8 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 		snprintf(v.problem, sizeof(v.problem), "intact");
 	*ret = v;
 out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(w.st);
+	store__stmt_done(st);
+	store__stmt_done(w.st);
 	return r;
 }
 
@@ -647,12 +656,14 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
-	if (sandbox)
-		sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, limit);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (json_array_append_new(arr, row_json(st)) < 0) {
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	if (rc == SQLITE_OK && sandbox)
+		rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, limit);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && json_array_append_new(arr, row_json(st)) < 0) {
 			r = -ENOMEM;
 			goto fail;
 		}

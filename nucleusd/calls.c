@@ -126,7 +126,7 @@ static int create_tx(struct store *s, void *arg)
 	r = insert_session(s, c);
 	if (r < 0)
 		return r;
-	r = budget__limits_save(store__db(s), c->id, &c->limits);
+	r = budget__limits_save(s, c->id, &c->limits);
 	if (r < 0)
 		return r;
 	body = json_pack("{s:s? s:s? sI sI sO}", "name", c->name, "profile", c->profile, "vcpus",

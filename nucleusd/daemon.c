@@ -8,6 +8,9 @@
 
 #include "nucleusd/nucleusd-internal.h"
 
+/* The daemon's database: nucleusd's tables, then budget's (which refer to sandboxes). */
+static const struct store_schema *const schemas[] = {&store__core, &budget__schema};
+
 struct store *nucleusd__store(struct nucleusd *nd)
 {
 	return nd->store;
@@ -30,17 +33,22 @@ static int profiles_tx(struct store *s, void *arg)
 				  "json(?2), builtin = 1, updated_us = ?3 WHERE body != json(?2)";
 	const struct nd_backend *be = arg;
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r = 0;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
 	for (size_t i = 0; r == 0 && i < be->n_profiles; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, be->profiles[i].name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, be->profiles[i].body, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, nd__now_us());
-		r = store__errno(sqlite3_step(st));
+		r = store__stmt(s, sql, &st);
+		if (r < 0)
+			break;
+		r = store__errno(sqlite3_bind_text(st, 1, be->profiles[i].name, -1, SQLITE_STATIC));
+		if (r == 0)
+			r = store__errno(
+				sqlite3_bind_text(st, 2, be->profiles[i].body, -1, SQLITE_STATIC));
+		if (r == 0)
+			r = store__errno(sqlite3_bind_int64(st, 3, nd_clock__wall_us()));
+		if (r == 0)
+			r = store__errno(sqlite3_step(st));
+		store__stmt_done(st);
 	}
-	sqlite3_finalize(st);
 	return r;
 }
 
@@ -112,7 +120,10 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	r = audit__key_load(cfg->data_dir, &nd->key);
 	if (r < 0)
 		goto fail;
-	r = store__open(path, &nd->store);
+	r = store__open(path, schemas, sizeof(schemas) / sizeof(schemas[0]), &nd->store);
+	if (r < 0)
+		goto fail;
+	r = nd__json_cache_new(nd);
 	if (r < 0)
 		goto fail;
 	if (base) {
@@ -162,7 +173,7 @@ void nucleusd__free(struct nucleusd *nd)
 		event_free(nd->seal_ev);
 	store__free(nd->store);
 	audit__key_free(nd->key);
-	nd__json_cache_free(nd);
+	nd_lru__free(nd->json_cache);
 	free(nd);
 }
 
@@ -233,13 +244,12 @@ int nd__recover(struct nucleusd *nd)
 static int count_states(struct nucleusd *nd, uint64_t counts[5])
 {
 	static const char *const names[] = {"creating", "running", "paused", "stopped", "failed"};
+	static const char sql[] = "SELECT state, count(*) FROM sandboxes GROUP BY state";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
 	memset(counts, 0, 5 * sizeof(counts[0]));
-	r = store__errno(sqlite3_prepare_v2(store__db(nd->store),
-					    "SELECT state, count(*) FROM sandboxes GROUP BY state",
-					    -1, &st, NULL));
+	r = store__stmt(nd->store, sql, &st);
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -250,7 +260,7 @@ static int count_states(struct nucleusd *nd, uint64_t counts[5])
 				counts[i] = (uint64_t)sqlite3_column_int64(st, 1);
 	}
 	r = store__errno(rc);
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	return r;
 }
 
@@ -268,9 +278,10 @@ int nucleusd__health(struct nucleusd *nd, json_t **ret)
 	o = json_pack("{ss ss s{ss sb} si ss s{sI sI sI sI sI}}", "status",
 		      nd->be->real ? "ok" : "degraded", "version", "0.1.0", "backend", "name",
 		      nd->be->name, "real", nd->be->real, "schema_version",
-		      store__version(nd->store), "audit_public_key", pk, "sandboxes", "creating",
-		      (json_int_t)n[0], "running", (json_int_t)n[1], "paused", (json_int_t)n[2],
-		      "stopped", (json_int_t)n[3], "failed", (json_int_t)n[4]);
+		      store__version(nd->store, store__core.module), "audit_public_key", pk,
+		      "sandboxes", "creating", (json_int_t)n[0], "running", (json_int_t)n[1],
+		      "paused", (json_int_t)n[2], "stopped", (json_int_t)n[3], "failed",
+		      (json_int_t)n[4]);
 	if (!o)
 		return -ENOMEM;
 	if (!nd->be->real)

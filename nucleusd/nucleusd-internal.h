@@ -7,7 +7,11 @@
 #include <event2/event.h>
 
 #include "budget/budget.h"
+#include "nucleusd/audit.h"
+#include "nucleusd/clock.h"
+#include "nucleusd/lru.h"
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/store.h"
 
 enum {
 	SB_CREATING = 1u << 0,
@@ -17,7 +21,7 @@ enum {
 	SB_FAILED = 1u << 4,
 };
 
-/* Sandboxes whose budget limits nucleusd keeps at hand (spend.c). */
+/* Sandboxes whose budget limits (spend.c) and parsed policy/spec (sandbox.c) are cached. */
 #define ND_LIMITS_CACHE 64
 #define ND_JSON_CACHE	64
 
@@ -32,6 +36,7 @@ struct nd_metrics {
 	uint64_t tool_ok, tool_failed;
 	uint64_t exhaustions[BUDGET__N_KINDS]; /* budget enforcements by kind */
 	uint64_t seals, seal_failures;	       /* audit seals written / that failed */
+	uint64_t meter_errors;		       /* meter/TTL failures (spend.c), each retried */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];
@@ -62,19 +67,9 @@ struct nucleusd {
 	unsigned meter_ms;
 	struct nd_meter *meters;
 	/* Limits of recently used sandboxes: fixed at create, read on every tool call. */
-	struct nd_limits_slot {
-		char id[20];
-		struct budget_limits lim;
-		uint64_t used; /* 0: empty */
-	} limits_cache[ND_LIMITS_CACHE];
-	uint64_t limits_clock;
+	struct nd_lru *limits_cache; /* id -> struct budget_limits */
 	/* Parsed policy and spec of recently used sandboxes (sandbox.c); never modified. */
-	struct nd_json_slot {
-		char id[20];
-		json_t *policy, *spec;
-		uint64_t used; /* 0: empty */
-	} json_cache[ND_JSON_CACHE];
-	uint64_t json_clock;
+	struct nd_lru *json_cache; /* id -> struct nd_sb_json */
 };
 
 struct sb_row {
@@ -104,7 +99,14 @@ struct transition {
 	char was[16]; /* out: the state found */
 };
 
-int64_t nd__now_us(void);
+/*
+ * The wall clock (nd_clock__wall_us) under its old name, for calls.c until it is
+ * converted; new code calls nd_clock__wall_us.
+ */
+static inline int64_t nd__now_us(void)
+{
+	return nd_clock__wall_us();
+}
 int nd__transition(struct transition *t, struct nd_err *e);
 
 int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e);
@@ -117,8 +119,8 @@ void nd_op__free(struct nd_op *op);
 
 /* Boots left over from before a restart: adopt or fail each (daemon.c). */
 int nd__recover(struct nucleusd *nd);
-/* Drops the parsed policy/spec cache of sb_row__load (sandbox.c). */
-void nd__json_cache_free(struct nucleusd *nd);
+/* The parsed policy/spec cache of sb_row__load (sandbox.c): made by nucleusd__new. */
+int nd__json_cache_new(struct nucleusd *nd);
 /* Seals the audit log now (daemon.c); a failure is counted and retried by the timer. */
 void nd__seal(struct nucleusd *nd);
 

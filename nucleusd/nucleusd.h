@@ -3,7 +3,9 @@
  * nucleusd: the daemon's core library (face of the nucleusd/ module).
  *
  *   store    SQLite in WAL mode, versioned migrations, one transaction helper
- *   audit    hash-chained, Ed25519-signed, append-only audit log
+ *            (internal: nucleusd/store.h)
+ *   audit    hash-chained, Ed25519-signed, append-only audit log (internal:
+ *            nucleusd/audit.h)
  *   backend  the seam to the VMM / guest agent / policy engine (struct nd_backend)
  *   nucleusd the sandbox manager: state machine, every transition a transaction
  *            with its audit entry; no state that SQLite does not also have
@@ -22,7 +24,6 @@
 #include <jansson.h>
 
 struct event_base;
-struct sqlite3;
 
 /* ---- errors --------------------------------------------------------------------------- */
 
@@ -44,67 +45,9 @@ struct nd_err {
 int nd_err__set(struct nd_err *e, int rc, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* ---- store ---------------------------------------------------------------------------- */
-
+/* The store and the audit log are internal: nucleusd/store.h, nucleusd/audit.h. */
 struct store;
-
-typedef int (*store_tx_fn)(struct store *s, void *arg);
-
-/* The built-in migrations, in order: migration i brings the schema to version i + 1. */
-extern const char *const store__migrations[];
-extern const size_t store__n_migrations;
-
-/* Opens (creating if needed) the database at @path and migrates it to the newest version. */
-int store__open(const char *path, struct store **ret);
-/* Same with an explicit migration list (tests). Each migration runs in its own transaction. */
-int store__open_with(const char *path, const char *const *migrations, size_t n, struct store **ret);
-void store__free(struct store *s);
-
-struct sqlite3 *store__db(struct store *s);
-/* Current schema version (0 for an empty database). */
-int store__version(struct store *s);
-/* BEGIN IMMEDIATE; fn(); COMMIT, or ROLLBACK when fn returns < 0 or COMMIT fails. */
-int store__tx(struct store *s, store_tx_fn fn, void *arg);
-bool store__in_tx(struct store *s);
-/*
- * One observer of transaction ends: @fn(@arg, committed) runs after every store__tx,
- * once it has committed or rolled back (the audit log promotes or drops its new head).
- */
-typedef void (*store_tx_end_fn)(void *arg, bool committed);
-void store__on_tx_end(struct store *s, store_tx_end_fn fn, void *arg);
-/* Runs SQL text without parameters. */
-int store__exec(struct store *s, const char *sql);
-/* Maps a SQLite result code to a negative errno. */
-int store__errno(int sqlite_rc);
-
-struct sqlite3_stmt;
-/*
- * The store's prepared statement for @sql (prepared once, cached until store__free),
- * reset and with its bindings cleared. Do not finalize it; call store__stmt_done()
- * when finished (a SELECT left on a row keeps its read snapshot open). Use a string
- * with static storage for @sql (its address is the fast lookup key). -EBUSY when the
- * same statement is still in use up the stack.
- */
-int store__stmt(struct store *s, const char *sql, struct sqlite3_stmt **ret);
-/* Resets @st and clears its bindings; NULL is fine. */
-void store__stmt_done(struct sqlite3_stmt *st);
-
-/*
- * WAL checkpoints run on a background thread (PASSIVE, own connection) once the WAL
- * holds STORE_CKPT_FRAMES frames (pages) and the writer has paused for
- * STORE_CKPT_IDLE_MS; past STORE_CKPT_IN_COMMIT_FRAMES (a writer that never pauses)
- * the committing connection runs one itself.
- */
-#define STORE_CKPT_FRAMES	    4000
-#define STORE_CKPT_IN_COMMIT_FRAMES 16000
-#define STORE_CKPT_IDLE_MS	    50
-struct store_ckpt_stats {
-	uint64_t background;  /* checkpoints completed by the background thread */
-	uint64_t in_commit;   /* checkpoints run in a commit (the fallback) */
-	uint64_t failed;      /* background checkpoints that failed (not SQLITE_BUSY) */
-	unsigned last_frames; /* frames in the WAL after the newest commit */
-};
-void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret);
+struct audit_key;
 
 /*
  * nucleusd/env.c, for every backend. The environment of a `run` in a sandbox: its create request's
@@ -114,68 +57,6 @@ void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret);
  * neither has one (the agent's default environment), else a new object.
  */
 int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e);
-
-/* ---- audit ---------------------------------------------------------------------------- */
-
-struct audit_key;
-
-/* The daemon seals the audit log this long after an entry commits (audit__seal). */
-#define ND_AUDIT_SEAL_MS 50
-
-/*
- * Loads the daemon's Ed25519 key from @dir/audit.key, generating it (mode 0600) on first
- * start. Refuses a key file that group or others can read (-EPERM).
- */
-int audit__key_load(const char *dir, struct audit_key **ret);
-void audit__key_free(struct audit_key *k);
-/* Hex of the public key (64 chars + NUL). */
-void audit__key_public_hex(const struct audit_key *k, char out[65]);
-
-/*
- * Makes @k the writer of @s's audit log: reads the chain's head and newest seal, then
- * follows @s's transactions (store__on_tx_end) so that what it seals is the head it
- * committed, never one read back. @unsealed (may be NULL) runs after a commit that
- * leaves entries unsealed when none were: the daemon arms its seal timer there.
- */
-int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *arg), void *arg);
-
-/*
- * Appends one entry, hash-chained (not signed: see audit__seal). MUST be called inside
- * an open store transaction (store__tx) on the store @k is attached to, so the entry
- * commits or rolls back with the effect it records (-EINVAL otherwise). @sandbox may be
- * NULL (daemon-wide event), @actor_uid < 0 when there is no peer. @body must be a JSON
- * object; it is stored in canonical form (sorted keys, compact). -EBADMSG when the log's
- * last entry is not the head @k committed (written or removed behind its back): the
- * writer stops rather than chain onto entries it did not write.
- */
-int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int64_t actor_uid,
-		  const char *kind, json_t *body, uint64_t *ret_seq);
-
-/*
- * Signs the committed head into audit_seals in a transaction of its own (not inside
- * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed.
- */
-int audit__seal(struct store *s, struct audit_key *k);
-/* Committed entries not sealed yet. */
-uint64_t audit__unsealed(const struct audit_key *k);
-
-struct audit_verify {
-	uint64_t entries;	 /* entries checked */
-	uint64_t seals;		 /* seals that matched the chain */
-	uint64_t sealed_through; /* seq of the newest matching seal (0: none) */
-	uint64_t first_bad;	 /* 0 when the log is intact, else the first bad seq */
-	char problem[96];	 /* what is wrong with first_bad */
-};
-
-/*
- * Walks the whole chain and its seals. Returns 0 when it could check (see
- * ret->first_bad). Entries after sealed_through are intact as a chain but not yet
- * signed (the newest ND_AUDIT_SEAL_MS, or what a killed daemon left).
- */
-int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret);
-
-/* Entries (of one sandbox, or all when @sandbox is NULL) with seq > @after, oldest first. */
-int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret);
 
 /* ---- backend seam --------------------------------------------------------------------- */
 

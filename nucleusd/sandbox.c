@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
@@ -32,14 +31,6 @@ const char *nd_verdict__name(enum nd_verdict v)
 		return "ask";
 	}
 	return "?";
-}
-
-int64_t nd__now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- rows ---- */
@@ -75,41 +66,44 @@ static char *col_strdup(sqlite3_stmt *st, int i)
  * are written once by the create transaction and ids are never reused. Saves parsing
  * a few KiB of JSON on every call; the objects are shared (refcounted), never modified.
  */
+struct nd_sb_json {
+	json_t *policy, *spec;
+};
+
+static void sb_json_free(void *p)
+{
+	struct nd_sb_json *j = p;
+
+	json_decref(j->policy);
+	json_decref(j->spec);
+	free(j);
+}
+
+int nd__json_cache_new(struct nucleusd *nd)
+{
+	return nd_lru__new(ND_JSON_CACHE, sb_json_free, &nd->json_cache);
+}
+
 static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 {
-	struct nd_json_slot *slot = &nd->json_cache[0];
+	struct nd_sb_json *j = nd_lru__get(nd->json_cache, r->id);
 
-	for (size_t i = 0; i < ND_JSON_CACHE; i++) {
-		struct nd_json_slot *c = &nd->json_cache[i];
-
-		if (c->used && strcmp(c->id, r->id) == 0) {
-			c->used = ++nd->json_clock;
-			r->policy = json_incref(c->policy);
-			r->spec = json_incref(c->spec);
-			return;
-		}
-		if (c->used < slot->used)
-			slot = c;
+	if (j) {
+		r->policy = json_incref(j->policy);
+		r->spec = json_incref(j->spec);
+		return;
 	}
 	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
 	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
 	if (!r->policy || !r->spec)
 		return;
-	json_decref(slot->policy);
-	json_decref(slot->spec);
-	memcpy(slot->id, r->id, sizeof(slot->id));
-	slot->policy = json_incref(r->policy);
-	slot->spec = json_incref(r->spec);
-	slot->used = ++nd->json_clock;
-}
-
-void nd__json_cache_free(struct nucleusd *nd)
-{
-	for (size_t i = 0; i < ND_JSON_CACHE; i++) {
-		json_decref(nd->json_cache[i].policy);
-		json_decref(nd->json_cache[i].spec);
-		memset(&nd->json_cache[i], 0, sizeof(nd->json_cache[i]));
-	}
+	/* Not cached (out of memory) is only slower: the next load parses again. */
+	j = nd->json_cache ? malloc(sizeof(*j)) : NULL;
+	if (!j)
+		return;
+	j->policy = json_incref(r->policy);
+	j->spec = json_incref(r->spec);
+	nd_lru__put(nd->json_cache, r->id, j);
 }
 
 static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
@@ -148,11 +142,11 @@ static int row_query(struct nucleusd *nd, const char *sql, const char *ref, stru
 	ret = store__stmt(nd->store, sql, &st);
 	if (ret < 0)
 		return ret;
-	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	ret = store__errno(sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC));
+	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
-	else
+	else if (ret == 0)
 		ret = rc == SQLITE_DONE ? 0 : store__errno(rc);
 	store__stmt_done(st);
 	return ret;
@@ -226,19 +220,20 @@ static bool state_in(const char *state, unsigned mask)
 
 static int current_state(struct store *s, const char *id, char out[16])
 {
+	static const char sql[] = "SELECT state FROM sandboxes WHERE id = ?1";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(
-		store__db(s), "SELECT state FROM sandboxes WHERE id = ?", -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
+	rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		snprintf(out, 16, "%s", (const char *)sqlite3_column_text(st, 0));
-	r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
-	sqlite3_finalize(st);
+	if (r == 0)
+		r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	store__stmt_done(st);
 	return r;
 }
 
@@ -250,39 +245,43 @@ static int update_row(struct store *s, const struct transition *t)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, t->to, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, nd__now_us());
-	if (t->boot_ms >= 0)
-		sqlite3_bind_int64(st, 4, t->boot_ms);
-	if (t->vmm_pid > 0)
-		sqlite3_bind_int64(st, 5, t->vmm_pid);
-	if (t->reason)
-		sqlite3_bind_text(st, 6, t->reason, -1, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+	r = store__errno(sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_text(st, 2, t->to, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 3, nd_clock__wall_us()));
+	if (r == 0 && t->boot_ms >= 0)
+		r = store__errno(sqlite3_bind_int64(st, 4, t->boot_ms));
+	if (r == 0 && t->vmm_pid > 0)
+		r = store__errno(sqlite3_bind_int64(st, 5, t->vmm_pid));
+	if (r == 0 && t->reason)
+		r = store__errno(sqlite3_bind_text(st, 6, t->reason, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
 	return r;
 }
 
 /* A sandbox that is gone takes no more decisions. */
 static int close_sessions(struct store *s, const char *id)
 {
+	static const char sql[] = "UPDATE sessions SET closed_us = ?2 WHERE sandbox_id = ?1 AND "
+				  "closed_us IS NULL";
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s),
-					    "UPDATE sessions SET closed_us = ?2 WHERE sandbox_id = "
-					    "?1 AND closed_us IS NULL",
-					    -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, nd__now_us());
-	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 2, nd_clock__wall_us()));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
 	return r;
 }
 
@@ -483,10 +482,12 @@ int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
 	arr = json_array();
 	if (!arr)
 		return -ENOMEM;
-	r = store__errno(sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL));
+	r = store__stmt(nd->store, sql, &st);
 	if (r < 0)
 		goto fail;
-	sqlite3_bind_int(st, 1, all);
+	r = store__errno(sqlite3_bind_int(st, 1, all));
+	if (r < 0)
+		goto fail;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct sb_row row;
 
@@ -501,11 +502,11 @@ int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
 	r = store__errno(rc);
 	if (r < 0)
 		goto fail;
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	*ret = arr;
 	return 0;
 fail:
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	json_decref(arr);
 	return r;
 }

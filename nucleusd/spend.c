@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
 #include <sqlite3.h>
@@ -31,6 +30,9 @@ int nd__budget_init(struct nucleusd *nd, const struct nd_config *cfg)
 	int r;
 
 	nd->meter_ms = cfg->meter_interval_ms ? cfg->meter_interval_ms : ND_METER_INTERVAL_MS;
+	r = nd_lru__new(ND_LIMITS_CACHE, free, &nd->limits_cache);
+	if (r < 0)
+		return r;
 	if (cfg->prices_path) {
 		j = json_load_file(cfg->prices_path, JSON_REJECT_DUPLICATES, &jerr);
 		if (!j)
@@ -80,6 +82,8 @@ void nd__budget_fini(struct nucleusd *nd)
 	}
 	budget__prices_free(nd->prices);
 	nd->prices = NULL;
+	nd_lru__free(nd->limits_cache);
+	nd->limits_cache = NULL;
 }
 
 /* ---- limits ---- */
@@ -92,26 +96,22 @@ void nd__budget_fini(struct nucleusd *nd)
  */
 static int limits_get(struct nucleusd *nd, const char *id, struct budget_limits *ret)
 {
-	struct nd_limits_slot *slot = &nd->limits_cache[0];
+	struct budget_limits *c = nd_lru__get(nd->limits_cache, id);
 	int r;
 
-	for (size_t i = 0; i < ND_LIMITS_CACHE; i++) {
-		struct nd_limits_slot *c = &nd->limits_cache[i];
-
-		if (c->used && strcmp(c->id, id) == 0) {
-			c->used = ++nd->limits_clock;
-			*ret = c->lim;
-			return 0;
-		}
-		if (c->used < slot->used)
-			slot = c;
+	if (c) {
+		*ret = *c;
+		return 0;
 	}
-	r = budget__limits_load(store__db(nd->store), id, ret);
+	r = budget__limits_load(nd->store, id, ret);
 	if (r < 0)
 		return r;
-	snprintf(slot->id, sizeof(slot->id), "%s", id);
-	slot->lim = *ret;
-	slot->used = ++nd->limits_clock;
+	/* Not cached (out of memory) is only slower: the next call reads the rows again. */
+	c = nd->limits_cache ? malloc(sizeof(*c)) : NULL;
+	if (c) {
+		*c = *ret;
+		nd_lru__put(nd->limits_cache, id, c);
+	}
 	return 0;
 }
 
@@ -174,7 +174,7 @@ static int audit_exhausted(struct store *s, struct nucleusd *nd, const char *id,
 
 	r = limits_get(nd, id, &lim);
 	if (r == 0)
-		r = budget__spent(store__db(s), id, &sp);
+		r = budget__spent(s, id, &sp);
 	if (r < 0)
 		return r;
 	body = json_pack("{ss ss sI sI}", "budget", budget_kind__name(kind), "action", action,
@@ -244,7 +244,7 @@ int nd__budget_tool_tx(struct store *s, struct nucleusd *nd, const char *id, con
 	for (int k = 0; k < BUDGET__N_KINDS; k++)
 		limited |= lim.limit[k] > 0;
 	/* No limit: nothing can be exhausted (and no ledger sum on the call's path). */
-	r = limited ? budget__check(store__db(s), id, &lim, &kind) : 0;
+	r = limited ? budget__check(s, id, &lim, &kind) : 0;
 	if (r == -EDQUOT) {
 		extra = json_pack("{ss}", "tool", tool);
 		r = audit_exhausted(s, nd, id, actor_uid, kind, "tool_call_refused", extra);
@@ -258,7 +258,7 @@ int nd__budget_tool_tx(struct store *s, struct nucleusd *nd, const char *id, con
 	if (price <= 0)
 		return 0;
 	snprintf(reason, sizeof(reason), "tool:%s", tool);
-	r = budget__charge(store__db(s), id, BUDGET_USD_MICRO, price, NULL, reason, &lim, &res);
+	r = budget__charge(s, id, BUDGET_USD_MICRO, price, NULL, reason, &lim, &res);
 	if (r == -EDQUOT) {
 		extra = json_pack("{ss sI}", "tool", tool, "price", (json_int_t)price);
 		r = audit_exhausted(s, nd, id, actor_uid, BUDGET_USD_MICRO, "tool_call_refused",
@@ -298,12 +298,11 @@ static int usage_tx(struct store *s, void *arg)
 	if (r < 0)
 		return r;
 	snprintf(reason, sizeof(reason), "usage:%s", x->model ? x->model : "default");
-	r = budget__charge_many(store__db(s), x->id, d, 2, x->key, reason, &lim, &x->res);
+	r = budget__charge_many(s, x->id, d, 2, x->key, reason, &lim, &x->res);
 	if (r == -EDQUOT) {
 		/* The tokens were used already: the budget is spent, later calls are refused. */
 		x->refused = (int)x->res.exhausted;
-		r = budget__exhaust(store__db(s), x->id, x->res.exhausted, "usage report refused",
-				    &lim, &ex);
+		r = budget__exhaust(s, x->id, x->res.exhausted, "usage report refused", &lim, &ex);
 		if (r < 0)
 			return r;
 		body = json_pack("{ss sI sI}", "key", x->key, "tokens", (json_int_t)x->tokens,
@@ -425,7 +424,7 @@ int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct 
 		meter_one(nd, row.id, row.vmm_pid, true); /* what is pending, written first */
 	r = limits_get(nd, row.id, &lim);
 	if (r == 0)
-		r = budget__view(store__db(nd->store), row.id, &lim, ret);
+		r = budget__view(nd->store, row.id, &lim, ret);
 	if (r < 0)
 		nd_err__set(e, r, "internal", "cannot read the budget: %s", strerror(-r));
 	sb_row__clear(&row);
@@ -450,7 +449,7 @@ static int refusal_tx(struct store *s, void *arg)
 	r = limits_get(x->nd, x->id, &lim);
 	if (r < 0)
 		return r;
-	r = budget__check(store__db(s), x->id, &lim, &kind);
+	r = budget__check(s, x->id, &lim, &kind);
 	if (r != -EDQUOT)
 		return r;
 	x->kind = (int)kind;
@@ -472,14 +471,6 @@ int nd__budget_resume_check(struct nucleusd *nd, const struct sb_row *row, int64
 }
 
 /* ---- metering ---- */
-
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int write_file(const char *path, const char *text)
 {
@@ -597,7 +588,7 @@ void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned
 		return;
 	if (!m->s.primed) {
 		/* A fresh VMM: its counters started at 0, so the boot's CPU is charged too. */
-		struct budget_sample zero = {.t_us = mono_us()};
+		struct budget_sample zero = {.t_us = nd_clock__mono_us()};
 		struct budget_delta ignored;
 
 		budget_sampler__step(&m->s, &zero, &ignored);
@@ -641,7 +632,7 @@ static int meter_tx(struct store *s, void *arg)
 	}
 	if (n == 0)
 		return 0;
-	r = budget__meter(store__db(s), x->id, d, n, NULL, "meter", &lim, &res);
+	r = budget__meter(s, x->id, d, n, NULL, "meter", &lim, &res);
 	if (r < 0)
 		return r;
 	/*
@@ -673,14 +664,13 @@ static bool pend_reaches_limit(struct nucleusd *nd, struct nd_meter *m)
 	const int64_t *lim = limits.limit;
 	struct budget_spent sp;
 	int64_t usd = 0;
-	sqlite3 *db = store__db(nd->store);
 
 	if (limits_get(nd, m->id, &limits) < 0)
 		return true; /* cannot tell: write */
 	if (!lim[BUDGET_CPU_MS] && !lim[BUDGET_MEM_MIB_S] && !lim[BUDGET_MEM_PEAK_MIB] &&
 	    !lim[BUDGET_USD_MICRO])
 		return false; /* nothing metered is limited: no balance to read */
-	if (budget__spent(db, m->id, &sp) < 0)
+	if (budget__spent(nd->store, m->id, &sp) < 0)
 		return true;
 	if (lim[BUDGET_CPU_MS] && sp.spent[BUDGET_CPU_MS] + pend->cpu_ms >= lim[BUDGET_CPU_MS])
 		return true;
@@ -701,10 +691,12 @@ static void meter_flush(struct nucleusd *nd, struct nd_meter *m)
 
 	if (pend_empty(&m->pend))
 		return;
-	if (store__tx(nd->store, meter_tx, &x) < 0)
+	if (store__tx(nd->store, meter_tx, &x) < 0) {
+		nd->m.meter_errors++;
 		return; /* kept pending: written with the next flush */
+	}
 	memset(&m->pend, 0, sizeof(m->pend));
-	m->flush_us = mono_us();
+	m->flush_us = nd_clock__mono_us();
 	if (x.pause_kind < 0)
 		return;
 	nd->m.exhaustions[x.pause_kind]++;
@@ -717,8 +709,8 @@ static void meter_write_pending(struct nucleusd *nd, struct nd_meter *m)
 {
 	struct meter_tx x = {.nd = nd, .id = m->id, .d = m->pend, .pause_kind = -1};
 
-	if (nd->store && !pend_empty(&m->pend))
-		store__tx(nd->store, meter_tx, &x);
+	if (nd->store && !pend_empty(&m->pend) && store__tx(nd->store, meter_tx, &x) < 0)
+		nd->m.meter_errors++; /* lost, as after a kill -9: never counted twice */
 }
 
 /*
@@ -744,7 +736,7 @@ static void meter_one(struct nucleusd *nd, const char *id, int64_t pid, bool for
 		r = budget__rss_kib_pid(NULL, (pid_t)pid, &smp.rss_kib);
 	if (r < 0)
 		return; /* the VMM is gone: the backend reports that */
-	now = smp.t_us = mono_us();
+	now = smp.t_us = nd_clock__mono_us();
 	budget_sampler__step(&m->s, &smp, &d);
 	m->pend.cpu_ms += d.cpu_ms;
 	m->pend.mem_mib_s += d.mem_mib_s;
@@ -769,7 +761,7 @@ void nd__meter_sandbox(struct nucleusd *nd, const struct sb_row *row)
 		return;
 	for (struct nd_meter *m = nd->meters; m; m = m->next)
 		if (strcmp(m->id, row->id) == 0 && m->pid == row->vmm_pid && m->s.primed &&
-		    mono_us() - m->s.last.t_us < ND_METER_CALL_GAP_US)
+		    nd_clock__mono_us() - m->s.last.t_us < ND_METER_CALL_GAP_US)
 			return;
 	meter_one(nd, row->id, row->vmm_pid, false);
 }
@@ -790,64 +782,114 @@ static void meter_prune(struct nucleusd *nd)
 	}
 }
 
-static void ttl_expire(struct nucleusd *nd)
-{
-	static const char sql[] = "SELECT id, json_extract(spec, '$.ttl_seconds') FROM sandboxes "
-				  "WHERE state IN ('running', 'paused') AND "
-				  "json_extract(spec, '$.ttl_seconds') > 0 AND created_us + "
-				  "json_extract(spec, '$.ttl_seconds') * 1000000 <= ?1";
-	char ids[64][20], reason[96];
-	int64_t ttl[64];
-	sqlite3_stmt *st = NULL;
-	int n = 0;
+/*
+ * The timer's queries read the sandboxes a page at a time, ordered by id and resumed
+ * after the last id seen (a keyset cursor): nothing is left out however many sandboxes
+ * run, and no statement is open while a page's sandboxes are metered, paused or stopped
+ * (which writes to the rows being read).
+ */
+#define ND_TICK_PAGE 64
 
-	if (sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, nd__now_us());
-	while (n < 64 && sqlite3_step(st) == SQLITE_ROW) {
-		snprintf(ids[n], sizeof(ids[n]), "%s", (const char *)sqlite3_column_text(st, 0));
-		ttl[n++] = sqlite3_column_int64(st, 1);
+struct tick_row {
+	char id[20];
+	int64_t n;    /* vmm_pid (meter), ttl_seconds (TTL) */
+	bool running; /* meter: 'running' (else 'paused') */
+};
+
+/* Up to ND_TICK_PAGE rows of @sql (?1 = the last id seen, ?2 = now, ?3 = page size). */
+static int tick_page(struct nucleusd *nd, const char *sql, const char *after,
+		     struct tick_row rows[ND_TICK_PAGE], size_t *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	size_t n = 0;
+	int r, rc = SQLITE_DONE;
+
+	r = store__stmt(nd->store, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 2, nd_clock__wall_us()));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int(st, 3, ND_TICK_PAGE));
+	while (r == 0 && n < ND_TICK_PAGE && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		snprintf(rows[n].id, sizeof(rows[n].id), "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+		rows[n].n = sqlite3_column_int64(st, 1);
+		rows[n++].running = sqlite3_column_int(st, 2) != 0;
 	}
-	sqlite3_finalize(st);
-	for (int i = 0; i < n; i++) {
-		snprintf(reason, sizeof(reason), "ttl_expired: ttl_seconds %lld passed",
-			 (long long)ttl[i]);
-		nd__stop_for(nd, ids[i], reason);
+	if (r == 0 && rc != SQLITE_ROW)
+		r = store__errno(rc);
+	store__stmt_done(st);
+	*ret_n = n;
+	return r;
+}
+
+/* Runs @fn on every row of @sql, page by page; the first error ends the walk. */
+static int tick_walk(struct nucleusd *nd, const char *sql,
+		     void (*fn)(struct nucleusd *nd, const struct tick_row *row))
+{
+	struct tick_row rows[ND_TICK_PAGE];
+	char after[20] = "";
+	size_t n;
+	int r;
+
+	do {
+		r = tick_page(nd, sql, after, rows, &n);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < n; i++)
+			fn(nd, &rows[i]);
+		if (n)
+			memcpy(after, rows[n - 1].id, sizeof(after));
+	} while (n == ND_TICK_PAGE);
+	return 0;
+}
+
+static void ttl_stop(struct nucleusd *nd, const struct tick_row *row)
+{
+	char reason[96];
+
+	snprintf(reason, sizeof(reason), "ttl_expired: ttl_seconds %lld passed", (long long)row->n);
+	if (nd__stop_for(nd, row->id, reason) < 0)
+		nd->m.meter_errors++; /* still expired: the next run tries again */
+}
+
+static void meter_row(struct nucleusd *nd, const struct tick_row *row)
+{
+	struct nd_meter *m;
+
+	if (row->running) {
+		meter_one(nd, row->id, row->n, false);
+		return;
+	}
+	/* Paused: not metered; a fresh baseline when it runs again. */
+	m = meter_get(nd, row->id, row->n);
+	if (m) {
+		m->seen = true;
+		m->s.primed = false;
+		meter_flush(nd, m);
 	}
 }
 
 void nucleusd__meter_tick(struct nucleusd *nd)
 {
-	static const char sql[] = "SELECT id, vmm_pid, state FROM sandboxes WHERE state IN "
-				  "('running', 'paused') AND vmm_pid > 0";
-	char ids[256][20];
-	int64_t pids[256];
-	bool running[256];
-	sqlite3_stmt *st = NULL;
-	int n = 0;
+	static const char ttl[] =
+		"SELECT id, json_extract(spec, '$.ttl_seconds'), 0 FROM sandboxes "
+		"WHERE state IN ('running', 'paused') AND id > ?1 AND "
+		"json_extract(spec, '$.ttl_seconds') > 0 AND created_us + "
+		"json_extract(spec, '$.ttl_seconds') * 1000000 <= ?2 "
+		"ORDER BY id LIMIT ?3";
+	static const char meter[] = "SELECT id, vmm_pid, state = 'running' FROM sandboxes WHERE "
+				    "state IN ('running', 'paused') AND vmm_pid > 0 AND id > ?1 "
+				    "ORDER BY id LIMIT ?3"; /* ?2 (now) unused */
 
-	ttl_expire(nd);
-	if (sqlite3_prepare_v2(store__db(nd->store), sql, -1, &st, NULL) != SQLITE_OK)
+	if (tick_walk(nd, ttl, ttl_stop) < 0)
+		nd->m.meter_errors++;
+	if (tick_walk(nd, meter, meter_row) < 0) {
+		/* Not every sandbox was seen: pruning now would drop meters still in use. */
+		nd->m.meter_errors++;
 		return;
-	while (n < 256 && sqlite3_step(st) == SQLITE_ROW) {
-		snprintf(ids[n], sizeof(ids[n]), "%s", (const char *)sqlite3_column_text(st, 0));
-		pids[n] = sqlite3_column_int64(st, 1);
-		running[n++] = strcmp((const char *)sqlite3_column_text(st, 2), "running") == 0;
-	}
-	sqlite3_finalize(st);
-	for (int i = 0; i < n; i++) {
-		if (running[i]) {
-			meter_one(nd, ids[i], pids[i], false);
-		} else {
-			/* Paused: not metered; a fresh baseline when it runs again. */
-			struct nd_meter *m = meter_get(nd, ids[i], pids[i]);
-
-			if (m) {
-				m->seen = true;
-				m->s.primed = false;
-				meter_flush(nd, m);
-			}
-		}
 	}
 	meter_prune(nd);
 }
@@ -863,13 +905,12 @@ static void meter_timer(evutil_socket_t fd, short what, void *arg)
 
 int nd__budget_metrics(struct nucleusd *nd, FILE *f)
 {
+	static const char sql[] = "SELECT kind, sum(spent) FROM budget_spent GROUP BY kind";
 	int64_t spent[BUDGET__N_KINDS] = {0};
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(
-		store__db(nd->store), "SELECT kind, sum(spent) FROM budget_spent GROUP BY kind", -1,
-		&st, NULL));
+	r = store__stmt(nd->store, sql, &st);
 	if (r < 0)
 		return r;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -879,7 +920,7 @@ int nd__budget_metrics(struct nucleusd *nd, FILE *f)
 			spent[k] = sqlite3_column_int64(st, 1);
 	}
 	r = store__errno(rc);
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	if (r < 0)
 		return r;
 	fprintf(f, "# HELP nucleus_budget_spent_total Spent by all sandboxes, by budget kind "
@@ -894,5 +935,11 @@ int nd__budget_metrics(struct nucleusd *nd, FILE *f)
 	for (int k = 0; k < BUDGET__N_KINDS; k++)
 		fprintf(f, "nucleus_budget_exhaustions_total{kind=\"%s\"} %llu\n",
 			budget_kind__name(k), (unsigned long long)nd->m.exhaustions[k]);
+	fprintf(f,
+		"# HELP nucleus_meter_errors_total Meter/TTL timer failures: reading the "
+		"sandboxes, writing metered debits, stopping an expired sandbox (each retried).\n"
+		"# TYPE nucleus_meter_errors_total counter\n"
+		"nucleus_meter_errors_total %llu\n",
+		(unsigned long long)nd->m.meter_errors);
 	return 0;
 }

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The daemon's SQLite store: WAL mode, foreign keys, busy timeout, versioned
- * migrations (each in its own transaction), the one transaction helper every
- * state change goes through, a prepared-statement cache, and WAL checkpoints on a
- * background thread (off the request path).
+ * The daemon's SQLite store (nucleusd/store.h): WAL mode, foreign keys, busy timeout,
+ * versioned migrations per module (each in its own transaction), the one transaction
+ * helper every state change goes through, savepoints, the prepared-statement cache
+ * every statement goes through, the SQLite-to-errno map, and WAL checkpoints on a
+ * background thread (off the request path). Its own library (nucleus_store), below
+ * budget/ and the rest of nucleusd/.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
-#include "nucleusd/nucleusd.h"
+#include "nucleusd/clock.h"
+#include "nucleusd/store.h"
 
 /*
  * Checkpoints: SQLite's automatic checkpoint (wal_autocheckpoint) runs inside the
@@ -40,9 +42,16 @@ struct store_stmt {
 	sqlite3_stmt *st;
 };
 
+/* A module's version in the open database. */
+struct store_version {
+	const char *module; /* the schema's (static) name */
+	int version;
+};
+
 struct store {
 	sqlite3 *db;
-	int version;
+	struct store_version *versions;
+	size_t n_versions;
 	struct store_stmt *stmts;
 	size_t n_stmts, cap_stmts;
 	bool ckpt_woken; /* the thread was woken for this WAL (the hook's thread only) */
@@ -100,8 +109,11 @@ static void atfork_register(void)
 }
 
 /*
- * Migration 1: the whole initial schema. Later versions append entries; never edit
- * one that has shipped.
+ * nucleusd's own tables ("core"). Migration 1: the initial schema. Its budget tables
+ * (budget_limits, budget_ledger) are budget/'s migration 1 now (budget/schema.c):
+ * budget owns and migrates its tables; a database made before that has them already
+ * and records them as budget's (store_schema.legacy). Later versions append entries;
+ * never edit one that has shipped.
  */
 static const char migration_1[] =
 	"CREATE TABLE profiles ("
@@ -152,23 +164,6 @@ static const char migration_1[] =
 	"  approver TEXT,"
 	"  signature BLOB);"
 	"CREATE INDEX approvals_sandbox ON approvals(sandbox_id, state);"
-	/* Budgets: limits per sandbox and kind; balances = limit - SUM(ledger). */
-	"CREATE TABLE budget_limits ("
-	"  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
-	"  kind TEXT NOT NULL CHECK (kind IN ('cpu_ms', 'mem_mib_s', 'mem_peak_mib', 'tokens',"
-	"    'usd_micro')),"
-	"  amount INTEGER NOT NULL CHECK (amount >= 0),"
-	"  PRIMARY KEY (sandbox_id, kind));"
-	"CREATE TABLE budget_ledger ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
-	"  kind TEXT NOT NULL CHECK (kind IN ('cpu_ms', 'mem_mib_s', 'mem_peak_mib', 'tokens',"
-	"    'usd_micro')),"
-	"  amount INTEGER NOT NULL CHECK (amount >= 0),"
-	"  reason TEXT NOT NULL,"
-	"  at_us INTEGER NOT NULL,"
-	"  idem_key TEXT UNIQUE);"
-	"CREATE INDEX budget_ledger_sandbox ON budget_ledger(sandbox_id, kind);"
 	/* The audit log: append-only (triggers), hash-chained and signed (audit.c). */
 	"CREATE TABLE audit_log ("
 	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -193,28 +188,11 @@ static const char migration_1[] =
 	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 /*
- * Migration 2: running balances. budget_spent(sandbox, kind) is SUM(amount) of the
- * ledger, kept by a trigger in the same transaction as every insert (so it commits and
- * rolls back with the rows and a crash cannot split them), and read instead of summing a
- * ledger that the meter grows by a few rows per second. The ledger becomes append-only.
+ * Migration 2 (running balances of the budget ledger) is budget/'s migration 2 now.
+ * Core's keeps its number, so that a database's core version means what it meant
+ * before modules had versions of their own; it changes nothing.
  */
-static const char migration_2[] =
-	"CREATE TABLE budget_spent ("
-	"  sandbox_id TEXT NOT NULL,"
-	"  kind TEXT NOT NULL,"
-	"  spent INTEGER NOT NULL,"
-	"  PRIMARY KEY (sandbox_id, kind));"
-	"INSERT INTO budget_spent(sandbox_id, kind, spent)"
-	"  SELECT sandbox_id, kind, SUM(amount) FROM budget_ledger GROUP BY sandbox_id, kind;"
-	"CREATE TRIGGER budget_ledger_spent AFTER INSERT ON budget_ledger BEGIN"
-	"  INSERT INTO budget_spent(sandbox_id, kind, spent)"
-	"    VALUES (NEW.sandbox_id, NEW.kind, NEW.amount)"
-	"    ON CONFLICT (sandbox_id, kind) DO UPDATE SET spent = spent + excluded.spent;"
-	"  END;"
-	"CREATE TRIGGER budget_ledger_no_update BEFORE UPDATE ON budget_ledger"
-	"  BEGIN SELECT RAISE(ABORT, 'the budget ledger is append-only'); END;"
-	"CREATE TRIGGER budget_ledger_no_delete BEFORE DELETE ON budget_ledger"
-	"  BEGIN SELECT RAISE(ABORT, 'the budget ledger is append-only'); END;";
+static const char migration_2[] = "-- moved to budget/schema.c (its migration 2)";
 
 /*
  * Migration 3: sealed audit log (audit.c). Entries are hash-chained but no longer
@@ -265,13 +243,23 @@ static const char migration_3[] =
 static const char migration_4[] =
 	"CREATE INDEX sandboxes_name ON sandboxes(name, created_us) WHERE name IS NOT NULL;";
 
-const char *const store__migrations[] = {
+static const char *const core_migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
 	migration_4,
 };
-const size_t store__n_migrations = sizeof(store__migrations) / sizeof(store__migrations[0]);
+
+/* A database from before modules had versions: core's version was the one version. */
+static const int core_legacy[] = {0, 1, 2, 3, 4};
+
+const struct store_schema store__core = {
+	.module = "core",
+	.migrations = core_migrations,
+	.n = sizeof(core_migrations) / sizeof(core_migrations[0]),
+	.legacy = core_legacy,
+	.n_legacy = sizeof(core_legacy) / sizeof(core_legacy[0]),
+};
 
 int store__errno(int rc)
 {
@@ -311,9 +299,12 @@ struct sqlite3 *store__db(struct store *s)
 	return s->db;
 }
 
-int store__version(struct store *s)
+int store__version(struct store *s, const char *module)
 {
-	return s->version;
+	for (size_t i = 0; s && module && i < s->n_versions; i++)
+		if (strcmp(s->versions[i].module, module) == 0)
+			return s->versions[i].version;
+	return -ENOENT;
 }
 
 bool store__in_tx(struct store *s)
@@ -376,8 +367,7 @@ void store__stmt_done(struct sqlite3_stmt *st)
 	sqlite3_clear_bindings(st);
 }
 
-/* Steps a cached statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
-static int exec_cached(struct store *s, const char *sql)
+int store__step(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -397,12 +387,12 @@ int store__tx(struct store *s, store_tx_fn fn, void *arg)
 
 	if (store__in_tx(s))
 		return -EINVAL; /* no nesting: one effect, one transaction */
-	r = exec_cached(s, begin);
+	r = store__step(s, begin);
 	if (r < 0)
 		return r;
 	r = fn(s, arg);
 	if (r >= 0) {
-		int c = exec_cached(s, commit);
+		int c = store__step(s, commit);
 
 		if (c == 0) {
 			if (s->tx_end)
@@ -411,12 +401,37 @@ int store__tx(struct store *s, store_tx_fn fn, void *arg)
 		}
 		r = c;
 	}
-	/* ROLLBACK fails only when SQLite already rolled back on its own. */
+	/*
+	 * ROLLBACK fails only when SQLite already rolled back on its own; then the
+	 * transaction is over all the same and @r says why.
+	 */
 	if (store__in_tx(s))
-		exec_cached(s, rollback);
+		store__step(s, rollback);
 	if (s->tx_end)
 		s->tx_end(s->tx_end_arg, false);
 	return r;
+}
+
+int store__savepoint(struct store *s, store_tx_fn fn, void *arg)
+{
+	static const char save[] = "SAVEPOINT store_sp", undo[] = "ROLLBACK TO store_sp",
+			  release[] = "RELEASE store_sp";
+	int r, u;
+
+	if (!store__in_tx(s))
+		return -EINVAL; /* a savepoint belongs to the caller's transaction */
+	r = store__step(s, save);
+	if (r < 0)
+		return r;
+	r = fn(s, arg);
+	if (r < 0) {
+		u = store__step(s, undo);
+		/* Not undone: the caller must roll the whole transaction back (r < 0 says so). */
+		if (u < 0)
+			return r;
+	}
+	u = store__step(s, release);
+	return r < 0 ? r : u < 0 ? u : r;
 }
 
 void store__on_tx_end(struct store *s, store_tx_end_fn fn, void *arg)
@@ -427,12 +442,13 @@ void store__on_tx_end(struct store *s, store_tx_end_fn fn, void *arg)
 
 /* ---- checkpoints ---- */
 
+/* The monotonic time @ms from now, for pthread_cond_timedwait (cond_init_monotonic). */
 static void deadline_ms(struct timespec *ts, long ms)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_nsec += ms * 1000000L;
-	ts->tv_sec += ts->tv_nsec / 1000000000L;
-	ts->tv_nsec %= 1000000000L;
+	int64_t at = nd_clock__mono_us() + (int64_t)ms * 1000;
+
+	ts->tv_sec = (time_t)(at / 1000000);
+	ts->tv_nsec = (long)(at % 1000000) * 1000;
 }
 
 /*
@@ -612,73 +628,190 @@ void store__ckpt_stats(struct store *s, struct store_ckpt_stats *ret)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static int read_version(struct store *s, int *ret)
-{
-	sqlite3_stmt *st = NULL;
-	int r;
+/*
+ * Versions: one row (module, version) per applied migration. Before modules, one list
+ * had one table (schema_version, 1-4); a module without a row of its own takes its
+ * version from that table once (store_schema.legacy), which is left as it was.
+ */
+static const char versions_table[] = "CREATE TABLE IF NOT EXISTS schema_versions ("
+				     "  module TEXT NOT NULL,"
+				     "  version INTEGER NOT NULL CHECK (version > 0),"
+				     "  applied_us INTEGER NOT NULL,"
+				     "  PRIMARY KEY (module, version))";
 
-	r = store__errno(sqlite3_prepare_v2(s->db,
-					    "SELECT coalesce(max(version), 0) FROM "
-					    "schema_version",
-					    -1, &st, NULL));
+/* Steps @sql (?1 = @text, may be NULL) for one integer: its first row's first column. */
+static int one_int(struct store *s, const char *sql, const char *text, int64_t *ret)
+{
+	sqlite3_stmt *st;
+	int r, rc;
+
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		r = store__errno(sqlite3_errcode(s->db));
-		r = r < 0 ? r : -EIO;
-		goto out;
-	}
-	*ret = sqlite3_column_int(st, 0);
-out:
-	sqlite3_finalize(st);
+	if (text)
+		r = store__errno(sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC));
+	rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(st, 0);
+	else if (r == 0)
+		r = rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	store__stmt_done(st);
+	return r;
+}
+
+struct version_row {
+	const char *module;
+	int version;
+	int legacy; /* > 0: adopted from schema_version, at its version @legacy */
+};
+
+static int insert_version(struct store *s, const struct version_row *v)
+{
+	static const char sql[] =
+		"INSERT INTO schema_versions(module, version, applied_us) VALUES (?1, ?2, "
+		"coalesce((SELECT applied_us FROM schema_version WHERE ?4 > 0 AND version = ?4), "
+		"?3))";
+	static const char sql_new[] =
+		"INSERT INTO schema_versions(module, version, applied_us) VALUES (?1, ?2, ?3)";
+	sqlite3_stmt *st;
+	int r;
+
+	/* sql names schema_version, which a database made after modules does not have. */
+	r = store__stmt(s, v->legacy > 0 ? sql : sql_new, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, v->module, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int(st, 2, v->version));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 3, nd_clock__wall_us()));
+	if (r == 0 && v->legacy > 0)
+		r = store__errno(sqlite3_bind_int(st, 4, v->legacy));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
 	return r;
 }
 
 struct migration {
 	const char *sql;
-	int version;
+	struct version_row row;
 };
 
 static int apply_one(struct store *s, void *arg)
 {
 	const struct migration *m = arg;
-	char ins[128];
 	int r;
 
 	r = store__exec(s, m->sql);
 	if (r < 0)
 		return r;
-	snprintf(ins, sizeof(ins),
-		 "INSERT INTO schema_version(version, applied_us) VALUES (%d, %lld)", m->version,
-		 (long long)time(NULL) * 1000000LL);
-	return store__exec(s, ins);
+	return insert_version(s, &m->row);
 }
 
-static int migrate(struct store *s, const char *const *migrations, size_t n)
+struct adopt {
+	const struct store_schema *sc;
+	int legacy_version; /* of the database */
+	int version;	    /* the module's, from sc->legacy */
+};
+
+/* Records versions 1..a->version of a module whose tables a pre-module database has. */
+static int adopt_tx(struct store *s, void *arg)
+{
+	const struct adopt *a = arg;
+	int r = 0;
+
+	for (int v = 1; v <= a->version && r == 0; v++) {
+		/* the legacy version that brought the module to v: the first that maps there */
+		int w = 0;
+
+		while (w < a->legacy_version && a->sc->legacy[w] < v)
+			w++;
+		r = insert_version(s, &(struct version_row){a->sc->module, v, w});
+	}
+	return r;
+}
+
+/* @sc's version, adopting it from a pre-module database the first time. */
+static int schema_version(struct store *s, const struct store_schema *sc, bool legacy_db, int *ret)
+{
+	static const char mine[] =
+		"SELECT coalesce(max(version), 0) FROM schema_versions WHERE module = ?1";
+	static const char old[] = "SELECT coalesce(max(version), 0) FROM schema_version";
+	struct adopt a = {.sc = sc};
+	int64_t v, lv;
+	int r;
+
+	r = one_int(s, mine, sc->module, &v);
+	if (r < 0)
+		return r;
+	if (v > 0 || !legacy_db || !sc->legacy) {
+		*ret = (int)v;
+		return 0;
+	}
+	r = one_int(s, old, NULL, &lv);
+	if (r < 0)
+		return r;
+	if (lv < 0 || (size_t)lv >= sc->n_legacy)
+		return -EPROTO; /* a pre-module version this nucleusd does not know */
+	a.legacy_version = (int)lv;
+	a.version = sc->legacy[lv];
+	if (a.version > 0) {
+		r = store__tx(s, adopt_tx, &a);
+		if (r < 0)
+			return r;
+	}
+	*ret = a.version;
+	return 0;
+}
+
+static int migrate_one(struct store *s, const struct store_schema *sc, bool legacy_db,
+		       struct store_version *out)
 {
 	int r, v;
 
-	r = store__exec(s, "CREATE TABLE IF NOT EXISTS schema_version ("
-			   "  version INTEGER PRIMARY KEY, applied_us INTEGER NOT NULL)");
+	r = schema_version(s, sc, legacy_db, &v);
 	if (r < 0)
 		return r;
-	r = read_version(s, &v);
-	if (r < 0)
-		return r;
-	if (v > (int)n)
+	if (v > (int)sc->n)
 		return -EPROTO; /* written by a newer nucleusd */
-	for (; v < (int)n; v++) {
-		struct migration m = {migrations[v], v + 1};
+	for (; v < (int)sc->n; v++) {
+		struct migration m = {sc->migrations[v], {sc->module, v + 1, 0}};
 
 		r = store__tx(s, apply_one, &m);
 		if (r < 0)
 			return r;
 	}
-	s->version = v;
+	*out = (struct store_version){sc->module, v};
 	return 0;
 }
 
-static int configure(sqlite3 *db)
+static int migrate(struct store *s, const struct store_schema *const *schemas, size_t n)
+{
+	static const char has_old[] = "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+				      "AND name = 'schema_version'";
+	int64_t legacy_db;
+	int r;
+
+	r = store__exec(s, versions_table);
+	if (r < 0)
+		return r;
+	r = one_int(s, has_old, NULL, &legacy_db);
+	if (r < 0)
+		return r;
+	s->versions = calloc(n ? n : 1, sizeof(*s->versions));
+	if (!s->versions)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		r = migrate_one(s, schemas[i], legacy_db > 0, &s->versions[i]);
+		if (r < 0)
+			return r;
+		s->n_versions = i + 1;
+	}
+	return 0;
+}
+
+static int configure(struct store *s)
 {
 	/*
 	 * WAL + synchronous=NORMAL: a commit is atomic and survives a crash of nucleusd
@@ -699,31 +832,25 @@ static int configure(sqlite3 *db)
 				      /* shrinks a WAL that outgrew the checkpoint bound */
 				      "PRAGMA journal_size_limit=83886080;"
 				      "PRAGMA foreign_keys=ON;";
-	char *mode = NULL;
-	sqlite3_stmt *st = NULL;
+	static const char mode[] = "SELECT journal_mode = 'wal' FROM pragma_journal_mode";
+	int64_t wal = 0;
 	int r;
 
-	r = store__errno(sqlite3_busy_timeout(db, 5000));
+	r = store__errno(sqlite3_busy_timeout(s->db, 5000));
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_exec(db, pragmas, NULL, NULL, NULL));
+	r = store__exec(s, pragmas);
 	if (r < 0)
 		return r;
 	/* journal_mode=WAL can silently stay on another mode (e.g. in-memory DBs). */
-	r = store__errno(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL));
+	r = one_int(s, mode, NULL, &wal);
 	if (r < 0)
 		return r;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		mode = strdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	if (!mode)
-		return -ENOMEM;
-	r = strcmp(mode, "wal") == 0 ? 0 : -ENOTSUP;
-	free(mode);
-	return r;
+	return wal ? 0 : -ENOTSUP;
 }
 
-int store__open_with(const char *path, const char *const *migrations, size_t n, struct store **ret)
+int store__open(const char *path, const struct store_schema *const *schemas, size_t n,
+		struct store **ret)
 {
 	struct store *s;
 	int r;
@@ -750,10 +877,10 @@ int store__open_with(const char *path, const char *const *migrations, size_t n, 
 		NULL));
 	if (r < 0)
 		goto fail;
-	r = configure(s->db);
+	r = configure(s);
 	if (r < 0)
 		goto fail;
-	r = migrate(s, migrations, n);
+	r = migrate(s, schemas, n);
 	if (r < 0)
 		goto fail;
 	/* Replaces wal_autocheckpoint (both use the one WAL hook slot). */
@@ -768,11 +895,6 @@ fail:
 	return r;
 }
 
-int store__open(const char *path, struct store **ret)
-{
-	return store__open_with(path, store__migrations, store__n_migrations, ret);
-}
-
 void store__free(struct store *s)
 {
 	if (!s)
@@ -781,24 +903,11 @@ void store__free(struct store *s)
 	for (size_t i = 0; i < s->n_stmts; i++)
 		sqlite3_finalize(s->stmts[i].st);
 	free(s->stmts);
+	free(s->versions);
 	sqlite3_close_v2(s->db);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->sql_lock);
 	free(s->path);
 	free(s);
-}
-
-int nd_err__set(struct nd_err *e, int rc, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!e)
-		return rc;
-	snprintf(e->code, sizeof(e->code), "%s", code);
-	e->budget[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	return rc;
 }

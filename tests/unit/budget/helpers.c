@@ -4,8 +4,16 @@
 #include <string.h>
 #include <criterion/criterion.h>
 
-#include "nucleusd/nucleusd.h"
+#include "budget/budget.h"
+#include "nucleusd/store.h"
 #include "tests/unit/budget/helpers.h"
+
+int bt_store_open(const char *path, struct store **ret)
+{
+	static const struct store_schema *const schemas[] = {&store__core, &budget__schema};
+
+	return store__open(path, schemas, 2, ret);
+}
 
 void bt_tmpdir(char *buf, size_t len)
 {
@@ -30,7 +38,7 @@ struct store *bt_store(const char *dir)
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/nucleus.db", dir);
-	cr_assert_eq(store__open(path, &s), 0, "store__open %s", path);
+	cr_assert_eq(bt_store_open(path, &s), 0, "store__open %s", path);
 	return s;
 }
 

@@ -11,8 +11,10 @@ struct store;
 /* A fresh directory under /tmp and its removal. */
 void bt_tmpdir(char *buf, size_t len);
 void bt_rmrf(const char *dir);
-/* Opens DIR/nucleus.db with the daemon's migrations (nucleusd/store.c). */
+/* Opens DIR/nucleus.db with the daemon's schemas (the store's core, then budget's). */
 struct store *bt_store(const char *dir);
+/* The same on a database file, without asserting (for forked writers and threads). */
+int bt_store_open(const char *path, struct store **ret);
 /* Inserts a running sandbox row with id sb-<16 hex of n>; returns the id (static buffer). */
 const char *bt_sandbox(sqlite3 *db, unsigned n);
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK, asserting success. */

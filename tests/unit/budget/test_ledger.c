@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "budget/budget.h"
-#include "nucleusd/nucleusd.h"
+#include "nucleusd/store.h"
 #include "tests/unit/budget/helpers.h"
 
 static char dir[256];
@@ -44,7 +44,7 @@ static int charge1(enum budget_kind k, int64_t amount, const char *key,
 	int r;
 
 	bt_begin(db);
-	r = budget__charge(db, sb, k, amount, key, "test", l, res);
+	r = budget__charge(st, sb, k, amount, key, "test", l, res);
 	bt_commit(db);
 	return r;
 }
@@ -53,7 +53,7 @@ static int64_t spent(enum budget_kind k)
 {
 	struct budget_spent s;
 
-	cr_assert_eq(budget__spent(db, sb, &s), 0);
+	cr_assert_eq(budget__spent(st, sb, &s), 0);
 	return s.spent[k];
 }
 
@@ -90,9 +90,9 @@ Test(ledger, sums_per_kind_and_sandbox)
 	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 350);
 	cr_assert_eq(charge1(BUDGET_USD_MICRO, 7, NULL, NULL, &res), 0);
 	bt_begin(db);
-	cr_assert_eq(budget__charge(db, other, BUDGET_TOKENS, 1000, NULL, "x", NULL, &res), 0);
+	cr_assert_eq(budget__charge(st, other, BUDGET_TOKENS, 1000, NULL, "x", NULL, &res), 0);
 	bt_commit(db);
-	cr_assert_eq(budget__spent(db, sb, &s), 0);
+	cr_assert_eq(budget__spent(st, sb, &s), 0);
 	cr_expect_eq(s.spent[BUDGET_TOKENS], 350);
 	cr_expect_eq(s.spent[BUDGET_USD_MICRO], 7);
 	cr_expect_eq(s.spent[BUDGET_CPU_MS], 0);
@@ -105,9 +105,9 @@ Test(ledger, debit_only_inside_a_transaction_and_rolled_back_with_it)
 {
 	struct budget_result res;
 
-	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 5, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 5, NULL, "x", NULL, &res), -EINVAL);
 	bt_begin(db);
-	cr_assert_eq(budget__charge(db, sb, BUDGET_TOKENS, 5, "k", "x", NULL, &res), 0);
+	cr_assert_eq(budget__charge(st, sb, BUDGET_TOKENS, 5, "k", "x", NULL, &res), 0);
 	bt_rollback(db);
 	cr_expect_eq(spent(BUDGET_TOKENS), 0, "the debit went with the caller's rollback");
 	cr_assert_eq(charge1(BUDGET_TOKENS, 5, "k", NULL, &res), 0);
@@ -120,12 +120,12 @@ Test(ledger, bad_arguments)
 	struct budget_debit twice[2] = {{BUDGET_TOKENS, 1}, {BUDGET_TOKENS, 2}};
 
 	bt_begin(db);
-	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, -1, NULL, "x", NULL, &res), -EINVAL);
-	cr_expect_eq(budget__charge(db, sb, BUDGET__N_KINDS, 1, NULL, "x", NULL, &res), -EINVAL);
-	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 1, "", "x", NULL, &res), -EINVAL);
-	cr_expect_eq(budget__charge(db, sb, BUDGET_TOKENS, 1, "a b", "x", NULL, &res), -EINVAL);
-	cr_expect_eq(budget__charge_many(db, sb, twice, 2, NULL, "x", NULL, &res), -EINVAL);
-	cr_expect_eq(budget__charge(db, "sb-nope", BUDGET_TOKENS, 1, NULL, "x", NULL, &res),
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, -1, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET__N_KINDS, 1, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 1, "", "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 1, "a b", "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge_many(st, sb, twice, 2, NULL, "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, "sb-nope", BUDGET_TOKENS, 1, NULL, "x", NULL, &res),
 		     -ENOENT, "the sandbox must exist (foreign key)");
 	bt_commit(db);
 	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 0);
@@ -149,7 +149,7 @@ Test(ledger, idempotent_retry_is_charged_once)
 	cr_expect_eq(charge1(BUDGET_USD_MICRO, 400, "report-1", &l, &res), -EEXIST);
 	/* Keys are per sandbox. */
 	bt_begin(db);
-	cr_assert_eq(budget__charge(db, bt_sandbox(db, 9), BUDGET_TOKENS, 400, "report-1", "x", &l,
+	cr_assert_eq(budget__charge(st, bt_sandbox(db, 9), BUDGET_TOKENS, 400, "report-1", "x", &l,
 				    &res),
 		     0);
 	cr_expect_eq(res.status, BUDGET_CHARGED);
@@ -174,12 +174,12 @@ Test(ledger, over_the_limit_is_refused_and_later_reports_too)
 	cr_expect_eq(spent(BUDGET_TOKENS), 600);
 	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 1, "refusals write nothing");
 	/* Exactly up to the limit is allowed; then the sandbox's calls are gated. */
-	cr_assert_eq(budget__check(db, sb, &l, NULL), 0);
+	cr_assert_eq(budget__check(st, sb, &l, NULL), 0);
 	cr_assert_eq(charge1(BUDGET_TOKENS, 400, "d", &l, &res), 0);
 	cr_expect(res.over_mask & (1u << BUDGET_TOKENS));
 	enum budget_kind k = BUDGET__N_KINDS;
 
-	cr_expect_eq(budget__check(db, sb, &l, &k), -EDQUOT);
+	cr_expect_eq(budget__check(st, sb, &l, &k), -EDQUOT);
 	cr_expect_eq(k, BUDGET_TOKENS);
 	cr_expect_eq(charge1(BUDGET_TOKENS, 1, "e", &l, &res), -EDQUOT);
 	cr_expect_eq(spent(BUDGET_TOKENS), 1000);
@@ -195,17 +195,17 @@ Test(ledger, refused_usage_report_can_exhaust_the_budget_for_later_calls)
 	cr_assert_eq(charge1(BUDGET_TOKENS, 600, "a", &l, &res), 0);
 	/* The harness reports 600 tokens it already used: refused, then exhausted. */
 	bt_begin(db);
-	cr_assert_eq(budget__charge(db, sb, BUDGET_TOKENS, 600, "b", "usage", &l, &res), -EDQUOT);
-	cr_assert_eq(budget__exhaust(db, sb, BUDGET_TOKENS, "refused usage report b", &l, &res), 0);
+	cr_assert_eq(budget__charge(st, sb, BUDGET_TOKENS, 600, "b", "usage", &l, &res), -EDQUOT);
+	cr_assert_eq(budget__exhaust(st, sb, BUDGET_TOKENS, "refused usage report b", &l, &res), 0);
 	cr_expect_eq(res.charged[BUDGET_TOKENS], 400);
 	bt_commit(db);
 	cr_expect_eq(spent(BUDGET_TOKENS), 1000);
-	cr_expect_eq(budget__check(db, sb, &l, &k), -EDQUOT, "later calls are refused");
+	cr_expect_eq(budget__check(st, sb, &l, &k), -EDQUOT, "later calls are refused");
 	cr_expect_eq(k, BUDGET_TOKENS);
 	cr_expect_eq(charge1(BUDGET_TOKENS, 1, "c", &l, &res), -EDQUOT);
 	cr_expect_eq(charge1(BUDGET_TOKENS, 600, "b", &l, &res), -EDQUOT, "its retry too");
 	bt_begin(db);
-	cr_assert_eq(budget__exhaust(db, sb, BUDGET_TOKENS, "again", &l, &res), 0);
+	cr_assert_eq(budget__exhaust(st, sb, BUDGET_TOKENS, "again", &l, &res), 0);
 	bt_commit(db);
 	cr_expect_eq(spent(BUDGET_TOKENS), 1000, "exhausting twice adds nothing");
 	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 2);
@@ -219,13 +219,13 @@ Test(ledger, several_kinds_all_or_nothing)
 
 	l.limit[BUDGET_USD_MICRO] = 5000;
 	bt_begin(db);
-	cr_assert_eq(budget__charge_many(db, sb, d, 2, "u1", "usage", &l, &res), 0);
-	cr_expect_eq(budget__charge_many(db, sb, d, 2, "u2", "usage", &l, &res), -EDQUOT);
+	cr_assert_eq(budget__charge_many(st, sb, d, 2, "u1", "usage", &l, &res), 0);
+	cr_expect_eq(budget__charge_many(st, sb, d, 2, "u2", "usage", &l, &res), -EDQUOT);
 	cr_expect_eq(res.exhausted, BUDGET_USD_MICRO);
-	cr_assert_eq(budget__charge_many(db, sb, d, 2, "u1", "usage", &l, &res), 0);
+	cr_assert_eq(budget__charge_many(st, sb, d, 2, "u1", "usage", &l, &res), 0);
 	cr_expect_eq(res.status, BUDGET_DUPLICATE);
 	cr_expect_eq(res.charged[BUDGET_USD_MICRO], 3000);
-	cr_expect_eq(budget__charge_many(db, sb, d, 1, "u1", "usage", &l, &res), -EEXIST,
+	cr_expect_eq(budget__charge_many(st, sb, d, 1, "u1", "usage", &l, &res), -EEXIST,
 		     "the key was used for tokens + money, not tokens only");
 	bt_commit(db);
 	cr_expect_eq(spent(BUDGET_TOKENS), 500, "the refused report charged no tokens either");
@@ -242,14 +242,14 @@ Test(ledger, metered_usage_is_recorded_and_flags_exhaustion)
 	l.limit[BUDGET_CPU_MS] = 1000;
 	l.limit[BUDGET_MEM_PEAK_MIB] = 400;
 	bt_begin(db);
-	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_assert_eq(budget__meter(st, sb, d, 3, NULL, "sample", &l, &res), 0);
 	cr_expect_eq(res.over_mask, 0);
 	d[2].amount = 250; /* peak fell: no row, the high-water mark stays 300 */
-	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_assert_eq(budget__meter(st, sb, d, 3, NULL, "sample", &l, &res), 0);
 	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 0);
 	cr_expect(res.over_mask & (1u << BUDGET_CPU_MS), "1400 ms > 1000 ms: recorded, flagged");
 	d[2].amount = 450;
-	cr_assert_eq(budget__meter(db, sb, d, 3, NULL, "sample", &l, &res), 0);
+	cr_assert_eq(budget__meter(st, sb, d, 3, NULL, "sample", &l, &res), 0);
 	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 150);
 	cr_expect(res.over_mask & (1u << BUDGET_MEM_PEAK_MIB));
 	bt_commit(db);
@@ -270,13 +270,13 @@ Test(ledger, limits_saved_and_view)
 	l.limit[BUDGET_TOKENS] = 100;
 	l.limit[BUDGET_USD_MICRO] = 1500000;
 	bt_begin(db);
-	cr_assert_eq(budget__limits_save(db, sb, &l), 0);
+	cr_assert_eq(budget__limits_save(st, sb, &l), 0);
 	bt_commit(db);
-	cr_assert_eq(budget__limits_load(db, sb, &back), 0);
+	cr_assert_eq(budget__limits_load(st, sb, &back), 0);
 	cr_expect_eq(memcmp(&l, &back, sizeof(l)), 0);
 	cr_assert_eq(charge1(BUDGET_TOKENS, 100, NULL, &back, &res), 0);
 	cr_assert_eq(charge1(BUDGET_USD_MICRO, 250000, NULL, &back, &res), 0);
-	cr_assert_eq(budget__view(db, sb, &back, &v), 0);
+	cr_assert_eq(budget__view(st, sb, &back, &v), 0);
 	cr_expect_str_eq(json_string_value(json_object_get(v, "sandbox")), sb);
 	json_t *tok = json_object_get(json_object_get(v, "budgets"), "tokens");
 
@@ -303,52 +303,45 @@ Test(ledger, limits_saved_and_view)
 #define WRITERS 4
 #define CHARGES 60
 
-static sqlite3 *open_conn(const char *path)
+/* A writer's own connection: a store of its own on the same database. */
+static struct store *open_conn(const char *path)
 {
-	sqlite3 *c = NULL;
+	struct store *c = NULL;
 
-	if (sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-		return NULL;
-	sqlite3_busy_timeout(c, 5000);
-	sqlite3_exec(c, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-	return c;
+	return bt_store_open(path, &c) == 0 ? c : NULL;
+}
+
+struct charge_arg {
+	const char *sandbox, *key;
+	int64_t amount;
+	struct budget_result res;
+};
+
+static int charge_tx(struct store *c, void *arg)
+{
+	struct charge_arg *a = arg;
+
+	return budget__charge(c, a->sandbox, BUDGET_TOKENS, a->amount, a->key, "w", NULL, &a->res);
 }
 
 /* One charge in its own BEGIN IMMEDIATE transaction, retried while the database is busy. */
-static int charge_retry(sqlite3 *c, const char *sandbox, int64_t amount, const char *key)
+static int charge_retry(struct store *c, const char *sandbox, int64_t amount, const char *key)
 {
-	struct budget_result res;
+	struct charge_arg a = {sandbox, key, amount, {0}};
 
 	for (int attempt = 0; attempt < 1000; attempt++) {
-		int rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		int r;
+		int r = store__tx(c, charge_tx, &a);
 
-		if (rc == SQLITE_BUSY)
+		if (r == -EBUSY)
 			continue;
-		if (rc != SQLITE_OK)
-			return -EIO;
-		r = budget__charge(c, sandbox, BUDGET_TOKENS, amount, key, "w", NULL, &res);
-		if (r == -EBUSY) {
-			sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
-			continue;
-		}
-		if (r < 0) {
-			sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
-			return r;
-		}
-		rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
-			return res.status;
-		sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
-		if (rc != SQLITE_BUSY)
-			return -EIO;
+		return r < 0 ? r : (int)a.res.status;
 	}
 	return -EBUSY;
 }
 
 static int writer(const char *path, const char *sandbox, int w)
 {
-	sqlite3 *c = open_conn(path);
+	struct store *c = open_conn(path);
 	char key[64];
 	int dups = 0;
 
@@ -362,7 +355,7 @@ static int writer(const char *path, const char *sandbox, int w)
 		if (i % 3 == 0 && charge_retry(c, sandbox, i + 1, key) == BUDGET_DUPLICATE)
 			dups++;
 	}
-	sqlite3_close(c);
+	store__free(c);
 	return dups == (CHARGES + 2) / 3 ? 0 : 102;
 }
 
@@ -427,7 +420,7 @@ Test(ledger, concurrent_threads_with_own_connections_sum_exactly)
 
 static int endless_writer(const char *path, const char *sandbox)
 {
-	sqlite3 *c = open_conn(path);
+	struct store *c = open_conn(path);
 	char key[64];
 
 	if (!c)
@@ -496,9 +489,9 @@ Test(ledger, running_balance_equals_the_ledger_and_rows_are_append_only)
 
 	for (int i = 1; i <= 60; i++) {
 		bt_begin(db);
-		budget__charge(db, sb, BUDGET_TOKENS, i, i % 3 ? NULL : "same", "t", &l, &res);
+		budget__charge(st, sb, BUDGET_TOKENS, i, i % 3 ? NULL : "same", "t", &l, &res);
 		peak.amount = (i * 37) % 500;
-		cr_assert_eq(budget__meter(db, sb, &peak, 1, NULL, "meter", NULL, &res), 0);
+		cr_assert_eq(budget__meter(st, sb, &peak, 1, NULL, "meter", NULL, &res), 0);
 		if (i % 7 == 0)
 			bt_rollback(db);
 		else

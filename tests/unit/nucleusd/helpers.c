@@ -7,7 +7,15 @@
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 
+#include "budget/budget.h"
 #include "tests/unit/nucleusd/helpers.h"
+
+const struct store_schema *const th_schemas[TH_N_SCHEMAS] = {&store__core, &budget__schema};
+
+int th_store_open(const char *path, struct store **ret)
+{
+	return store__open(path, th_schemas, TH_N_SCHEMAS, ret);
+}
 
 void th_tmpdir(char *buf, size_t len)
 {

@@ -6,6 +6,13 @@
 #include <stddef.h>
 
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/store.h"
+
+/* The daemon's schemas (core, then budget), as nucleusd__new opens its database. */
+extern const struct store_schema *const th_schemas[];
+#define TH_N_SCHEMAS 2
+/* store__open(@path) with th_schemas. */
+int th_store_open(const char *path, struct store **ret);
 
 /* A fresh directory under /tmp (mode 0755 so other uids can reach a socket in it). */
 void th_tmpdir(char *buf, size_t len);

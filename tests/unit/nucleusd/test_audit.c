@@ -9,8 +9,11 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "nucleusd/audit.h"
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/store.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/nucleusd/legacy.h"
 
 static char dir[256], db[300];
 static struct store *s;
@@ -20,7 +23,7 @@ static void setup(void)
 {
 	th_tmpdir(dir, sizeof(dir));
 	snprintf(db, sizeof(db), "%s/nucleus.db", dir);
-	cr_assert_eq(store__open(db, &s), 0);
+	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(audit__key_load(dir, &k), 0);
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 }
@@ -455,11 +458,13 @@ Test(audit, migration_3_turns_the_signed_head_into_the_first_seal)
 	struct store *old = NULL;
 	struct audit_verify v;
 	char path[400], sql[1024];
+	sqlite3 *raw = NULL;
 
 	append(3);
 	seal();
 	snprintf(path, sizeof(path), "%s/old.db", dir);
-	cr_assert_eq(store__open_with(path, store__migrations, 2, &old), 0);
+	th_legacy_db(path, 2);
+	cr_assert_eq(sqlite3_open(path, &raw), SQLITE_OK);
 	snprintf(
 		sql, sizeof(sql),
 		"ATTACH '%s' AS cur;"
@@ -470,12 +475,12 @@ Test(audit, migration_3_turns_the_signed_head_into_the_first_seal)
 		"cur.audit_seals;"
 		"DETACH cur",
 		db);
-	cr_assert_eq(store__exec(old, sql), 0);
-	store__free(old);
-	old = NULL;
+	cr_assert_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+		     sqlite3_errmsg(raw));
+	sqlite3_close(raw);
 
-	cr_assert_eq(store__open(path, &old), 0);
-	cr_assert_eq(store__version(old), (int)store__n_migrations);
+	cr_assert_eq(th_store_open(path, &old), 0);
+	cr_assert_eq(store__version(old, "core"), (int)store__core.n);
 	cr_assert_str_eq(th_query(old, "SELECT count(*) FROM sqlite_master WHERE name = "
 				       "'audit_head'"),
 			 "0");
