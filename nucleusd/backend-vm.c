@@ -27,14 +27,12 @@
 
 #include "guest/guest.h"
 #include "nucleusd/backend-vm.h"
+#include "nucleusd/clock.h"
 #include "policy/policy.h"
 
-int64_t vmb__ms_since(const struct timespec *t0)
+int64_t vmb_job__age_ms(const struct vmb_job *j)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+	return (nd_clock__mono_us() - j->start_us) / 1000;
 }
 
 /* ---- jobs ---- */
@@ -48,7 +46,7 @@ struct vmb_job *vmb_job__new(struct vmb *b, struct vmb_vm *vm)
 	j->b = b;
 	j->vm = vm;
 	vm->refs++;
-	clock_gettime(CLOCK_MONOTONIC, &j->start);
+	j->start_us = nd_clock__mono_us();
 	return j;
 }
 
@@ -150,7 +148,7 @@ static void finish_ping(struct vmb_job *j)
 		return;
 	}
 	j->vm->booting = false;
-	res = (struct nd_boot_result){.boot_ms = (uint32_t)vmb__ms_since(&j->start),
+	res = (struct nd_boot_result){.boot_ms = (uint32_t)vmb_job__age_ms(j),
 				      .vmm_pid = j->vm->pid};
 	j->boot_done(j->token, 0, &res, NULL);
 }
@@ -187,7 +185,7 @@ static void finish_disk(struct vmb_job *j)
 		boot_fail(j);
 		return;
 	}
-	p->start = j->start;
+	p->start_us = j->start_us;
 	p->work = vm_proc__wait_agent;
 	p->finish = finish_ping;
 	p->boot_done = j->boot_done;

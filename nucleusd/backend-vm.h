@@ -108,7 +108,7 @@ struct vmb_job {
 	nd_boot_done_fn boot_done;
 	nd_tool_done_fn tool_done;
 	void *token;
-	struct timespec start;
+	int64_t start_us; /* nd_clock__mono_us() when the job was made */
 	unsigned size_mib;	 /* boot: workspace to create (0: none) */
 	const struct nd_tool *t; /* tools: its catalogue row */
 	char tool[32];
@@ -146,7 +146,8 @@ struct vmb_job *vmb_job__new(struct vmb *b, struct vmb_vm *vm);
 int vmb_job__submit(struct vmb_job *j);
 /* Frees a job that was never submitted (or whose done came). */
 void vmb_job__free(struct vmb_job *j);
-int64_t vmb__ms_since(const struct timespec *t0);
+/* Milliseconds since @j was made (monotonic). */
+int64_t vmb_job__age_ms(const struct vmb_job *j);
 
 /* ---- processes (vm-proc.c; loop thread unless said) ---- */
 

@@ -305,7 +305,7 @@ void vm_proc__wait_agent(struct vmb_job *j)
 	uint32_t ver;
 	int r = -ETIMEDOUT;
 
-	while (vmb__ms_since(&j->start) < BOOT_WAIT_S * 1000LL) {
+	while (vmb_job__age_ms(j) < BOOT_WAIT_S * 1000LL) {
 		if (atomic_load(&j->vm->dead) || atomic_load(&j->b->closing)) {
 			r = -EHOSTDOWN;
 			break;
