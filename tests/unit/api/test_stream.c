@@ -19,7 +19,7 @@
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
-#define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}"
+#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128}"
 
 THD_SUITE(stream);
 
@@ -92,7 +92,8 @@ Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 	struct api_response r;
 
 	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"out\": [[1, \"a1\\n\"], [2, \"b1\\n\"], "
+		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"a1\\n\"], "
+		   "[2, \"b1\\n\"], "
 		   "[1, \"a2\\n\"]], \"repeat\": 3, \"ms\": 5, \"exit_code\": 3}}",
 		   &l);
 	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
@@ -114,7 +115,9 @@ Test(stream, signal_is_the_last_line)
 	struct lines l = {0};
 	struct api_response r;
 
-	r = stream(id, "{\"stream\": true, \"args\": {\"out\": [[2, \"dying\"]], \"signal\": 9}}",
+	r = stream(id,
+		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, \"dying\"]], "
+		   "\"signal\": 9}}",
 		   &l);
 	cr_assert_eq(r.status, 200);
 	cr_assert_eq(l.n, 2);
@@ -129,15 +132,18 @@ Test(stream, signal_is_the_last_line)
 
 Test(stream, policy_decides_before_the_200)
 {
-	const char *id = thd_create(&d, "{\"policy\": {\"deny\": [\"run\"]}, \"vcpus\": 1, "
-					"\"memory_mib\": 128}");
+	const char *id = thd_create(&d, "{\"policy\": {\"levels\": {\"run\": \"deny\"}}, "
+					"\"vcpus\": 1, \"memory_mib\": 128}");
 	struct lines l = {0};
 	struct api_response r;
 	char path[128];
 
-	r = stream(id, "{\"stream\": true, \"args\": {\"out\": [[1, \"x\"]]}}", &l);
+	r = stream(id,
+		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"x\"]]}}",
+		   &l);
 	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
 	cr_assert_str_eq(json_string_value(json_object_get(r.json, "verdict")), "deny");
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "reason")), "OP_DENIED");
 	cr_assert_eq(l.n, 0);
 	api_response__clear(&r);
 	/* Only run streams; a wrong type is a 400 like any other field. */
@@ -171,7 +177,8 @@ static int start_big(const char *id, int repeat)
 
 	memset(piece, 'z', 1024);
 	cr_assert_gt(asprintf(&body,
-			      "{\"stream\": true, \"args\": {\"out\": [[1, \"%s\"]], "
+			      "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, "
+			      "\"%s\"]], "
 			      "\"repeat\": %d, \"exit_code\": 0}}",
 			      piece, repeat),
 		     0);
@@ -232,7 +239,8 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 	close(fd);
 	/* The daemon still serves, and its next streamed run is whole. */
 	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"out\": [[1, \"after\"]], \"exit_code\": 1}}",
+		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"after\"]], "
+		   "\"exit_code\": 1}}",
 		   &l);
 	cr_assert_eq(r.status, 200);
 	cr_assert_eq(l.n, 2);
