@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <criterion/criterion.h>
+#include <sodium.h>
 
 #include "policy/policy.h"
 #include "tests/unit/api/daemon.h"
@@ -317,5 +319,123 @@ Test(realgate, the_removed_deny_ask_dialect_is_a_400_naming_the_key)
 	}
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected create changed the database");
+	thd_finish(&d);
+}
+
+/*
+ * An approval for the `ask` in @denial (a 403 body), signed with @sk as an approver
+ * would: the engine's call @call_json (what it decided: the op and its arguments),
+ * the session and nonce of the approval request. Returns the POST approvals body.
+ */
+static char *approval_body(json_t *denial, const char *call_json, const unsigned char sk[64])
+{
+	json_t *req = json_object_get(denial, "approval_request");
+	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
+	struct policy_call_owned *pcall = NULL;
+	struct policy_approval a = {0};
+	struct policy_error pe;
+	char *aj = NULL, *body;
+
+	cr_assert_eq(policy__call_parse(call_json, &pcall, &pe), 0, "%s", pe.msg);
+	cr_assert_eq(sodium_hex2bin(a.session_id, sizeof(a.session_id), session, strlen(session),
+				    NULL, NULL, NULL),
+		     0);
+	cr_assert_eq(
+		sodium_hex2bin(a.nonce, sizeof(a.nonce), nonce, strlen(nonce), NULL, NULL, NULL),
+		0);
+	a.op = (uint8_t)policy__call_get(pcall)->op;
+	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
+	a.expires = (int64_t)time(NULL) + 120;
+	policy__call_free(pcall);
+	cr_assert_eq(policy__approval_sign(&a, sk), 0);
+	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	cr_assert_gt(asprintf(&body, "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj), 0);
+	free(aj);
+	return body;
+}
+
+static struct api_response approve(const char *id, const char *body)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	return thd_call(&d, "POST", path, body);
+}
+
+/*
+ * The fake backend honours --approver-key: the core pins the keys in every new policy
+ * session, so a signed approval turns an `ask` into `allow` and the call then runs;
+ * without the key (or with another key) the same approval is a deny.
+ */
+Test(realgate, approvals_signed_by_an_approver_key_let_the_asked_call_run)
+{
+	static const char fetch[] = "{\"url\": \"https://example.com/x\"}";
+	static const char fetch_call[] =
+		"{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}";
+	unsigned char pk[32], sk[64], rogue_pk[32], rogue_sk[64];
+	char hex[65], id[32], *body;
+	struct api_response r;
+	json_t *o, *b;
+
+	crypto_sign_keypair(pk, sk);
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+
+	/* No key given: a well-signed approval is not honoured. */
+	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, sk);
+	json_decref(o);
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG", "%s", r.body);
+	api_response__clear(&r);
+
+	/* With --approver-key: the same kind of approval lets the call run. */
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, rogue_sk); /* a key the daemon does not pin */
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "rogue: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG", "%s", r.body);
+	api_response__clear(&r);
+	json_decref(o);
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, sk);
+	json_decref(o);
+	r = approve(id, body);
+	cr_assert_eq(r.status, 200, "approved: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), "allow");
+	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "result"), "fake")), "%s",
+		  r.body);
+	cr_assert_str_eq(jstr(json_object_get(r.json, "result"), "op"), "web_fetch");
+	api_response__clear(&r);
+	b = last_decision(id);
+	cr_assert_str_eq(jstr(b, "reason"), "APPROVED", "%s", json_dumps(b, 0));
+	json_decref(b);
+	r = approve(id, body); /* the request is used up */
+	free(body);
+	cr_assert_eq(r.status, 409, "second use: %d %s", r.status, r.body);
+	api_response__clear(&r);
+
+	/* The fake's own tool asked as `run` of its name, approved as that run. */
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d, "{\"policy\": {\"levels\": {\"run\": \"ask\"}}, \"vcpus\": 1, "
+				"\"memory_mib\": 128}"));
+	o = call(id, "echo", "{\"msg\": \"hi\"}", 403, "OP_ASK");
+	body = approval_body(o, "{\"op\": \"run\", \"argv\": [\"echo\"]}", sk);
+	json_decref(o);
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 200, "approved echo: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "result"), "echo"), "msg"),
+			 "hi", "%s", r.body);
+	api_response__clear(&r);
 	thd_finish(&d);
 }
