@@ -62,9 +62,7 @@ static int insert_sandbox(struct store *s, struct create_tx *c)
 				  "(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
 	char *policy = NULL, *spec = NULL;
 	sqlite3_stmt *st = NULL;
-	int r = -ENOMEM;
-
-	int rc;
+	int r = -ENOMEM, rc;
 
 	policy = json_dumps(c->policy, JSON_COMPACT | JSON_SORT_KEYS);
 	spec = json_dumps(c->req, JSON_COMPACT | JSON_SORT_KEYS);
@@ -411,14 +409,12 @@ static int save_session(struct store *s, struct decision_tx *d)
 	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
 				  "AND closed_us IS NULL";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	if (!d->d->session_state)
 		return 0;
 	if (!d->row->session_id[0])
 		return -ENOENT;
-	int rc;
-
 	r = store__stmt(s, sql, &st); /* every decision: prepared once */
 	if (r < 0)
 		return r;
