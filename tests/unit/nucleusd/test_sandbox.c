@@ -237,6 +237,43 @@ Test(sandbox, budget_limits_are_recorded_with_the_sandbox)
 	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "tokens=1000,usd_micro=2500000");
 }
 
+/* A profile's body and default budget come from its one row in the profiles table. */
+Test(sandbox, a_profile_is_one_row_body_and_budget_defaults)
+{
+	struct store *st = nucleusd__store(nd);
+	char id[32], sql[200];
+
+	cr_assert_str_eq(th_query(st, "SELECT json_extract(budget, '$.tokens') || ' ' || "
+				      "json_extract(budget, '$.usd') || ' ' || "
+				      "json_extract(body, '$.levels.run') FROM profiles WHERE "
+				      "name = 'fake-budget'"),
+			 "1000 1.00 allow");
+	cr_assert_eq(store__exec(st, "UPDATE profiles SET budget = '{\"tokens\": 7}', body = "
+				     "json_set(body, '$.levels.write_file', 'deny') WHERE name = "
+				     "'fake-budget'"),
+		     0);
+	snprintf(id, sizeof(id), "%s",
+		 create("{\"profile\": \"fake-budget\", \"vcpus\": 1, \"memory_mib\": 128}", 0));
+	snprintf(sql, sizeof(sql),
+		 "SELECT group_concat(kind || '=' || amount) FROM budget_limits WHERE "
+		 "sandbox_id = '%s'",
+		 id);
+	cr_assert_str_eq(th_query(st, sql), "tokens=7");
+	snprintf(
+		sql, sizeof(sql),
+		"SELECT json_extract(policy, '$.levels.write_file') FROM sandboxes WHERE id = '%s'",
+		id);
+	cr_assert_str_eq(th_query(st, sql), "deny");
+	/* At the next start the registry's built-in wins again. */
+	nucleusd__free(nd);
+	start(true);
+	cr_assert_str_eq(th_query(nucleusd__store(nd),
+				  "SELECT json_extract(budget, '$.tokens') || ' ' || "
+				  "json_extract(body, '$.levels.write_file') FROM profiles WHERE "
+				  "name = 'fake-budget'"),
+			 "1000 allow");
+}
+
 static int tool(const char *id, const char *name, struct reply *r, json_t **denial)
 {
 	json_t *args = json_pack("{ss ss}", "path", "/etc/hostname", "url", "https://example.com/");
