@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The real backend ("vmm"): one nucleus-vmm process per sandbox, the guest agent
- * reached through the VMM's vsock Unix socket, decisions by the policy engine.
+ * reached through the VMM's vsock Unix socket. Policy is not its business: the daemon core
+ * decides every call (nucleusd/decide.c) before it reaches a backend.
  *
  * This file is the ops table and the glue: the boot's stages (workspace disk on a
- * worker, spawn, agent wait on a worker), jobs on the bounded pool, setup and free, and
- * the policy part. The jobs themselves live in vm-proc.c (processes), images.c (images,
+ * worker, spawn, agent wait on a worker), jobs on the bounded pool, setup and free. The jobs themselves live in vm-proc.c (processes), images.c (images,
  * workspaces) and vm-tools.c (the guest tools); who owns what, and on which thread, is
  * written in nucleusd/backend-vm.h.
  *
@@ -298,22 +298,6 @@ static int vmb_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err 
 	return vm_proc__adopt(ctx, sb, e);
 }
 
-/* ---- policy (the decision path is nucleusd/decide.c) ---- */
-
-static int vmb_decide(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
-		      struct nd_decision *ret, struct nd_err *e)
-{
-	struct vmb *b = ctx;
-
-	return nd_policy__decide(b->sessions, (const uint8_t(*)[32])b->keys, b->n_keys, sb, tool,
-				 args, ret, e);
-}
-
-static int vmb_policy_check(void *ctx, json_t *policy, struct nd_err *e)
-{
-	return nd_policy__check(policy, e);
-}
-
 /* ---- tools (vm-tools.c) ---- */
 
 static int vmb_tool(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
@@ -375,36 +359,7 @@ static void vmb_free(void *ctx)
 		v->dir[0] = '\0';
 		vm_proc__unref(v);
 	}
-	for (size_t i = 0; i < b->n_profiles; i++)
-		free((char *)b->profiles[i].name);
-	free(b->profiles);
-	free(b->keys);
-	nd_session_cache__free(b->sessions);
 	free(b);
-}
-
-static int load_profiles(struct vmb *b)
-{
-	const char *const *names = policy__builtin_names();
-	size_t n = 0;
-
-	while (names[n])
-		n++;
-	/* The policy engine's built-in profiles, plus "default" (= codegen): what a
-	 * create request without profile or policy gets from nucleusctl. */
-	b->profiles = calloc(n + 1, sizeof(*b->profiles));
-	if (!b->profiles)
-		return -ENOMEM;
-	for (size_t i = 0; i <= n; i++) {
-		const char *name = i < n ? names[i] : "default";
-
-		b->profiles[i].name = strdup(name);
-		b->profiles[i].body = policy__builtin_json(i < n ? name : "codegen");
-		if (!b->profiles[i].name || !b->profiles[i].body)
-			return -ENOMEM;
-		b->n_profiles++;
-	}
-	return 0;
 }
 
 static int check_file(const char *what, const char *path, struct nd_err *e)
@@ -441,19 +396,6 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	snprintf(b->kernel, sizeof(b->kernel), "%s", cfg->kernel);
 	snprintf(b->initrd, sizeof(b->initrd), "%s", cfg->initrd);
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s", cfg->data_dir);
-	if (cfg->n_approver_keys) {
-		b->keys = calloc(cfg->n_approver_keys, sizeof(*b->keys));
-		if (!b->keys) {
-			vmb_free(b);
-			free(be);
-			return nd_err__set(e, -ENOMEM, "internal", "out of memory");
-		}
-		memcpy(b->keys, cfg->approver_keys, cfg->n_approver_keys * sizeof(*b->keys));
-		b->n_keys = cfg->n_approver_keys;
-	}
-	r = nd_session_cache__new(&b->sessions);
-	if (r == 0)
-		r = load_profiles(b);
 	snprintf(dir, sizeof(dir), "%s/vms", b->data_dir);
 	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		r = -errno;
@@ -475,15 +417,11 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	be->pause = vmb_pause;
 	be->resume = vmb_resume;
 	be->adopt = vmb_adopt;
-	be->decide = vmb_decide;
 	be->tool = vmb_tool;
 	be->tool_stream = vmb_tool_stream;
 	be->stream_resume = vmb_stream_resume;
-	be->policy_check = vmb_policy_check;
 	be->spec_check = vmb_spec_check;
 	be->free = vmb_free;
-	be->profiles = b->profiles;
-	be->n_profiles = b->n_profiles;
 	*ret = be;
 	return 0;
 }

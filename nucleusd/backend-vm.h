@@ -3,8 +3,7 @@
  * backend-vm.h - the internals of the real backend ("vmm"), shared by its files; its face
  * is nd_vm_backend__new() in nucleusd/nucleusd.h. One file per job:
  *
- *   backend-vm.c  the ops table and glue: boot stages, jobs on the pool, setup/free,
- *                 the policy part (decide, profiles, approver keys, session cache)
+ *   backend-vm.c  the ops table and glue: boot stages, jobs on the pool, setup/free
  *   vm-proc.c     nucleus-vmm processes: spawn (THE place a jail plugs in), SIGCHLD and
  *                 pidfd watch, control socket ops, terminate with grace, adopt
  *   images.c      image names, image and kernel resolution, workspace disks
@@ -132,11 +131,6 @@ struct vmb {
 	struct nd_pool *pool;
 	struct event *chldev;
 	atomic_bool closing;
-	struct nd_profile *profiles;
-	size_t n_profiles;
-	uint8_t (*keys)[32]; /* approver keys pinned in new sessions */
-	size_t n_keys;
-	struct nd_session_cache *sessions;
 };
 
 /* ---- jobs (backend-vm.c; loop thread) ---- */

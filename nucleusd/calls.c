@@ -62,29 +62,29 @@ static int insert_sandbox(struct store *s, struct create_tx *c)
 				  "(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
 	char *policy = NULL, *spec = NULL;
 	sqlite3_stmt *st = NULL;
-	int r = -ENOMEM;
+	int r = -ENOMEM, rc;
 
 	policy = json_dumps(c->policy, JSON_COMPACT | JSON_SORT_KEYS);
 	spec = json_dumps(c->req, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!policy || !spec)
 		goto out;
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		goto out;
-	sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+	rc = sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
 	if (c->name)
-		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+		rc = rc ?: sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
 	if (c->profile)
-		sqlite3_bind_text(st, 3, c->profile, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, policy, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, spec, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, (int)c->vcpus);
-	sqlite3_bind_int(st, 7, (int)c->memory_mib);
-	sqlite3_bind_int64(st, 8, c->who ? (int64_t)c->who->uid : -1);
-	sqlite3_bind_int64(st, 9, nd__now_us());
-	r = store__errno(sqlite3_step(st));
+		rc = rc ?: sqlite3_bind_text(st, 3, c->profile, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_text(st, 4, policy, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_text(st, 5, spec, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int(st, 6, (int)c->vcpus);
+	rc = rc ?: sqlite3_bind_int(st, 7, (int)c->memory_mib);
+	rc = rc ?: sqlite3_bind_int64(st, 8, c->who ? (int64_t)c->who->uid : -1);
+	rc = rc ?: sqlite3_bind_int64(st, 9, nd__now_us());
+	r = store__errno(rc ?: sqlite3_step(st));
 out:
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	free(policy);
 	free(spec);
 	return r;
@@ -98,19 +98,19 @@ static int insert_session(struct store *s, struct create_tx *c)
 	unsigned char rnd[16];
 	char id[33];
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(id, sizeof(id), rnd, sizeof(rnd));
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, c->who ? (int64_t)c->who->uid : -1);
-	sqlite3_bind_int64(st, 4, nd__now_us());
-	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+	rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int64(st, 3, c->who ? (int64_t)c->who->uid : -1);
+	rc = rc ?: sqlite3_bind_int64(st, 4, nd__now_us());
+	r = store__errno(rc ?: sqlite3_step(st));
+	store__stmt_done(st);
 	return r;
 }
 
@@ -140,34 +140,11 @@ static int create_tx(struct store *s, void *arg)
 	return r;
 }
 
-static int load_profile(struct nucleusd *nd, const char *name, json_t **ret, struct nd_err *e)
-{
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
-	r = store__errno(sqlite3_prepare_v2(
-		store__db(nd->store), "SELECT body FROM profiles WHERE name = ?", -1, &st, NULL));
-	if (r < 0)
-		return nd_err__set(e, r, "internal", "database error");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*ret = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-		r = *ret ? 0
-			 : nd_err__set(e, -EBADMSG, "internal", "profile '%s' unreadable", name);
-	} else if (rc == SQLITE_DONE) {
-		r = nd_err__set(e, -EINVAL, "unknown_profile", "no profile '%s'", name);
-	} else {
-		r = nd_err__set(e, store__errno(rc), "internal", "database error");
-	}
-	sqlite3_finalize(st);
-	return r;
-}
-
 static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, struct nd_err *e)
 {
 	json_t *profile = json_object_get(req, "profile");
 	json_t *policy = json_object_get(req, "policy");
+	json_t *budget = NULL;
 	int r;
 
 	if (!!profile == !!policy)
@@ -187,23 +164,22 @@ static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, s
 	c->vcpus = (unsigned)json_integer_value(json_object_get(req, "vcpus"));
 	c->memory_mib = (unsigned)json_integer_value(json_object_get(req, "memory_mib"));
 	if (profile) {
+		/* The profile's policy and default budget: one row of the profile registry. */
 		c->profile = json_string_value(profile);
-		r = load_profile(nd, c->profile, &c->policy, e);
+		r = nd__profile_load(nd, c->profile, &c->policy, &budget, e);
 		if (r < 0)
 			return r;
-		return nd__limits_for_create(nd, c->profile, req, &c->limits, e);
+		r = nd__limits_for_create(c->profile, budget, req, &c->limits, e);
+		json_decref(budget);
+		return r;
 	}
-	r = nd__limits_for_create(nd, NULL, req, &c->limits, e);
+	r = nd__limits_for_create(NULL, NULL, req, &c->limits, e);
 	if (r < 0)
 		return r;
-	if (nd->be->policy_check) {
-		r = nd->be->policy_check(nd->be->ctx, policy, e);
-		if (r < 0) {
-			if (e && !e->code[0])
-				nd_err__set(e, r, "invalid_policy", "policy rejected");
-			return r;
-		}
-	}
+	/* An inline policy is a policy of the engine, checked before anything is recorded. */
+	r = nd_policy__check(policy, e);
+	if (r < 0)
+		return r;
 	c->policy = json_incref(policy);
 	return 0;
 }
@@ -405,7 +381,7 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 	unsigned char rnd[16];
 	sqlite3_stmt *st = NULL;
 	char *req;
-	int r;
+	int r, rc;
 
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(d->nonce, sizeof(d->nonce), rnd, sizeof(rnd));
@@ -413,17 +389,17 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 	req = json_dumps(d->args, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!req)
 		return -ENOMEM;
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL));
+	r = store__stmt(s, sql, &st);
 	if (r == 0) {
-		sqlite3_bind_text(st, 1, d->nonce, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, d->row->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, d->tool, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, req, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, nd__now_us());
-		sqlite3_bind_int64(st, 6, d->expires_us);
-		r = store__errno(sqlite3_step(st));
+		rc = sqlite3_bind_text(st, 1, d->nonce, -1, SQLITE_STATIC);
+		rc = rc ?: sqlite3_bind_text(st, 2, d->row->id, -1, SQLITE_STATIC);
+		rc = rc ?: sqlite3_bind_text(st, 3, d->tool, -1, SQLITE_STATIC);
+		rc = rc ?: sqlite3_bind_text(st, 4, req, -1, SQLITE_STATIC);
+		rc = rc ?: sqlite3_bind_int64(st, 5, nd__now_us());
+		rc = rc ?: sqlite3_bind_int64(st, 6, d->expires_us);
+		r = store__errno(rc ?: sqlite3_step(st));
 	}
-	sqlite3_finalize(st);
+	store__stmt_done(st);
 	free(req);
 	return r;
 }
@@ -433,7 +409,7 @@ static int save_session(struct store *s, struct decision_tx *d)
 	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
 				  "AND closed_us IS NULL";
 	sqlite3_stmt *st = NULL;
-	int r;
+	int r, rc;
 
 	if (!d->d->session_state)
 		return 0;
@@ -442,10 +418,10 @@ static int save_session(struct store *s, struct decision_tx *d)
 	r = store__stmt(s, sql, &st); /* every decision: prepared once */
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, nd__now_us());
-	sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
+	rc = sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd__now_us());
+	rc = rc ?: sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
+	r = store__errno(rc ?: sqlite3_step(st));
 	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
 		r = -ENOENT;
 	store__stmt_done(st);
@@ -634,7 +610,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 	}
 	nd__meter_sandbox(nd, &row); /* a sample on every call; may pause the sandbox */
 	sb_row__info(&row, &info);
-	r = nd->be->decide ? nd->be->decide(nd->be->ctx, &info, tool, args, &dec, e) : -EAGAIN;
+	r = nd__decide(nd, &info, tool, args, &dec, e);
 	if (r == 0 && dec.verdict != ND_ALLOW && dec.verdict != ND_DENY && dec.verdict != ND_ASK)
 		r = -EPROTO;
 	if (r < 0) {
@@ -651,8 +627,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 				 .refused = -1};
 	r = store__tx(nd->store, decision_tx, &d);
 	if (r < 0 || d.refused >= 0) {
-		if (nd->be->decision_abort)
-			nd->be->decision_abort(nd->be->ctx, &info);
+		nd__decision_abort(nd, &info);
 		if (r < 0)
 			r = nd_err__set(e, r, "internal", "cannot record decision");
 		else
@@ -727,36 +702,44 @@ static int approval_take_tx(struct store *s, void *arg)
 	struct approval_tx *x = arg;
 	sqlite3_stmt *st = NULL;
 	const char *sig = json_string_value(json_object_get(x->approval, "sig"));
+	const char *tool, *request, *state;
 	json_t *body;
-	int r;
+	int r, rc;
 
-	r = store__errno(sqlite3_prepare_v2(store__db(s), sel, -1, &st, NULL));
+	r = store__stmt(s, sel, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, x->sandbox, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return r == SQLITE_DONE ? -ENOENT : store__errno(r);
+	rc = sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_text(st, 2, x->sandbox, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		store__stmt_done(st);
+		return rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
 	}
-	snprintf(x->tool, sizeof(x->tool), "%s", (const char *)sqlite3_column_text(st, 0));
-	x->request = strdup((const char *)sqlite3_column_text(st, 1));
-	r = strcmp((const char *)sqlite3_column_text(st, 2), "pending") != 0 ? -EBUSY
-	    : sqlite3_column_int64(st, 3) <= nd__now_us()		     ? -ETIME
-									     : 0;
-	sqlite3_finalize(st);
+	tool = (const char *)sqlite3_column_text(st, 0);
+	request = (const char *)sqlite3_column_text(st, 1);
+	state = (const char *)sqlite3_column_text(st, 2);
+	if (!tool || !request || !state) { /* NOT NULL columns: only out of memory */
+		store__stmt_done(st);
+		return -ENOMEM;
+	}
+	snprintf(x->tool, sizeof(x->tool), "%s", tool);
+	x->request = strdup(request);
+	r = strcmp(state, "pending") != 0		  ? -EBUSY
+	    : sqlite3_column_int64(st, 3) <= nd__now_us() ? -ETIME
+							  : 0;
+	store__stmt_done(st);
 	if (r < 0 || !x->request)
 		return r < 0 ? r : -ENOMEM;
-	r = store__errno(sqlite3_prepare_v2(store__db(s), upd, -1, &st, NULL));
+	r = store__stmt(s, upd, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, nd__now_us());
+	rc = sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd__now_us());
 	if (sig)
-		sqlite3_bind_text(st, 3, sig, -1, SQLITE_STATIC);
-	r = store__errno(sqlite3_step(st));
-	sqlite3_finalize(st);
+		rc = rc ?: sqlite3_bind_text(st, 3, sig, -1, SQLITE_STATIC);
+	r = store__errno(rc ?: sqlite3_step(st));
+	store__stmt_done(st);
 	if (r < 0)
 		return r;
 	body = json_pack("{ss ss}", "nonce", x->nonce, "tool", x->tool);

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The daemon object: store + key + backend, restart recovery, health and metrics. */
+/*
+ * The daemon object: store + key + backend + policy (profile registry, session cache,
+ * approver keys), restart recovery, health and metrics.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,32 +27,6 @@ struct audit_key *nucleusd__key(struct nucleusd *nd)
 const struct nd_backend *nucleusd__backend(struct nucleusd *nd)
 {
 	return nd->be;
-}
-
-static int profiles_tx(struct store *s, void *arg)
-{
-	static const char sql[] = "INSERT INTO profiles(name, body, builtin, updated_us) VALUES "
-				  "(?1, json(?2), 1, ?3) ON CONFLICT(name) DO UPDATE SET body = "
-				  "json(?2), builtin = 1, updated_us = ?3 WHERE body != json(?2)";
-	const struct nd_backend *be = arg;
-	sqlite3_stmt *st = NULL;
-	int r = 0;
-
-	for (size_t i = 0; r == 0 && i < be->n_profiles; i++) {
-		r = store__stmt(s, sql, &st);
-		if (r < 0)
-			break;
-		r = store__errno(sqlite3_bind_text(st, 1, be->profiles[i].name, -1, SQLITE_STATIC));
-		if (r == 0)
-			r = store__errno(
-				sqlite3_bind_text(st, 2, be->profiles[i].body, -1, SQLITE_STATIC));
-		if (r == 0)
-			r = store__errno(sqlite3_bind_int64(st, 3, nd_clock__wall_us()));
-		if (r == 0)
-			r = store__errno(sqlite3_step(st));
-		store__stmt_done(st);
-	}
-	return r;
 }
 
 static int started_tx(struct store *s, void *arg)
@@ -137,12 +114,25 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	if (r < 0)
 		goto fail;
 	nd->be = be;
+	r = nd_session_cache__new(&nd->sessions);
+	if (r < 0)
+		goto fail;
+	if (cfg->n_approver_keys) {
+		nd->approver_keys = calloc(cfg->n_approver_keys, sizeof(*nd->approver_keys));
+		if (!nd->approver_keys) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memcpy(nd->approver_keys, cfg->approver_keys,
+		       cfg->n_approver_keys * sizeof(*nd->approver_keys));
+		nd->n_approver_keys = cfg->n_approver_keys;
+	}
 	r = nd__budget_init(nd, cfg);
 	if (r < 0)
 		goto fail;
 	if (be->attach)
 		be->attach(be->ctx, base, nd);
-	r = store__tx(nd->store, profiles_tx, be);
+	r = nd__profiles_register(nd);
 	if (r < 0)
 		goto fail;
 	r = store__tx(nd->store, started_tx, nd);
@@ -174,6 +164,8 @@ void nucleusd__free(struct nucleusd *nd)
 	store__free(nd->store);
 	audit__key_free(nd->key);
 	nd_lru__free(nd->json_cache);
+	nd_session_cache__free(nd->sessions);
+	free(nd->approver_keys);
 	free(nd);
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The per-call decision path of the policy engine, shared by the backends: the `vmm`
- * backend (backend-vm.c) and the fake backend for real (non-fake) policies.
+ * The daemon's per-call decision path with the policy engine, whatever the backend:
+ * the core decides every tool call here (calls.c), with the one session cache and the
+ * approver keys of struct nucleusd; backends only run what was allowed.
  *
  * Every decision parses the call, takes the session at its last committed state (or
  * opens one from the policy), decides, and hands back the reason, the explanation, the
@@ -120,6 +121,13 @@ static void cache_put(struct nd_session_cache *c, const char *id, const char *st
 	cs->state = copy;
 	cs->s = s;
 	cs->used = ++c->clock;
+}
+
+void nd_session_cache__drop(struct nd_session_cache *c, const char *session_id)
+{
+	for (size_t i = 0; c && session_id && i < SESSION_CACHE; i++)
+		if (c->slot[i].state && strcmp(c->slot[i].id, session_id) == 0)
+			slot_clear(&c->slot[i]);
 }
 
 /* ---- decisions ---- */
@@ -263,4 +271,41 @@ int nd_policy__check(json_t *policy, struct nd_err *e)
 	if (r < 0)
 		return nd_err__set(e, -EINVAL, "invalid_policy", "%s", pe.msg);
 	return 0;
+}
+
+static bool own_tool(const struct nd_backend *be, const char *tool)
+{
+	for (const char *const *t = be->own_tools; t && *t; t++)
+		if (strcmp(*t, tool) == 0)
+			return true;
+	return false;
+}
+
+int nd__decide(struct nucleusd *nd, const struct nd_sandbox_info *sb, const char *tool,
+	       json_t *args, struct nd_decision *ret, struct nd_err *e)
+{
+	const uint8_t(*keys)[32] = (const uint8_t(*)[32])nd->approver_keys;
+	json_t *as_run, *approval;
+	int r;
+
+	if (policy__op_from_name(tool) >= 0 || !own_tool(nd->be, tool))
+		return nd_policy__decide(nd->sessions, keys, nd->n_approver_keys, sb, tool, args,
+					 ret, e);
+	/* The backend's own tool: `run` of a command named after it (argv [tool]). */
+	as_run = json_pack("{s[s]}", "argv", tool);
+	approval = json_object_get(args, "approval");
+	if (as_run && approval && json_object_set(as_run, "approval", approval) < 0) {
+		json_decref(as_run);
+		as_run = NULL;
+	}
+	if (!as_run)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	r = nd_policy__decide(nd->sessions, keys, nd->n_approver_keys, sb, "run", as_run, ret, e);
+	json_decref(as_run);
+	return r;
+}
+
+void nd__decision_abort(struct nucleusd *nd, const struct nd_sandbox_info *sb)
+{
+	nd_session_cache__drop(nd->sessions, sb->session_id);
 }

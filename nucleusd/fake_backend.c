@@ -4,24 +4,26 @@
  *
  *  fake  for tests and `nucleusd --fake-backend`: no VMs at all. Completions come
  *        from the event loop (like the real backend's), boot_ms is the time until
- *        then. Policy: {"deny": [tools], "ask": [tools]}, everything else allowed
- *        (a "fake" policy: an object with no other keys). Any other policy is a real
- *        one: decided by the policy engine exactly as the vmm backend does (decide.c,
- *        no approver keys), and the engine's operations the fake has no tool for
- *        (read_file, web_fetch, ...) complete like echo with {fake, op, args}.
+ *        then. Policy is the daemon's, as with every backend: profiles from its one
+ *        registry (nucleusd/profiles.c: the engine's built-ins, default, fake-open,
+ *        fake-strict, fake-budget) or an inline engine policy, every call decided by
+ *        the policy engine (nucleusd/decide.c) with the daemon's approver keys, before
+ *        this backend sees it. The fake's own tools are not operations of the engine:
+ *        it declares them (own_tools) and the daemon decides each as `run` of a command
+ *        named after the tool (argv [TOOL]), so `levels.run` and `commands` govern them.
  *        Tools: echo (returns its args), slow (echo after args.ms, at most 10 s),
  *        fail (fails), hang (never completes),
  *        crash (the "VMM" dies: the sandbox becomes failed),
  *        run ({out: [[fd, text]...], repeat?, ms?, exit_code?, signal?}: the output
  *        pieces, repeated, one every ms; whole or streamed; without out, {argv} works
  *        as out: each argv[1..] is a line on stdout, "err:TEXT" on stderr, and
- *        "exit:N" / "sig:N" set the status). Images: "fake:fail"
+ *        "exit:N" / "sig:N" set the status). Every other engine operation (read_file,
+ *        write_file, web_fetch, ...) completes like echo with {fake, op, args}, no work
+ *        done. Images: "fake:fail"
  *        fails the boot, "fake:hang" never finishes booting, "fake:burn" boots a real
  *        "VMM" process (a child of the daemon spinning on one CPU; its pid is the
  *        sandbox's vmm_pid, pause/resume are SIGSTOP/SIGCONT, stop kills it) so the
- *        budget meter has something to measure. Profile "fake-budget" carries
- *        default budget limits (tokens 1000, usd 1.00). The policy engine's built-in
- *        profiles (codegen, ...) are registered under their own names too.
+ *        budget meter has something to measure.
  *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
  *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
  */
@@ -71,17 +73,11 @@ struct fake {
 	struct event_base *base;
 	struct nucleusd *nd;
 	struct fake_vm *vms;
-	struct fake_call *calls;     /* scheduled or hanging */
-	struct nd_profile *profiles; /* fake_profiles + the engine's built-ins (strings static) */
-	size_t n_profiles;
-	struct nd_session_cache *sessions;
+	struct fake_call *calls; /* scheduled or hanging */
 };
 
-static const struct nd_profile fake_profiles[] = {
-	{"default", "{\"deny\": [], \"ask\": []}"},
-	{"fake-strict", "{\"deny\": [\"write_file\"], \"ask\": [\"web_fetch\"]}"},
-	{"fake-budget", "{\"deny\": [], \"ask\": []}", "{\"tokens\": 1000, \"usd\": \"1.00\"}"},
-};
+/* The fake's tools that are not engine operations (decided as `run` of argv [TOOL]). */
+static const char *const fake_tools[] = {"echo", "slow", "fail", "hang", "crash", NULL};
 
 static struct fake_vm *vm_find(struct fake *f, const char *id)
 {
@@ -299,67 +295,6 @@ static int fake_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err
 			   "fake backend cannot re-adopt: its VMs lived in the old process");
 }
 
-/* A fake policy: an object whose keys are only "deny" and "ask"; anything else is real. */
-static bool is_fake_policy(json_t *policy)
-{
-	const char *key;
-	json_t *v;
-
-	if (!json_is_object(policy))
-		return false;
-	json_object_foreach(policy, key, v)
-	{
-		if (strcmp(key, "deny") && strcmp(key, "ask"))
-			return false;
-	}
-	return true;
-}
-
-static bool listed(json_t *policy, const char *key, const char *tool)
-{
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(json_object_get(policy, key), i, v)
-	{
-		if (json_is_string(v) && strcmp(json_string_value(v), tool) == 0)
-			return true;
-	}
-	return false;
-}
-
-static int fake_decide(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
-		       struct nd_decision *ret, struct nd_err *e)
-{
-	struct nd_decision d = {ND_ALLOW, "fake_allow", "allowed by the fake policy"};
-
-	if (!is_fake_policy(sb->policy)) /* the real engine; no approver keys here */
-		return nd_policy__decide(((struct fake *)ctx)->sessions, NULL, 0, sb, tool, args,
-					 ret, e);
-	if (listed(sb->policy, "deny", tool)) {
-		d.verdict = ND_DENY;
-		snprintf(d.reason, sizeof(d.reason), "fake_deny_list");
-		snprintf(d.message, sizeof(d.message), "the fake policy denies '%s'", tool);
-	} else if (listed(sb->policy, "ask", tool)) {
-		d.verdict = ND_ASK;
-		snprintf(d.reason, sizeof(d.reason), "fake_ask_list");
-		snprintf(d.message, sizeof(d.message), "'%s' needs an approval", tool);
-	}
-	/* A session state like the policy engine's: here just the number of decisions. */
-	{
-		json_t *prev = sb->session_state ? json_loads(sb->session_state, 0, NULL) : NULL;
-		json_int_t n = json_integer_value(json_object_get(prev, "decisions"));
-		json_t *next = json_pack("{sI}", "decisions", n + 1);
-
-		json_decref(prev);
-		d.session_state = json_dumps(next, JSON_COMPACT);
-		json_decref(next);
-		d.trace = json_pack("{sI}", "seq", n + 1);
-	}
-	*ret = d;
-	return 0;
-}
-
 static int run_start(struct fake *f, const struct nd_sandbox_info *sb, json_t *args,
 		     nd_chunk_fn chunk, nd_tool_done_fn done, void *token, struct nd_err *e);
 
@@ -371,8 +306,8 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 	struct fake_call *c;
 	bool hang = strcmp(tool, "hang") == 0, slow = strcmp(tool, "slow") == 0;
 	json_int_t ms = slow ? json_integer_value(json_object_get(args, "ms")) : 0;
-	/* An operation of the policy engine on a real-policy sandbox: answered, no work. */
-	bool op = !is_fake_policy(sb->policy) && policy__op_from_name(tool) >= 0;
+	/* Another operation of the policy engine: answered, no work. */
+	bool op = policy__op_from_name(tool) >= 0;
 
 	if (strcmp(tool, "run") == 0)
 		return run_start(f, sb, args, NULL, done, token, e);
@@ -561,22 +496,6 @@ static void fake_stream_resume(void *ctx, void *token)
 	}
 }
 
-static int fake_policy_check(void *ctx, json_t *policy, struct nd_err *e)
-{
-	const char *key;
-	json_t *v;
-
-	if (!is_fake_policy(policy))
-		return nd_policy__check(policy, e);
-	json_object_foreach(policy, key, v)
-	{
-		if (!json_is_array(v))
-			return nd_err__set(e, -EINVAL, "invalid_policy",
-					   "fake policy: '%s' must be an array", key);
-	}
-	return 0;
-}
-
 static void fake_free(void *ctx)
 {
 	struct fake *f = ctx;
@@ -587,46 +506,13 @@ static void fake_free(void *ctx)
 		call_unlink(f->calls); /* completions are dropped: the daemon is going away */
 	while (f->vms)
 		vm_remove(f, f->vms->id);
-	free(f->profiles);
-	nd_session_cache__free(f->sessions);
 	free(f);
-}
-
-/* fake_profiles, then the policy engine's built-in profiles not named like one of them. */
-static int fake_load_profiles(struct fake *f)
-{
-	const size_t n_fake = sizeof(fake_profiles) / sizeof(fake_profiles[0]);
-	const char *const *names = policy__builtin_names();
-	size_t n = 0;
-
-	while (names[n])
-		n++;
-	f->profiles = calloc(n_fake + n, sizeof(*f->profiles));
-	if (!f->profiles)
-		return -ENOMEM;
-	memcpy(f->profiles, fake_profiles, sizeof(fake_profiles));
-	f->n_profiles = n_fake;
-	for (size_t i = 0; i < n; i++) {
-		bool taken = false;
-
-		for (size_t k = 0; k < n_fake; k++)
-			taken = taken || strcmp(fake_profiles[k].name, names[i]) == 0;
-		if (taken)
-			continue;
-		f->profiles[f->n_profiles].name = names[i];
-		f->profiles[f->n_profiles].body = policy__builtin_json(names[i]);
-		if (!f->profiles[f->n_profiles].body)
-			return -ENOENT;
-		f->n_profiles++;
-	}
-	return 0;
 }
 
 int nd_fake_backend__new(struct nd_backend **ret)
 {
 	struct nd_backend *be = calloc(1, sizeof(*be));
 	struct fake *f;
-	int r;
 
 	if (!be)
 		return -ENOMEM;
@@ -634,14 +520,6 @@ int nd_fake_backend__new(struct nd_backend **ret)
 	if (!f) {
 		free(be);
 		return -ENOMEM;
-	}
-	r = nd_session_cache__new(&f->sessions);
-	if (r == 0)
-		r = fake_load_profiles(f);
-	if (r < 0) {
-		fake_free(f);
-		free(be);
-		return r;
 	}
 	be->name = "fake";
 	be->real = false;
@@ -651,14 +529,11 @@ int nd_fake_backend__new(struct nd_backend **ret)
 	be->pause = fake_pause;
 	be->resume = fake_resume;
 	be->adopt = fake_adopt;
-	be->decide = fake_decide;
 	be->tool = fake_tool;
 	be->tool_stream = fake_tool_stream;
 	be->stream_resume = fake_stream_resume;
-	be->policy_check = fake_policy_check;
 	be->free = fake_free;
-	be->profiles = f->profiles;
-	be->n_profiles = f->n_profiles;
+	be->own_tools = fake_tools;
 	*ret = be;
 	return 0;
 }

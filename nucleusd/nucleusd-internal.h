@@ -60,6 +60,10 @@ struct nucleusd {
 	struct event *seal_ev; /* armed while committed audit entries are unsealed */
 	struct nd_backend *be;
 	struct nd_op *ops; /* pending, freed with the daemon */
+	/* policy (decide.c): the one session cache and the pinned approver keys */
+	struct nd_session_cache *sessions;
+	uint8_t (*approver_keys)[32];
+	size_t n_approver_keys;
 	struct nd_metrics m;
 	/* budgets (spend.c) */
 	struct budget_prices *prices;
@@ -141,8 +145,11 @@ struct nd_meter {
 /* Price table, timer (nucleusd__new) / their release (nucleusd__free). */
 int nd__budget_init(struct nucleusd *nd, const struct nd_config *cfg);
 void nd__budget_fini(struct nucleusd *nd);
-/* Limits of a create request: the profile's defaults (if any), overridden per kind. */
-int nd__limits_for_create(struct nucleusd *nd, const char *profile, json_t *req,
+/*
+ * Limits of a create request: the profile's default limits (@profile_budget, as the
+ * profiles table has them; NULL: none), overridden per kind by the request's.
+ */
+int nd__limits_for_create(const char *profile, json_t *profile_budget, json_t *req,
 			  struct budget_limits *ret, struct nd_err *e);
 /*
  * In decision_tx: the gate (any budget exhausted) and, for an allowed call, its price.
@@ -170,12 +177,41 @@ int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
 /* The budget series of /v1/metrics. */
 int nd__budget_metrics(struct nucleusd *nd, FILE *f);
 
-/* ---- the policy engine's per-call decision path (decide.c), for both backends ---- */
+/* ---- profiles (profiles.c): the daemon's one registry ---- */
 
-/* Parsed policy sessions keyed by the state text they were serialized to (per backend). */
+/*
+ * Upserts the built-in profiles into the profiles table (body and default budget): the
+ * daemon's own (profiles.c), then the policy engine's built-ins under their names.
+ */
+int nd__profiles_register(struct nucleusd *nd);
+/*
+ * A profile as the profiles table has it: its policy (object) and its default budget
+ * limits (object, or NULL when it has none). -EINVAL unknown_profile.
+ */
+int nd__profile_load(struct nucleusd *nd, const char *name, json_t **ret_policy,
+		     json_t **ret_budget, struct nd_err *e);
+
+/* ---- the policy engine's per-call decision path (decide.c) ---- */
+
+struct nd_decision {
+	enum nd_verdict verdict;
+	char reason[64];   /* machine reason, e.g. "CMD_NOT_ALLOWED" */
+	char message[256]; /* human explanation */
+	/*
+	 * Owned by the decision (the caller frees them): the policy engine's trace record,
+	 * added to the audit entry as "trace", and the session's new state (JSON text),
+	 * written to sessions.state. Both commit in the decision's transaction.
+	 */
+	json_t *trace;
+	char *session_state;
+};
+
+/* Parsed policy sessions keyed by the state text they were serialized to. */
 struct nd_session_cache;
 int nd_session_cache__new(struct nd_session_cache **ret);
 void nd_session_cache__free(struct nd_session_cache *c);
+/* Forgets the cached session of @session_id (hex), if any. */
+void nd_session_cache__drop(struct nd_session_cache *c, const char *session_id);
 
 /*
  * One decision of @sb's policy session for @tool(@args): the engine's verdict, reason,
@@ -186,6 +222,15 @@ void nd_session_cache__free(struct nd_session_cache *c);
 int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_keys)[32],
 		      size_t n_keys, const struct nd_sandbox_info *sb, const char *tool,
 		      json_t *args, struct nd_decision *ret, struct nd_err *e);
+/*
+ * The daemon's decision for a tool call: nd_policy__decide with its session cache and
+ * approver keys; a tool of the backend's own_tools is decided as `run` of argv [tool].
+ * -ENOENT unknown_tool: neither an engine operation nor one of the backend's tools.
+ */
+int nd__decide(struct nucleusd *nd, const struct nd_sandbox_info *sb, const char *tool,
+	       json_t *args, struct nd_decision *ret, struct nd_err *e);
+/* The decision just made for @sb was not committed: its cached session goes. */
+void nd__decision_abort(struct nucleusd *nd, const struct nd_sandbox_info *sb);
 /* Checks a policy (profile JSON) for the engine; -EINVAL with invalid_policy. */
 int nd_policy__check(json_t *policy, struct nd_err *e);
 

@@ -6,7 +6,7 @@
  *            (internal: nucleusd/store.h)
  *   audit    hash-chained, Ed25519-signed, append-only audit log (internal:
  *            nucleusd/audit.h)
- *   backend  the seam to the VMM / guest agent / policy engine (struct nd_backend)
+ *   backend  the seam to the VMM / guest agent (struct nd_backend)
  *   nucleusd the sandbox manager: state machine, every transition a transaction
  *            with its audit entry; no state that SQLite does not also have
  *
@@ -81,20 +81,6 @@ struct nd_boot_result {
 
 enum nd_verdict { ND_ALLOW = 0, ND_DENY, ND_ASK };
 
-struct nd_decision {
-	enum nd_verdict verdict;
-	char reason[64];   /* machine reason, e.g. "profile_denies_tool" */
-	char message[256]; /* human explanation */
-	/*
-	 * Optional, owned by the decision (the daemon frees them): the policy engine's
-	 * trace record, added to the audit entry as "trace", and the session's new state
-	 * (JSON text), written to sessions.state. Both commit in the decision's
-	 * transaction; if that fails, decision_abort() tells the backend to forget it.
-	 */
-	json_t *trace;
-	char *session_state;
-};
-
 /*
  * Completion callbacks. A backend calls each exactly once per accepted call, either
  * from inside the call or later from the event loop. @err < 0 means failure, with
@@ -114,18 +100,13 @@ typedef void (*nd_tool_done_fn)(void *token, int err, json_t *result, const char
 #define ND_STREAM_FULL 1
 typedef int (*nd_chunk_fn)(void *token, int fd, const void *data, size_t len);
 
-struct nd_profile {
-	const char *name;
-	const char *body; /* JSON object text, the policy the profile stands for */
-	/* Optional default budget limits (JSON text, docs/budget.md "Limits"), or NULL. */
-	const char *budget;
-};
-
 struct nucleusd;
 
 /*
  * The seam between the daemon and everything that runs sandboxes. The daemon owns the
- * state (SQLite) and the audit log; the backend owns processes and guests.
+ * state (SQLite), the audit log and policy (profiles, decisions with the policy engine,
+ * its sessions and approver keys: nucleusd/decide.c); the backend owns processes and
+ * guests and runs what the daemon allowed.
  * Every function returns 0 or a negative errno (and may fill @e); async calls that
  * return 0 MUST call their completion exactly once; async calls that fail synchronously
  * MUST NOT call it.
@@ -149,9 +130,6 @@ struct nd_backend {
 	 * (sb->vmm_pid). 0 = adopted (keeps its state), < 0 = gone (marked failed).
 	 */
 	int (*adopt)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
-	/* Policy decision for one tool call; synchronous (in-process engine). */
-	int (*decide)(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
-		      struct nd_decision *ret, struct nd_err *e);
 	/* Runs an allowed tool call in the guest. -ENOENT: no such tool. */
 	int (*tool)(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		    nd_tool_done_fn done, void *token, struct nd_err *e);
@@ -165,36 +143,34 @@ struct nd_backend {
 			   json_t *args, nd_chunk_fn chunk, nd_tool_done_fn done, void *token,
 			   struct nd_err *e);
 	void (*stream_resume)(void *ctx, void *token);
-	/* Optional: the decision just made for @sb was not committed (roll back state). */
-	void (*decision_abort)(void *ctx, const struct nd_sandbox_info *sb);
-	/* Checks an inline policy at create time; NULL accepts any object. */
-	int (*policy_check)(void *ctx, json_t *policy, struct nd_err *e);
 	/* Optional: checks the create request against what the backend has (e.g. the
 	 * image) before anything is recorded; -EINVAL with @e for a 400. */
 	int (*spec_check)(void *ctx, json_t *spec, struct nd_err *e);
 	void (*free)(void *ctx);
 
-	/* Built-in profiles, registered in the store at start (upsert). */
-	const struct nd_profile *profiles;
-	size_t n_profiles;
+	/*
+	 * Optional, NULL-terminated: the backend's own tools that are not operations of the
+	 * policy engine. The daemon decides each as the engine's `run` of a command named
+	 * after the tool (argv [TOOL]), so a policy governs them with `levels.run` and
+	 * `commands` like any command. Any other name the engine does not know is 404
+	 * unknown_tool, with no decision.
+	 */
+	const char *const *own_tools;
 };
 
-/* Test/CLI backend: no VMs; see nucleusd/fake_backend.c for its tools and profiles. */
+/* Test/CLI backend: no VMs; see nucleusd/fake_backend.c for its tools and images. */
 int nd_fake_backend__new(struct nd_backend **ret);
 /* Placeholder used until the real backend is wired: every boot is refused (-EAGAIN). */
 int nd_none_backend__new(struct nd_backend **ret);
 void nd_backend__free(struct nd_backend *be);
 
-/* The real backend (nucleusd/backend-vm.c): nucleus-vmm + guest agent + policy engine. */
+/* The real backend (nucleusd/backend-vm.c): nucleus-vmm + guest agent. */
 struct nd_vm_config {
 	const char *vmm;      /* nucleus-vmm executable */
 	const char *kernel;   /* guest vmlinux */
 	const char *initrd;   /* guest initramfs (nucleus-init) */
 	const char *data_dir; /* per-VM run dirs in DATA/vms, persisted workspaces in
 			       * DATA/workspaces */
-	/* Ed25519 public keys pinned in every new policy session (approvals). */
-	const uint8_t (*approver_keys)[32];
-	size_t n_approver_keys;
 };
 /* Checks that the three files are readable; fills @e when not. */
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e);
@@ -215,6 +191,10 @@ struct nd_config {
 	/* Budgets: metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
 	unsigned meter_interval_ms;
 	const char *prices_path; /* price table JSON file (docs/budget.md); NULL: defaults */
+	/* Ed25519 public keys pinned in every new policy session: whose signed approvals
+	 * turn an `ask` into `allow` (docs/policy.md "Approvals"). Copied. */
+	const uint8_t (*approver_keys)[32];
+	size_t n_approver_keys;
 };
 
 /* Takes ownership of @be (freed by nucleusd__free). Adopts or fails leftover sandboxes. */

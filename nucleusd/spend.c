@@ -115,21 +115,12 @@ static int limits_get(struct nucleusd *nd, const char *id, struct budget_limits 
 	return 0;
 }
 
-static const struct nd_profile *builtin_profile(struct nucleusd *nd, const char *name)
-{
-	for (size_t i = 0; name && i < nd->be->n_profiles; i++)
-		if (strcmp(nd->be->profiles[i].name, name) == 0)
-			return &nd->be->profiles[i];
-	return NULL;
-}
-
-int nd__limits_for_create(struct nucleusd *nd, const char *profile, json_t *req,
+int nd__limits_for_create(const char *profile, json_t *profile_budget, json_t *req,
 			  struct budget_limits *ret, struct nd_err *e)
 {
-	const struct nd_profile *p = builtin_profile(nd, profile);
 	struct budget_limits def = {{0}}, own = {{0}};
 	struct budget_err berr = {{0}};
-	json_t *b = json_object_get(req, "budget"), *pj;
+	json_t *b = json_object_get(req, "budget");
 	int r;
 
 	if (b && !json_is_object(b))
@@ -139,13 +130,11 @@ int nd__limits_for_create(struct nucleusd *nd, const char *profile, json_t *req,
 		return nd_err__set(e, -EINVAL,
 				   strstr(berr.msg, "unknown key") ? "unknown_field" : "bad_value",
 				   "%s", berr.msg);
-	if (p && p->budget) {
-		pj = json_loads(p->budget, 0, NULL);
-		r = pj ? budget__limits_parse(pj, "profile.budget", &def, &berr) : -EINVAL;
-		json_decref(pj);
+	if (profile_budget) {
+		r = budget__limits_parse(profile_budget, "profile.budget", &def, &berr);
 		if (r < 0)
 			return nd_err__set(e, -EIO, "internal", "profile '%s': bad budget: %s",
-					   profile, berr.msg);
+					   profile ? profile : "?", berr.msg);
 	}
 	for (int k = 0; k < BUDGET__N_KINDS; k++)
 		ret->limit[k] = own.limit[k] ? own.limit[k] : def.limit[k];

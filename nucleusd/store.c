@@ -243,11 +243,19 @@ static const char migration_3[] =
 static const char migration_4[] =
 	"CREATE INDEX sandboxes_name ON sandboxes(name, created_us) WHERE name IS NOT NULL;";
 
+/*
+ * Migration 5: a profile's default budget limits (docs/budget.md "Limits", JSON, or
+ * NULL) live next to its policy body, so both come from one row (nucleusd/profiles.c).
+ */
+static const char migration_5[] =
+	"ALTER TABLE profiles ADD COLUMN budget TEXT CHECK (budget IS NULL OR json_valid(budget));";
+
 static const char *const core_migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
 	migration_4,
+	migration_5,
 };
 
 /* A database from before modules had versions: core's version was the one version. */

@@ -285,9 +285,7 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	struct nd_vm_config cfg = {.data_dir = o->data_dir,
-				   .approver_keys = (const uint8_t(*)[32])o->keys,
-				   .n_approver_keys = o->n_keys};
+	struct nd_vm_config cfg = {.data_dir = o->data_dir};
 	struct nd_err e = {{0}};
 	int r;
 
@@ -367,6 +365,8 @@ int main(int argc, char **argv)
 	cfg.data_dir = o.data_dir;
 	cfg.meter_interval_ms = o.meter_ms;
 	cfg.prices_path = o.prices;
+	cfg.approver_keys = (const uint8_t(*)[32])o.keys;
+	cfg.n_approver_keys = o.n_keys;
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {
 		nd_backend__free(be);

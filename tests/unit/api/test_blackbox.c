@@ -36,7 +36,7 @@ static void teardown(void)
 
 TestSuite(blackbox, .init = setup, .fini = teardown, .timeout = 300);
 
-#define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128"
+#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128"
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -116,12 +116,13 @@ Test(blackbox, deny_and_ask_are_403_with_reasons)
 	cr_assert_eq(r.status, 403);
 	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
 	cr_assert_str_eq(jstr(r.json, "error"), "denied");
-	cr_assert_str_eq(jstr(r.json, "reason"), "fake_deny_list");
+	cr_assert_str_eq(jstr(r.json, "reason"), "OP_DENIED");
 	api_response__clear(&r);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
-	r = thd_call(&d, "POST", path, NULL);
+	r = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://example.com/\"}}");
 	cr_assert_eq(r.status, 403);
 	cr_assert_str_eq(jstr(r.json, "verdict"), "ask");
+	cr_assert_str_eq(jstr(r.json, "reason"), "OP_ASK");
 	cr_assert_eq(strlen(jstr(json_object_get(r.json, "approval_request"), "nonce")), 32);
 	api_response__clear(&r);
 	thd_finish(&d);
@@ -143,12 +144,12 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		{"POST", "/v1/sandboxes", "application/json", "{\"vcpus\": ", 400, "malformed_json",
 		 NULL},
 		{"POST", "/v1/sandboxes", "application/json",
-		 "{\"profile\": \"default\", \"vcpus\": \"1\", \"memory_mib\": 64}", 400,
+		 "{\"profile\": \"fake-open\", \"vcpus\": \"1\", \"memory_mib\": 64}", 400,
 		 "wrong_type", "vcpus"},
 		{"POST", "/v1/sandboxes", "application/json", BASIC ", \"colour\": \"red\"}", 400,
 		 "unknown_field", "colour"},
 		{"POST", "/v1/sandboxes", "application/json",
-		 "{\"profile\": \"default\", \"vcpus\": 1}", 400, "missing_field", "memory_mib"},
+		 "{\"profile\": \"fake-open\", \"vcpus\": 1}", 400, "missing_field", "memory_mib"},
 		{"POST", "/v1/sandboxes", "application/json",
 		 BASIC ", \"workspace\": {\"size_mib\": 10, \"persist\": true, \"x\": 1}}", 400,
 		 "unknown_field", "workspace.x"},
@@ -156,7 +157,7 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		 BASIC ", \"workspace\": {\"persist\": true}}", 400, "missing_field",
 		 "workspace.size_mib"},
 		{"POST", "/v1/sandboxes", "application/json",
-		 "{\"profile\": \"default\", \"vcpus\": 0, \"memory_mib\": 64}", 400,
+		 "{\"profile\": \"fake-open\", \"vcpus\": 0, \"memory_mib\": 64}", 400,
 		 "out_of_range", "vcpus"},
 		{"POST", "/v1/sandboxes", "application/json", BASIC ", \"name\": \"a b\"}", 400,
 		 "bad_value", "name"},
@@ -171,8 +172,8 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		 "unknown_profile", "nope"},
 		{"POST", "/v1/sandboxes", "application/json", "[1, 2]", 400, "wrong_type", NULL},
 		{"POST", "/v1/sandboxes", "application/json",
-		 "{\"vcpus\": 1, \"vcpus\": 2, \"memory_mib\": 64, \"profile\": \"default\"}", 400,
-		 "malformed_json", NULL},
+		 "{\"vcpus\": 1, \"vcpus\": 2, \"memory_mib\": 64, \"profile\": \"fake-open\"}",
+		 400, "malformed_json", NULL},
 		{"POST", "/v1/sandboxes", "text/plain", BASIC "}", 415, "unsupported_media_type",
 		 NULL},
 		{"POST", "/v1/sandboxes", NULL, NULL, 400, "missing_body", NULL},

@@ -31,7 +31,7 @@ static void teardown(void)
 
 TestSuite(budget_api, .init = setup, .fini = teardown, .timeout = 300);
 
-#define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128"
+#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128"
 
 static void sleep_ms(long ms)
 {

@@ -154,7 +154,7 @@ Test(cli, health_says_which_backend)
 /* run streams: stdout and stderr to the matching stream, exit code (128 + signal). */
 Test(cli, run_streams_output_and_exits_with_the_commands_code)
 {
-	const char *id = thd_create(&d, "{\"profile\": \"default\", \"vcpus\": 1, "
+	const char *id = thd_create(&d, "{\"profile\": \"fake-open\", \"vcpus\": 1, "
 					"\"memory_mib\": 128}");
 	char sid[32];
 	struct thd_run *r;

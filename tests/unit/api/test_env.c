@@ -15,7 +15,7 @@
 
 THD_SUITE(env);
 
-#define SPEC(env) "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128" env "}"
+#define SPEC(env) "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128" env "}"
 
 /* POST tools/run with @args (JSON text); returns the response. */
 static struct api_response run(const char *id, const char *args)
@@ -98,7 +98,7 @@ Test(env, bad_names_sizes_and_counts_are_400_at_create)
 	big = malloc(257 * 16 + 256);
 	cr_assert_not_null(big);
 	n = (size_t)sprintf(big, "%s",
-			    "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": "
+			    "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": "
 			    "128, \"env\": {");
 	for (int i = 0; i < 257; i++)
 		n += (size_t)sprintf(big + n, "%s\"V%d\": \"x\"", i ? ", " : "", i);

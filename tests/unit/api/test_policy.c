@@ -143,10 +143,6 @@ Test(policy_api, bad_requests_are_400_naming_the_problem)
 		 "unknown_profile", "'a b'"},
 		{"/v1/policy/explain", "{\"profile\": \"nope\", \"call\": {\"op\": \"list\"}}", 400,
 		 "unknown_profile", "'nope'"},
-		/* a profile of the fake backend that is not a policy of the engine */
-		{"/v1/policy/explain",
-		 "{\"profile\": \"fake-strict\", \"call\": {\"op\": \"list\"}}", 400,
-		 "invalid_policy", "profile 'fake-strict': $.deny: unknown key"},
 		{"/v1/policy/explain", "{\"policy\": {\"deny\": []}, \"call\": {\"op\": \"list\"}}",
 		 400, "invalid_policy", "$.deny: unknown key"},
 		{"/v1/policy/explain", "{\"profile\": \"codegen\", \"call\": {\"op\": \"fly\"}}",

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The fake backend with real policies: a real nucleusd (--fake-backend) whose sandboxes
- * carry a profile of the policy engine (codegen, research-web, ...) or an inline engine
- * policy are decided by the engine itself (nucleusd/decide.c, the vmm backend's path):
- * the engine's reasons, its trace in the audit log, its session state across calls.
+ * The fake backend decided by the policy engine: a real nucleusd (--fake-backend) whose
+ * sandboxes carry a profile of the daemon's registry (the engine's codegen, research-web,
+ * ..., and the daemon's default, fake-open, fake-strict, fake-budget) or an inline engine
+ * policy are decided by the engine in the daemon core (nucleusd/decide.c, whatever the
+ * backend): the engine's reasons, its trace in the audit log, its session state across
+ * calls, and approvals signed by a key given with --approver-key.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <criterion/criterion.h>
+#include <sodium.h>
 
 #include "policy/policy.h"
 #include "tests/unit/api/daemon.h"
@@ -125,12 +129,18 @@ Test(realgate, codegen_read_file_is_decided_by_the_engine)
 	cr_assert_eq(strlen(jstr(json_object_get(o, "approval_request"), "nonce")), 32);
 	json_decref(o);
 	json_decref(call(id, "web_fetch", "{\"url\": \"https://example.com/\"}", 403, "OP_DENIED"));
-	/* A plain command it allows runs like the fake's run; the fake's own tools are gone. */
+	/* A plain command it allows runs like the fake's run. */
 	o = call(id, "run", "{\"argv\": [\"make\", \"all\"]}", 200, NULL);
 	cr_assert_str_eq(jstr(json_object_get(o, "result"), "stdout"), "all\n");
 	json_decref(o);
 	json_decref(call(id, "run", "{\"argv\": [\"curl\", \"x\"]}", 403, "CMD_NOT_ALLOWED"));
-	json_decref(call(id, "echo", "{}", 404, NULL));
+	/* The fake's own tools are `run` of their name: codegen has no rule for echo. */
+	json_decref(call(id, "echo", "{}", 403, "CMD_NOT_ALLOWED"));
+	b = last_decision(id);
+	cr_assert_str_eq(jstr(json_object_get(b, "trace"), "op"), "run");
+	json_decref(b);
+	/* A name that is neither an engine operation nor one of the fake's tools. */
+	json_decref(call(id, "no_such_tool", "{}", 404, NULL));
 	thd_finish(&d);
 }
 
@@ -178,7 +188,7 @@ Test(realgate, the_session_state_carries_over_between_calls)
 	thd_finish(&d);
 }
 
-Test(realgate, every_builtin_profile_is_registered_and_the_fake_ones_stay_fake)
+Test(realgate, every_builtin_profile_is_an_engine_policy_of_the_one_registry)
 {
 	const char *const *names = policy__builtin_names();
 	char id[32];
@@ -193,14 +203,39 @@ Test(realgate, every_builtin_profile_is_registered_and_the_fake_ones_stay_fake)
 	o = last_decision(id);
 	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
 	json_decref(o);
+	/* The profiles table: every one an engine policy; "default" is codegen's body. */
+	cr_assert_str_eq(th_query_file(d.db,
+				       "SELECT group_concat(name) FROM (SELECT name FROM "
+				       "profiles WHERE builtin = 1 AND name IN ('default', "
+				       "'fake-open', 'fake-strict', 'fake-budget') ORDER BY name)"),
+			 "default,fake-budget,fake-open,fake-strict");
+	cr_assert_str_eq(th_query_file(d.db, "SELECT (SELECT body FROM profiles WHERE name = "
+					     "'default') = (SELECT body FROM profiles WHERE name = "
+					     "'codegen')"),
+			 "1");
+	cr_assert_str_eq(th_query_file(d.db, "SELECT count(*) FROM profiles WHERE "
+					     "json_type(body, '$.deny') IS NOT NULL OR "
+					     "json_type(body, '$.ask') IS NOT NULL OR "
+					     "json_type(body, '$.levels') IS NOT 'object'"),
+			 "0");
 	snprintf(id, sizeof(id), "%s", sb_create("default"));
+	json_decref(call(id, "echo", "{}", 403, "CMD_NOT_ALLOWED"));
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/a\"}", 200, NULL));
+	/* fake-open: everything the fake does, decided by the engine. */
+	snprintf(id, sizeof(id), "%s", sb_create("fake-open"));
 	json_decref(call(id, "echo", "{}", 200, NULL));
 	o = last_decision(id);
-	cr_assert_str_eq(jstr(o, "reason"), "fake_allow");
+	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
+	cr_assert_str_eq(jstr(json_object_get(o, "trace"), "op"), "run");
 	json_decref(o);
+	json_decref(call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 200, NULL));
+	json_decref(call(id, "run", "{\"argv\": [\"anything\", \"hi\"]}", 200, NULL));
+	/* fake-strict: write_file denied, web_fetch asks, the rest as fake-open. */
 	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
-	json_decref(call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 403,
-			 "fake_deny_list"));
+	json_decref(call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 403, "OP_DENIED"));
+	json_decref(call(id, "web_fetch", "{\"url\": \"https://example.com/\"}", 403, "OP_ASK"));
+	json_decref(call(id, "echo", "{}", 200, NULL));
+	json_decref(call(id, "read_file", "{\"path\": \"/etc/hostname\"}", 200, NULL));
 	thd_finish(&d);
 }
 
@@ -210,9 +245,9 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 		{"{\"levels\": {\"read_file\": \"sometimes\"}}", "$.levels.read_file"},
 		{"{\"levelz\": {}}", "$.levelz"},
 		{"{\"paths\": {\"read\": [\"relative/**\"]}}", "$.paths.read"},
-		/* not only deny/ask: a real policy, where "deny" is no key */
+		/* the removed fake dialect is no policy of the engine: "deny"/"ask" are no keys */
 		{"{\"deny\": [], \"levels\": {}}", "$.deny"},
-		{"{\"deny\": 5}", "fake policy"},
+		{"{\"deny\": 5}", "$.deny: unknown key"},
 	};
 	const char *text = policy__builtin_json("research-web");
 	char *body, *before, *after, id[32], path[160];
@@ -251,6 +286,156 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
 	r = thd_call(&d, "GET", path, NULL);
 	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* The removed {"deny": [...], "ask": [...]} dialect: a 400 naming the key, nothing recorded. */
+Test(realgate, the_removed_deny_ask_dialect_is_a_400_naming_the_key)
+{
+	static const char *const bad[][2] = {
+		{"{\"deny\": [\"write_file\"], \"ask\": [\"web_fetch\"]}", "$.deny: unknown key"},
+		{"{\"deny\": [\"write_file\"]}", "$.deny: unknown key"},
+		{"{\"ask\": []}", "$.ask: unknown key"},
+		{"{\"deny\": [], \"ask\": []}", ": unknown key"},
+	};
+	struct api_response r;
+	char *body, *before, *after;
+
+	before = thd_dump(&d);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
+				      bad[i][0]),
+			     0);
+		r = thd_call(&d, "POST", "/v1/sandboxes", body);
+		free(body);
+		cr_assert_eq(r.status, 400, "case %zu: %d %s", i, r.status, r.body);
+		cr_assert_str_eq(jstr(r.json, "error"), "invalid_policy", "case %zu: %s", i,
+				 r.body);
+		cr_assert_not_null(strstr(jstr(r.json, "message"), bad[i][1]),
+				   "case %zu: message does not name '%s': %s", i, bad[i][1],
+				   r.body);
+		api_response__clear(&r);
+	}
+	after = thd_dump(&d);
+	thd_assert_same_db(before, after, "a rejected create changed the database");
+	thd_finish(&d);
+}
+
+/*
+ * An approval for the `ask` in @denial (a 403 body), signed with @sk as an approver
+ * would: the engine's call @call_json (what it decided: the op and its arguments),
+ * the session and nonce of the approval request. Returns the POST approvals body.
+ */
+static char *approval_body(json_t *denial, const char *call_json, const unsigned char sk[64])
+{
+	json_t *req = json_object_get(denial, "approval_request");
+	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
+	struct policy_call_owned *pcall = NULL;
+	struct policy_approval a = {0};
+	struct policy_error pe;
+	char *aj = NULL, *body;
+
+	cr_assert_eq(policy__call_parse(call_json, &pcall, &pe), 0, "%s", pe.msg);
+	cr_assert_eq(sodium_hex2bin(a.session_id, sizeof(a.session_id), session, strlen(session),
+				    NULL, NULL, NULL),
+		     0);
+	cr_assert_eq(
+		sodium_hex2bin(a.nonce, sizeof(a.nonce), nonce, strlen(nonce), NULL, NULL, NULL),
+		0);
+	a.op = (uint8_t)policy__call_get(pcall)->op;
+	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
+	a.expires = (int64_t)time(NULL) + 120;
+	policy__call_free(pcall);
+	cr_assert_eq(policy__approval_sign(&a, sk), 0);
+	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	cr_assert_gt(asprintf(&body, "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj), 0);
+	free(aj);
+	return body;
+}
+
+static struct api_response approve(const char *id, const char *body)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	return thd_call(&d, "POST", path, body);
+}
+
+/*
+ * The fake backend honours --approver-key: the core pins the keys in every new policy
+ * session, so a signed approval turns an `ask` into `allow` and the call then runs;
+ * without the key (or with another key) the same approval is a deny.
+ */
+Test(realgate, approvals_signed_by_an_approver_key_let_the_asked_call_run)
+{
+	static const char fetch[] = "{\"url\": \"https://example.com/x\"}";
+	static const char fetch_call[] =
+		"{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}";
+	unsigned char pk[32], sk[64], rogue_pk[32], rogue_sk[64];
+	char hex[65], id[32], *body;
+	struct api_response r;
+	json_t *o, *b;
+
+	crypto_sign_keypair(pk, sk);
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+
+	/* No key given: a well-signed approval is not honoured. */
+	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, sk);
+	json_decref(o);
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG", "%s", r.body);
+	api_response__clear(&r);
+
+	/* With --approver-key: the same kind of approval lets the call run. */
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, rogue_sk); /* a key the daemon does not pin */
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "rogue: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG", "%s", r.body);
+	api_response__clear(&r);
+	json_decref(o);
+	o = call(id, "web_fetch", fetch, 403, "OP_ASK");
+	body = approval_body(o, fetch_call, sk);
+	json_decref(o);
+	r = approve(id, body);
+	cr_assert_eq(r.status, 200, "approved: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), "allow");
+	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "result"), "fake")), "%s",
+		  r.body);
+	cr_assert_str_eq(jstr(json_object_get(r.json, "result"), "op"), "web_fetch");
+	api_response__clear(&r);
+	b = last_decision(id);
+	cr_assert_str_eq(jstr(b, "reason"), "APPROVED", "%s", json_dumps(b, 0));
+	json_decref(b);
+	r = approve(id, body); /* the request is used up */
+	free(body);
+	cr_assert_eq(r.status, 409, "second use: %d %s", r.status, r.body);
+	api_response__clear(&r);
+
+	/* The fake's own tool asked as `run` of its name, approved as that run. */
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d, "{\"policy\": {\"levels\": {\"run\": \"ask\"}}, \"vcpus\": 1, "
+				"\"memory_mib\": 128}"));
+	o = call(id, "echo", "{\"msg\": \"hi\"}", 403, "OP_ASK");
+	body = approval_body(o, "{\"op\": \"run\", \"argv\": [\"echo\"]}", sk);
+	json_decref(o);
+	r = approve(id, body);
+	free(body);
+	cr_assert_eq(r.status, 200, "approved echo: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "result"), "echo"), "msg"),
+			 "hi", "%s", r.body);
 	api_response__clear(&r);
 	thd_finish(&d);
 }

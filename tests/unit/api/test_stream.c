@@ -19,7 +19,7 @@
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
-#define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}"
+#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128}"
 
 THD_SUITE(stream);
 
@@ -132,8 +132,8 @@ Test(stream, signal_is_the_last_line)
 
 Test(stream, policy_decides_before_the_200)
 {
-	const char *id = thd_create(&d, "{\"policy\": {\"deny\": [\"run\"]}, \"vcpus\": 1, "
-					"\"memory_mib\": 128}");
+	const char *id = thd_create(&d, "{\"policy\": {\"levels\": {\"run\": \"deny\"}}, "
+					"\"vcpus\": 1, \"memory_mib\": 128}");
 	struct lines l = {0};
 	struct api_response r;
 	char path[128];
@@ -143,6 +143,7 @@ Test(stream, policy_decides_before_the_200)
 		   &l);
 	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
 	cr_assert_str_eq(json_string_value(json_object_get(r.json, "verdict")), "deny");
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "reason")), "OP_DENIED");
 	cr_assert_eq(l.n, 0);
 	api_response__clear(&r);
 	/* Only run streams; a wrong type is a 400 like any other field. */

@@ -214,7 +214,8 @@ Test(transport, oversize_bodies_are_json_413)
 
 Test(transport, a_body_at_the_limit_is_parsed)
 {
-	static const char json[] = "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}";
+	static const char json[] =
+		"{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128}";
 	size_t body = 1 << 20;
 	char head[256];
 	size_t h = (size_t)snprintf(head, sizeof(head),

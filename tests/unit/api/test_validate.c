@@ -18,7 +18,7 @@ static int check(const char *text, struct api_verr *e)
 	return r;
 }
 
-#define OK_BASE "\"profile\": \"default\", \"vcpus\": 2, \"memory_mib\": 256"
+#define OK_BASE "\"profile\": \"fake-open\", \"vcpus\": 2, \"memory_mib\": 256"
 
 Test(validate, a_full_valid_request_passes)
 {
@@ -40,12 +40,12 @@ Test(validate, violations_are_named)
 {
 	static const struct vcase cases[] = {
 		{"{" OK_BASE ", \"extra\": 1}", "unknown_field", "extra"},
-		{"{\"profile\": \"default\", \"vcpus\": 2}", "missing_field", "memory_mib"},
-		{"{\"profile\": \"default\", \"vcpus\": 2.5, \"memory_mib\": 256}", "wrong_type",
+		{"{\"profile\": \"fake-open\", \"vcpus\": 2}", "missing_field", "memory_mib"},
+		{"{\"profile\": \"fake-open\", \"vcpus\": 2.5, \"memory_mib\": 256}", "wrong_type",
 		 "vcpus"},
-		{"{\"profile\": \"default\", \"vcpus\": true, \"memory_mib\": 256}", "wrong_type",
+		{"{\"profile\": \"fake-open\", \"vcpus\": true, \"memory_mib\": 256}", "wrong_type",
 		 "vcpus"},
-		{"{\"profile\": \"default\", \"vcpus\": 65, \"memory_mib\": 256}", "out_of_range",
+		{"{\"profile\": \"fake-open\", \"vcpus\": 65, \"memory_mib\": 256}", "out_of_range",
 		 "vcpus"},
 		{"{" OK_BASE ", \"name\": \"\"}", "out_of_range", "name"},
 		{"{" OK_BASE ", \"name\": \"-x\"}", "bad_value", "name"},

@@ -136,7 +136,7 @@ static void chain_intact(void)
 	json_decref(v);
 }
 
-#define BASIC "{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128"
+#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128"
 
 Test(sandbox, create_boots_to_running_with_its_audit_entries)
 {
@@ -237,9 +237,46 @@ Test(sandbox, budget_limits_are_recorded_with_the_sandbox)
 	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "tokens=1000,usd_micro=2500000");
 }
 
+/* A profile's body and default budget come from its one row in the profiles table. */
+Test(sandbox, a_profile_is_one_row_body_and_budget_defaults)
+{
+	struct store *st = nucleusd__store(nd);
+	char id[32], sql[200];
+
+	cr_assert_str_eq(th_query(st, "SELECT json_extract(budget, '$.tokens') || ' ' || "
+				      "json_extract(budget, '$.usd') || ' ' || "
+				      "json_extract(body, '$.levels.run') FROM profiles WHERE "
+				      "name = 'fake-budget'"),
+			 "1000 1.00 allow");
+	cr_assert_eq(store__exec(st, "UPDATE profiles SET budget = '{\"tokens\": 7}', body = "
+				     "json_set(body, '$.levels.write_file', 'deny') WHERE name = "
+				     "'fake-budget'"),
+		     0);
+	snprintf(id, sizeof(id), "%s",
+		 create("{\"profile\": \"fake-budget\", \"vcpus\": 1, \"memory_mib\": 128}", 0));
+	snprintf(sql, sizeof(sql),
+		 "SELECT group_concat(kind || '=' || amount) FROM budget_limits WHERE "
+		 "sandbox_id = '%s'",
+		 id);
+	cr_assert_str_eq(th_query(st, sql), "tokens=7");
+	snprintf(
+		sql, sizeof(sql),
+		"SELECT json_extract(policy, '$.levels.write_file') FROM sandboxes WHERE id = '%s'",
+		id);
+	cr_assert_str_eq(th_query(st, sql), "deny");
+	/* At the next start the registry's built-in wins again. */
+	nucleusd__free(nd);
+	start(true);
+	cr_assert_str_eq(th_query(nucleusd__store(nd),
+				  "SELECT json_extract(budget, '$.tokens') || ' ' || "
+				  "json_extract(body, '$.levels.write_file') FROM profiles WHERE "
+				  "name = 'fake-budget'"),
+			 "1000 allow");
+}
+
 static int tool(const char *id, const char *name, struct reply *r, json_t **denial)
 {
-	json_t *args = json_pack("{ss}", "path", "/etc/hostname");
+	json_t *args = json_pack("{ss ss}", "path", "/etc/hostname", "url", "https://example.com/");
 	struct nd_err e = {0};
 	int rc;
 
@@ -271,11 +308,13 @@ Test(sandbox, tool_calls_are_decided_audited_and_run)
 
 	cr_assert_eq(tool(id, "write_file", &r, &denial), -EACCES);
 	cr_assert_str_eq(json_string_value(json_object_get(denial, "verdict")), "deny");
+	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "OP_DENIED");
 	json_decref(denial);
 	denial = NULL;
 
 	cr_assert_eq(tool(id, "web_fetch", &r, &denial), -EACCES);
 	cr_assert_str_eq(json_string_value(json_object_get(denial, "verdict")), "ask");
+	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "OP_ASK");
 	cr_assert_not_null(json_object_get(json_object_get(denial, "approval_request"), "nonce"));
 	json_decref(denial);
 	cr_assert_str_eq(
@@ -283,7 +322,44 @@ Test(sandbox, tool_calls_are_decided_audited_and_run)
 		"pending:web_fetch");
 	cr_assert_str_eq(kinds(id), "sandbox.create,sandbox.running,tool.decision,tool.result,"
 				    "tool.decision,tool.decision");
+	/* echo, the fake's own tool, was decided by the engine as `run` of "echo". */
+	cr_assert_str_eq(th_query(nucleusd__store(nd),
+				  "SELECT json_extract(body, '$.reason') || ':' || "
+				  "json_extract(body, '$.trace.op') FROM audit_log WHERE kind = "
+				  "'tool.decision' ORDER BY seq LIMIT 1"),
+			 "ALLOWED:run");
 	chain_intact();
+}
+
+/* The fake's own tools are `run` of a command named after them: `commands` governs them. */
+Test(sandbox, own_tools_are_decided_as_run_of_their_name)
+{
+	struct reply r = {0};
+	json_t *denial = NULL;
+	char id[32];
+
+	snprintf(id, sizeof(id), "%s",
+		 create("{\"policy\": {\"levels\": {\"run\": \"allow\"}, \"commands\": "
+			"{\"allow\": [\"echo\"], \"deny\": [\"slow\"]}}, \"vcpus\": 1, "
+			"\"memory_mib\": 128}",
+			0));
+	cr_assert_eq(tool(id, "echo", &r, &denial), 0);
+	cr_assert_eq(r.rc, 0);
+	json_decref(r.body);
+	cr_assert_eq(tool(id, "slow", &r, &denial), -EACCES);
+	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "CMD_DENIED");
+	json_decref(denial);
+	denial = NULL;
+	cr_assert_eq(tool(id, "fail", &r, &denial), -EACCES);
+	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "CMD_NOT_ALLOWED");
+	json_decref(denial);
+	denial = NULL;
+	/* "default" is codegen, whose commands do not include echo. */
+	snprintf(id, sizeof(id), "%s",
+		 create("{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}", 0));
+	cr_assert_eq(tool(id, "echo", &r, &denial), -EACCES);
+	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "CMD_NOT_ALLOWED");
+	json_decref(denial);
 }
 
 Test(sandbox, tool_calls_need_a_running_sandbox)
@@ -300,15 +376,23 @@ Test(sandbox, tool_calls_need_a_running_sandbox)
 	cr_assert_eq(tool("sb-0000000000000000", "echo", &r, &denial), -ENOENT);
 }
 
-Test(sandbox, an_unknown_tool_is_decided_then_refused)
+/* Neither an engine operation nor one of the backend's own tools: 404, nothing decided. */
+Test(sandbox, an_unknown_tool_is_refused_undecided)
 {
 	struct reply r = {0};
-	json_t *denial = NULL;
+	json_t *denial = NULL, *args = json_object();
+	struct nd_err e = {0};
 	char id[32];
 
 	snprintf(id, sizeof(id), "%s", create(BASIC "}", 0));
-	cr_assert_eq(tool(id, "no_such_tool", &r, &denial), -ENOENT);
-	cr_assert_str_eq(kinds(id), "sandbox.create,sandbox.running,tool.decision,tool.result");
+	cr_assert_eq(
+		nucleusd__tool_call(nd, &me, id, "no_such_tool", args, on_reply, &r, &denial, &e),
+		-ENOENT);
+	json_decref(args);
+	cr_assert_str_eq(e.code, "unknown_tool");
+	cr_assert_null(denial);
+	cr_assert_not(r.done);
+	cr_assert_str_eq(kinds(id), "sandbox.create,sandbox.running");
 }
 
 Test(sandbox, a_dying_vm_fails_its_sandbox_only)
@@ -419,8 +503,12 @@ Test(sandbox, the_policy_session_state_commits_with_each_decision)
 	json_decref(r.body);
 	cr_assert_eq(tool(id, "write_file", &r, &denial), -EACCES);
 	json_decref(denial);
-	/* The backend saw the committed state each time: 2 decisions. */
-	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "{\"decisions\":2}/1");
+	/* Each decision started from the committed state: the session is at seq 2. */
+	snprintf(sql, sizeof(sql),
+		 "SELECT json_extract(state, '$.seq') || '/' || (closed_us IS NULL) FROM sessions "
+		 "WHERE sandbox_id = '%s'",
+		 id);
+	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "2/1");
 	cr_assert_eq(nucleusd__audit_list(nd, id, 0, 100, &arr, &e), 0);
 	cr_assert_eq(
 		json_integer_value(json_object_get(
@@ -430,5 +518,5 @@ Test(sandbox, the_policy_session_state_commits_with_each_decision)
 	json_decref(arr);
 	cr_assert_eq(nucleusd__sandbox_stop(nd, &me, id, &o, &e), 0);
 	json_decref(o);
-	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "{\"decisions\":2}/0");
+	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "2/0");
 }
