@@ -5,9 +5,9 @@
  * decides every call (nucleusd/decide.c) before it reaches a backend.
  *
  * This file is the ops table and the glue: the boot's stages (workspace disk on a
- * worker, spawn, agent wait on a worker), jobs on the bounded pool, setup and free. The jobs themselves live in vm-proc.c (processes), images.c (images,
- * workspaces) and vm-tools.c (the guest tools); who owns what, and on which thread, is
- * written in nucleusd/backend-vm.h.
+ * worker, spawn, agent wait on a worker), jobs on the bounded pool, setup and free. The jobs
+ * themselves live in vm-proc.c (processes), images.c (images, workspaces) and vm-tools.c (the guest
+ * tools); who owns what, and on which thread, is written in nucleusd/backend-vm.h.
  *
  * Threads: every call and every completion happens on the event-loop thread. Work that
  * blocks runs as a job on the pool (nucleusd/pool.h: at most VMB_WORKERS threads, at
@@ -29,94 +29,6 @@
 #include "nucleusd/backend-vm.h"
 #include "nucleusd/clock.h"
 #include "policy/policy.h"
-
-int64_t vmb_job__age_ms(const struct vmb_job *j)
-{
-	return (nd_clock__mono_us() - j->start_us) / 1000;
-}
-
-/* ---- jobs ---- */
-
-struct vmb_job *vmb_job__new(struct vmb *b, struct vmb_vm *vm)
-{
-	struct vmb_job *j = calloc(1, sizeof(*j));
-
-	if (!j)
-		return NULL;
-	j->b = b;
-	j->vm = vm;
-	vm->refs++;
-	j->start_us = nd_clock__mono_us();
-	return j;
-}
-
-void vmb_job__free(struct vmb_job *j)
-{
-	vm_tools__stream_free(j->st);
-	json_decref(j->args);
-	json_decref(j->result);
-	guest__close(j->own_g);
-	vm_proc__unref(j->vm);
-	free(j);
-}
-
-static void job_unlink(struct vmb_job *j)
-{
-	for (struct vmb_job **pp = &j->b->jobs; *pp; pp = &(*pp)->next) {
-		if (*pp == j) {
-			*pp = j->next;
-			break;
-		}
-	}
-}
-
-static void job_work(struct nd_pool_job *pj)
-{
-	struct vmb_job *j = (struct vmb_job *)pj;
-
-	j->work(j);
-}
-
-/* Loop: the job is done (or dropped at shutdown: no completion then). */
-static void job_done(struct nd_pool_job *pj, bool dropped)
-{
-	struct vmb_job *j = (struct vmb_job *)pj;
-
-	job_unlink(j);
-	if (!dropped)
-		j->finish(j);
-	vmb_job__free(j);
-}
-
-/* Shutdown (loop thread, the worker still in work()): unblock its guest I/O. */
-static void job_cancel(struct nd_pool_job *pj)
-{
-	struct vmb_job *j = (struct vmb_job *)pj;
-
-	if (j->st)
-		vm_tools__stream_wake(j->st);
-	if (j->own_g)
-		guest__cancel(j->own_g);
-	if (j->vm->g)
-		guest__cancel(j->vm->g);
-}
-
-int vmb_job__submit(struct vmb_job *j)
-{
-	int r;
-
-	if (!j->b->pool)
-		return -ENOMEM; /* attach could not make it */
-	j->pj.work = job_work;
-	j->pj.done = job_done;
-	j->pj.cancel = job_cancel;
-	r = nd_pool__submit(j->b->pool, &j->pj);
-	if (r < 0)
-		return r;
-	j->next = j->b->jobs;
-	j->b->jobs = j;
-	return 0;
-}
 
 /* ---- boot ---- */
 

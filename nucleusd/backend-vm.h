@@ -3,7 +3,8 @@
  * backend-vm.h - the internals of the real backend ("vmm"), shared by its files; its face
  * is nd_vm_backend__new() in nucleusd/nucleusd.h. One file per job:
  *
- *   backend-vm.c  the ops table and glue: boot stages, jobs on the pool, setup/free
+ *   backend-vm.c  the ops table and glue: boot stages, setup/free
+ *   vm-jobs.c     blocking jobs on the bounded pool (nucleusd/pool.h), finished on the loop
  *   vm-proc.c     nucleus-vmm processes: spawn (THE place a jail plugs in), SIGCHLD and
  *                 pidfd watch, control socket ops, terminate with grace, adopt
  *   images.c      image names, image and kernel resolution, workspace disks
@@ -29,6 +30,7 @@
 #include <event2/event.h>
 
 #include "nucleusd/nucleusd-internal.h"
+#include "nucleusd/clock.h"
 #include "nucleusd/pool.h"
 
 #define VM_PATH_MAX 108 /* sun_path */
@@ -107,7 +109,7 @@ struct vmb_job {
 	nd_boot_done_fn boot_done;
 	nd_tool_done_fn tool_done;
 	void *token;
-	int64_t start_us; /* nd_clock__mono_us() when the job was made */
+	int64_t start_us;	 /* nd_clock__mono_us() when the job was made */
 	unsigned size_mib;	 /* boot: workspace to create (0: none) */
 	const struct nd_tool *t; /* tools: its catalogue row */
 	char tool[32];
@@ -116,6 +118,10 @@ struct vmb_job {
 	char reason[256];
 	struct vmb_stream *st; /* run, streamed */
 	struct guest *own_g;   /* the agent wait's own client (canceled at shutdown) */
+	/* Optional, set by the job's owner: free what it attached (loop, at free) and wake
+	 * a worker blocked on it (loop, at shutdown while work() may run). */
+	void (*release)(struct vmb_job *j);
+	void (*unblock)(struct vmb_job *j);
 };
 
 /*
@@ -133,15 +139,18 @@ struct vmb {
 	atomic_bool closing;
 };
 
-/* ---- jobs (backend-vm.c; loop thread) ---- */
+/* ---- jobs (vm-jobs.c; loop thread) ---- */
 
 struct vmb_job *vmb_job__new(struct vmb *b, struct vmb_vm *vm);
 /* Submits @j to the pool: -EAGAIN when the pool is full (the caller's 503). */
 int vmb_job__submit(struct vmb_job *j);
 /* Frees a job that was never submitted (or whose done came). */
 void vmb_job__free(struct vmb_job *j);
-/* Milliseconds since @j was made (monotonic). */
-int64_t vmb_job__age_ms(const struct vmb_job *j);
+/* Milliseconds since @j was made (monotonic; any thread). */
+static inline int64_t vmb_job__age_ms(const struct vmb_job *j)
+{
+	return (nd_clock__mono_us() - j->start_us) / 1000;
+}
 
 /* ---- processes (vm-proc.c; loop thread unless said) ---- */
 
@@ -191,8 +200,5 @@ void vm_image__make_workspace(struct vmb_job *j);
 int vm_tools__start(struct vmb *b, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		    nd_chunk_fn chunk, nd_tool_done_fn done, void *token, struct nd_err *e);
 void vm_tools__stream_resume(struct vmb *b, void *token);
-/* Any thread (shutdown): wakes a streamed run's worker waiting for room. */
-void vm_tools__stream_wake(struct vmb_stream *st);
-void vm_tools__stream_free(struct vmb_stream *st);
 
 #endif

@@ -81,7 +81,7 @@ static int insert_sandbox(struct store *s, struct create_tx *c)
 	rc = rc ?: sqlite3_bind_int(st, 6, (int)c->vcpus);
 	rc = rc ?: sqlite3_bind_int(st, 7, (int)c->memory_mib);
 	rc = rc ?: sqlite3_bind_int64(st, 8, c->who ? (int64_t)c->who->uid : -1);
-	rc = rc ?: sqlite3_bind_int64(st, 9, nd__now_us());
+	rc = rc ?: sqlite3_bind_int64(st, 9, nd_clock__wall_us());
 	r = store__errno(rc ?: sqlite3_step(st));
 out:
 	store__stmt_done(st);
@@ -108,7 +108,7 @@ static int insert_session(struct store *s, struct create_tx *c)
 	rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = rc ?: sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
 	rc = rc ?: sqlite3_bind_int64(st, 3, c->who ? (int64_t)c->who->uid : -1);
-	rc = rc ?: sqlite3_bind_int64(st, 4, nd__now_us());
+	rc = rc ?: sqlite3_bind_int64(st, 4, nd_clock__wall_us());
 	r = store__errno(rc ?: sqlite3_step(st));
 	store__stmt_done(st);
 	return r;
@@ -385,7 +385,7 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(d->nonce, sizeof(d->nonce), rnd, sizeof(rnd));
-	d->expires_us = nd__now_us() + 600LL * 1000000;
+	d->expires_us = nd_clock__wall_us() + 600LL * 1000000;
 	req = json_dumps(d->args, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!req)
 		return -ENOMEM;
@@ -395,7 +395,7 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 		rc = rc ?: sqlite3_bind_text(st, 2, d->row->id, -1, SQLITE_STATIC);
 		rc = rc ?: sqlite3_bind_text(st, 3, d->tool, -1, SQLITE_STATIC);
 		rc = rc ?: sqlite3_bind_text(st, 4, req, -1, SQLITE_STATIC);
-		rc = rc ?: sqlite3_bind_int64(st, 5, nd__now_us());
+		rc = rc ?: sqlite3_bind_int64(st, 5, nd_clock__wall_us());
 		rc = rc ?: sqlite3_bind_int64(st, 6, d->expires_us);
 		r = store__errno(rc ?: sqlite3_step(st));
 	}
@@ -419,7 +419,7 @@ static int save_session(struct store *s, struct decision_tx *d)
 	if (r < 0)
 		return r;
 	rc = sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
-	rc = rc ?: sqlite3_bind_int64(st, 2, nd__now_us());
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
 	rc = rc ?: sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
 	r = store__errno(rc ?: sqlite3_step(st));
 	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
@@ -725,9 +725,9 @@ static int approval_take_tx(struct store *s, void *arg)
 	}
 	snprintf(x->tool, sizeof(x->tool), "%s", tool);
 	x->request = strdup(request);
-	r = strcmp(state, "pending") != 0		  ? -EBUSY
-	    : sqlite3_column_int64(st, 3) <= nd__now_us() ? -ETIME
-							  : 0;
+	r = strcmp(state, "pending") != 0			 ? -EBUSY
+	    : sqlite3_column_int64(st, 3) <= nd_clock__wall_us() ? -ETIME
+								 : 0;
 	store__stmt_done(st);
 	if (r < 0 || !x->request)
 		return r < 0 ? r : -ENOMEM;
@@ -735,7 +735,7 @@ static int approval_take_tx(struct store *s, void *arg)
 	if (r < 0)
 		return r;
 	rc = sqlite3_bind_text(st, 1, x->nonce, -1, SQLITE_STATIC);
-	rc = rc ?: sqlite3_bind_int64(st, 2, nd__now_us());
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
 	if (sig)
 		rc = rc ?: sqlite3_bind_text(st, 3, sig, -1, SQLITE_STATIC);
 	r = store__errno(rc ?: sqlite3_step(st));

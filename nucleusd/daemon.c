@@ -43,42 +43,6 @@ static int started_tx(struct store *s, void *arg)
 	return r;
 }
 
-/* ---- audit seals ---- */
-
-/* Seals ND_AUDIT_SEAL_MS from now (and with it what commits meanwhile), unless armed. */
-static void seal_later(struct nucleusd *nd)
-{
-	struct timeval tv = {0, ND_AUDIT_SEAL_MS * 1000};
-
-	if (nd->seal_ev && !evtimer_pending(nd->seal_ev, NULL))
-		evtimer_add(nd->seal_ev, &tv);
-}
-
-void nd__seal(struct nucleusd *nd)
-{
-	int r = audit__seal(nd->store, nd->key);
-
-	if (r > 0)
-		nd->m.seals++;
-	if (r >= 0 || r == -EEXIST)
-		return;
-	nd->m.seal_failures++;
-	seal_later(nd); /* try again; the entries stay intact as a chain meanwhile */
-}
-
-static void seal_fire(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	nd__seal(arg);
-}
-
-/* audit__attach's hook: a commit left entries unsealed. */
-static void seal_soon(void *arg)
-{
-	seal_later(arg);
-}
-
 int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,
 		  struct nucleusd **ret)
 {
@@ -103,14 +67,7 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	r = nd__json_cache_new(nd);
 	if (r < 0)
 		goto fail;
-	if (base) {
-		nd->seal_ev = evtimer_new(base, seal_fire, nd);
-		if (!nd->seal_ev) {
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
-	r = audit__attach(nd->key, nd->store, seal_soon, nd);
+	r = nd__seal_init(nd);
 	if (r < 0)
 		goto fail;
 	nd->be = be;
@@ -157,10 +114,7 @@ void nucleusd__free(struct nucleusd *nd)
 	nd_backend__free(nd->be); /* drops pending completions without calling them */
 	while (nd->ops)
 		nd_op__free(nd->ops);
-	if (nd->store && audit__unsealed(nd->key))
-		nd__seal(nd); /* a clean stop leaves nothing unsealed */
-	if (nd->seal_ev)
-		event_free(nd->seal_ev);
+	nd__seal_fini(nd);
 	store__free(nd->store);
 	audit__key_free(nd->key);
 	nd_lru__free(nd->json_cache);
@@ -374,11 +328,13 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		"# HELP nucleus_audit_unsealed_entries Committed audit entries not sealed yet.\n"
 		"# TYPE nucleus_audit_unsealed_entries gauge\n"
 		"nucleus_audit_unsealed_entries %llu\n"
-		"# HELP nucleus_operations_in_flight Boots and tool calls waiting for the backend.\n"
+		"# HELP nucleus_operations_in_flight Boots and tool calls waiting for the "
+		"backend.\n"
 		"# TYPE nucleus_operations_in_flight gauge\n"
 		"nucleus_operations_in_flight %llu\n",
 		(unsigned long long)m->seals, (unsigned long long)m->seal_failures,
-		(unsigned long long)audit__unsealed(nd->key), (unsigned long long)ops_in_flight(nd));
+		(unsigned long long)audit__unsealed(nd->key),
+		(unsigned long long)ops_in_flight(nd));
 	r = nd__budget_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);

@@ -309,3 +309,16 @@ void nd__decision_abort(struct nucleusd *nd, const struct nd_sandbox_info *sb)
 {
 	nd_session_cache__drop(nd->sessions, sb->session_id);
 }
+
+const char *nd_verdict__name(enum nd_verdict v)
+{
+	switch (v) {
+	case ND_ALLOW:
+		return "allow";
+	case ND_DENY:
+		return "deny";
+	case ND_ASK:
+		return "ask";
+	}
+	return "?";
+}

@@ -103,29 +103,54 @@ struct transition {
 	char was[16]; /* out: the state found */
 };
 
-/*
- * The wall clock (nd_clock__wall_us) under its old name, for calls.c until it is
- * converted; new code calls nd_clock__wall_us.
- */
-static inline int64_t nd__now_us(void)
-{
-	return nd_clock__wall_us();
-}
+/* ---- sandbox state (state.c) ---- */
+
 int nd__transition(struct transition *t, struct nd_err *e);
 
 int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e);
 void sb_row__clear(struct sb_row *r);
 json_t *sb_row__json(const struct sb_row *r);
 void sb_row__info(const struct sb_row *r, struct nd_sandbox_info *info);
+/* *@ret: the JSON of sandbox @id as it is now (a request's reply). */
+int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e);
+
+/* A backend operation on one sandbox (nd_backend's stop, pause, resume). */
+typedef int (*nd_be_op)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
+
+/* One lifecycle step: from a state in @from_mask to @to, audited as @kind. */
+struct nd_lifecycle {
+	unsigned from_mask;
+	const char *to, *kind, *verb;
+	bool tolerate_backend_error; /* stop of a failed sandbox: the VM is gone already */
+	/* Optional: may refuse the step (e.g. a resume with an exhausted budget). */
+	int (*gate)(struct nucleusd *nd, const struct sb_row *row, int64_t actor_uid,
+		    struct nd_err *e);
+};
+/*
+ * Loads @ref, checks its state, runs @l's gate, then @op (may be NULL) and the
+ * transition; @reason (may be NULL) is recorded in the row and the audit entry. With
+ * @ret, the sandbox's JSON afterwards.
+ */
+int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be_op op,
+		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e);
+/* Pause (budget) or stop (TTL) from the daemon itself, with the reason recorded. */
+int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
+int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
 
 struct nd_op *nd_op__new(struct nucleusd *nd, const char *id, nd_reply_fn reply, void *arg);
 void nd_op__free(struct nd_op *op);
 
 /* Boots left over from before a restart: adopt or fail each (daemon.c). */
 int nd__recover(struct nucleusd *nd);
-/* The parsed policy/spec cache of sb_row__load (sandbox.c): made by nucleusd__new. */
+/* The parsed policy/spec cache of sb_row__load (state.c): made by nucleusd__new. */
 int nd__json_cache_new(struct nucleusd *nd);
-/* Seals the audit log now (daemon.c); a failure is counted and retried by the timer. */
+/* ---- audit seals (seal.c) ---- */
+
+/* Makes the seal timer and attaches the daemon's key as the log's writer (nucleusd__new). */
+int nd__seal_init(struct nucleusd *nd);
+/* Seals what is left (a clean stop leaves nothing unsealed) and frees the timer. */
+void nd__seal_fini(struct nucleusd *nd);
+/* Seals the audit log now; a failure is counted and retried by the timer. */
 void nd__seal(struct nucleusd *nd);
 
 /* ---- budgets (spend.c) ---- */
@@ -171,9 +196,6 @@ void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned
 /* Resume gate: -EDQUOT (audited) when a budget of @row is exhausted. */
 int nd__budget_resume_check(struct nucleusd *nd, const struct sb_row *row, int64_t actor_uid,
 			    struct nd_err *e);
-/* Pause (budget) or stop (TTL) from the daemon itself, with the reason recorded. */
-int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
-int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
 /* The budget series of /v1/metrics. */
 int nd__budget_metrics(struct nucleusd *nd, FILE *f);
 

@@ -83,7 +83,7 @@ static int upsert(struct store *s, const char *name, const char *body, const cha
 	sqlite3_bind_text(st, 2, body, -1, SQLITE_STATIC);
 	if (budget)
 		sqlite3_bind_text(st, 3, budget, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, nd__now_us());
+	sqlite3_bind_int64(st, 4, nd_clock__wall_us());
 	r = store__errno(sqlite3_step(st));
 	store__stmt_done(st);
 	return r;

@@ -45,7 +45,7 @@ static json_t *bytes_json(const void *data, size_t len, bool *ret_b64)
 	return s;
 }
 
-void vm_tools__stream_free(struct vmb_stream *st)
+static void stream_free(struct vmb_stream *st)
 {
 	if (!st)
 		return;
@@ -64,11 +64,22 @@ void vm_tools__stream_free(struct vmb_stream *st)
 	free(st);
 }
 
-void vm_tools__stream_wake(struct vmb_stream *st)
+static void stream_wake(struct vmb_stream *st)
 {
 	pthread_mutex_lock(&st->lock);
 	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->lock);
+}
+
+static void stream_release(struct vmb_job *j)
+{
+	stream_free(j->st);
+	j->st = NULL;
+}
+
+static void stream_unblock(struct vmb_job *j)
+{
+	stream_wake(j->st);
 }
 
 static void work_read(struct vmb_job *j)
@@ -422,7 +433,7 @@ static struct vmb_stream *stream_new(struct vmb *b, struct vmb_job *j, nd_chunk_
 	st->ev = st->efd >= 0 ? event_new(b->base, st->efd, EV_READ | EV_PERSIST, on_stream, j)
 			      : NULL;
 	if (!st->ev || event_add(st->ev, NULL) < 0) {
-		vm_tools__stream_free(st);
+		stream_free(st);
 		return NULL;
 	}
 	return st;
@@ -498,6 +509,8 @@ int vm_tools__start(struct vmb *b, const struct nd_sandbox_info *sb, const char 
 	r = j->args ? 0 : -ENOMEM;
 	if (r == 0 && chunk) {
 		j->st = stream_new(b, j, chunk);
+		j->release = stream_release;
+		j->unblock = stream_unblock;
 		r = j->st ? 0 : -ENOMEM;
 	}
 	if (r == 0)

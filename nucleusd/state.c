@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Sandbox state: the rows of the sandboxes table (loaded by id or name, their parsed
+ * policy/spec cached, their JSON and the backend's view of them; GET of one and of the
+ * list) and the state machine
+ *
+ *     creating -> running <-> paused -> stopped
+ *         \          \           \
+ *          +----------+-----------+--> failed -> stopped (DELETE)
+ *
+ * enforced here (wrong state = -EBUSY, the API's 409), every transition one store
+ * transaction together with its audit entry; and the lifecycle step (an optional gate,
+ * the backend's operation, the transition) that the API's requests (sandbox.c) and the
+ * daemon's own enforcement (budget pauses, TTL stops: spend.c) share.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "nucleusd/nucleusd-internal.h"
+
+/* ---- rows ---- */
+
+void sb_row__clear(struct sb_row *r)
+{
+	free(r->name);
+	free(r->profile);
+	free(r->reason);
+	free(r->session_state);
+	json_decref(r->policy);
+	json_decref(r->spec);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+#define ROW_COLS                                                                                   \
+	"s.id, s.name, s.state, s.profile, s.policy, s.spec, s.vcpus, s.memory_mib, s.boot_ms, "   \
+	"s.vmm_pid, s.reason, s.owner_uid, s.created_us, s.updated_us, ss.id, ss.state"
+/* A sandbox with its open policy session. */
+#define ROW_FROM                                                                                   \
+	" FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND ss.closed_us IS "     \
+	"NULL"
+
+/*
+ * A sandbox's policy and spec, parsed: from a small LRU keyed by id, since both columns
+ * are written once by the create transaction and ids are never reused. Saves parsing
+ * a few KiB of JSON on every call; the objects are shared (refcounted), never modified.
+ */
+struct nd_sb_json {
+	json_t *policy, *spec;
+};
+
+static void sb_json_free(void *p)
+{
+	struct nd_sb_json *j = p;
+
+	json_decref(j->policy);
+	json_decref(j->spec);
+	free(j);
+}
+
+int nd__json_cache_new(struct nucleusd *nd)
+{
+	return nd_lru__new(ND_JSON_CACHE, sb_json_free, &nd->json_cache);
+}
+
+static void row_json(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
+{
+	struct nd_sb_json *j = nd_lru__get(nd->json_cache, r->id);
+
+	if (j) {
+		r->policy = json_incref(j->policy);
+		r->spec = json_incref(j->spec);
+		return;
+	}
+	r->policy = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
+	r->spec = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	if (!r->policy || !r->spec)
+		return;
+	/* Not cached (out of memory) is only slower: the next load parses again. */
+	j = nd->json_cache ? malloc(sizeof(*j)) : NULL;
+	if (!j)
+		return;
+	j->policy = json_incref(r->policy);
+	j->spec = json_incref(r->spec);
+	nd_lru__put(nd->json_cache, r->id, j);
+}
+
+static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 0));
+	r->name = col_strdup(st, 1);
+	snprintf(r->state, sizeof(r->state), "%s", (const char *)sqlite3_column_text(st, 2));
+	r->profile = col_strdup(st, 3);
+	row_json(nd, st, r);
+	r->vcpus = (unsigned)sqlite3_column_int(st, 6);
+	r->memory_mib = (unsigned)sqlite3_column_int(st, 7);
+	r->boot_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+	r->vmm_pid = sqlite3_column_int64(st, 9);
+	r->reason = col_strdup(st, 10);
+	r->owner_uid = sqlite3_column_int64(st, 11);
+	r->created_us = sqlite3_column_int64(st, 12);
+	r->updated_us = sqlite3_column_int64(st, 13);
+	if (sqlite3_column_text(st, 14))
+		snprintf(r->session_id, sizeof(r->session_id), "%s",
+			 (const char *)sqlite3_column_text(st, 14));
+	r->session_state = col_strdup(st, 15);
+	if (!r->policy || !r->spec) {
+		sb_row__clear(r);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Steps @sql (?1 = @ref) for one row; 1 found, 0 none, or -errno. */
+static int row_query(struct nucleusd *nd, const char *sql, const char *ref, struct sb_row *r)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret;
+
+	ret = store__stmt(nd->store, sql, &st);
+	if (ret < 0)
+		return ret;
+	ret = store__errno(sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC));
+	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
+	else if (ret == 0)
+		ret = rc == SQLITE_DONE ? 0 : store__errno(rc);
+	store__stmt_done(st);
+	return ret;
+}
+
+/*
+ * Finds a sandbox by id, else by name (the live one, else the newest). Two indexed
+ * lookups (primary key, then sandboxes_name): one query with "id = ? OR name = ?"
+ * scanned every sandbox ever made, on every call.
+ */
+int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+{
+	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1";
+	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 "
+				      "ORDER BY s.state NOT IN ('stopped', 'failed') DESC, "
+				      "s.created_us DESC LIMIT 1";
+	int ret;
+
+	ret = row_query(nd, by_id, ref, r);
+	if (ret == 0)
+		ret = row_query(nd, by_name, ref, r);
+	if (ret == 0)
+		return nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
+	if (ret < 0)
+		return nd_err__set(e, ret, "internal", "cannot read sandbox");
+	return 0;
+}
+
+json_t *sb_row__json(const struct sb_row *r)
+{
+	json_t *o;
+
+	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI sO}", "id", r->id, "name", r->name,
+		      "state", r->state, "profile", r->profile, "vcpus", (json_int_t)r->vcpus,
+		      "memory_mib", (json_int_t)r->memory_mib, "boot_ms",
+		      r->boot_ms < 0 ? NULL : json_integer(r->boot_ms), "owner_uid",
+		      (json_int_t)r->owner_uid, "created_us", (json_int_t)r->created_us,
+		      "updated_us", (json_int_t)r->updated_us, "spec", r->spec);
+	if (o && r->reason)
+		json_object_set_new(o, "reason", json_string(r->reason));
+	if (o && r->vmm_pid > 0)
+		json_object_set_new(o, "vmm_pid", json_integer((json_int_t)r->vmm_pid));
+	return o;
+}
+
+void sb_row__info(const struct sb_row *r, struct nd_sandbox_info *info)
+{
+	info->id = r->id;
+	info->name = r->name;
+	info->profile = r->profile;
+	info->policy = r->policy;
+	info->spec = r->spec;
+	info->vcpus = r->vcpus;
+	info->memory_mib = r->memory_mib;
+	info->vmm_pid = r->vmm_pid;
+	info->session_id = r->session_id[0] ? r->session_id : NULL;
+	info->session_state = r->session_state;
+}
+
+/* ---- transitions ---- */
+
+static bool state_in(const char *state, unsigned mask)
+{
+	static const char *const names[] = {"creating", "running", "paused", "stopped", "failed"};
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if ((mask & (1u << i)) && strcmp(state, names[i]) == 0)
+			return true;
+	return false;
+}
+
+static int current_state(struct store *s, const char *id, char out[16])
+{
+	static const char sql[] = "SELECT state FROM sandboxes WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
+	rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snprintf(out, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+	if (r == 0)
+		r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	store__stmt_done(st);
+	return r;
+}
+
+static int update_row(struct store *s, const struct transition *t)
+{
+	static const char sql[] = "UPDATE sandboxes SET state = ?2, updated_us = ?3, "
+				  "boot_ms = coalesce(?4, boot_ms), vmm_pid = coalesce(?5, "
+				  "vmm_pid), reason = coalesce(?6, reason) WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_text(st, 2, t->to, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 3, nd_clock__wall_us()));
+	if (r == 0 && t->boot_ms >= 0)
+		r = store__errno(sqlite3_bind_int64(st, 4, t->boot_ms));
+	if (r == 0 && t->vmm_pid > 0)
+		r = store__errno(sqlite3_bind_int64(st, 5, t->vmm_pid));
+	if (r == 0 && t->reason)
+		r = store__errno(sqlite3_bind_text(st, 6, t->reason, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	return r;
+}
+
+/* A sandbox that is gone takes no more decisions. */
+static int close_sessions(struct store *s, const char *id)
+{
+	static const char sql[] = "UPDATE sessions SET closed_us = ?2 WHERE sandbox_id = ?1 AND "
+				  "closed_us IS NULL";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 2, nd_clock__wall_us()));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	return r;
+}
+
+static int transition_tx(struct store *s, void *arg)
+{
+	struct transition *t = arg;
+	char state[16];
+	json_t *body;
+	int r;
+
+	r = current_state(s, t->id, state);
+	if (r < 0)
+		return r;
+	snprintf(t->was, sizeof(t->was), "%s", state);
+	if (!state_in(state, t->from_mask))
+		return -EBUSY;
+	r = update_row(s, t);
+	if (r < 0)
+		return r;
+	if (strcmp(t->to, "stopped") == 0 || strcmp(t->to, "failed") == 0) {
+		r = close_sessions(s, t->id);
+		if (r < 0)
+			return r;
+	}
+	body = json_pack("{ss ss}", "from", state, "to", t->to);
+	if (!body)
+		return -ENOMEM;
+	if (t->reason)
+		json_object_set_new(body, "reason", json_string(t->reason));
+	if (t->boot_ms >= 0)
+		json_object_set_new(body, "boot_ms", json_integer(t->boot_ms));
+	r = audit__append(s, t->nd->key, t->id, t->actor_uid, t->kind, body, NULL);
+	json_decref(body);
+	return r;
+}
+
+int nd__transition(struct transition *t, struct nd_err *e)
+{
+	int r = store__tx(t->nd->store, transition_tx, t);
+
+	if (r == -EBUSY)
+		return nd_err__set(e, r, "wrong_state", "sandbox %s is %s", t->id, t->was);
+	if (r == -ENOENT)
+		return nd_err__set(e, r, "not_found", "no sandbox '%s'", t->id);
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "cannot record state change: %s",
+				   strerror(-r));
+	return 0;
+}
+
+int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e)
+{
+	struct sb_row row;
+	int r;
+
+	r = sb_row__load(nd, id, &row, e);
+	if (r < 0)
+		return r;
+	*ret = sb_row__json(&row);
+	sb_row__clear(&row);
+	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+}
+
+/* ---- reading: get, list ---- */
+
+int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+{
+	return nd__row_reply(nd, ref, ret, e);
+}
+
+int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
+{
+	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE ?1 OR s.state != 'stopped' "
+				  "ORDER BY s.created_us, s.id";
+	sqlite3_stmt *st = NULL;
+	json_t *arr;
+	int r, rc;
+
+	arr = json_array();
+	if (!arr)
+		return -ENOMEM;
+	r = store__stmt(nd->store, sql, &st);
+	if (r < 0)
+		goto fail;
+	r = store__errno(sqlite3_bind_int(st, 1, all));
+	if (r < 0)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct sb_row row;
+
+		r = row_read(nd, st, &row);
+		if (r < 0)
+			goto fail;
+		r = json_array_append_new(arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;
+		sb_row__clear(&row);
+		if (r < 0)
+			goto fail;
+	}
+	r = store__errno(rc);
+	if (r < 0)
+		goto fail;
+	store__stmt_done(st);
+	*ret = arr;
+	return 0;
+fail:
+	store__stmt_done(st);
+	json_decref(arr);
+	return r;
+}
+
+/* ---- lifecycle ---- */
+
+int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be_op op,
+		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e)
+{
+	struct nd_sandbox_info info;
+	struct sb_row row;
+	struct transition t = {0};
+	int r;
+
+	r = sb_row__load(nd, ref, &row, e);
+	if (r < 0)
+		return r;
+	if (!state_in(row.state, l->from_mask)) {
+		r = nd_err__set(e, -EBUSY, "wrong_state", "cannot %s sandbox %s: it is %s", l->verb,
+				row.id, row.state);
+		goto out;
+	}
+	if (l->gate) {
+		r = l->gate(nd, &row, actor_uid, e);
+		if (r < 0)
+			goto out;
+	}
+	sb_row__info(&row, &info);
+	if (op) {
+		r = op(nd->be->ctx, &info, e);
+		if (r < 0 && !(l->tolerate_backend_error && strcmp(row.state, "failed") == 0)) {
+			if (e && !e->code[0])
+				nd_err__set(e, r, "backend_error", "cannot %s sandbox %s: %s",
+					    l->verb, row.id, strerror(-r));
+			goto out;
+		}
+	}
+	t = (struct transition){.nd = nd,
+				.id = row.id,
+				.from_mask = l->from_mask,
+				.to = l->to,
+				.kind = l->kind,
+				.actor_uid = actor_uid,
+				.boot_ms = -1,
+				.reason = reason};
+	r = nd__transition(&t, e);
+	if (r == 0 && ret)
+		r = nd__row_reply(nd, row.id, ret, e);
+out:
+	sb_row__clear(&row);
+	return r;
+}
+
+int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason)
+{
+	static const struct nd_lifecycle l = {SB_RUNNING, "paused", "sandbox.pause", "pause"};
+
+	return nd__lifecycle(nd, -1, id, nd->be->pause, &l, reason, NULL, NULL);
+}
+
+int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
+{
+	static const struct nd_lifecycle l = {SB_RUNNING | SB_PAUSED, "stopped", "sandbox.stop",
+					      "stop"};
+
+	return nd__lifecycle(nd, -1, id, nd->be->stop, &l, reason, NULL, NULL);
+}
+
+void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason)
+{
+	struct transition t = {.nd = nd,
+			       .id = id,
+			       .from_mask = SB_CREATING | SB_RUNNING | SB_PAUSED,
+			       .to = "failed",
+			       .kind = "sandbox.failed",
+			       .actor_uid = -1,
+			       .boot_ms = -1,
+			       .reason = reason ? reason : "unknown"};
+
+	if (nd__transition(&t, NULL) == 0)
+		nd->m.failures++;
+}
