@@ -19,6 +19,8 @@
 #include <time.h>
 #include <sodium.h>
 
+#include "nucleusd/clock.h"
+#include "nucleusd/lru.h"
 #include "nucleusd/nucleusd-internal.h"
 #include "policy/policy.h"
 
@@ -33,43 +35,51 @@ static int hex16(const char *hex, uint8_t out[POLICY_SESSION_ID_LEN])
 	return 0;
 }
 
-/* ---- session cache ---- */
+/* ---- session cache (one nd_lru, nucleusd/lru.h) ---- */
 
 #define SESSION_CACHE 64
 
 struct nd_session_cache {
-	struct cached_session {
-		char id[33]; /* session id (hex) */
-		char *state; /* the state text @s was serialized to; NULL: empty slot */
-		struct policy_session *s;
-		uint64_t used;
-	} slot[SESSION_CACHE];
-	uint64_t clock;
+	struct nd_lru *lru; /* session id (hex) -> struct cached_session */
 };
+
+struct cached_session {
+	char *state; /* the state text @s was serialized to */
+	struct policy_session *s;
+};
+
+static void cached_free(void *p)
+{
+	struct cached_session *cs = p;
+
+	if (!cs)
+		return;
+	free(cs->state);
+	policy__session_free(cs->s);
+	free(cs);
+}
 
 int nd_session_cache__new(struct nd_session_cache **ret)
 {
 	struct nd_session_cache *c = calloc(1, sizeof(*c));
+	int r;
 
 	if (!c)
 		return -ENOMEM;
+	r = nd_lru__new(SESSION_CACHE, cached_free, &c->lru);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
 	*ret = c;
 	return 0;
-}
-
-static void slot_clear(struct cached_session *cs)
-{
-	free(cs->state);
-	policy__session_free(cs->s);
-	memset(cs, 0, sizeof(*cs));
 }
 
 void nd_session_cache__free(struct nd_session_cache *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < SESSION_CACHE; i++)
-		slot_clear(&c->slot[i]);
+	nd_lru__free(c->lru);
 	free(c);
 }
 
@@ -77,57 +87,39 @@ void nd_session_cache__free(struct nd_session_cache *c)
 static struct policy_session *cache_take(struct nd_session_cache *c, const char *id,
 					 const char *state)
 {
-	struct policy_session *s;
+	struct cached_session *cs = c && state ? nd_lru__take(c->lru, id) : NULL;
+	struct policy_session *s = NULL;
 
-	for (size_t i = 0; c && state && i < SESSION_CACHE; i++) {
-		struct cached_session *cs = &c->slot[i];
-
-		if (!cs->state || strcmp(cs->id, id) != 0)
-			continue;
-		if (strcmp(cs->state, state) != 0) {
-			slot_clear(cs); /* that state was never committed, or is superseded */
-			return NULL;
-		}
+	if (!cs)
+		return NULL;
+	/* Another text: that state was never committed, or is superseded. */
+	if (strcmp(cs->state, state) == 0) {
 		s = cs->s;
 		cs->s = NULL;
-		slot_clear(cs);
-		return s;
 	}
-	return NULL;
+	cached_free(cs);
+	return s;
 }
 
 /* Keeps @s, serialized to @state, for the next decision; takes @s either way. */
 static void cache_put(struct nd_session_cache *c, const char *id, const char *state,
 		      struct policy_session *s)
 {
-	struct cached_session *cs;
-	char *copy;
+	struct cached_session *cs = c && state ? calloc(1, sizeof(*cs)) : NULL;
 
-	if (!c || !state || strlen(id) >= sizeof(cs->id) || !(copy = strdup(state))) {
+	if (!cs || !(cs->state = strdup(state))) {
+		free(cs);
 		policy__session_free(s);
 		return;
 	}
-	cs = &c->slot[0];
-	for (size_t i = 0; i < SESSION_CACHE; i++) {
-		if (!c->slot[i].state) {
-			cs = &c->slot[i];
-			break;
-		}
-		if (c->slot[i].used < cs->used)
-			cs = &c->slot[i];
-	}
-	slot_clear(cs);
-	snprintf(cs->id, sizeof(cs->id), "%s", id);
-	cs->state = copy;
 	cs->s = s;
-	cs->used = ++c->clock;
+	nd_lru__put(c->lru, id, cs); /* frees it when the id does not fit */
 }
 
 void nd_session_cache__drop(struct nd_session_cache *c, const char *session_id)
 {
-	for (size_t i = 0; c && session_id && i < SESSION_CACHE; i++)
-		if (c->slot[i].state && strcmp(c->slot[i].id, session_id) == 0)
-			slot_clear(&c->slot[i]);
+	if (c && session_id)
+		cached_free(nd_lru__take(c->lru, session_id));
 }
 
 /* ---- decisions ---- */
@@ -231,7 +223,7 @@ int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_k
 		if (r < 0)
 			goto out;
 	}
-	r = policy__decide(s, &pc, (int64_t)time(NULL), &pd);
+	r = policy__decide(s, &pc, nd_clock__wall_us() / 1000000, &pd);
 	if (r < 0) {
 		r = nd_err__set(e, r, "policy_error", "the policy engine failed: %s", strerror(-r));
 		goto out;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <sodium.h>
 
+#include "nucleusd/clock.h"
 #include "nucleusd/nucleusd-internal.h"
 #include "policy/policy.h"
 
@@ -122,7 +123,7 @@ int nucleusd__policy_explain(struct nucleusd *nd, json_t *req, json_t **ret, str
 	randombytes_buf(cfg.id, sizeof(cfg.id));
 	r = policy__session_new(p, &cfg, &s);
 	if (r == 0)
-		r = policy__decide(s, policy__call_get(call), (int64_t)time(NULL), &d);
+		r = policy__decide(s, policy__call_get(call), nd_clock__wall_us() / 1000000, &d);
 	if (r < 0) {
 		r = nd_err__set(e, r, "internal", "the policy engine failed");
 		goto out;

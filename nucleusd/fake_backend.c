@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "nucleusd/clock.h"
 #include "nucleusd/nucleusd-internal.h"
 #include "policy/policy.h"
 
@@ -56,7 +57,7 @@ struct fake_call {
 	int err;
 	json_t *result;
 	char reason[128];
-	struct timespec start;
+	int64_t start_us; /* nd_clock__mono_us() */
 	nd_boot_done_fn boot_done;
 	nd_tool_done_fn tool_done;
 	void *token;
@@ -159,16 +160,13 @@ static void call_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct fake_call *c = arg;
 	struct fake *f = c->f;
-	struct timespec now;
 
 	if (c->chunk && stream_next(c))
 		return;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (c->boot_done) {
 		struct nd_boot_result res = {
-			.boot_ms = (uint32_t)((now.tv_sec - c->start.tv_sec) * 1000 +
-					      (now.tv_nsec - c->start.tv_nsec) / 1000000),
+			.boot_ms = (uint32_t)((nd_clock__mono_us() - c->start_us) / 1000),
 			.vmm_pid = 0};
 		struct fake_vm *v = NULL;
 
@@ -210,7 +208,7 @@ static struct fake_call *call_new(struct fake *f, const char *id, bool hang, lon
 		return NULL;
 	c->f = f;
 	snprintf(c->id, sizeof(c->id), "%s", id);
-	clock_gettime(CLOCK_MONOTONIC, &c->start);
+	c->start_us = nd_clock__mono_us();
 	if (!hang) {
 		c->ev = evtimer_new(f->base, call_fire, c);
 		if (!c->ev ||
