@@ -103,6 +103,11 @@ struct transition {
 	char was[16]; /* out: the state found */
 };
 
+/* The daemon's parts, for the module's unit tests (daemon.c). */
+struct store *nucleusd__store(struct nucleusd *nd);
+struct audit_key *nucleusd__key(struct nucleusd *nd);
+const struct nd_backend *nucleusd__backend(struct nucleusd *nd);
+
 /* ---- sandbox state (state.c) ---- */
 
 int nd__transition(struct transition *t, struct nd_err *e);

@@ -202,10 +202,6 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 		  struct nucleusd **ret);
 void nucleusd__free(struct nucleusd *nd);
 
-struct store *nucleusd__store(struct nucleusd *nd);
-struct audit_key *nucleusd__key(struct nucleusd *nd);
-const struct nd_backend *nucleusd__backend(struct nucleusd *nd);
-
 /*
  * POST /v1/sandboxes. @req was validated for shape by the API; semantic checks
  * (profile exists, name free, one of profile|policy) happen here. Returns 0 when the

@@ -15,7 +15,7 @@
 #include <criterion/criterion.h>
 #include <event2/event.h>
 
-#include "nucleusd/nucleusd.h"
+#include "nucleusd/nucleusd-internal.h"
 #include "nucleusd/store.h"
 #include "tests/unit/nucleusd/helpers.h"
 

@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <event2/event.h>
 
-#include "nucleusd/nucleusd.h"
+#include "nucleusd/nucleusd-internal.h"
 #include "tests/unit/nucleusd/helpers.h"
 
 static char dir[256];
