@@ -25,7 +25,7 @@
  *        sandbox's vmm_pid, pause/resume are SIGSTOP/SIGCONT, stop kills it) so the
  *        budget meter has something to measure.
  *        Cannot re-adopt anything after a restart (its VMs lived in the old process).
- *  none  what nucleusd runs with until the VMM backend is wired: refuses to boot.
+ *  none  refuses every boot (-EAGAIN): unit tests of the seam and of restart recovery.
  */
 #include <errno.h>
 #include <stdio.h>

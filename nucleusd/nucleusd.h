@@ -160,7 +160,7 @@ struct nd_backend {
 
 /* Test/CLI backend: no VMs; see nucleusd/fake_backend.c for its tools and images. */
 int nd_fake_backend__new(struct nd_backend **ret);
-/* Placeholder used until the real backend is wired: every boot is refused (-EAGAIN). */
+/* Refuses every boot (-EAGAIN): for unit tests of the seam and of restart recovery. */
 int nd_none_backend__new(struct nd_backend **ret);
 void nd_backend__free(struct nd_backend *be);
 
