@@ -784,6 +784,8 @@ static bool head_step(struct api_conn *c, struct evbuffer *in)
 	const char *p;
 	struct api_req *r;
 
+	if (n == 0)
+		return false;
 	if (n > srv->max_headers + 1)
 		n = srv->max_headers + 1; /* enough to tell a head over the limit */
 	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
