@@ -339,6 +339,8 @@ Test(edge, a_trickling_head_or_body_is_cut_with_408)
 	memset(&d, 0, sizeof(d));
 	d.extra[0] = "--request-timeout";
 	d.extra[1] = "2";
+	d.extra[2] = "--timeout";
+	d.extra[3] = "1";
 	thd_start(&d);
 	memset(slow, 'a', sizeof(slow) - 1);
 	/* a head that never ends */
@@ -356,6 +358,30 @@ Test(edge, a_trickling_head_or_body_is_cut_with_408)
 	cr_assert_not_null(strstr(buf, "request body"), "%s", buf);
 	cr_assert_geq(elapsed, 1.9, "cut before the deadline: %.2f s", elapsed);
 	cr_assert_lt(sent, 300);
+	/* between requests, a keep-alive connection idle for --timeout is closed silently */
+	{
+		static const char get[] = "GET /v1/health HTTP/1.1\r\n\r\n";
+		int fd = dial();
+		double t0 = now_s();
+		const char *cl;
+		bool eof = false;
+		size_t got;
+
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(send(fd, get, sizeof(get) - 1, MSG_NOSIGNAL),
+			     (ssize_t)sizeof(get) - 1);
+		got = read_all(fd, buf, sizeof(buf), 20000, &eof);
+		close(fd);
+		cr_assert(eof, "still open: %s", buf);
+		cr_assert_geq(now_s() - t0, 0.9);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 200 ", 13), 0, "%s", buf);
+		cl = strstr(buf, "Content-Length: ");
+		cr_assert_not_null(cl);
+		cr_assert_eq(got,
+			     (size_t)(strstr(buf, "\r\n\r\n") + 4 - buf) +
+				     strtoul(cl + 16, NULL, 10),
+			     "more than the reply: %s", buf);
+	}
 	r = thd_call(&d, "GET", "/v1/health", NULL);
 	cr_assert_eq(r.status, 200);
 	api_response__clear(&r);

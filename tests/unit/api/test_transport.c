@@ -407,3 +407,33 @@ Test(transport, http_1_0_and_expect_100_continue)
 	buf[got] = '\0';
 	cr_assert_str_eq(expect_json(buf, 400, "missing_field", "after 100-continue"), "");
 }
+
+/*
+ * Requests pipelined behind one that waits for the backend are answered after it, in
+ * order, on the same connection (the late reply lets the loop take the next one).
+ */
+Test(transport, pipelined_requests_wait_for_an_async_one)
+{
+	const char *id = thd_create(&d, "{\"profile\": \"default\", \"vcpus\": 1, "
+					"\"memory_mib\": 128}");
+	static const char body[] = "{\"args\": {\"ms\": 200, \"n\": 1}}";
+	char req[1024], *out;
+	const char *p;
+	int n;
+
+	n = snprintf(req, sizeof(req),
+		     "POST /v1/sandboxes/%s/tools/slow HTTP/1.1\r\nContent-Type: application/json"
+		     "\r\nContent-Length: %zu\r\n\r\n%s"
+		     "GET /v1/sandboxes/%s HTTP/1.1\r\n\r\n"
+		     "GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+		     id, sizeof(body) - 1, body, id);
+	cr_assert_lt(n, (int)sizeof(req));
+	out = exchange(req, (size_t)n);
+	cr_assert_eq(response_at(out, &p), 200, "%.400s", out);
+	cr_assert_not_null(strstr(out, "\"n\":1"), "the slow call's reply first: %.400s", out);
+	cr_assert_eq(response_at(p, &p), 200, "%.400s", out);
+	cr_assert_eq(response_at(p, &p), 200, "%.400s", out);
+	cr_assert_str_eq(p, "", "%s", out);
+	free(out);
+	thd_finish(&d);
+}
