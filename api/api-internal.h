@@ -25,7 +25,7 @@ struct api_server {
 	gid_t owner_gid;
 	size_t max_body;
 	size_t max_headers;
-	int timeout_s;	       /* idle keep-alive and write timeout */
+	int timeout_s;	       /* idle keep-alive, idle pause in a request, write */
 	int request_timeout_s; /* deadline of a request's head, then of its body */
 	unsigned max_conns, nconns;
 	api_log_fn log;
