@@ -373,7 +373,7 @@ static size_t mutate(uint8_t *buf, size_t len, const struct seed *seeds, size_t 
 	return len;
 }
 
-Test(http, fuzz_corpus_and_seeded_mutations_keep_the_invariants, .timeout = 120)
+Test(http, fuzz_corpus_and_seeded_mutations_keep_the_invariants)
 {
 	struct seed seeds[64];
 	size_t nseeds = load_corpus(seeds, 64), runs = 0;
