@@ -1,50 +1,81 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Internals of the api/ server, shared by server.c and handlers.c. */
+/* Internals of the api/ server, shared by server.c, routes.c and handlers.c. */
 #ifndef NUCLEUS_API_INTERNAL_H
 #define NUCLEUS_API_INTERNAL_H
-
-#include <event2/http.h>
 
 #include "api/api.h"
 #include "nucleusd/nucleusd.h"
 
+/* At most one log line per interval for a condition that may repeat at a high rate. */
+struct api_ratelimit {
+	int64_t next_s;	      /* CLOCK_MONOTONIC second from which the next line may go */
+	unsigned long missed; /* lines held back since the last one */
+};
+
 struct api_server {
 	struct event_base *base;
 	struct nucleusd *nd;
-	struct evhttp *http;
-	struct evconnlistener *listener;
 	char *path;
+	int listen_fd;
+	struct event *accept_ev;    /* EV_READ on listen_fd, added while accepting */
+	struct event *accept_retry; /* re-enables accepting after an accept() error */
+	bool accepting;
+	bool closing; /* api_server__free() runs */
 	uid_t owner_uid;
 	gid_t owner_gid;
 	size_t max_body;
 	size_t max_headers;
+	int timeout_s;	       /* idle keep-alive, idle pause in a request, write */
+	int request_timeout_s; /* deadline of a request's head, then of its body */
+	unsigned max_conns, nconns;
 	api_log_fn log;
 	void *log_arg;
 	/* counters for /v1/metrics */
 	uint64_t requests[6]; /* by status class: [1..5]xx */
 	uint64_t peer_denied;
-	struct api_req *held; /* async requests waiting for nucleusd */
-	/* server.c: per-connection checks of the raw bytes before evhttp parses them */
-	struct api_conn *conns;
-	struct event *conn_fixup;
+	struct api_req *held;	/* async requests waiting for nucleusd */
+	struct api_conn *conns; /* every open connection (server.c) */
+	struct api_ratelimit rl_denied, rl_cap, rl_accept;
 };
+
+typedef void (*api_handler_fn)(struct api_req *r);
 
 /* One request being handled. Async handlers keep it until nucleusd replies. */
 struct api_req {
 	struct api_server *srv;
-	struct evhttp_request *req; /* NULL once the client went away */
-	struct evhttp_connection *conn;
+	struct api_conn *conn; /* NULL once the client went away */
 	struct nd_caller who;
-	char *segs[8]; /* path segments (decoded) */
+	char *head;	    /* the request head as received; the strings below point in it */
+	const char *method; /* "GET", ... */
+	const char *query;  /* raw query string or NULL */
+	const char *ctype;  /* Content-Type or NULL */
+	char *segs[8];	    /* path segments (decoded) */
 	int nsegs;
-	const char *query;	       /* raw query string or NULL */
+	api_handler_fn handler;
+	char *text; /* the body as received (NUL-terminated), NULL without one */
+	size_t text_len;
+	bool head_only;		       /* HEAD: replies carry no body */
 	json_t *body;		       /* parsed JSON body or NULL */
 	void *stream;		       /* streamed tool call (nucleusd__stream_resume) */
 	bool paused;		       /* the stream waits for the client to read */
 	struct api_req *next, **pprev; /* on srv->held while held */
 };
 
-typedef void (*api_handler_fn)(struct api_req *r);
+/* routes.c: the REST routes; "*" matches any one segment. */
+struct api_route {
+	const char *segs[6];
+	api_handler_fn get, post, del;
+};
+extern const struct api_route api__routes[];
+extern const size_t api__nroutes;
+
+/* Decoded query parameters (api__req_query); api__query_clear frees them. */
+#define API_QUERY_MAX 8
+struct api_query {
+	char *buf;
+	int n;
+	const char *key[API_QUERY_MAX], *val[API_QUERY_MAX];
+};
 
 void api__logf(struct api_server *srv, enum api_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -63,15 +94,24 @@ void api__reply_text(struct api_req *r, int status, const char *ctype, const cha
  */
 void api__stream_start(struct api_req *r, const char *ctype);
 bool api__stream_chunk(struct api_req *r, const void *data, size_t len,
-		       void (*flushed)(struct evhttp_connection *, void *));
+		       void (*flushed)(struct api_req *r));
 void api__stream_end(struct api_req *r);
-/* For async handlers: watches the connection so a late reply after a close is dropped. */
+/*
+ * For async handlers: keeps @r on the server's list until it is answered (a client that
+ * goes away meanwhile sets r->conn to NULL; the late reply is then dropped).
+ */
 void api__req_hold(struct api_req *r);
 
 /* Checks the body against @spec (or requires it to be absent when @spec is NULL). */
 bool api__req_body(struct api_req *r, const struct api_field *spec, bool required);
-/* Query parameters; unknown names -> 400. Returns false after replying. */
-bool api__req_query(struct api_req *r, const char *const *allowed, struct evkeyvalq *out);
+/*
+ * Query parameters (percent- and '+'-decoded); unknown names, repeated names and
+ * malformed pairs -> 400. Returns false after replying; else @out needs api__query_clear.
+ */
+bool api__req_query(struct api_req *r, const char *const *allowed, struct api_query *out);
+/* The value of @key, or NULL. */
+const char *api__query_get(const struct api_query *q, const char *key);
+void api__query_clear(struct api_query *q);
 
 /* handlers.c */
 void api__h_health(struct api_req *r);

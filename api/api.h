@@ -2,8 +2,9 @@
 /*
  * api: the wire side of Nucleus (face of the api/ module).
  *
- *   server    HTTP/1.1 (libevent evhttp) on a Unix socket: peer credentials, limits,
- *             timeouts, routing, the JSON error model; the handlers call nucleusd/.
+ *   server    HTTP/1.1 (our own, on libevent bufferevents) on a Unix socket: peer
+ *             credentials, limits, timeouts, routing, the JSON error model; the
+ *             handlers call nucleusd/.
  *   validate  a small strict JSON request validator (field specs).
  *   client    a blocking HTTP/1.1 client over the Unix socket (nucleusctl, tests).
  *
@@ -70,10 +71,13 @@ struct api_server_config {
 	const char *socket_path; /* NULL: api__default_socket() */
 	uid_t owner_uid;	 /* peers with this uid, uid 0, or primary gid owner_gid */
 	gid_t owner_gid;
-	size_t max_body;    /* bytes; 0: 1 MiB */
-	size_t max_headers; /* bytes; 0: 16 KiB */
-	int timeout_s;	    /* per connection read/write; 0: 30 s */
-	api_log_fn log;	    /* NULL: silent */
+	size_t max_body;       /* bytes; 0: 1 MiB */
+	size_t max_headers;    /* bytes; 0: 16 KiB */
+	int timeout_s;	       /* idle keep-alive, idle pause in a request, write; 0: 30 s */
+	int request_timeout_s; /* a request's head must arrive within this of its first
+				  byte, its body within this of the head; 0: 10 s */
+	unsigned max_conns;    /* open connections; 0: 512; kept below RLIMIT_NOFILE - 64 */
+	api_log_fn log;	       /* NULL: silent */
 	void *log_arg;
 };
 

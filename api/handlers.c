@@ -5,9 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
 
 #include "api/api-internal.h"
 
@@ -84,7 +81,7 @@ void api__h_metrics(struct api_req *r)
 void api__h_list(struct api_req *r)
 {
 	static const char *const allowed[] = {"all", NULL};
-	struct evkeyvalq q;
+	struct api_query q;
 	const char *all;
 	json_t *arr = NULL;
 	bool everything;
@@ -92,14 +89,14 @@ void api__h_list(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
 		return;
-	all = evhttp_find_header(&q, "all");
+	all = api__query_get(&q, "all");
 	everything = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
 	if (all && !everything && strcmp(all, "0") && strcmp(all, "false")) {
-		evhttp_clear_headers(&q);
+		api__query_clear(&q);
 		api__reply_error(r, 400, "wrong_type", "all: must be true or false");
 		return;
 	}
-	evhttp_clear_headers(&q);
+	api__query_clear(&q);
 	rc = nucleusd__sandbox_list(r->srv->nd, everything, &arr);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, NULL, NULL);
@@ -214,10 +211,8 @@ static bool tool_name_ok(const char *s)
 
 /* ---- streamed run: NDJSON lines over a chunked 200 ---- */
 
-static void stream_flushed(struct evhttp_connection *conn, void *arg)
+static void stream_flushed(struct api_req *r)
 {
-	struct api_req *r = arg;
-
 	if (r->paused) {
 		r->paused = false;
 		nucleusd__stream_resume(r->srv->nd, r->stream);
@@ -248,7 +243,7 @@ static int stream_chunk(void *arg, int fd, const void *data, size_t len)
 	json_t *o;
 	bool full = false;
 
-	if (!r->req)
+	if (!r->conn)
 		return 0; /* the client went away: the output is dropped */
 	b64 = malloc(cap);
 	if (!b64)
@@ -362,7 +357,7 @@ void api__h_audit(struct api_req *r)
 {
 	static const char *const allowed[] = {"after", "limit", NULL};
 	struct nd_err e = {0};
-	struct evkeyvalq q;
+	struct api_query q;
 	const char *after_s, *limit_s;
 	uint64_t after = 0, limit = 1000;
 	json_t *arr = NULL;
@@ -370,16 +365,16 @@ void api__h_audit(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
 		return;
-	after_s = evhttp_find_header(&q, "after");
-	limit_s = evhttp_find_header(&q, "limit");
+	after_s = api__query_get(&q, "after");
+	limit_s = api__query_get(&q, "limit");
 	if ((after_s && !parse_u64(after_s, INT64_MAX, &after)) ||
 	    (limit_s && (!parse_u64(limit_s, 10000, &limit) || limit == 0))) {
-		evhttp_clear_headers(&q);
+		api__query_clear(&q);
 		api__reply_error(r, 400, "out_of_range",
 				 "after: integer >= 0; limit: integer 1..10000");
 		return;
 	}
-	evhttp_clear_headers(&q);
+	api__query_clear(&q);
 	rc = nucleusd__audit_list(r->srv->nd, r->segs[2], after, (unsigned)limit, &arr, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);

@@ -1,28 +1,43 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The REST server: libevent evhttp bound through an evconnlistener on an AF_UNIX
- * socket (mode 0660). Every request's peer credentials (SO_PEERCRED) are checked
- * against the configured owner; errors are always JSON {"error", "message"}.
+ * The REST server's edge: a small HTTP/1.1 server of our own (api/http.c parses the
+ * request heads) on libevent bufferevents, on an AF_UNIX socket (mode 0660). A peer's
+ * credentials (SO_PEERCRED) are checked when it is accepted, before a byte is read;
+ * every error is JSON {"error", "message"}. docs/daemon.md, "Running", describes the
+ * limits and timeouts.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <ctype.h>
+#include <time.h>
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 
 #include "api/api-internal.h"
+#include "api/http.h"
+
+/* Unsent output above which a streamed reply stops taking data from its producer. */
+#define STREAM_HIGH_WATER (256u << 10)
+/* File descriptors the connection limit leaves to the rest of the daemon. */
+#define FD_RESERVE 64
+/* Connections accepted per wakeup of the listener, so that others get their turn. */
+#define ACCEPT_BATCH 64
+/* After accept() failed for want of fds or memory, it is tried again after this long. */
+#define ACCEPT_RETRY_MS 500
+/* A refused peer's socket is closed when it closes its end, or after this long. */
+#define REFUSED_LINGER_S 2
+/* Log intervals of the conditions that may repeat at a high rate. */
+#define LOG_DENIED_S 10
+#define LOG_ACCEPT_S 60
 
 void api__logf(struct api_server *srv, enum api_log_level lvl, const char *fmt, ...)
 {
@@ -35,6 +50,34 @@ void api__logf(struct api_server *srv, enum api_log_level lvl, const char *fmt, 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	srv->log(srv->log_arg, lvl, msg);
+}
+
+static void logf_limited(struct api_server *srv, struct api_ratelimit *rl, int interval_s,
+			 enum api_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void logf_limited(struct api_server *srv, struct api_ratelimit *rl, int interval_s,
+			 enum api_log_level lvl, const char *fmt, ...)
+{
+	struct timespec ts;
+	char msg[400];
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (rl->next_s && ts.tv_sec < rl->next_s) {
+		rl->missed++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rl->missed)
+		api__logf(srv, lvl, "%s (and %lu more times since the last report)", msg,
+			  rl->missed);
+	else
+		api__logf(srv, lvl, "%s", msg);
+	rl->missed = 0;
+	rl->next_s = ts.tv_sec + interval_s;
 }
 
 int api__status(int rc)
@@ -67,55 +110,41 @@ int api__status(int rc)
 	}
 }
 
-/* ---- requests and replies ---- */
+/* ---- connections ---- */
 
-static void req_free(struct api_req *r)
-{
-	if (!r)
-		return;
-	if (r->pprev) {
-		*r->pprev = r->next;
-		if (r->next)
-			r->next->pprev = r->pprev;
-	}
-	for (int i = 0; i < r->nsegs; i++)
-		free(r->segs[i]);
-	json_decref(r->body);
-	free(r);
-}
+enum conn_state {
+	CONN_IDLE,    /* waiting for the first byte of a request */
+	CONN_HEAD,    /* its head is arriving */
+	CONN_BODY,    /* its body is arriving (c->req is set) */
+	CONN_BUSY,    /* a handler has c->req */
+	CONN_CLOSING, /* the last reply is being written; then the connection is closed */
+	CONN_REFUSED, /* a refused peer: 403 sent, waiting for it to close (no bufferevent) */
+};
 
-static void on_conn_close(struct evhttp_connection *conn, void *arg)
-{
-	struct api_req *r = arg;
+struct api_conn {
+	struct api_server *srv;
+	struct bufferevent *bev; /* NULL when CONN_REFUSED */
+	int fd;			 /* the socket (owned by bev when there is one) */
+	struct event *timer;	 /* head/body deadline; for CONN_REFUSED its close watch */
+	enum conn_state state;
+	struct nd_caller who;
+	struct api_http_head head;	    /* the head being parsed (CONN_HEAD) */
+	struct api_req *req;		    /* CONN_BODY, CONN_BUSY */
+	int minor;			    /* HTTP/1.<minor> of the current request */
+	bool keep_alive;		    /* another request may follow the current one */
+	bool chunked;			    /* the streamed reply is chunked (else ends at close) */
+	bool processing;		    /* conn_process() runs: replies do not re-enter it */
+	void (*flushed)(struct api_req *r); /* called once the output drained */
+	struct api_conn *next, **pprev;
+};
 
-	/*
-	 * libevent frees the request with its connection, unless it already detached an
-	 * unfinished request from a failed connection: that one is left to us.
-	 */
-	if (r->req && !evhttp_request_get_connection(r->req))
-		evhttp_request_free(r->req);
-	r->req = NULL;
-	r->conn = NULL;
-	if (r->paused) { /* nobody will read: let the producer run on (output is dropped) */
-		r->paused = false;
-		nucleusd__stream_resume(r->srv->nd, r->stream);
-	}
-}
-
-void api__req_hold(struct api_req *r)
-{
-	if (r->conn)
-		evhttp_connection_set_closecb(r->conn, on_conn_close, r);
-	r->next = r->srv->held;
-	if (r->next)
-		r->next->pprev = &r->next;
-	r->pprev = &r->srv->held;
-	r->srv->held = r;
-}
+static void conn_process(struct api_conn *c);
 
 static const char *reason_phrase(int status)
 {
 	switch (status) {
+	case 100:
+		return "Continue";
 	case 200:
 		return "OK";
 	case 201:
@@ -130,85 +159,260 @@ static const char *reason_phrase(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
 	case 409:
 		return "Conflict";
+	case 411:
+		return "Length Required";
 	case 413:
-		return "Payload Too Large";
+		return "Content Too Large";
 	case 415:
 		return "Unsupported Media Type";
+	case 417:
+		return "Expectation Failed";
 	case 431:
 		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
 	case 502:
 		return "Bad Gateway";
 	case 503:
 		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
 	default:
 		return status < 400 ? "OK" : "Error";
 	}
 }
 
-void api__reply_text(struct api_req *r, int status, const char *ctype, const char *text)
-{
-	struct evbuffer *buf;
+/* How a reply's body is framed. */
+enum framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_UNTIL_CLOSE };
 
-	if (r->conn)
-		evhttp_connection_set_closecb(r->conn, NULL, NULL);
-	if (r->req) {
-		buf = evbuffer_new();
-		if (buf) {
-			evbuffer_add(buf, text, strlen(text));
-			evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
-					  ctype);
-			evhttp_add_header(evhttp_request_get_output_headers(r->req),
-					  "Cache-Control", "no-store");
-			evhttp_send_reply(r->req, status, reason_phrase(status), buf);
-			evbuffer_free(buf);
-		} else {
-			evhttp_send_error(r->req, 500, NULL);
+/* The status line and headers of a reply. */
+static void add_head(struct evbuffer *out, int status, const char *ctype, enum framing framing,
+		     size_t length, bool close, bool keep_alive_10, const char *allow)
+{
+	time_t now = time(NULL);
+	char date[64] = "";
+	struct tm tm;
+
+	if (gmtime_r(&now, &tm))
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+			    "Cache-Control: no-store\r\n",
+			    status, reason_phrase(status), date, ctype);
+	if (allow)
+		evbuffer_add_printf(out, "Allow: %s\r\n", allow);
+	if (framing == FRAME_LENGTH)
+		evbuffer_add_printf(out, "Content-Length: %zu\r\n", length);
+	else if (framing == FRAME_CHUNKED)
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	if (close)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (keep_alive_10)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static struct timeval seconds(int s)
+{
+	return (struct timeval){.tv_sec = s};
+}
+
+static void accept_resume(struct api_server *srv);
+static void req_free(struct api_req *r);
+
+/* Closes @c; a request a handler still holds stays, with r->conn NULL. */
+static void conn_free(struct api_conn *c)
+{
+	struct api_server *srv = c->srv;
+	struct api_req *r = c->req;
+
+	c->req = NULL;
+	if (r && c->state == CONN_BUSY) {
+		r->conn = NULL;
+		if (r->paused) { /* nobody will read: let the producer run on (output is dropped) */
+			r->paused = false;
+			nucleusd__stream_resume(srv->nd, r->stream);
 		}
+	} else {
+		req_free(r); /* not handled yet */
 	}
+	if (c->timer)
+		event_free(c->timer);
+	if (c->bev)
+		bufferevent_free(c->bev); /* closes the socket */
+	else if (c->fd >= 0)
+		close(c->fd);
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	srv->nconns--;
+	free(c);
+	if (!srv->closing)
+		accept_resume(srv);
+}
+
+/* Waiting for the next request: the idle timeout runs, the head parser starts afresh. */
+static void conn_idle(struct api_conn *c)
+{
+	struct timeval idle = seconds(c->srv->timeout_s), wr = idle;
+
+	c->state = CONN_IDLE;
+	memset(&c->head, 0, sizeof(c->head));
+	c->keep_alive = false;
+	c->minor = 1;
+	evtimer_del(c->timer);
+	bufferevent_set_timeouts(c->bev, &idle, &wr);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/* No more reading: once the output is written (or the write timeout hit), @c is closed. */
+static void conn_closing(struct api_conn *c)
+{
+	struct timeval wr = seconds(c->srv->timeout_s);
+
+	c->state = CONN_CLOSING;
+	evtimer_del(c->timer);
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_set_timeouts(c->bev, NULL, &wr);
+	if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
+		bufferevent_trigger(c->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The request of @c was answered (its reply is in the output). */
+static void conn_done(struct api_conn *c)
+{
+	c->req = NULL;
+	c->flushed = NULL;
+	c->chunked = false;
+	if (!c->keep_alive) {
+		conn_closing(c);
+		return;
+	}
+	conn_idle(c);
+	/*
+	 * A pipelined request may wait in the input. Not from here: this may be a handler's
+	 * callback deep inside nucleusd; the read callback runs it from the loop.
+	 */
+	if (!c->processing && evbuffer_get_length(bufferevent_get_input(c->bev)))
+		bufferevent_trigger(c->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- requests and replies ---- */
+
+static struct api_req *req_new(struct api_conn *c)
+{
+	struct api_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->srv = c->srv;
+	r->conn = c;
+	r->who = c->who;
+	c->req = r;
+	return r;
+}
+
+static void req_free(struct api_req *r)
+{
+	if (!r)
+		return;
+	if (r->pprev) {
+		*r->pprev = r->next;
+		if (r->next)
+			r->next->pprev = r->pprev;
+	}
+	free(r->head);
+	free(r->text);
+	json_decref(r->body);
+	free(r);
+}
+
+void api__req_hold(struct api_req *r)
+{
+	r->next = r->srv->held;
+	if (r->next)
+		r->next->pprev = &r->next;
+	r->pprev = &r->srv->held;
+	r->srv->held = r;
+}
+
+/* The whole reply (status, headers, body) to @r; frees @r. */
+static void reply(struct api_req *r, int status, const char *ctype, const char *text, size_t len,
+		  const char *allow)
+{
+	struct api_conn *c = r->conn;
+
 	if (status >= 100 && status < 600)
 		r->srv->requests[status / 100]++;
+	if (c) {
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+
+		add_head(out, status, ctype, FRAME_LENGTH, len, !c->keep_alive,
+			 c->keep_alive && c->minor == 0, allow);
+		if (!r->head_only)
+			evbuffer_add(out, text, len);
+		conn_done(c);
+	}
 	req_free(r);
 }
 
-/* Unsent output above which a streamed reply stops taking data from its producer. */
-#define STREAM_HIGH_WATER (256u << 10)
+void api__reply_text(struct api_req *r, int status, const char *ctype, const char *text)
+{
+	reply(r, status, ctype, text, strlen(text), NULL);
+}
 
 void api__stream_start(struct api_req *r, const char *ctype)
 {
-	if (!r->req)
+	struct api_conn *c = r->conn;
+
+	if (!c)
 		return;
-	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type", ctype);
-	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
-	evhttp_send_reply_start(r->req, 200, reason_phrase(200));
+	/* HTTP/1.0 has no chunks: the body ends with the connection. */
+	c->chunked = c->minor == 1;
+	if (!c->chunked)
+		c->keep_alive = false;
+	add_head(bufferevent_get_output(c->bev), 200, ctype,
+		 c->chunked ? FRAME_CHUNKED : FRAME_UNTIL_CLOSE, 0, !c->keep_alive, false, NULL);
 }
 
 bool api__stream_chunk(struct api_req *r, const void *data, size_t len,
-		       void (*flushed)(struct evhttp_connection *, void *))
+		       void (*flushed)(struct api_req *r))
 {
-	struct evbuffer *buf;
-	struct bufferevent *bev;
+	struct api_conn *c = r->conn;
+	struct evbuffer *out;
 
-	if (!r->req || !r->conn)
+	if (!c || !len)
 		return false;
-	buf = evbuffer_new();
-	if (!buf)
+	out = bufferevent_get_output(c->bev);
+	if (c->chunked)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add(out, data, len);
+	if (c->chunked)
+		evbuffer_add(out, "\r\n", 2);
+	if (evbuffer_get_length(out) <= STREAM_HIGH_WATER)
 		return false;
-	evbuffer_add(buf, data, len);
-	evhttp_send_reply_chunk_with_cb(r->req, buf, flushed, r);
-	evbuffer_free(buf);
-	bev = evhttp_connection_get_bufferevent(r->conn);
-	return bev && evbuffer_get_length(bufferevent_get_output(bev)) > STREAM_HIGH_WATER;
+	c->flushed = flushed;
+	return true;
 }
 
 void api__stream_end(struct api_req *r)
 {
-	if (r->conn)
-		evhttp_connection_set_closecb(r->conn, NULL, NULL);
-	if (r->req)
-		evhttp_send_reply_end(r->req);
+	struct api_conn *c = r->conn;
+
 	r->srv->requests[2]++;
+	if (c) {
+		if (c->chunked)
+			evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+		conn_done(c);
+	}
 	req_free(r);
 }
 
@@ -226,9 +430,9 @@ void api__reply_json(struct api_req *r, int status, json_t *body)
 }
 
 static void reply_error_v(struct api_req *r, int status, const char *code, json_t *extra,
-			  const char *fmt, va_list ap)
+			  const char *allow, const char *fmt, va_list ap)
 {
-	char msg[512];
+	char msg[512], *text = NULL;
 	json_t *o;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -236,9 +440,15 @@ static void reply_error_v(struct api_req *r, int status, const char *code, json_
 	if (o) {
 		json_object_set_new(o, "error", json_string(code));
 		json_object_set_new(o, "message", json_string(msg));
+		text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 	}
-	api__reply_json(r, status, o);
 	json_decref(o);
+	if (text)
+		reply(r, status, "application/json", text, strlen(text), allow);
+	else
+		api__reply_text(r, 500, "application/json",
+				"{\"error\":\"internal\",\"message\":\"out of memory\"}");
+	free(text);
 }
 
 void api__reply_error(struct api_req *r, int status, const char *code, const char *fmt, ...)
@@ -246,17 +456,21 @@ void api__reply_error(struct api_req *r, int status, const char *code, const cha
 	va_list ap;
 
 	va_start(ap, fmt);
-	reply_error_v(r, status, code, NULL, fmt, ap);
+	reply_error_v(r, status, code, NULL, NULL, fmt, ap);
 	va_end(ap);
 }
 
 static void reply_error_extra(struct api_req *r, int status, const char *code, json_t *extra,
-			      const char *fmt, ...)
+			      const char *allow, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static void reply_error_extra(struct api_req *r, int status, const char *code, json_t *extra,
+			      const char *allow, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	reply_error_v(r, status, code, extra, fmt, ap);
+	reply_error_v(r, status, code, extra, allow, fmt, ap);
 	va_end(ap);
 }
 
@@ -265,74 +479,41 @@ void api__reply_nd_error(struct api_req *r, int rc, const struct nd_err *e, json
 	const char *code = e && e->code[0] ? e->code : "internal";
 	const char *msg = e && e->msg[0] ? e->msg : strerror(rc < 0 ? -rc : rc);
 
-	reply_error_extra(r, api__status(rc), code, extra, "%s", msg);
+	reply_error_extra(r, api__status(rc), code, extra, NULL, "%s", msg);
 }
 
 /* ---- body and query ---- */
 
-static bool content_type_json(struct evhttp_request *req)
+static bool content_type_json(const struct api_req *r)
 {
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
 	size_t n = strlen("application/json");
 
-	return ct && strncasecmp(ct, "application/json", n) == 0 &&
-	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
-static bool read_body(struct api_req *r, char **ret, size_t *ret_len)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-	size_t len = evbuffer_get_length(in);
-	char *text;
-
-	if (len > r->srv->max_body) {
-		api__reply_error(r, 413, "body_too_large",
-				 "request body is %zu bytes; the limit is "
-				 "%zu",
-				 len, r->srv->max_body);
-		return false;
-	}
-	text = malloc(len + 1);
-	if (!text) {
-		api__reply_error(r, 500, "internal", "out of memory");
-		return false;
-	}
-	evbuffer_remove(in, text, len);
-	text[len] = '\0';
-	*ret = text;
-	*ret_len = len;
-	return true;
+	return r->ctype && strncasecmp(r->ctype, "application/json", n) == 0 &&
+	       (r->ctype[n] == '\0' || r->ctype[n] == ';' || r->ctype[n] == ' ');
 }
 
 bool api__req_body(struct api_req *r, const struct api_field *spec, bool required)
 {
 	struct api_verr verr = {0};
 	json_error_t jerr;
-	size_t len;
-	char *text;
 
-	if (!read_body(r, &text, &len))
-		return false;
-	if (len == 0) {
-		free(text);
+	/* Its size was checked against --max-body before it was read (api/http.c). */
+	if (r->text_len == 0) {
 		if (!required)
 			return true;
 		api__reply_error(r, 400, "missing_body", "this request needs a JSON body");
 		return false;
 	}
-	if (!content_type_json(r->req)) {
-		free(text);
+	if (!content_type_json(r)) {
 		api__reply_error(r, 415, "unsupported_media_type",
 				 "request bodies must be Content-Type: application/json");
 		return false;
 	}
 	if (!spec) {
-		free(text);
 		api__reply_error(r, 400, "unexpected_body", "this request takes no body");
 		return false;
 	}
-	r->body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(text);
+	r->body = json_loadb(r->text, r->text_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!r->body) {
 		api__reply_error(r, 400, "malformed_json", "line %d column %d: %s", jerr.line,
 				 jerr.column, jerr.text);
@@ -345,58 +526,74 @@ bool api__req_body(struct api_req *r, const struct api_field *spec, bool require
 	return true;
 }
 
-bool api__req_query(struct api_req *r, const char *const *allowed, struct evkeyvalq *out)
+const char *api__query_get(const struct api_query *q, const char *key)
 {
-	struct evkeyval *kv;
+	for (int i = 0; i < q->n; i++)
+		if (strcmp(q->key[i], key) == 0)
+			return q->val[i];
+	return NULL;
+}
 
-	TAILQ_INIT(out);
+void api__query_clear(struct api_query *q)
+{
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
+bool api__req_query(struct api_req *r, const char *const *allowed, struct api_query *out)
+{
+	char *p;
+
+	memset(out, 0, sizeof(*out));
 	if (!r->query || !*r->query)
 		return true;
-	if (evhttp_parse_query_str(r->query, out) < 0) {
-		api__reply_error(r, 400, "bad_query", "malformed query string");
+	out->buf = strdup(r->query);
+	if (!out->buf) {
+		api__reply_error(r, 500, "internal", "out of memory");
 		return false;
 	}
-	TAILQ_FOREACH(kv, out, next)
-	{
+	for (p = out->buf; p;) {
+		char *amp = strchr(p, '&'), *eq;
 		const char *const *a = allowed;
+		size_t n;
 
-		while (a && *a && strcmp(*a, kv->key) != 0)
+		if (amp)
+			*amp = '\0';
+		eq = strchr(p, '=');
+		if (!eq || eq == p || out->n == API_QUERY_MAX)
+			goto bad;
+		*eq = '\0';
+		if (api__http_unescape(p, (size_t)(eq - p), true, p, &n) < 0 ||
+		    api__http_unescape(eq + 1, strlen(eq + 1), true, eq + 1, &n) < 0)
+			goto bad;
+		while (a && *a && strcmp(*a, p) != 0)
 			a++;
 		if (!a || !*a) {
 			api__reply_error(r, 400, "unknown_field", "unknown query parameter '%s'",
-					 kv->key);
-			evhttp_clear_headers(out);
+					 p);
+			api__query_clear(out);
 			return false;
 		}
+		if (api__query_get(out, p)) {
+			api__reply_error(r, 400, "bad_query", "query parameter '%s' given twice",
+					 p);
+			api__query_clear(out);
+			return false;
+		}
+		out->key[out->n] = p;
+		out->val[out->n++] = eq + 1;
+		p = amp ? amp + 1 : NULL;
 	}
 	return true;
+bad:
+	api__query_clear(out);
+	api__reply_error(r, 400, "bad_query", "malformed query string (want name=value&...)");
+	return false;
 }
 
-/* ---- routing ---- */
+/* ---- reading requests ---- */
 
-struct route {
-	const char *segs[6];
-	api_handler_fn get, post, del;
-};
-
-static const struct route routes[] = {
-	{{"v1", "health"}, .get = api__h_health},
-	{{"v1", "metrics"}, .get = api__h_metrics},
-	{{"v1", "sandboxes"}, .get = api__h_list, .post = api__h_create},
-	{{"v1", "sandboxes", "*"}, .get = api__h_get, .del = api__h_delete},
-	{{"v1", "sandboxes", "*", "pause"}, .post = api__h_pause},
-	{{"v1", "sandboxes", "*", "resume"}, .post = api__h_resume},
-	{{"v1", "sandboxes", "*", "tools", "*"}, .post = api__h_tool},
-	{{"v1", "sandboxes", "*", "approvals"}, .post = api__h_approve},
-	{{"v1", "sandboxes", "*", "audit"}, .get = api__h_audit},
-	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
-	{{"v1", "sandboxes", "*", "usage"}, .post = api__h_usage},
-	{{"v1", "sandboxes", "*", "budget"}, .get = api__h_budget},
-	{{"v1", "policy", "check"}, .post = api__h_policy_check},
-	{{"v1", "policy", "explain"}, .post = api__h_policy_explain},
-};
-
-static bool route_match(const struct route *rt, const struct api_req *r)
+static bool route_match(const struct api_route *rt, const struct api_req *r)
 {
 	int i;
 
@@ -409,566 +606,464 @@ static bool route_match(const struct route *rt, const struct api_req *r)
 	return i == r->nsegs;
 }
 
-/* Splits and decodes the path. Returns false (after replying) on a bad path. */
-static bool parse_path(struct api_req *r)
+/* Splits the path (NUL-terminated, in r->head) into decoded segments, in place. */
+static bool split_path(struct api_req *r, char *path)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	const char *p, *end;
-	char *raw;
+	char *p = path + 1;
 
-	r->query = uri ? evhttp_uri_get_query(uri) : NULL;
-	if (!path || path[0] != '/')
-		goto notfound;
-	for (p = path + 1; *p; p = *end ? end + 1 : end) {
+	if (path[0] != '/')
+		return false;
+	while (*p) {
+		char *end = strchrnul(p, '/');
+		bool last = *end == '\0';
 		size_t n;
 
-		end = strchrnul(p, '/');
 		if (end == p || r->nsegs == 8)
-			goto notfound;
-		raw = strndup(p, (size_t)(end - p));
-		r->segs[r->nsegs] = raw ? evhttp_uridecode(raw, 0, &n) : NULL;
-		free(raw);
-		if (!r->segs[r->nsegs])
-			goto notfound;
-		r->nsegs++;
-		if (strlen(r->segs[r->nsegs - 1]) != n || strchr(r->segs[r->nsegs - 1], '/'))
-			goto notfound;
-		if (*end == '/' && end[1] == '\0')
-			goto notfound;
+			return false;
+		*end = '\0';
+		/* no NUL, no bad escape, no '/' inside a segment */
+		if (api__http_unescape(p, (size_t)(end - p), false, p, &n) < 0 || memchr(p, '/', n))
+			return false;
+		r->segs[r->nsegs++] = p;
+		if (last)
+			break;
+		p = end + 1;
+		if (!*p)
+			return false; /* a trailing '/' */
 	}
 	return true;
+}
+
+/* RFC 9110's methods and PATCH: one we do not know may frame its message otherwise. */
+static bool method_known(const char *m)
+{
+	static const char *const known[] = {"GET",     "HEAD",	  "POST",  "PUT",  "DELETE",
+					    "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(known[i], m) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Finds the handler of @r (r->handler); false after replying 404 or 405 (with Allow;
+ * an unknown method also closes the connection), or 400 for a body on a method that
+ * takes none.
+ */
+static bool route(struct api_req *r, const struct api_http_head *h)
+{
+	char *path = r->head + h->path.off;
+	const char *m = r->method;
+
+	path[h->path.len] = '\0';
+	if (!split_path(r, path))
+		goto notfound;
+	for (size_t i = 0; i < api__nroutes; i++) {
+		const struct api_route *rt = &api__routes[i];
+		char allow[32];
+
+		if (!route_match(rt, r))
+			continue;
+		r->handler = strcmp(m, "GET") == 0	? rt->get
+			     : strcmp(m, "POST") == 0	? rt->post
+			     : strcmp(m, "DELETE") == 0 ? rt->del
+							: NULL;
+		if (!r->handler) {
+			snprintf(allow, sizeof(allow), "%s%s%s", rt->get ? "GET, " : "",
+				 rt->post ? "POST, " : "", rt->del ? "DELETE, " : "");
+			allow[strlen(allow) - 2] = '\0';
+			if (!method_known(m))
+				r->conn->keep_alive = false;
+			reply_error_extra(r, 405, "method_not_allowed", NULL, allow,
+					  "%.32s is not allowed here; allowed: %s", m, allow);
+			return false;
+		}
+		if (h->length > 0 && strcmp(m, "POST") != 0) {
+			api__reply_error(r, 400, "unexpected_body", "this method takes no body");
+			return false;
+		}
+		return true;
+	}
 notfound:
 	api__reply_error(r, 404, "not_found", "no such route");
 	return false;
 }
 
-static void dispatch(struct api_req *r)
+/* Starts (or restarts) the deadline of the head or body arriving. */
+static void deadline_start(struct api_conn *c)
 {
-	enum evhttp_cmd_type m = evhttp_request_get_command(r->req);
-	api_handler_fn h;
+	struct timeval tv = seconds(c->srv->request_timeout_s);
 
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		const struct route *rt = &routes[i];
-		char allow[32];
+	evtimer_add(c->timer, &tv);
+}
 
-		if (!route_match(rt, r))
-			continue;
-		h = m == EVHTTP_REQ_GET	     ? rt->get
-		    : m == EVHTTP_REQ_POST   ? rt->post
-		    : m == EVHTTP_REQ_DELETE ? rt->del
-					     : NULL;
-		if (h) {
-			h(r);
-			return;
-		}
-		snprintf(allow, sizeof(allow), "%s%s%s", rt->get ? "GET " : "",
-			 rt->post ? "POST " : "", rt->del ? "DELETE " : "");
-		allow[strlen(allow) - 1] = '\0';
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", allow);
-		api__reply_error(r, 405, "method_not_allowed", "allowed: %s", allow);
+/* The head or body did not arrive in time: 408, then the connection is closed. */
+static void request_timeout(struct api_conn *c)
+{
+	struct api_req *r = c->req ? c->req : req_new(c);
+	bool body = c->state == CONN_BODY;
+
+	c->keep_alive = false;
+	if (!r) {
+		conn_free(c);
 		return;
 	}
-	api__reply_error(r, 404, "not_found", "no such route");
+	api__reply_error(r, 408, "request_timeout",
+			 "the request %s did not arrive in time (the limit is %d s, an idle "
+			 "pause %d s)",
+			 body ? "body" : "head", c->srv->request_timeout_s, c->srv->timeout_s);
 }
 
-/* ---- transport checks ---- */
-
-/*
- * libevent 2.1 answers what its HTTP parser rejects (a malformed request line or header
- * line, an oversize head or body, an unknown method, a bad Content-Length, an unknown
- * Expect) with its own HTML page, and has no hook to replace it (2.2 has
- * evhttp_set_errorcb). So every connection's raw bytes are checked here first: each
- * request's head is held back until it is complete, checked, then let through, and its
- * body follows up to its Content-Length. A request that fails the checks is replaced by
- * a synthetic one (GET /, Connection: close, TRANSPORT_HEADER: status code message) that
- * on_request() answers in JSON; what follows it on that connection is dropped. Clients
- * may not send TRANSPORT_HEADER themselves. evhttp's own limits stay above ours, so it
- * never sees a request it would refuse.
- *
- * The state lives in a struct api_conn per connection (the bufferevent comes from our
- * evhttp_set_bevcb callback; the check is a callback on its input buffer, which runs
- * before evhttp's read callback). 2.1 tells nobody when evhttp frees a connection, so a
- * conn remembers its socket (fd + inode) and is collected once that socket is gone.
- */
-#define TRANSPORT_HEADER "X-Nucleus-Transport-Error"
-
-enum conn_state { CONN_HEAD, CONN_BODY, CONN_DEAD };
-
-struct api_conn {
-	struct api_server *srv;
-	struct bufferevent *bev;
-	struct evbuffer_cb_entry *cb;
-	struct evbuffer *raw; /* received, not yet let through */
-	enum conn_state state;
-	uint64_t body_left;
-	bool busy; /* in on_input: our own changes to the input buffer are not news */
-	int fd;	   /* -1 until conn_fixup() ran (we hold a reference on bev until then) */
-	dev_t dev;
-	ino_t ino;
-	struct api_conn *next;
-};
-
-struct head_check {
-	int status;
-	char code[32];
-	char msg[160];
-	bool body_method;
-	bool has_length;
-	uint64_t length;
-};
-
-static bool fail_head(struct head_check *h, int status, const char *code, const char *msg)
+/* Handles the request of @c, now complete. */
+static void dispatch(struct api_conn *c)
 {
-	h->status = status;
-	snprintf(h->code, sizeof(h->code), "%s", code);
-	snprintf(h->msg, sizeof(h->msg), "%s", msg);
-	return false;
+	struct api_req *r = c->req;
+
+	c->state = CONN_BUSY;
+	evtimer_del(c->timer);
+	/* Reading goes on (to see the client leave) but no read timeout applies now. */
+	bufferevent_set_timeouts(c->bev, NULL, &(struct timeval){.tv_sec = c->srv->timeout_s});
+	r->handler(r);
 }
 
-static bool is_tchar(char c)
+/* The head of @c became complete: moves it into a new request; false after a reply. */
+static bool head_complete(struct api_conn *c, struct evbuffer *in)
 {
-	return isalnum((unsigned char)c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+	const struct api_http_head *h = &c->head;
+	const struct api_http_field *ct;
+	struct api_req *r = req_new(c);
 
-static bool has_ctl(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
-			return true;
-	return false;
-}
-
-static bool check_request_line(const char *p, size_t n, struct head_check *h)
-{
-	static const char *const methods[] = {"GET",	 "POST",  "HEAD",    "PUT",  "DELETE",
-					      "OPTIONS", "TRACE", "CONNECT", "PATCH"};
-	const char *sp1 = memchr(p, ' ', n), *sp2;
-	char uri[4096];
-	struct evhttp_uri *u;
-	size_t mlen, ulen, vlen;
-	bool known = false;
-
-	if (!sp1 || has_ctl(p, n))
-		return fail_head(h, 400, "bad_request_line", "malformed request line");
-	sp2 = memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - p));
-	if (!sp2 || memchr(sp2 + 1, ' ', n - (size_t)(sp2 + 1 - p)))
-		return fail_head(h, 400, "bad_request_line",
-				 "malformed request line (want METHOD URI HTTP/1.x)");
-	mlen = (size_t)(sp1 - p);
-	ulen = (size_t)(sp2 - sp1 - 1);
-	vlen = n - (size_t)(sp2 + 1 - p);
-	for (size_t i = 0; i < mlen; i++)
-		if (!is_tchar(p[i]))
-			return fail_head(h, 400, "bad_request_line", "malformed method");
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]) && !known; i++)
-		known = strlen(methods[i]) == mlen && memcmp(methods[i], p, mlen) == 0;
-	if (!mlen || !known) {
-		char msg[80];
-
-		snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)(mlen < 32 ? mlen : 32),
-			 p);
-		return fail_head(h, mlen ? 405 : 400,
-				 mlen ? "method_not_allowed" : "bad_request_line", msg);
+	if (!r || !(r->head = malloc(h->len + 1))) {
+		c->keep_alive = false;
+		if (r)
+			api__reply_error(r, 500, "internal", "out of memory");
+		else
+			conn_closing(c);
+		return false;
 	}
-	h->body_method = (mlen == 4 && memcmp(p, "POST", 4) == 0) ||
-			 (mlen == 3 && memcmp(p, "PUT", 3) == 0) ||
-			 (mlen == 5 && memcmp(p, "PATCH", 5) == 0);
-	if (!ulen || ulen >= sizeof(uri))
-		return fail_head(h, 400, "bad_request_line", "malformed request target");
-	memcpy(uri, sp1 + 1, ulen);
-	uri[ulen] = '\0';
-	u = evhttp_uri_parse_with_flags(uri, EVHTTP_URI_NONCONFORMANT);
-	if (!u)
-		return fail_head(h, 400, "bad_request_line", "malformed request target");
-	evhttp_uri_free(u);
-	if (vlen == 8 &&
-	    (memcmp(sp2 + 1, "HTTP/1.1", 8) == 0 || memcmp(sp2 + 1, "HTTP/1.0", 8) == 0))
+	evbuffer_remove(in, r->head, h->len);
+	r->head[h->len] = '\0';
+	c->minor = h->minor;
+	/* A body is only read for a request that gets that far. */
+	c->keep_alive = h->keep_alive && h->length == 0;
+	/* NUL-terminate the pieces in place (each is followed by a space or a line end) */
+	ct = api__http_field(h, r->head, "Content-Type");
+	if (ct) {
+		r->ctype = r->head + ct->value.off;
+		r->head[ct->value.off + ct->value.len] = '\0';
+	}
+	if (h->has_query) {
+		r->query = r->head + h->query.off;
+		r->head[h->query.off + h->query.len] = '\0';
+	}
+	r->method = r->head + h->method.off;
+	r->head[h->method.off + h->method.len] = '\0';
+	r->head_only = strcmp(r->method, "HEAD") == 0;
+	if (!route(r, h))
+		return false;
+	c->keep_alive = h->keep_alive;
+	if (h->length == 0) {
+		dispatch(c);
 		return true;
-	if (vlen == 8 && memcmp(sp2 + 1, "HTTP/", 5) == 0 && isdigit((unsigned char)sp2[6]) &&
-	    sp2[7] == '.' && isdigit((unsigned char)sp2[8]))
-		return fail_head(h, 505, "http_version_not_supported",
-				 "only HTTP/1.0 and HTTP/1.1 are spoken here");
-	return fail_head(h, 400, "bad_request_line", "malformed HTTP version");
-}
-
-static bool header_is(const char *name, size_t nlen, const char *want)
-{
-	return strlen(want) == nlen && strncasecmp(name, want, nlen) == 0;
-}
-
-static bool check_header(const char *p, size_t n, struct head_check *h)
-{
-	const char *colon = memchr(p, ':', n), *v, *end = p + n;
-	size_t nlen;
-
-	if (n && (p[0] == ' ' || p[0] == '\t'))
-		return fail_head(h, 400, "bad_header", "folded header lines are not accepted");
-	if (!colon || colon == p)
-		return fail_head(h, 400, "bad_header", "malformed header line");
-	nlen = (size_t)(colon - p);
-	for (size_t i = 0; i < nlen; i++)
-		if (!is_tchar(p[i]))
-			return fail_head(h, 400, "bad_header", "malformed header name");
-	if (has_ctl(colon + 1, (size_t)(end - colon - 1)))
-		return fail_head(h, 400, "bad_header", "control character in a header value");
-	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
-		;
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	if (header_is(p, nlen, TRANSPORT_HEADER))
-		return fail_head(h, 400, "bad_header", TRANSPORT_HEADER " is reserved");
-	if (header_is(p, nlen, "Transfer-Encoding"))
-		return fail_head(h, 411, "length_required",
-				 "request bodies need Content-Length (no Transfer-Encoding)");
-	if (header_is(p, nlen, "Expect") &&
-	    !((size_t)(end - v) == 12 && strncasecmp(v, "100-continue", 12) == 0))
-		return fail_head(h, 417, "expectation_failed",
-				 "only Expect: 100-continue is known");
-	if (header_is(p, nlen, "Content-Length")) {
-		uint64_t len = 0;
-
-		if (h->has_length)
-			return fail_head(h, 400, "bad_content_length",
-					 "more than one Content-Length");
-		if (v == end || end - v > 18)
-			return fail_head(h, 400, "bad_content_length", "malformed Content-Length");
-		for (const char *c = v; c < end; c++) {
-			if (!isdigit((unsigned char)*c))
-				return fail_head(h, 400, "bad_content_length",
-						 "malformed Content-Length");
-			len = len * 10 + (uint64_t)(*c - '0');
-		}
-		h->has_length = true;
-		h->length = len;
 	}
+	c->state = CONN_BODY;
+	deadline_start(c);
+	if (h->expect_continue && h->minor == 1 && evbuffer_get_length(in) < h->length)
+		evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	r->text_len = h->length;
 	return true;
 }
 
-/*
- * Checks the complete head @p (@n bytes, with its empty last line). Lines end in LF
- * with an optional CR before it, as evhttp reads them.
- */
-static bool check_head(struct api_server *srv, const char *p, size_t n, struct head_check *h)
+/* Parses what arrived of a head; false when it waits for more. */
+static bool head_step(struct api_conn *c, struct evbuffer *in)
 {
-	bool first = true;
-	char msg[160];
+	struct api_server *srv = c->srv;
+	const struct api_http_limits lim = {srv->max_headers, srv->max_body};
+	size_t n = evbuffer_get_length(in);
+	const char *p;
+	struct api_req *r;
 
-	*h = (struct head_check){0};
-	if (n > srv->max_headers) {
-		snprintf(msg, sizeof(msg),
-			 "request line and headers are %zu bytes or more; the "
-			 "limit is %zu",
-			 n, srv->max_headers);
-		return fail_head(h, 431, "headers_too_large", msg);
+	if (n == 0)
+		return false;
+	if (n > srv->max_headers + 1)
+		n = srv->max_headers + 1; /* enough to tell a head over the limit */
+	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+	switch (p ? api__http_parse(p, n, &lim, &c->head) : API_HTTP_ERROR) {
+	case API_HTTP_NEED_MORE:
+		return false;
+	case API_HTTP_COMPLETE:
+		head_complete(c, in);
+		return true;
+	case API_HTTP_ERROR:
+		break;
 	}
-	for (size_t pos = 0; pos < n;) {
-		const char *nl = memchr(p + pos, '\n', n - pos);
-		size_t len = (size_t)(nl - (p + pos));
-
-		if (len && p[pos + len - 1] == '\r')
-			len--;
-		if (!len)
-			break; /* the empty line */
-		if (first ? !check_request_line(p + pos, len, h) : !check_header(p + pos, len, h))
-			return false;
-		first = false;
-		pos = (size_t)(nl - p) + 1;
+	/* Refused: what follows on this connection cannot be framed; it is closed. */
+	c->keep_alive = false;
+	r = req_new(c);
+	if (!r) {
+		conn_closing(c);
+		return false;
 	}
-	if (h->has_length && h->length > srv->max_body) {
-		snprintf(msg, sizeof(msg), "request body is %llu bytes; the limit is %zu",
-			 (unsigned long long)h->length, srv->max_body);
-		return fail_head(h, 413, "body_too_large", msg);
-	}
-	if (!h->body_method && h->length > 0)
-		return fail_head(h, 400, "unexpected_body", "this method takes no body");
+	if (!p)
+		api__reply_error(r, 500, "internal", "out of memory");
+	else
+		api__reply_error(r, c->head.status, c->head.code, "%s", c->head.msg);
 	return true;
 }
 
-/* Replaces the rest of the connection's input with the synthetic error request. */
-static void conn_fail(struct api_conn *c, struct evbuffer *in, const struct head_check *h)
+/* Moves the complete body into the request and dispatches it; false while it arrives. */
+static bool body_step(struct api_conn *c, struct evbuffer *in)
 {
-	evbuffer_drain(c->raw, evbuffer_get_length(c->raw));
-	evbuffer_add_printf(
-		in,
-		"GET / HTTP/1.1\r\nHost: nucleusd\r\nConnection: close\r\n" TRANSPORT_HEADER
-		": %d %s %s\r\n\r\n",
-		h->status, h->code, h->msg);
-	c->state = CONN_DEAD;
-}
+	struct api_req *r = c->req;
 
-/* Length of the complete head at the start of @p, 0 while it is incomplete. */
-static size_t head_length(const char *p, size_t n)
-{
-	for (size_t pos = 0; pos < n;) {
-		const char *nl = memchr(p + pos, '\n', n - pos);
-		size_t len;
-
-		if (!nl)
-			return 0;
-		len = (size_t)(nl - (p + pos));
-		if (len == 0 || (len == 1 && p[pos] == '\r'))
-			return (size_t)(nl - p) + 1;
-		pos = (size_t)(nl - p) + 1;
+	if (evbuffer_get_length(in) < r->text_len)
+		return false;
+	r->text = malloc(r->text_len + 1);
+	if (!r->text) {
+		r->text_len = 0;
+		c->keep_alive = false;
+		api__reply_error(r, 500, "internal", "out of memory");
+		return true;
 	}
-	return 0;
+	evbuffer_remove(in, r->text, r->text_len);
+	r->text[r->text_len] = '\0';
+	dispatch(c);
+	return true;
 }
 
-/* Lets through what is complete and valid in c->raw; see the comment above. */
-static void check_input(struct api_conn *c, struct evbuffer *in)
+/* Takes what the input holds as far as it can: heads, bodies, dispatch. */
+static void conn_process(struct api_conn *c)
 {
-	struct head_check h;
-	size_t avail, n;
-	char *p;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	bool more = true;
 
-	for (;;) {
-		avail = evbuffer_get_length(c->raw);
-		if (c->state == CONN_DEAD) {
-			evbuffer_drain(c->raw, avail);
-			return;
-		}
-		if (!avail)
-			return;
-		if (c->state == CONN_BODY) {
-			n = avail < c->body_left ? avail : (size_t)c->body_left;
-			evbuffer_remove_buffer(c->raw, in, n);
-			c->body_left -= n;
-			if (!c->body_left)
+	c->processing = true;
+	while (more) {
+		switch (c->state) {
+		case CONN_IDLE:
+			more = evbuffer_get_length(in) > 0;
+			if (more) {
 				c->state = CONN_HEAD;
-			continue;
+				deadline_start(c);
+			}
+			break;
+		case CONN_HEAD:
+			more = head_step(c, in);
+			break;
+		case CONN_BODY:
+			more = body_step(c, in);
+			break;
+		default:
+			more = false;
 		}
-		/* Empty lines before a request line are ignored (RFC 9112, 2.2). */
-		p = (char *)evbuffer_pullup(c->raw, avail < 2 ? (ev_ssize_t)avail : 2);
-		if (p && (p[0] == '\n' || (avail >= 2 && p[0] == '\r' && p[1] == '\n'))) {
-			evbuffer_drain(c->raw, p[0] == '\n' ? 1 : 2);
-			continue;
-		}
-		n = avail < c->srv->max_headers + 2 ? avail : c->srv->max_headers + 2;
-		p = (char *)evbuffer_pullup(c->raw, (ev_ssize_t)n);
-		if (!p)
-			return; /* out of memory: try again with the next read */
-		n = head_length(p, n);
-		if (!n) {
-			if (avail <= c->srv->max_headers)
-				return;			  /* wait for the rest */
-			check_head(c->srv, p, avail, &h); /* too large: 431 */
-			conn_fail(c, in, &h);
-			continue;
-		}
-		if (!check_head(c->srv, p, n, &h)) {
-			conn_fail(c, in, &h);
-			continue;
-		}
-		if (h.body_method && !h.has_length) {
-			/* No Content-Length: no body (RFC 9112); evhttp would read until EOF. */
-			size_t eol = p[n - 2] == '\r' ? 2 : 1;
-
-			evbuffer_remove_buffer(c->raw, in, n - eol);
-			evbuffer_drain(c->raw, eol);
-			evbuffer_add(in, "Content-Length: 0\r\n\r\n", 21);
-			continue;
-		}
-		evbuffer_remove_buffer(c->raw, in, n);
-		c->body_left = h.length;
-		c->state = c->body_left ? CONN_BODY : CONN_HEAD;
 	}
+	c->processing = false;
 }
 
-static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	conn_process(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct api_conn *c = arg;
-	size_t len = evbuffer_get_length(in);
+	void (*flushed)(struct api_req * r) = c->flushed;
 
-	if (c->busy || !info->n_added || info->n_added > len)
+	if (evbuffer_get_length(bufferevent_get_output(bev)))
 		return;
-	c->busy = true;
-	/* Everything already in @in was let through; the news is at its end. */
-	if (len == info->n_added) {
-		evbuffer_add_buffer(c->raw, in);
-	} else {
-		struct evbuffer *keep = evbuffer_new();
-
-		if (keep) {
-			evbuffer_remove_buffer(in, keep, len - info->n_added);
-			evbuffer_add_buffer(c->raw, in);
-			evbuffer_add_buffer(in, keep);
-			evbuffer_free(keep);
-		}
+	if (c->state == CONN_CLOSING) {
+		conn_free(c);
+		return;
 	}
-	check_input(c, in);
-	c->busy = false;
+	if (flushed && c->req) {
+		c->flushed = NULL;
+		flushed(c->req);
+	}
 }
 
-static void conn_free(struct api_conn *c)
+static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-	evbuffer_free(c->raw);
-	free(c);
+	struct api_conn *c = arg;
+
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+	    (c->state == CONN_HEAD || c->state == CONN_BODY)) {
+		request_timeout(c);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->state != CONN_BUSY &&
+	    evbuffer_get_length(bufferevent_get_output(bev))) {
+		/* The client is done sending; it still gets what was written for it. */
+		req_free(c->req);
+		c->req = NULL;
+		conn_closing(c);
+		return;
+	}
+	/* EOF or error (a held request's client went away), idle or write timeout */
+	conn_free(c);
 }
 
-/* Frees the conns whose socket is gone (evhttp freed the connection and closed it). */
-static void conns_collect(struct api_server *srv)
+static void on_deadline(evutil_socket_t unused, short what, void *arg)
 {
-	struct api_conn **pc = &srv->conns;
-	struct stat st;
+	struct api_conn *c = arg;
 
-	while (*pc) {
-		struct api_conn *c = *pc;
+	if (c->state == CONN_HEAD || c->state == CONN_BODY)
+		request_timeout(c);
+}
 
-		if (c->fd >= 0 &&
-		    (fstat(c->fd, &st) < 0 || st.st_dev != c->dev || st.st_ino != c->ino)) {
-			*pc = c->next;
-			conn_free(c);
-			continue;
-		}
-		pc = &c->next;
-	}
+/* ---- accepting ---- */
+
+static void on_refused_closed(evutil_socket_t fd, short what, void *arg)
+{
+	conn_free(arg);
 }
 
 /*
- * Runs once the loop is back, after evhttp gave new connections their socket: records
- * it and drops our reference. A connection evhttp already gave up on (its callbacks are
- * cleared) goes with that reference.
+ * A peer that may not use the API: its 403 goes out at once, nothing it sends is read,
+ * and its socket is closed when it closes its end (or after REFUSED_LINGER_S): closing
+ * ours first would make its kernel report a reset before it read the 403.
  */
-static void conn_fixup(evutil_socket_t unused, short what, void *arg)
+static void refuse(struct api_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void refuse(struct api_conn *c, const char *fmt, ...)
 {
-	struct api_server *srv = arg;
-	struct api_conn **pc = &srv->conns;
+	struct timeval tv = seconds(REFUSED_LINGER_S);
+	struct evbuffer *out = evbuffer_new();
+	char msg[160], *text = NULL;
+	json_t *o;
+	va_list ap;
 
-	while (*pc) {
-		struct api_conn *c = *pc;
-		bufferevent_event_cb ecb = NULL;
-		struct stat st;
-		int fd;
-
-		if (c->fd >= 0) {
-			pc = &c->next;
-			continue;
-		}
-		bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
-		fd = ecb ? bufferevent_getfd(c->bev) : -1;
-		if (fd >= 0 && fstat(fd, &st) == 0) {
-			c->fd = fd;
-			c->dev = st.st_dev;
-			c->ino = st.st_ino;
-			bufferevent_decref(c->bev);
-			pc = &c->next;
-			continue;
-		}
-		/* Gone, or no socket to recognize it by: stop checking it. */
-		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->cb);
-		bufferevent_decref(c->bev);
-		*pc = c->next;
+	c->state = CONN_REFUSED;
+	c->srv->requests[4]++;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_pack("{ss ss}", "error", "forbidden", "message", msg);
+	text = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(o);
+	if (out && text) {
+		add_head(out, 403, "application/json", FRAME_LENGTH, strlen(text), true, false,
+			 NULL);
+		evbuffer_add(out, text, strlen(text));
+		/* A new socket's buffer takes these few hundred bytes whole. */
+		evbuffer_write(out, c->fd);
+	}
+	free(text);
+	if (out)
+		evbuffer_free(out);
+	shutdown(c->fd, SHUT_WR);
+	c->timer = event_new(c->srv->base, c->fd, EV_CLOSED, on_refused_closed, c);
+	if (!c->timer || event_add(c->timer, &tv) < 0)
 		conn_free(c);
-	}
 }
 
-/* evhttp's bevcb: the bufferevent of a new connection, with the input check on it. */
-static struct bufferevent *conn_new(struct event_base *base, void *arg)
+static void conn_new(struct api_server *srv, int fd)
 {
-	struct api_server *srv = arg;
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	struct api_conn *c = NULL;
-
-	if (!bev)
-		return NULL;
-	conns_collect(srv);
-	c = calloc(1, sizeof(*c));
-	if (c)
-		c->raw = evbuffer_new();
-	if (c && c->raw)
-		c->cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
-	if (!c || !c->raw || !c->cb) {
-		if (c)
-			evbuffer_free(c->raw);
-		free(c);
-		bufferevent_free(bev);
-		return NULL; /* evhttp makes its own: that connection goes unchecked */
-	}
-	c->srv = srv;
-	c->bev = bev;
-	c->fd = -1;
-	bufferevent_incref(bev); /* until conn_fixup() */
-	c->next = srv->conns;
-	srv->conns = c;
-	event_active(srv->conn_fixup, EV_TIMEOUT, 0);
-	return bev;
-}
-
-static void conns_free(struct api_server *srv)
-{
-	while (srv->conns) {
-		struct api_conn *c = srv->conns;
-
-		srv->conns = c->next;
-		if (c->fd < 0)
-			bufferevent_decref(c->bev);
-		conn_free(c);
-	}
-}
-
-/* Answers the synthetic request of a failed check (true), or returns false. */
-static bool transport_error(struct api_req *r)
-{
-	const char *v =
-		evhttp_find_header(evhttp_request_get_input_headers(r->req), TRANSPORT_HEADER);
-	char code[32];
-	int status, off = 0;
-
-	if (!v)
-		return false;
-	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
-	if (sscanf(v, "%d %31s %n", &status, code, &off) < 2 || !off || status < 400 ||
-	    status > 599)
-		api__reply_error(r, 400, "bad_request", "malformed request");
-	else
-		api__reply_error(r, status, code, "%s", v + off);
-	return true;
-}
-
-/* ---- peer credentials ---- */
-
-static bool peer_allowed(struct api_server *srv, struct api_req *r)
-{
-	struct bufferevent *bev = r->conn ? evhttp_connection_get_bufferevent(r->conn) : NULL;
+	struct api_conn *c = calloc(1, sizeof(*c));
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int fd = bev ? bufferevent_getfd(bev) : -1;
 
-	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-		api__logf(srv, API_LOG_ERR, "cannot read peer credentials: %s", strerror(errno));
-		api__reply_error(r, 403, "forbidden", "cannot identify the peer");
-		return false;
+	if (!c) {
+		close(fd);
+		return;
 	}
-	r->who = (struct nd_caller){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
-	if (cred.uid == 0 || cred.uid == srv->owner_uid || cred.gid == srv->owner_gid)
-		return true;
-	srv->peer_denied++;
-	api__logf(srv, API_LOG_WARN, "refused request from uid %u gid %u pid %d: not the owner",
-		  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
-	api__reply_error(r, 403, "forbidden", "uid %u may not use this nucleusd",
-			 (unsigned)cred.uid);
-	return false;
+	c->srv = srv;
+	c->fd = fd;
+	c->next = srv->conns;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &srv->conns;
+	srv->conns = c;
+	srv->nconns++;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		logf_limited(srv, &srv->rl_denied, LOG_DENIED_S, API_LOG_ERR,
+			     "cannot read peer credentials: %s", strerror(errno));
+		refuse(c, "cannot identify the peer");
+		return;
+	}
+	c->who = (struct nd_caller){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+	if (cred.uid != 0 && cred.uid != srv->owner_uid && cred.gid != srv->owner_gid) {
+		srv->peer_denied++;
+		logf_limited(srv, &srv->rl_denied, LOG_DENIED_S, API_LOG_WARN,
+			     "refused request from uid %u gid %u pid %d: not the owner",
+			     (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+		refuse(c, "uid %u may not use this nucleusd", (unsigned)cred.uid);
+		return;
+	}
+	c->timer = evtimer_new(srv->base, on_deadline, c);
+	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->timer || !c->bev) {
+		conn_free(c); /* closes fd */
+		return;
+	}
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	/* What one request may need; beyond that a connection's input waits in the kernel. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, srv->max_headers + srv->max_body);
+	conn_idle(c);
+	bufferevent_enable(c->bev, EV_WRITE);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void accept_pause(struct api_server *srv, bool retry)
+{
+	struct timeval tv = {.tv_usec = ACCEPT_RETRY_MS * 1000};
+
+	if (srv->accepting) {
+		event_del(srv->accept_ev);
+		srv->accepting = false;
+	}
+	if (retry)
+		evtimer_add(srv->accept_retry, &tv);
+}
+
+static void accept_resume(struct api_server *srv)
+{
+	if (srv->accepting || srv->nconns >= srv->max_conns)
+		return;
+	if (event_add(srv->accept_ev, NULL) == 0)
+		srv->accepting = true;
+}
+
+static void on_accept_retry(evutil_socket_t unused, short what, void *arg)
+{
+	accept_resume(arg);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct api_server *srv = arg;
-	struct api_req *r = calloc(1, sizeof(*r));
 
-	if (!r) {
-		evhttp_send_error(req, 500, NULL);
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd, e;
+
+		if (srv->nconns >= srv->max_conns) {
+			/* Pending clients wait in the backlog until a connection closes. */
+			accept_pause(srv, false);
+			logf_limited(srv, &srv->rl_cap, LOG_ACCEPT_S, API_LOG_WARN,
+				     "%u connections open, the limit (--max-connections): "
+				     "accepting no more until one closes",
+				     srv->nconns);
+			return;
+		}
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_new(srv, fd);
+			continue;
+		}
+		e = errno;
+		if (e == EINTR || e == ECONNABORTED)
+			continue;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return;
+		/* EMFILE, ENFILE, ENOBUFS, ENOMEM...: no busy loop on a listener that stays ready
+		 */
+		accept_pause(srv, true);
+		logf_limited(srv, &srv->rl_accept, LOG_ACCEPT_S, API_LOG_ERR,
+			     "accept: %s (%u connections open): accepting again when one closes, "
+			     "or in %d ms",
+			     strerror(e), srv->nconns, ACCEPT_RETRY_MS);
 		return;
 	}
-	r->srv = srv;
-	r->req = req;
-	r->conn = evhttp_request_get_connection(req);
-	if (!peer_allowed(srv, r))
-		return;
-	if (transport_error(r))
-		return;
-	if (!parse_path(r))
-		return;
-	dispatch(r);
 }
 
 /* ---- socket ---- */
@@ -1046,61 +1141,63 @@ int api_server__new(struct event_base *base, struct nucleusd *nd,
 {
 	char def[108];
 	struct api_server *srv;
-	int fd = -1, r = -ENOMEM;
+	struct rlimit rl;
+	int r = -ENOMEM;
 
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
 	srv->base = base;
 	srv->nd = nd;
+	srv->listen_fd = -1;
 	srv->owner_uid = cfg->owner_uid;
 	srv->owner_gid = cfg->owner_gid;
 	srv->max_body = cfg->max_body ? cfg->max_body : 1 << 20;
+	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
+	srv->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 30;
+	srv->request_timeout_s = cfg->request_timeout_s > 0 ? cfg->request_timeout_s : 10;
+	srv->max_conns = cfg->max_conns ? cfg->max_conns : 512;
 	srv->log = cfg->log;
 	srv->log_arg = cfg->log_arg;
+	/* Connections may not take the fds the database, the VMs and the logs need. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    srv->max_conns + (rlim_t)FD_RESERVE > rl.rlim_cur) {
+		unsigned room = rl.rlim_cur > FD_RESERVE ? (unsigned)(rl.rlim_cur - FD_RESERVE) : 1;
+
+		api__logf(srv, API_LOG_WARN,
+			  "at most %u connections (not %u): RLIMIT_NOFILE is %llu and %d file "
+			  "descriptors stay for the rest of the daemon",
+			  room, srv->max_conns, (unsigned long long)rl.rlim_cur, FD_RESERVE);
+		srv->max_conns = room;
+	}
 	srv->path =
 		strdup(cfg->socket_path ? cfg->socket_path : api__default_socket(def, sizeof(def)));
-	srv->http = evhttp_new(base);
-	if (!srv->path || !srv->http)
+	if (!srv->path)
 		goto fail;
-	/*
-	 * Our limits are enforced on the raw bytes (check_input: JSON 413/431); evhttp's
-	 * own (HTML) limits stay far above them so it never applies them.
-	 */
-	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
-	evhttp_set_max_body_size(
-		srv->http, (ev_ssize_t)(srv->max_body < (1u << 20) ? 4u << 20 : srv->max_body * 4));
-	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)(srv->max_headers * 4));
-	evhttp_set_timeout(srv->http, cfg->timeout_s > 0 ? cfg->timeout_s : 30);
-	evhttp_set_allowed_methods(srv->http, 0xffff); /* 405s are ours, in JSON */
-	evhttp_set_gencb(srv->http, on_request, srv);
-	srv->conn_fixup = event_new(base, -1, 0, conn_fixup, srv);
-	if (!srv->conn_fixup)
-		goto fail;
-	evhttp_set_bevcb(srv->http, conn_new, srv);
-	r = bind_socket(srv, &fd);
-	if (r < 0)
-		goto fail;
-	srv->listener = evconnlistener_new(base, NULL, NULL,
-					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, fd);
-	if (!srv->listener) {
-		r = -errno ? -errno : -EIO;
-		close(fd);
-		unlink(srv->path);
+	r = bind_socket(srv, &srv->listen_fd);
+	if (r < 0) {
+		free(srv->path); /* not ours to unlink */
+		srv->path = NULL;
 		goto fail;
 	}
-	if (!evhttp_bind_listener(srv->http, srv->listener)) {
-		evconnlistener_free(srv->listener);
-		srv->listener = NULL;
-		unlink(srv->path);
+	srv->accept_ev = event_new(base, srv->listen_fd, EV_READ | EV_PERSIST, on_accept, srv);
+	srv->accept_retry = evtimer_new(base, on_accept_retry, srv);
+	if (!srv->accept_ev || !srv->accept_retry) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (listen(srv->listen_fd, SOMAXCONN) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	accept_resume(srv);
+	if (!srv->accepting) {
 		r = -EIO;
 		goto fail;
 	}
 	*ret = srv;
 	return 0;
 fail:
-	free(srv->path);
-	srv->path = NULL;
 	api_server__free(srv);
 	return r;
 }
@@ -1109,11 +1206,15 @@ void api_server__free(struct api_server *srv)
 {
 	if (!srv)
 		return;
-	if (srv->http)
-		evhttp_free(srv->http); /* frees the listener and connections (closecb) */
-	conns_free(srv);
-	if (srv->conn_fixup)
-		event_free(srv->conn_fixup);
+	srv->closing = true;
+	if (srv->accept_ev)
+		event_free(srv->accept_ev);
+	if (srv->accept_retry)
+		event_free(srv->accept_retry);
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	while (srv->conns)
+		conn_free(srv->conns);
 	/* Requests still waiting for nucleusd: nucleusd__free() never replies to them. */
 	while (srv->held)
 		req_free(srv->held);

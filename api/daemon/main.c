@@ -42,6 +42,8 @@ struct opts {
 	gid_t owner_gid;
 	size_t max_body;
 	int timeout_s;
+	int request_timeout_s; /* --request-timeout */
+	unsigned max_conns;    /* --max-connections */
 	bool fake;
 	const char *vmm, *kernel, *initrd;
 	uint8_t keys[8][32]; /* --approver-key */
@@ -79,7 +81,12 @@ static void usage(FILE *f)
 		"  --owner-uid UID    uid allowed to use the API (default: own uid)\n"
 		"  --owner-gid GID    primary gid allowed to use the API (default: own gid)\n"
 		"  --max-body BYTES   request body limit (default 1048576)\n"
-		"  --timeout SECONDS  connection read/write timeout (default 30)\n"
+		"  --timeout SECONDS  idle keep-alive connection, idle pause within a request,\n"
+		"                     unwritten reply: timeout (default 30)\n"
+		"  --request-timeout SECONDS  a request's head must arrive within this of its\n"
+		"                     first byte, then its body within this (default 10; 408)\n"
+		"  --max-connections N  open API connections (default 512; at most\n"
+		"                     RLIMIT_NOFILE - 64); more wait in the listen backlog\n"
 		"  --vmm PATH         nucleus-vmm (default: $NUCLEUS_VMM, next to nucleusd,\n"
 		"                     the build tree's)\n"
 		"  --kernel PATH      guest vmlinux (default: $NUCLEUS_KERNEL, the build's,\n"
@@ -138,6 +145,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"owner-gid", required_argument, NULL, 'g'},
 					   {"max-body", required_argument, NULL, 'b'},
 					   {"timeout", required_argument, NULL, 't'},
+					   {"request-timeout", required_argument, NULL, 'R'},
+					   {"max-connections", required_argument, NULL, 'C'},
 					   {"fake-backend", no_argument, NULL, 'F'},
 					   {"vmm", required_argument, NULL, 'V'},
 					   {"kernel", required_argument, NULL, 'K'},
@@ -179,6 +188,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (!parse_num(optarg, 3600, &v) || v == 0)
 				goto bad;
 			o->timeout_s = (int)v;
+			break;
+		case 'R':
+			if (!parse_num(optarg, 3600, &v) || v == 0)
+				goto bad;
+			o->request_timeout_s = (int)v;
+			break;
+		case 'C':
+			if (!parse_num(optarg, 1000000, &v) || v == 0)
+				goto bad;
+			o->max_conns = (unsigned)v;
 			break;
 		case 'F':
 			o->fake = true;
@@ -378,6 +397,8 @@ int main(int argc, char **argv)
 					  .owner_gid = o.owner_gid,
 					  .max_body = o.max_body,
 					  .timeout_s = o.timeout_s,
+					  .request_timeout_s = o.request_timeout_s,
+					  .max_conns = o.max_conns,
 					  .log = api_log};
 	r = api_server__new(base, nd, &scfg, &srv);
 	if (r < 0) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -16,6 +17,18 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+
+/*
+ * LeakSanitizer (sanitizer builds): criterion's own per-test timeout bookkeeping
+ * (BoxFort's bxfi_push_timeout) may leave one 48-byte request behind when the run ends
+ * before its watchdog thread freed the last cancelled one. That race is criterion's, not
+ * ours; it made a green suite fail now and then.
+ */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libcriterion.so\n";
+}
 
 static void sleep_ms(long ms)
 {
@@ -40,6 +53,15 @@ static void spawn(struct thd *d)
 		if (fd >= 0) {
 			dup2(fd, 2);
 			dup2(fd, 1);
+		}
+		for (int i = 0; i < d->hold_fds; i++)
+			if (open("/dev/null", O_RDONLY) < 0)
+				_exit(126);
+		if (d->rlimit_nofile > 0) {
+			struct rlimit rl = {(rlim_t)d->rlimit_nofile, (rlim_t)d->rlimit_nofile};
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				_exit(126);
 		}
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
@@ -247,8 +269,8 @@ void thd_assert_same_db(char *before, char *after, const char *what)
 			a++, b++;
 		while (a > before && a[-1] != '\n')
 			a--, b--;
-		snprintf(diff, sizeof(diff), "before: %.*s | after: %.*s", (int)strcspn(a, "\n"),
-			 a, (int)strcspn(b, "\n"), b);
+		snprintf(diff, sizeof(diff), "before: %.*s | after: %.*s", (int)strcspn(a, "\n"), a,
+			 (int)strcspn(b, "\n"), b);
 	}
 	free(before);
 	free(after);

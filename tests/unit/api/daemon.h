@@ -13,6 +13,8 @@ struct thd {
 	char dir[256];
 	char data[300], sock[300], db[320], log[300];
 	const char *extra[8]; /* extra nucleusd arguments, NULL-terminated */
+	int rlimit_nofile;    /* > 0: the daemon's RLIMIT_NOFILE (soft and hard) */
+	int hold_fds;	      /* fds the daemon inherits open (as if used elsewhere) */
 };
 
 /*

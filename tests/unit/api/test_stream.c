@@ -274,3 +274,36 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 	api_response__clear(&r);
 	thd_finish(&d);
 }
+
+/* HTTP/1.0 has no chunks: the NDJSON lines come as they are and the body ends at close. */
+Test(stream, an_http_1_0_client_gets_the_lines_until_close)
+{
+	const char *id = thd_create(&d, BASIC);
+	static const char body[] = "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], "
+				   "\"out\": [[1, \"x\"]], \"repeat\": 2, \"exit_code\": 4}}";
+	char req[512], buf[8192], *sep;
+	size_t got = 0;
+	ssize_t n;
+	int fd, len;
+
+	len = snprintf(req, sizeof(req),
+		       "POST /v1/sandboxes/%s/tools/run HTTP/1.0\r\nContent-Type: application/json"
+		       "\r\nContent-Length: %zu\r\n\r\n%s",
+		       id, sizeof(body) - 1, body);
+	fd = sock_connect();
+	cr_assert_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
+	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	cr_assert_eq(strncmp(buf, "HTTP/1.1 200 ", 13), 0, "%s", buf);
+	sep = strstr(buf, "\r\n\r\n");
+	cr_assert_not_null(sep);
+	*sep = '\0';
+	cr_assert_null(strstr(buf, "Transfer-Encoding"), "%s", buf);
+	cr_assert_null(strstr(buf, "Content-Length"), "%s", buf);
+	cr_assert_not_null(strstr(buf, "Connection: close"), "%s", buf);
+	cr_assert_str_eq(sep + 4, "{\"stream\":\"stdout\",\"data\":\"eA==\"}\n"
+				  "{\"stream\":\"stdout\",\"data\":\"eA==\"}\n{\"exit_code\":4}\n");
+	thd_finish(&d);
+}

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Transport-level errors, black-box through the socket: what libevent's HTTP parser
- * would answer with its own HTML page (malformed request line or header, oversize head
- * or body, unknown method, bad Content-Length, Transfer-Encoding, Expect) is JSON
- * {"error","message"} with the right status, and nothing reaches the database.
+ * Transport-level errors, black-box through the socket: a malformed request line or
+ * header, an oversize head or body, an unknown method, a bad Content-Length,
+ * Transfer-Encoding, Expect: each is JSON {"error","message"} with the right status,
+ * and nothing reaches the database.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -117,7 +117,7 @@ Test(transport, unknown_and_unrouted_methods_are_json_405)
 {
 	ONE("BREW /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed");
 	ONE("get /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed");
-	/* a method evhttp knows but no route takes */
+	/* a method HTTP knows but no route takes */
 	ONE("PUT /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
 	    405, "method_not_allowed");
 }
@@ -129,8 +129,9 @@ Test(transport, malformed_headers_are_json_400)
 	ONE("GET /v1/health HTTP/1.1\r\nHo st: x\r\n\r\n", 400, "bad_header");
 	ONE("GET /v1/health HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "bad_header");
 	ONE("GET /v1/health HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nX-Nucleus-Transport-Error: 200 ok fine\r\n\r\n", 400,
-	    "bad_header");
+	ONE("GET /v1/health HTTP/1.1\r\nX-A: \x7f\r\n\r\n", 400, "bad_header");
+	ONE("GET /v1/health HTTP/1.1\r\nX-A: a\0b\r\n\r\n", 400, "bad_header");
+	ONE("GET /v1/health HTTP/1.1\r\nHost : x\r\n\r\n", 400, "bad_header");
 	ONE("GET /v1/health HTTP/1.1\r\nExpect: teapot\r\n\r\n", 417, "expectation_failed");
 }
 
@@ -150,7 +151,7 @@ Test(transport, bad_content_length_and_transfer_encoding)
 
 Test(transport, a_post_without_content_length_has_no_body)
 {
-	/* evhttp alone would wait for EOF here; RFC 9112: no length, no body. */
+	/* RFC 9112: no length, no body (nothing waits for EOF). */
 	ONE("POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400,
 	    "missing_body");
 }
@@ -281,5 +282,159 @@ Test(transport, rejected_requests_change_nothing_and_the_daemon_goes_on)
 	r = thd_call(&d, "GET", "/v1/health", NULL);
 	cr_assert_eq(r.status, 200);
 	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* The status of the response at @p, and (in @len) where its body ends; 0 when none. */
+static int response_at(const char *p, const char **end)
+{
+	const char *sep = strstr(p, "\r\n\r\n"), *cl;
+	int st = 0;
+
+	if (sscanf(p, "HTTP/1.1 %d", &st) != 1 || !sep)
+		return 0;
+	cl = strcasestr(p, "\r\nContent-Length:");
+	*end = sep + 4 + (cl && cl < sep ? strtoul(cl + 17, NULL, 10) : 0);
+	return st;
+}
+
+Test(transport, non_ascii_header_values_are_accepted)
+{
+	/* UTF-8 and a lone Latin-1 byte in values; the header that was reserved is ordinary */
+	static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: x\r\n"
+				  "X-Name: J\xc3\xbcrgen \xe2\x9c\x93\r\nX-Latin: caf\xe9\r\n"
+				  "X-Nucleus-Transport-Error: 400 bad_header x\r\n"
+				  "Connection: close\r\n\r\n";
+	char *out = exchange(req, sizeof(req) - 1);
+	const char *end;
+
+	cr_assert_eq(response_at(out, &end), 200, "%.300s", out);
+	cr_assert_str_eq(end, "", "%s", out);
+	free(out);
+	/* bytes >= 0x80 stay refused in the request line, where only ASCII belongs */
+	ONE("GET /v1/h\xc3\xa9 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+}
+
+Test(transport, connect_and_head_get_405_with_allow)
+{
+	static const char head[] = "HEAD /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n";
+	static const char connect[] = "CONNECT /v1/sandboxes HTTP/1.1\r\nConnection: close\r\n\r\n";
+	char *out;
+	const char *end;
+
+	ONE("CONNECT /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n", 405, "method_not_allowed");
+	ONE("OPTIONS /v1/sandboxes HTTP/1.1\r\nConnection: close\r\n\r\n", 405,
+	    "method_not_allowed");
+	ONE("CONNECT nucleus:443 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	ONE("CONNECT /v1/nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
+	out = exchange(connect, sizeof(connect) - 1);
+	cr_assert_not_null(strstr(out, "\r\nAllow: GET, POST\r\n"), "%s", out);
+	free(out);
+	/* A reply to HEAD has no body (its Content-Length tells what GET would get). */
+	out = exchange(head, sizeof(head) - 1);
+	cr_assert_eq(response_at(out, &end), 405, "%s", out);
+	cr_assert_not_null(strstr(out, "\r\nAllow: GET\r\n"), "%s", out);
+	cr_assert_str_eq(strstr(out, "\r\n\r\n"), "\r\n\r\n", "a body after HEAD: %s", out);
+	free(out);
+}
+
+Test(transport, targets_and_queries_are_decoded_strictly)
+{
+	static const char ok[] =
+		"GET /v1/%73andboxes?a%6cl=tru%65 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET http://nucleus/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char *out = exchange(ok, sizeof(ok) - 1);
+	const char *end;
+
+	cr_assert_eq(response_at(out, &end), 200, "%.300s", out);
+	cr_assert_eq(response_at(end, &end), 200, "%.300s", out);
+	cr_assert_str_eq(end, "", "%s", out);
+	free(out);
+	ONE("GET /v1/health%zz HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	ONE("GET /v1/health% HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	ONE("GET /v1/health#frag HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	ONE("GET /v1/heal%00th HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
+	ONE("GET /v1%2Fhealth HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
+	ONE("GET /v1/sandboxes?all=%00 HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_query");
+	ONE("GET /v1/sandboxes?all HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_query");
+	ONE("GET /v1/sandboxes?all=1&all=1 HTTP/1.1\r\nConnection: close\r\n\r\n", 400,
+	    "bad_query");
+	ONE("GET /v1/sandboxes?al%6c=maybe HTTP/1.1\r\nConnection: close\r\n\r\n", 400,
+	    "wrong_type");
+}
+
+Test(transport, http_1_0_and_expect_100_continue)
+{
+	static const char ten[] = "GET /v1/health HTTP/1.0\r\n\r\n";
+	static const char ten_ka[] = "GET /v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+				     "GET /v1/health HTTP/1.0\r\n\r\n";
+	static const char cont[] =
+		"POST /v1/sandboxes HTTP/1.1\r\nContent-Type: application/json\r\n"
+		"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close"
+		"\r\n\r\n";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {20, 0};
+	char *out = exchange(ten, sizeof(ten) - 1), buf[4096];
+	const char *end;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	/* HTTP/1.0 without keep-alive: one answer, then EOF (exchange waits for it) */
+	cr_assert_eq(response_at(out, &end), 200, "%.300s", out);
+	cr_assert_not_null(strstr(out, "Connection: close\r\n"), "%s", out);
+	free(out);
+	out = exchange(ten_ka, sizeof(ten_ka) - 1);
+	cr_assert_eq(response_at(out, &end), 200, "%.300s", out);
+	cr_assert_not_null(strstr(out, "Connection: keep-alive\r\n"), "%s", out);
+	cr_assert_eq(response_at(end, &end), 200, "%.300s", out);
+	cr_assert_str_eq(end, "", "%s", out);
+	free(out);
+	/* 100 Continue comes before the body is sent, the answer after it */
+	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(send(fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(cont) - 1);
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	cr_assert_eq(send(fd, "{}", 2, MSG_NOSIGNAL), 2);
+	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	cr_assert_str_eq(expect_json(buf, 400, "missing_field", "after 100-continue"), "");
+}
+
+/*
+ * Requests pipelined behind one that waits for the backend are answered after it, in
+ * order, on the same connection (the late reply lets the loop take the next one).
+ */
+Test(transport, pipelined_requests_wait_for_an_async_one)
+{
+	const char *id = thd_create(&d, "{\"profile\": \"fake-open\", \"vcpus\": 1, "
+					"\"memory_mib\": 128}");
+	static const char body[] = "{\"args\": {\"ms\": 200, \"n\": 1}}";
+	char req[1024], *out;
+	const char *p;
+	int n;
+
+	n = snprintf(req, sizeof(req),
+		     "POST /v1/sandboxes/%s/tools/slow HTTP/1.1\r\nContent-Type: application/json"
+		     "\r\nContent-Length: %zu\r\n\r\n%s"
+		     "GET /v1/sandboxes/%s HTTP/1.1\r\n\r\n"
+		     "GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+		     id, sizeof(body) - 1, body, id);
+	cr_assert_lt(n, (int)sizeof(req));
+	out = exchange(req, (size_t)n);
+	cr_assert_eq(response_at(out, &p), 200, "%.400s", out);
+	cr_assert_not_null(strstr(out, "\"n\":1"), "the slow call's reply first: %.400s", out);
+	cr_assert_eq(response_at(p, &p), 200, "%.400s", out);
+	cr_assert_eq(response_at(p, &p), 200, "%.400s", out);
+	cr_assert_str_eq(p, "", "%s", out);
+	free(out);
 	thd_finish(&d);
 }
