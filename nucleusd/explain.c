@@ -37,29 +37,6 @@ int nucleusd__policy_check(struct nucleusd *nd, json_t *policy, json_t **ret, st
 }
 
 /* The body of the profile @name from the daemon's profiles table (malloc'd). */
-static int profile_text(struct nucleusd *nd, const char *name, char **ret, struct nd_err *e)
-{
-	static const char sql[] = "SELECT body FROM profiles WHERE name = ?";
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
-	r = store__stmt(nd->store, sql, &st);
-	if (r < 0)
-		return nd_err__set(e, r, "internal", "database error");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*ret = strdup((const char *)sqlite3_column_text(st, 0));
-		r = *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
-	} else if (rc == SQLITE_DONE) {
-		r = nd_err__set(e, -EINVAL, "unknown_profile", "no profile '%s'", name);
-	} else {
-		r = nd_err__set(e, store__errno(rc), "internal", "database error");
-	}
-	store__stmt_done(st);
-	return r;
-}
-
 /* The profile named in @req, or its inline policy (exactly one of them). */
 static int explain_policy(struct nucleusd *nd, json_t *req, struct policy **ret, struct nd_err *e)
 {
@@ -73,14 +50,19 @@ static int explain_policy(struct nucleusd *nd, json_t *req, struct policy **ret,
 		return nd_err__set(e, -EINVAL, name ? "conflicting_fields" : "missing_field",
 				   "exactly one of 'profile' and 'policy' is required");
 	if (name) {
-		r = profile_text(nd, name, &text, e);
+		json_t *body = NULL, *budget = NULL;
+
+		r = nd__profile_load(nd, name, &body, &budget, e); /* the one registry */
 		if (r < 0)
 			return r;
+		text = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		json_decref(budget);
 	} else {
 		text = json_dumps(inline_policy, JSON_COMPACT);
-		if (!text)
-			return nd_err__set(e, -ENOMEM, "internal", "out of memory");
 	}
+	if (!text)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
 	r = policy__profile_parse(text, ret, &pe);
 	free(text);
 	if (r == -EINVAL && name)
