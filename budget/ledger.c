@@ -53,10 +53,9 @@ static int load_per_kind(struct store *s, const char *sql, const char *sandbox,
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, sandbox, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC));
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int k = budget_kind__from_name((const char *)sqlite3_column_text(st, 0));
 
@@ -146,10 +145,9 @@ static int insert_row(struct store *s, const struct rows *w, int kind, int64_t a
 		if (r < 0)
 			return r;
 	}
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, w->sandbox, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, w->sandbox, -1, SQLITE_STATIC));
 	if (r == 0)
 		r = store__errno(
 			sqlite3_bind_text(st, 2, budget_kind__name(kind), -1, SQLITE_STATIC));

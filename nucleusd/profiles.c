@@ -76,15 +76,16 @@ static int upsert(struct store *s, const char *name, const char *body, const cha
 
 	if (!body)
 		return -ENOENT;
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, name, &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, body, -1, SQLITE_STATIC);
-	if (budget)
-		sqlite3_bind_text(st, 3, budget, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, nd_clock__wall_us());
-	r = store__errno(sqlite3_step(st));
+	r = store__errno(sqlite3_bind_text(st, 2, body, -1, SQLITE_STATIC));
+	if (r == 0 && budget)
+		r = store__errno(sqlite3_bind_text(st, 3, budget, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 4, nd_clock__wall_us()));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
 	store__stmt_done(st);
 	return r;
 }
@@ -128,10 +129,9 @@ int nd__profile_load(struct nucleusd *nd, const char *name, json_t **ret_policy,
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__stmt(nd->store, sql, &st);
+	r = store__stmt_text(nd->store, sql, name, &st);
 	if (r < 0)
 		return nd_err__set(e, r, "internal", "database error");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		policy = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);

@@ -793,10 +793,9 @@ static int tick_page(struct nucleusd *nd, const char *sql, const char *after,
 	size_t n = 0;
 	int r, rc = SQLITE_DONE;
 
-	r = store__stmt(nd->store, sql, &st);
+	r = store__stmt_text(nd->store, sql, after, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC));
 	if (r == 0)
 		r = store__errno(sqlite3_bind_int64(st, 2, nd_clock__wall_us()));
 	if (r == 0)

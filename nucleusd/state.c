@@ -214,10 +214,9 @@ static int current_state(struct store *s, const char *id, char out[16])
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, id, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
 	rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		snprintf(out, 16, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -235,10 +234,9 @@ static int update_row(struct store *s, const struct transition *t)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, t->id, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC));
 	if (r == 0)
 		r = store__errno(sqlite3_bind_text(st, 2, t->to, -1, SQLITE_STATIC));
 	if (r == 0)
@@ -263,10 +261,9 @@ static int close_sessions(struct store *s, const char *id)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	r = store__stmt(s, sql, &st);
+	r = store__stmt_text(s, sql, id, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC));
 	if (r == 0)
 		r = store__errno(sqlite3_bind_int64(st, 2, nd_clock__wall_us()));
 	if (r == 0)

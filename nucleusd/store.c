@@ -367,6 +367,23 @@ int store__stmt(struct store *s, const char *sql, struct sqlite3_stmt **ret)
 	return 0;
 }
 
+int store__stmt_text(struct store *s, const char *sql, const char *text, sqlite3_stmt **ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC));
+	if (r < 0) {
+		store__stmt_done(st);
+		return r;
+	}
+	*ret = st;
+	return 0;
+}
+
 void store__stmt_done(struct sqlite3_stmt *st)
 {
 	if (!st)
@@ -685,10 +702,9 @@ static int insert_version(struct store *s, const struct version_row *v)
 	int r;
 
 	/* sql names schema_version, which a database made after modules does not have. */
-	r = store__stmt(s, v->legacy > 0 ? sql : sql_new, &st);
+	r = store__stmt_text(s, v->legacy > 0 ? sql : sql_new, v->module, &st);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_text(st, 1, v->module, -1, SQLITE_STATIC));
 	if (r == 0)
 		r = store__errno(sqlite3_bind_int(st, 2, v->version));
 	if (r == 0)
