@@ -251,11 +251,7 @@ static const char migration_5[] =
 	"ALTER TABLE profiles ADD COLUMN budget TEXT CHECK (budget IS NULL OR json_valid(budget));";
 
 static const char *const core_migrations[] = {
-	migration_1,
-	migration_2,
-	migration_3,
-	migration_4,
-	migration_5,
+	migration_1, migration_2, migration_3, migration_4, migration_5,
 };
 
 /* A database from before modules had versions: core's version was the one version. */

@@ -83,8 +83,7 @@ int store__stmt(struct store *s, const char *sql, struct sqlite3_stmt **ret);
  * store__stmt, then @text bound to ?1 (SQLITE_STATIC: @text must live until
  * store__stmt_done): the start of most statements, which name one row by its id.
  */
-int store__stmt_text(struct store *s, const char *sql, const char *text,
-		     struct sqlite3_stmt **ret);
+int store__stmt_text(struct store *s, const char *sql, const char *text, struct sqlite3_stmt **ret);
 /* Resets @st and clears its bindings; NULL is fine. */
 void store__stmt_done(struct sqlite3_stmt *st);
 /* Steps a statement without rows once (store__stmt, step, done): 0 or -errno. */

@@ -232,42 +232,25 @@ Test(realgate, every_builtin_profile_is_an_engine_policy_of_the_one_registry)
 	json_decref(call(id, "run", "{\"argv\": [\"anything\", \"hi\"]}", 200, NULL));
 	/* fake-strict: write_file denied, web_fetch asks, the rest as fake-open. */
 	snprintf(id, sizeof(id), "%s", sb_create("fake-strict"));
-	json_decref(call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 403, "OP_DENIED"));
+	json_decref(
+		call(id, "write_file", "{\"path\": \"/x\", \"content\": \"\"}", 403, "OP_DENIED"));
 	json_decref(call(id, "web_fetch", "{\"url\": \"https://example.com/\"}", 403, "OP_ASK"));
 	json_decref(call(id, "echo", "{}", 200, NULL));
 	json_decref(call(id, "read_file", "{\"path\": \"/etc/hostname\"}", 200, NULL));
 	thd_finish(&d);
 }
 
-Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_nothing)
+/*
+ * Each create with the inline policy bad[i][0] is a 400 invalid_policy whose message
+ * names bad[i][1], and none of them changes the database.
+ */
+static void creates_are_invalid_policies(const char *const (*bad)[2], size_t n)
 {
-	static const char *const bad[][2] = {
-		{"{\"levels\": {\"read_file\": \"sometimes\"}}", "$.levels.read_file"},
-		{"{\"levelz\": {}}", "$.levelz"},
-		{"{\"paths\": {\"read\": [\"relative/**\"]}}", "$.paths.read"},
-		/* the removed fake dialect is no policy of the engine: "deny"/"ask" are no keys */
-		{"{\"deny\": [], \"levels\": {}}", "$.deny"},
-		{"{\"deny\": 5}", "$.deny: unknown key"},
-	};
-	const char *text = policy__builtin_json("research-web");
-	char *body, *before, *after, id[32], path[160];
 	struct api_response r;
-	json_t *o;
-
-	cr_assert_not_null(text);
-	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}", text),
-		     0);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, body));
-	free(body);
-	json_decref(call(id, "read_file", "{\"path\": \"/workspace/notes/a\"}", 200, NULL));
-	o = last_decision(id);
-	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
-	json_decref(o);
-	json_decref(call(id, "read_file", "{\"path\": \"/workspace/src/a.c\"}", 403,
-			 "PATH_NOT_ALLOWED"));
+	char *body, *before, *after;
 
 	before = thd_dump(&d);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
 				      bad[i][0]),
 			     0);
@@ -283,6 +266,36 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 	}
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected create changed the database");
+}
+
+Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_nothing)
+{
+	static const char *const bad[][2] = {
+		{"{\"levels\": {\"read_file\": \"sometimes\"}}", "$.levels.read_file"},
+		{"{\"levelz\": {}}", "$.levelz"},
+		{"{\"paths\": {\"read\": [\"relative/**\"]}}", "$.paths.read"},
+		/* the removed fake dialect is no policy of the engine: "deny"/"ask" are no keys */
+		{"{\"deny\": [], \"levels\": {}}", "$.deny"},
+		{"{\"deny\": 5}", "$.deny: unknown key"},
+	};
+	const char *text = policy__builtin_json("research-web");
+	char *body, id[32], path[160];
+	struct api_response r;
+	json_t *o;
+
+	cr_assert_not_null(text);
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}", text),
+		     0);
+	snprintf(id, sizeof(id), "%s", thd_create(&d, body));
+	free(body);
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/notes/a\"}", 200, NULL));
+	o = last_decision(id);
+	cr_assert_str_eq(jstr(o, "reason"), "ALLOWED");
+	json_decref(o);
+	json_decref(call(id, "read_file", "{\"path\": \"/workspace/src/a.c\"}", 403,
+			 "PATH_NOT_ALLOWED"));
+
+	creates_are_invalid_policies(bad, sizeof(bad) / sizeof(bad[0]));
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
 	r = thd_call(&d, "GET", path, NULL);
 	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
@@ -299,26 +312,7 @@ Test(realgate, the_removed_deny_ask_dialect_is_a_400_naming_the_key)
 		{"{\"ask\": []}", "$.ask: unknown key"},
 		{"{\"deny\": [], \"ask\": []}", ": unknown key"},
 	};
-	struct api_response r;
-	char *body, *before, *after;
-
-	before = thd_dump(&d);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
-				      bad[i][0]),
-			     0);
-		r = thd_call(&d, "POST", "/v1/sandboxes", body);
-		free(body);
-		cr_assert_eq(r.status, 400, "case %zu: %d %s", i, r.status, r.body);
-		cr_assert_str_eq(jstr(r.json, "error"), "invalid_policy", "case %zu: %s", i,
-				 r.body);
-		cr_assert_not_null(strstr(jstr(r.json, "message"), bad[i][1]),
-				   "case %zu: message does not name '%s': %s", i, bad[i][1],
-				   r.body);
-		api_response__clear(&r);
-	}
-	after = thd_dump(&d);
-	thd_assert_same_db(before, after, "a rejected create changed the database");
+	creates_are_invalid_policies(bad, sizeof(bad) / sizeof(bad[0]));
 	thd_finish(&d);
 }
 
