@@ -641,11 +641,23 @@ static json_t *row_json(sqlite3_stmt *st)
 	return o;
 }
 
+static int row_append(sqlite3_stmt *st, void *arr)
+{
+	return json_array_append_new(arr, row_json(st)) < 0 ? -ENOMEM : 0;
+}
+
+/*
+ * Two statements, so that each reads an index: one sandbox's entries through
+ * audit_log_sandbox (sandbox_id, seq), every entry through the primary key. One
+ * statement with "(?2 IS NULL OR sandbox_id = ?2)" walked every entry past @after.
+ */
 int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret)
 {
-	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
-				  "FROM audit_log WHERE seq > ?1 AND (?2 IS NULL OR sandbox_id = "
-				  "?2) ORDER BY seq LIMIT ?3";
+	static const char one[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
+				  "FROM audit_log WHERE sandbox_id = ?2 AND seq > ?1 "
+				  "ORDER BY seq LIMIT ?3";
+	static const char every[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
+				    "FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?3";
 	sqlite3_stmt *st = NULL;
 	json_t *arr;
 	int r, rc;
@@ -653,7 +665,7 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	arr = json_array();
 	if (!arr)
 		return -ENOMEM;
-	r = store__stmt(s, sql, &st);
+	r = store__stmt(s, sandbox ? one : every, &st);
 	if (r < 0)
 		goto fail;
 	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
@@ -661,14 +673,7 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 		rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, limit);
-	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW && json_array_append_new(arr, row_json(st)) < 0) {
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
-	r = store__errno(rc);
+	r = rc == SQLITE_OK ? store__rows(st, row_append, arr) : store__errno(rc);
 	if (r < 0)
 		goto fail;
 	store__stmt_done(st);

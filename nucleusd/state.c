@@ -339,43 +339,54 @@ int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, st
 	return nd__row_reply(nd, ref, ret, e);
 }
 
+struct list_ctx {
+	struct nucleusd *nd;
+	json_t *arr;
+};
+
+static int list_row(sqlite3_stmt *st, void *arg)
+{
+	struct list_ctx *c = arg;
+	struct sb_row row;
+	int r;
+
+	r = row_read(c->nd, st, &row);
+	if (r < 0)
+		return r;
+	r = json_array_append_new(c->arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;
+	sb_row__clear(&row);
+	return r;
+}
+
+/*
+ * Two statements, each in the order of its index (migration 6): the live sandboxes
+ * from a partial index of them, every sandbox from sandboxes_created. One statement
+ * with "?1 OR state != 'stopped'" scanned and sorted the whole table.
+ */
 int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
 {
-	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE ?1 OR s.state != 'stopped' "
-				  "ORDER BY s.created_us, s.id";
+	static const char every[] = "SELECT " ROW_COLS ROW_FROM " ORDER BY s.created_us, s.id";
+	static const char live[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.state != 'stopped' "
+				   "ORDER BY s.created_us, s.id";
+	struct list_ctx c = {nd, NULL};
 	sqlite3_stmt *st = NULL;
-	json_t *arr;
-	int r, rc;
+	int r;
 
-	arr = json_array();
-	if (!arr)
+	c.arr = json_array();
+	if (!c.arr)
 		return -ENOMEM;
-	r = store__stmt(nd->store, sql, &st);
+	r = store__stmt(nd->store, all ? every : live, &st);
 	if (r < 0)
 		goto fail;
-	r = store__errno(sqlite3_bind_int(st, 1, all));
-	if (r < 0)
-		goto fail;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct sb_row row;
-
-		r = row_read(nd, st, &row);
-		if (r < 0)
-			goto fail;
-		r = json_array_append_new(arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;
-		sb_row__clear(&row);
-		if (r < 0)
-			goto fail;
-	}
-	r = store__errno(rc);
+	r = store__rows(st, list_row, &c);
 	if (r < 0)
 		goto fail;
 	store__stmt_done(st);
-	*ret = arr;
+	*ret = c.arr;
 	return 0;
 fail:
 	store__stmt_done(st);
-	json_decref(arr);
+	json_decref(c.arr);
 	return r;
 }
 

@@ -250,8 +250,19 @@ static const char migration_4[] =
 static const char migration_5[] =
 	"ALTER TABLE profiles ADD COLUMN budget TEXT CHECK (budget IS NULL OR json_valid(budget));";
 
+/*
+ * Migration 6: the sandbox list in its order (created_us, id) without a sort. The list
+ * of live sandboxes (the default, and the daemon's recovery at start) reads a partial
+ * index of them only; ?all=true reads the whole table in index order. Before, both
+ * scanned the table and sorted it (every sandbox ever made) on every list.
+ */
+static const char migration_6[] =
+	"CREATE INDEX sandboxes_created ON sandboxes(created_us, id);"
+	"CREATE INDEX sandboxes_live_created ON sandboxes(created_us, id)"
+	"  WHERE state != 'stopped';";
+
 static const char *const core_migrations[] = {
-	migration_1, migration_2, migration_3, migration_4, migration_5,
+	migration_1, migration_2, migration_3, migration_4, migration_5, migration_6,
 };
 
 /* A database from before modules had versions: core's version was the one version. */
@@ -386,6 +397,18 @@ void store__stmt_done(struct sqlite3_stmt *st)
 		return;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+}
+
+int store__rows(struct sqlite3_stmt *st, store_row_fn fn, void *arg)
+{
+	int rc, r;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = fn(st, arg);
+		if (r < 0)
+			return r;
+	}
+	return store__errno(rc);
 }
 
 int store__step(struct store *s, const char *sql)

@@ -86,6 +86,14 @@ int store__stmt(struct store *s, const char *sql, struct sqlite3_stmt **ret);
 int store__stmt_text(struct store *s, const char *sql, const char *text, struct sqlite3_stmt **ret);
 /* Resets @st and clears its bindings; NULL is fine. */
 void store__stmt_done(struct sqlite3_stmt *st);
+/*
+ * Steps @st to its end, calling @fn(@st, @arg) on each row: 0, the first negative
+ * result of @fn (which stops it), or -errno. The one loop of every listing (a
+ * sandbox list, an audit page) that turns rows into JSON. @st stays for the caller's
+ * store__stmt_done.
+ */
+typedef int (*store_row_fn)(struct sqlite3_stmt *st, void *arg);
+int store__rows(struct sqlite3_stmt *st, store_row_fn fn, void *arg);
 /* Steps a statement without rows once (store__stmt, step, done): 0 or -errno. */
 int store__step(struct store *s, const char *sql);
 /*
