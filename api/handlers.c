@@ -78,32 +78,65 @@ void api__h_metrics(struct api_req *r)
 	free(all);
 }
 
+static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+/* A page of sandboxes: {"sandboxes": [...], "next_cursor": "..."} (absent on the last). */
 void api__h_list(struct api_req *r)
 {
-	static const char *const allowed[] = {"all", NULL};
+	static const char *const allowed[] = {"all", "limit", "cursor", NULL};
+	struct nd_list_opts o = {.limit = ND_LIST_DEFAULT};
+	struct nd_err e = {0};
 	struct api_query q;
-	const char *all;
-	json_t *arr = NULL;
-	bool everything;
+	const char *all, *limit_s;
+	uint64_t limit = ND_LIST_DEFAULT;
+	json_t *arr = NULL, *page;
+	char *next = NULL;
 	int rc;
 
 	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
 		return;
 	all = api__query_get(&q, "all");
-	everything = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
-	if (all && !everything && strcmp(all, "0") && strcmp(all, "false")) {
+	o.all = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
+	if (all && !o.all && strcmp(all, "0") && strcmp(all, "false")) {
 		api__query_clear(&q);
 		api__reply_error(r, 400, "wrong_type", "all: must be true or false");
 		return;
 	}
-	api__query_clear(&q);
-	rc = nucleusd__sandbox_list(r->srv->nd, everything, &arr);
-	if (rc < 0) {
-		api__reply_nd_error(r, rc, NULL, NULL);
+	limit_s = api__query_get(&q, "limit");
+	if (limit_s && (!parse_u64(limit_s, ND_LIST_MAX, &limit) || limit == 0)) {
+		api__query_clear(&q);
+		api__reply_error(r, 400, "out_of_range", "limit: integer 1..%d", ND_LIST_MAX);
 		return;
 	}
-	api__reply_json(r, 200, arr);
-	json_decref(arr);
+	o.limit = (unsigned)limit;
+	o.cursor = api__query_get(&q, "cursor");
+	rc = nucleusd__sandbox_list(r->srv->nd, &o, &arr, &next, &e);
+	api__query_clear(&q);
+	if (rc < 0) {
+		api__reply_nd_error(r, rc, &e, NULL);
+		return;
+	}
+	page = json_pack("{so s:s*}", "sandboxes", arr, "next_cursor", next);
+	free(next);
+	if (!page) {
+		api__reply_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	api__reply_json(r, 200, page);
+	json_decref(page);
 }
 
 static void created(void *arg, int rc, const struct nd_err *e, json_t *body)
@@ -336,21 +369,6 @@ void api__h_tool(struct api_req *r)
 	if (rc < 0)
 		reply_nd(r, rc, &e, denial);
 	json_decref(denial);
-}
-
-static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!s || !*s || *s == '-' || *s == '+')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return false;
-	*ret = v;
-	return true;
 }
 
 void api__h_audit(struct api_req *r)

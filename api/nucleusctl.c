@@ -206,16 +206,42 @@ static int sandbox_path(const char *ref, const char *suffix, char *buf, size_t l
 	return 0;
 }
 
+/* Every page of GET /v1/sandboxes, as one array (the human table or --json). */
 static int cmd_ls(struct ctl *c)
 {
-	struct api_response resp;
+	struct api_response resp = {0};
+	json_t *all = NULL, *page = NULL;
+	char path[256], *cursor = NULL;
 	int r = need_args(c, 0, O_ALL);
 
-	if (r == 0)
-		r = request(c, "GET",
-			    (c->given & O_ALL) ? "/v1/sandboxes?all=true" : "/v1/sandboxes", NULL,
-			    &resp);
-	return r ? r : finish(c, &resp, print_table);
+	if (r == 0 && !(all = json_array()))
+		r = fail(EXIT_API, "out of memory");
+	while (r == 0) {
+		const char *next;
+
+		snprintf(path, sizeof(path), "/v1/sandboxes?limit=1000%s%s%s",
+			 (c->given & O_ALL) ? "&all=true" : "", cursor ? "&cursor=" : "",
+			 cursor ? cursor : "");
+		r = request(c, "GET", path, NULL, &resp);
+		if (r)
+			break;
+		page = json_object_get(resp.json, "sandboxes");
+		next = json_string_value(json_object_get(resp.json, "next_cursor"));
+		free(cursor);
+		cursor = next ? strdup(next) : NULL;
+		if (!json_is_array(page) || json_array_extend(all, page) < 0 || (next && !cursor))
+			r = fail(EXIT_API, "bad reply to GET /v1/sandboxes");
+		api_response__clear(&resp);
+		if (!cursor)
+			break;
+	}
+	free(cursor);
+	if (r == 0) {
+		resp.json = all;
+		return finish(c, &resp, print_table);
+	}
+	json_decref(all);
+	return r;
 }
 
 static int cmd_simple(struct ctl *c, const char *method, const char *suffix)

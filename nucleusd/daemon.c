@@ -158,11 +158,13 @@ static int recover_one(struct nucleusd *nd, struct sb_row *row)
 
 int nd__recover(struct nucleusd *nd)
 {
+	static const struct nd_list_opts live = {.all = false, .limit = 0}; /* every live one */
 	json_t *all = NULL, *v;
+	char *next = NULL; /* stays NULL: no limit, one page */
 	size_t i;
 	int r;
 
-	r = nucleusd__sandbox_list(nd, false, &all);
+	r = nucleusd__sandbox_list(nd, &live, &all, &next, NULL);
 	if (r < 0)
 		return r;
 	json_array_foreach(all, i, v)

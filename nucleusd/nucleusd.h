@@ -210,8 +210,21 @@ void nucleusd__free(struct nucleusd *nd);
  */
 int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
 			     nd_reply_fn reply, void *arg, struct nd_err *e);
-/* @all: include stopped sandboxes. */
-int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret);
+/* What a sandbox list returns (GET /v1/sandboxes): one page, oldest first. */
+struct nd_list_opts {
+	bool all;	    /* include stopped sandboxes */
+	unsigned limit;	    /* at most this many; 0: every one (the daemon's own use) */
+	const char *cursor; /* a page's next cursor: the page after it; NULL: the first */
+};
+#define ND_LIST_DEFAULT 100
+#define ND_LIST_MAX	1000
+/*
+ * The page in *@ret; *@next the cursor of the page after it (malloc'd, an opaque
+ * string), NULL when this one is the last. -EINVAL (@e: bad_value) for a cursor that
+ * no list returned.
+ */
+int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_list_opts *o, json_t **ret,
+			   char **next, struct nd_err *e);
 /* @ref: id, or name (the live sandbox of that name, else the newest one). */
 int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
 int nucleusd__sandbox_stop(struct nucleusd *nd, const struct nd_caller *who, const char *ref,

@@ -342,6 +342,10 @@ int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, st
 struct list_ctx {
 	struct nucleusd *nd;
 	json_t *arr;
+	unsigned limit;	    /* 0: no limit */
+	bool more;	    /* a row past the limit came */
+	int64_t last_us;    /* created_us and id of the last row in arr */
+	char last_id[32];
 };
 
 static int list_row(sqlite3_stmt *st, void *arg)
@@ -350,44 +354,91 @@ static int list_row(sqlite3_stmt *st, void *arg)
 	struct sb_row row;
 	int r;
 
+	if (c->limit && json_array_size(c->arr) == c->limit) {
+		c->more = true; /* the statement's LIMIT is one more: this is the last row */
+		return 0;
+	}
 	r = row_read(c->nd, st, &row);
 	if (r < 0)
 		return r;
+	c->last_us = row.created_us;
+	snprintf(c->last_id, sizeof(c->last_id), "%s", row.id);
 	r = json_array_append_new(c->arr, sb_row__json(&row)) < 0 ? -ENOMEM : 0;
 	sb_row__clear(&row);
 	return r;
 }
 
 /*
- * Two statements, each in the order of its index (migration 6): the live sandboxes
- * from a partial index of them, every sandbox from sandboxes_created. One statement
- * with "?1 OR state != 'stopped'" scanned and sorted the whole table.
+ * A cursor is the (created_us, id) of a page's last sandbox, as "US.ID": the list's
+ * order, so the next page starts right after it whatever was made since.
  */
-int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
+static int cursor_parse(const char *s, int64_t *us, const char **id)
 {
-	static const char every[] = "SELECT " ROW_COLS ROW_FROM " ORDER BY s.created_us, s.id";
-	static const char live[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.state != 'stopped' "
-				   "ORDER BY s.created_us, s.id";
-	struct list_ctx c = {nd, NULL};
-	sqlite3_stmt *st = NULL;
-	int r;
+	char *end;
+	long long v;
 
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end != '.' || strlen(end + 1) != 19 || strncmp(end + 1, "sb-", 3) ||
+	    strspn(end + 4, "0123456789abcdef") != 16)
+		return -EINVAL;
+	*us = v;
+	*id = end + 1;
+	return 0;
+}
+
+/*
+ * Two statements, each in the order of its index (migration 6): the live sandboxes
+ * from a partial index of them, every sandbox from sandboxes_created; a page starts
+ * after its cursor, a search of that index. One statement with "?1 OR state !=
+ * 'stopped'" scanned and sorted the whole table.
+ */
+int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_list_opts *o, json_t **ret,
+			   char **next, struct nd_err *e)
+{
+	static const char every[] = "SELECT " ROW_COLS ROW_FROM
+				    " WHERE (s.created_us, s.id) > (?1, ?2) "
+				    "ORDER BY s.created_us, s.id LIMIT ?3";
+	static const char live[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.state != 'stopped' "
+				   "AND (s.created_us, s.id) > (?1, ?2) "
+				   "ORDER BY s.created_us, s.id LIMIT ?3";
+	struct list_ctx c = {nd, NULL, o->limit, false, INT64_MIN, ""};
+	sqlite3_stmt *st = NULL;
+	const char *after_id = "";
+	int r, rc;
+
+	*next = NULL;
+	if (o->cursor && cursor_parse(o->cursor, &c.last_us, &after_id) < 0)
+		return nd_err__set(e, -EINVAL, "bad_value", "cursor: not one a list returned");
 	c.arr = json_array();
 	if (!c.arr)
-		return -ENOMEM;
-	r = store__stmt(nd->store, all ? every : live, &st);
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	r = store__stmt(nd->store, o->all ? every : live, &st);
 	if (r < 0)
 		goto fail;
-	r = store__rows(st, list_row, &c);
+	rc = sqlite3_bind_int64(st, 1, c.last_us);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, after_id, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, o->limit ? (sqlite3_int64)o->limit + 1 : -1);
+	r = rc == SQLITE_OK ? store__rows(st, list_row, &c) : store__errno(rc);
 	if (r < 0)
 		goto fail;
 	store__stmt_done(st);
+	if (c.more && asprintf(next, "%" PRId64 ".%s", c.last_us, c.last_id) < 0) {
+		*next = NULL;
+		r = -ENOMEM;
+		goto fail_done;
+	}
 	*ret = c.arr;
 	return 0;
 fail:
 	store__stmt_done(st);
+fail_done:
 	json_decref(c.arr);
-	return r;
+	return nd_err__set(e, r, "internal", "cannot list the sandboxes");
 }
 
 /* ---- lifecycle ---- */

@@ -609,8 +609,8 @@ Test(daemon, custom_image_and_sandbox_env)
 
 	r = call("GET", "/v1/sandboxes?all=true", NULL);
 	cr_assert_eq(r.status, 200);
-	cr_assert(json_is_array(r.json), "%s", r.body);
-	before = json_array_size(r.json);
+	cr_assert(json_is_array(json_object_get(r.json, "sandboxes")), "%s", r.body);
+	before = json_array_size(json_object_get(r.json, "sandboxes"));
 	api_response__clear(&r);
 	r = call("POST", "/v1/sandboxes",
 		 "{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
@@ -624,7 +624,8 @@ Test(daemon, custom_image_and_sandbox_env)
 	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
 	api_response__clear(&r);
 	r = call("GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(r.json), before, "a refused create left a sandbox behind: %s",
+	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), before,
+		     "a refused create left a sandbox behind: %s",
 		     r.body);
 	api_response__clear(&r);
 

@@ -83,10 +83,11 @@ Test(blackbox, create_show_pause_resume_delete)
 	expect("DELETE", path, NULL, 409, NULL);
 
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	cr_assert_eq(json_array_size(r.json), 0);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), 0, "%s", r.body);
+	cr_assert_null(json_object_get(r.json, "next_cursor"), "one page: %s", r.body);
 	api_response__clear(&r);
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(r.json), 1);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), 1, "%s", r.body);
 	api_response__clear(&r);
 
 	snprintf(sub, sizeof(sub), "%s/audit", path);
@@ -197,6 +198,13 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		 "args"},
 		{"GET", "/v1/sandboxes?bogus=1", NULL, NULL, 400, "unknown_field", "bogus"},
 		{"GET", "/v1/sandboxes?all=maybe", NULL, NULL, 400, "wrong_type", NULL},
+		{"GET", "/v1/sandboxes?limit=0", NULL, NULL, 400, "out_of_range", "limit"},
+		{"GET", "/v1/sandboxes?limit=1001", NULL, NULL, 400, "out_of_range", "limit"},
+		{"GET", "/v1/sandboxes?limit=x", NULL, NULL, 400, "out_of_range", "limit"},
+		{"GET", "/v1/sandboxes?cursor=12", NULL, NULL, 400, "bad_value", "cursor"},
+		{"GET", "/v1/sandboxes?cursor=1.sb-0123", NULL, NULL, 400, "bad_value", "cursor"},
+		{"GET", "/v1/sandboxes?cursor=-1.sb-0123456789abcdef", NULL, NULL, 400, "bad_value",
+		 "cursor"},
 		{"GET", paused_path, "application/json", "{}", 400, "unexpected_body", NULL},
 		{"GET", long_path, NULL, NULL, 431, "headers_too_large", NULL},
 		/* Tool args against the catalogue, before any decision (a running sandbox). */

@@ -106,15 +106,22 @@ static char *catch_plans(struct caught *c)
 Test(plans, the_sandbox_lists_read_an_index_in_order)
 {
 	bool all[] = {false, true};
-	const char *index[] = {"sandboxes_live_created", "sandboxes_created"};
+	const char *index[] = {"USING INDEX sandboxes_live_created ((created_us,id)>(?,?))",
+			       "USING INDEX sandboxes_created ((created_us,id)>(?,?))"};
 
 	for (size_t i = 0; i < 2; i++) {
 		struct caught c;
 		json_t *arr = NULL;
 		char *plans;
 
+		struct nd_list_opts o = {.all = all[i], .limit = 10};
+		char *next = NULL;
+
 		catch_start(&c);
-		cr_assert_eq(nucleusd__sandbox_list(nd, all[i], &arr), 0);
+		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
+		json_decref(arr);
+		o.cursor = "1.sb-0123456789abcdef";
+		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
 		json_decref(arr);
 		plans = catch_plans(&c);
 		cr_expect_not_null(strstr(plans, index[i]), "all=%d: %s", all[i], plans);

@@ -520,3 +520,84 @@ Test(sandbox, the_policy_session_state_commits_with_each_decision)
 	json_decref(o);
 	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "2/0");
 }
+
+/* Collects every page of a list (@limit a page) into @ids, one id a line. */
+static size_t list_pages(bool all, unsigned limit, char *ids, size_t len, size_t *pages)
+{
+	struct nd_list_opts o = {.all = all, .limit = limit};
+	char *cursor = NULL;
+	size_t n = 0, off = 0;
+
+	*pages = 0;
+	do {
+		json_t *arr = NULL, *sb;
+		char *next = NULL;
+		size_t i;
+
+		o.cursor = cursor;
+		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
+		cr_assert_leq(json_array_size(arr), limit);
+		if (next)
+			cr_assert_eq(json_array_size(arr), limit, "only the last page is short");
+		json_array_foreach(arr, i, sb)
+		{
+			off += (size_t)snprintf(ids + off, len - off, "%s\n",
+						json_string_value(json_object_get(sb, "id")));
+			cr_assert_lt(off, len);
+			n++;
+		}
+		json_decref(arr);
+		free(cursor);
+		cursor = next;
+		(*pages)++;
+	} while (cursor);
+	return n;
+}
+
+/*
+ * 250 sandboxes (many made in the same microsecond, every fifth stopped) listed 7 at a
+ * time: every one once, in the one-page order, the live list without the stopped.
+ */
+Test(sandbox, the_list_pages_without_duplicates_or_misses)
+{
+	static char paged[250 * 24], whole[250 * 24];
+	struct store *s = nucleusd__store(nd);
+	size_t pages, n;
+
+	cr_assert_eq(store__exec(s, "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i "
+				    "WHERE n < 250) INSERT INTO sandboxes(id, state, policy, spec, "
+				    "vcpus, memory_mib, owner_uid, created_us, updated_us) SELECT "
+				    "printf('sb-%016x', (n * 7919) % 65536), CASE WHEN n % 5 = 0 "
+				    "THEN 'stopped' ELSE 'paused' END, '{}', '{}', 1, 64, 0, n / 4, "
+				    "n / 4 FROM i"),
+		     0);
+	for (int all = 0; all < 2; all++) {
+		n = list_pages(all, 7, paged, sizeof(paged), &pages);
+		cr_assert_eq(n, all ? 250u : 200u);
+		cr_assert_eq(pages, (n + 6) / 7, "all=%d: no empty last page", all);
+		cr_assert_eq(list_pages(all, 1000, whole, sizeof(whole), &pages), n);
+		cr_assert_eq(pages, 1);
+		cr_assert_str_eq(paged, whole, "all=%d: the pages are the whole list", all);
+		cr_assert_str_eq(th_query(s, all ? "SELECT count(DISTINCT id) FROM sandboxes"
+						 : "SELECT count(*) FROM sandboxes WHERE state != "
+						   "'stopped'"),
+				 all ? "250" : "200");
+	}
+}
+
+Test(sandbox, a_bad_cursor_is_refused)
+{
+	const char *bad[] = {"", "x", "12", "1.sb-0123", "1.sb-0123456789ABCDEF",
+			     "-1.sb-0123456789abcdef", "99999999999999999999.sb-0123456789abcdef"};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct nd_list_opts o = {.limit = 5, .cursor = bad[i]};
+		struct nd_err e = {0};
+		json_t *arr = NULL;
+		char *next = NULL;
+
+		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, &e), -EINVAL, "%s", bad[i]);
+		cr_assert_str_eq(e.code, "bad_value");
+		cr_assert_null(arr);
+	}
+}
