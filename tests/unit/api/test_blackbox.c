@@ -45,6 +45,12 @@ static const char *jstr(json_t *o, const char *key)
 	return s ? s : "(none)";
 }
 
+/* The sandboxes of a GET /v1/sandboxes reply (one page). */
+static json_t *sandboxes(const struct api_response *r)
+{
+	return json_object_get(r->json, "sandboxes");
+}
+
 static void expect(const char *method, const char *path, const char *body, int status,
 		   const char *state)
 {
@@ -83,11 +89,11 @@ Test(blackbox, create_show_pause_resume_delete)
 	expect("DELETE", path, NULL, 409, NULL);
 
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), 0, "%s", r.body);
+	cr_assert_eq(json_array_size(sandboxes(&r)), 0, "%s", r.body);
 	cr_assert_null(json_object_get(r.json, "next_cursor"), "one page: %s", r.body);
 	api_response__clear(&r);
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), 1, "%s", r.body);
+	cr_assert_eq(json_array_size(sandboxes(&r)), 1, "%s", r.body);
 	api_response__clear(&r);
 
 	snprintf(sub, sizeof(sub), "%s/audit", path);
@@ -331,7 +337,7 @@ Test(blackbox, twenty_concurrent_clients)
 		cr_assert_eq(w[i].failures, 0, "client %d: %s", i, w[i].why);
 	}
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	cr_assert_eq(json_array_size(r.json), 20);
+	cr_assert_eq(json_array_size(sandboxes(&r)), 20);
 	api_response__clear(&r);
 	/* 1 daemon.start + 20 x (create, running, decision, result, pause, resume) */
 	cr_assert_str_eq(th_query_file(d.db, "SELECT count(*) FROM audit_log"), "121");
@@ -399,9 +405,9 @@ Test(blackbox, kill_9_mid_request_keeps_state_and_chain)
 
 	thd_restart(&d);
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(r.json), 2, "a sandbox vanished: %s", r.body);
+	cr_assert_eq(json_array_size(sandboxes(&r)), 2, "a sandbox vanished: %s", r.body);
 	for (size_t i = 0; i < 2; i++) {
-		json_t *sb = json_array_get(r.json, i);
+		json_t *sb = json_array_get(sandboxes(&r), i);
 
 		cr_assert_str_eq(jstr(sb, "state"), "failed", "%s", r.body);
 		cr_assert_not_null(strstr(jstr(sb, "reason"), "restart"), "%s", r.body);
@@ -468,7 +474,7 @@ Test(blackbox, kill_9_under_load_leaves_a_consistent_database)
 		struct api_response v;
 
 		snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify",
-			 jstr(json_array_get(r.json, 0), "id"));
+			 jstr(json_array_get(sandboxes(&r), 0), "id"));
 		v = thd_call(&d, "GET", path, NULL);
 		cr_assert(json_is_true(json_object_get(v.json, "ok")), "%s", v.body);
 		api_response__clear(&v);
