@@ -10,6 +10,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 THD_SUITE(policy_api);
 
@@ -23,21 +24,10 @@ static const char *jstr(json_t *o, const char *key)
 /* The text of a built-in profile's source file (malloc'd). */
 static char *profile_file(const char *name)
 {
-	char path[512], *text;
-	long n;
-	FILE *f;
+	char path[512];
 
 	snprintf(path, sizeof(path), "%s/policy/profiles/%s.json", SOURCE_ROOT, name);
-	f = fopen(path, "r");
-	cr_assert_not_null(f, "%s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	text = calloc(1, (size_t)n + 1);
-	cr_assert_not_null(text);
-	cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	return text;
+	return th_slurp(path);
 }
 
 Test(policy_api, check_says_ok_or_names_the_problem_and_stores_nothing)

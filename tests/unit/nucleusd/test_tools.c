@@ -12,6 +12,7 @@
 
 #include "nucleusd/nucleusd.h"
 #include "policy/policy.h"
+#include "tests/unit/th_file.h"
 
 Test(tools, the_catalogue_is_the_policy_engines_operations)
 {
@@ -34,27 +35,9 @@ Test(tools, the_catalogue_is_the_policy_engines_operations)
 	cr_assert_null(nd_tool__find(NULL));
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	cr_assert_not_null(f, "%s", path);
-	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	cr_assert(n > 0);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	return buf;
-}
-
 Test(tools, every_tool_and_argument_is_documented_in_api_md)
 {
-	char *doc = slurp(API_DOC), want[96];
+	char *doc = th_slurp(API_DOC), want[96];
 
 	for (size_t i = 0; i < nd_n_tools; i++) {
 		const struct nd_tool *t = &nd_tools[i];
