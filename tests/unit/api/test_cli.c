@@ -186,34 +186,34 @@ static void put_file(const char *name, const char *text, char *path, size_t len)
 	fclose(f);
 }
 
+/*
+ * `policy check FILE` exits @code and prints one line, FILE then @rest: on stdout when it
+ * exits 0, else on stderr after "nucleusctl: "; nothing on the other stream.
+ */
+static void policy_check(const char *file, int code, const char *rest)
+{
+	struct thd_run *r = thd_ctl(d.sock, "policy", "check", file, NULL);
+	char want[512];
+
+	cr_assert_eq(r->code, code, "%s", r->err);
+	snprintf(want, sizeof(want), "%s%s%s", code ? "nucleusctl: " : "", file, rest);
+	cr_assert_str_eq(code ? r->err : r->out, want);
+	cr_assert_str_eq(code ? r->out : r->err, "");
+}
+
 /* policy check FILE: "FILE: ok" and 0; the engine's problem on one line and 1. */
 Test(cli, policy_check_says_ok_or_names_the_problem)
 {
-	char good[320], bad[320], broken[320], want[512];
+	char good[320], bad[320], broken[320];
 	struct thd_run *r;
 
 	snprintf(good, sizeof(good), "%s/policy/profiles/codegen.json", SOURCE_ROOT);
-	r = thd_ctl(d.sock, "policy", "check", good, NULL);
-	cr_assert_eq(r->code, 0, "%s", r->err);
-	snprintf(want, sizeof(want), "%s: ok\n", good);
-	cr_assert_str_eq(r->out, want);
-	cr_assert_str_eq(r->err, "");
-
+	policy_check(good, 0, ": ok\n");
 	put_file("bad.json", "{\"deny\": []}", bad, sizeof(bad));
-	r = thd_ctl(d.sock, "policy", "check", bad, NULL);
-	cr_assert_eq(r->code, 1);
-	snprintf(want, sizeof(want), "nucleusctl: %s: $.deny: unknown key\n", bad);
-	cr_assert_str_eq(r->err, want);
-	cr_assert_str_eq(r->out, "");
-
+	policy_check(bad, 1, ": $.deny: unknown key\n");
 	put_file("broken.json", "{\"name\": \"x\"\n", broken, sizeof(broken));
-	r = thd_ctl(d.sock, "policy", "check", broken, NULL);
-	cr_assert_eq(r->code, 1);
-	snprintf(want, sizeof(want),
-		 "nucleusctl: %s: $: JSON syntax error at line 2 column 0: '}' expected near end "
-		 "of file\n",
-		 broken);
-	cr_assert_str_eq(r->err, want);
+	policy_check(broken, 1,
+		     ": $: JSON syntax error at line 2 column 0: '}' expected near end of file\n");
 
 	r = thd_ctl(d.sock, "policy", "check", "/nonexistent/p.json", NULL);
 	cr_assert_eq(r->code, 2);

@@ -157,17 +157,6 @@ Test(stream, policy_decides_before_the_200)
 	thd_finish(&d);
 }
 
-static int sock_connect(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
-}
-
 /* Sends a streamed run of @repeat pieces of 1 KiB (raw socket); returns the fd. */
 static int start_big(const char *id, int repeat)
 {
@@ -187,7 +176,7 @@ static int start_big(const char *id, int repeat)
 		     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
 		     id, strlen(body), body);
 	cr_assert_gt(n, 0);
-	fd = sock_connect();
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
 	free(body);
 	free(req);
@@ -290,7 +279,7 @@ Test(stream, an_http_1_0_client_gets_the_lines_until_close)
 		       "POST /v1/sandboxes/%s/tools/run HTTP/1.0\r\nContent-Type: application/json"
 		       "\r\nContent-Length: %zu\r\n\r\n%s",
 		       id, sizeof(body) - 1, body);
-	fd = sock_connect();
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
 	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
 		got += (size_t)n;

@@ -23,19 +23,13 @@ THD_SUITE(transport); /* default limits: body 1 MiB, head 16 KiB */
 /* Sends @len bytes (as many as the server takes), returns all it answers until EOF. */
 static char *exchange(const char *req, size_t len)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {20, 0};
 	size_t cap = 1 << 16, got = 0;
 	char *buf = malloc(cap);
 	ssize_t n;
 	int fd;
 
 	cr_assert_not_null(buf);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fd = thd_dial(&d);
 	for (size_t off = 0; off < len; off += (size_t)n) {
 		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
 		if (n <= 0)
@@ -372,8 +366,6 @@ Test(transport, http_1_0_and_expect_100_continue)
 		"POST /v1/sandboxes HTTP/1.1\r\nContent-Type: application/json\r\n"
 		"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close"
 		"\r\n\r\n";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {20, 0};
 	char *out = exchange(ten, sizeof(ten) - 1), buf[4096];
 	const char *end;
 	size_t got = 0;
@@ -391,11 +383,7 @@ Test(transport, http_1_0_and_expect_100_continue)
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
 	/* 100 Continue comes before the body is sent, the answer after it */
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(cont) - 1);
 	n = recv(fd, buf, sizeof(buf) - 1, 0);
 	cr_assert_gt(n, 0);

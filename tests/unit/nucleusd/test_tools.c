@@ -112,26 +112,34 @@ Test(tools, good_calls_pass)
 
 Test(tools, bad_calls_name_the_field)
 {
-	refused("read_file", NULL, "'path' is required");
-	refused("read_file", "{}", "'path' is required");
-	refused("list", "{\"path\": 7}", "'path'");
-	refused("read_file", "{\"path\": \"/a\\u0000b\"}", "'path'");
-	refused("write_file", "{\"path\": \"/x\"}", "'content' is required");
-	refused("write_file", "{\"path\": \"/x\", \"content\": 1}", "'content'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"encoding\": \"latin1\"}",
-		"'encoding' must be one of \"utf-8\", \"base64\"");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": 4096}", "'mode'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": -1}", "'mode'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": \"644\"}", "'mode'");
-	refused("run", "{}", "'argv' is required");
-	refused("run", "{\"argv\": []}", "'argv' must be a non-empty array");
-	refused("run", "{\"argv\": \"ls\"}", "'argv'");
-	refused("run", "{\"argv\": [\"ls\", 2]}", "argv[1]");
-	refused("run", "{\"argv\": [\"ls\"], \"cwd\": false}", "'cwd'");
-	refused("run", "{\"argv\": [\"ls\"], \"stdin\": {}}", "'stdin'");
-	refused("run", "{\"argv\": [\"ls\"], \"env\": \"A=1\"}", "'env' must be an object");
-	refused("run", "{\"argv\": [\"ls\"], \"timeout_ms\": 4294967296}", "'timeout_ms'");
-	refused("run", "{\"argv\": [\"ls\"], \"timeout_ms\": 1.5}", "'timeout_ms'");
+	static const struct {
+		const char *tool, *args, *want;
+	} bad[] = {
+		{"read_file", NULL, "'path' is required"},
+		{"read_file", "{}", "'path' is required"},
+		{"list", "{\"path\": 7}", "'path'"},
+		{"read_file", "{\"path\": \"/a\\u0000b\"}", "'path'"},
+		{"write_file", "{\"path\": \"/x\"}", "'content' is required"},
+		{"write_file", "{\"path\": \"/x\", \"content\": 1}", "'content'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"encoding\": \"latin1\"}",
+		 "'encoding' must be one of \"utf-8\", \"base64\""},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": 4096}", "'mode'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": -1}", "'mode'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": \"644\"}",
+		 "'mode'"},
+		{"run", "{}", "'argv' is required"},
+		{"run", "{\"argv\": []}", "'argv' must be a non-empty array"},
+		{"run", "{\"argv\": \"ls\"}", "'argv'"},
+		{"run", "{\"argv\": [\"ls\", 2]}", "argv[1]"},
+		{"run", "{\"argv\": [\"ls\"], \"cwd\": false}", "'cwd'"},
+		{"run", "{\"argv\": [\"ls\"], \"stdin\": {}}", "'stdin'"},
+		{"run", "{\"argv\": [\"ls\"], \"env\": \"A=1\"}", "'env' must be an object"},
+		{"run", "{\"argv\": [\"ls\"], \"timeout_ms\": 4294967296}", "'timeout_ms'"},
+		{"run", "{\"argv\": [\"ls\"], \"timeout_ms\": 1.5}", "'timeout_ms'"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused(bad[i].tool, bad[i].args, bad[i].want);
 }
 
 Test(tools, args_that_are_not_an_object_are_refused)
