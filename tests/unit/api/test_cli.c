@@ -224,44 +224,42 @@ Test(cli, policy_check_says_ok_or_names_the_problem)
 	thd_finish(&d);
 }
 
+/* `policy explain PROFILE CALL` exits @code (0 only for allow) and prints @out. */
+static void explain(const char *profile, const char *call, int code, const char *out)
+{
+	struct thd_run *r = thd_ctl(d.sock, "policy", "explain", profile, call, NULL);
+
+	cr_assert_eq(r->code, code, "%s", r->err);
+	cr_assert_str_eq(r->out, out);
+}
+
 /* policy explain: the engine's explanation, exit 0 only for allow; errors on one line. */
 Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
 {
 	char file[320], bad[320], want[512];
 	struct thd_run *r;
 
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", NULL);
-	cr_assert_eq(r->code, 0, "%s", r->err);
-	cr_assert_str_eq(r->out,
-			 "#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: "
-			 "call private, session none -> private\n");
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 web_fetch: deny (OP_DENIED): the operation is denied by the "
-			 "envelope [web_fetch]; exposure: call none, session none -> none\n");
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
-		    "\"refs/heads/feature/x\"}",
-		    NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 git_push: ask (OP_ASK): the operation needs an approval "
-			 "[github.com:22,443]; exposure: call exfil, session none -> none\n");
+	explain("codegen", "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", 0,
+		"#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: call private, "
+		"session none -> private\n");
+	explain("codegen", "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", 1,
+		"#1 web_fetch: deny (OP_DENIED): the operation is denied by the envelope "
+		"[web_fetch]; exposure: call none, session none -> none\n");
+	explain("codegen",
+		"{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
+		"\"refs/heads/feature/x\"}",
+		1,
+		"#1 git_push: ask (OP_ASK): the operation needs an approval [github.com:22,443]; "
+		"exposure: call exfil, session none -> none\n");
 	r = thd_ctl(d.sock, "--json", "policy", "explain", "read-only",
 		    "{\"op\": \"read_file\", \"path\": \"/workspace/a\"}", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	cr_assert_str_eq(r->out, "{\"verdict\": \"allow\", \"reason\": \"ALLOWED\"}\n");
 
 	snprintf(file, sizeof(file), "@%s/policy/profiles/read-only.json", SOURCE_ROOT);
-	r = thd_ctl(d.sock, "policy", "explain", file,
-		    "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 write_file: deny (OP_DENIED): the operation is denied by the "
-			 "envelope [write_file]; exposure: call none, session none -> none\n");
+	explain(file, "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", 1,
+		"#1 write_file: deny (OP_DENIED): the operation is denied by the envelope "
+		"[write_file]; exposure: call none, session none -> none\n");
 
 	r = thd_ctl(d.sock, "policy", "explain", "nope",
 		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);
