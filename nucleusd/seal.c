@@ -46,12 +46,18 @@ static void seal_soon(void *arg)
 
 int nd__seal_init(struct nucleusd *nd)
 {
+	int r;
+
 	if (nd->base) {
 		nd->seal_ev = evtimer_new(nd->base, seal_fire, nd);
 		if (!nd->seal_ev)
 			return -ENOMEM;
 	}
-	return audit__attach(nd->key, nd->store, seal_soon, nd);
+	r = audit__attach(nd->key, nd->store, seal_soon, nd);
+	/* entries found unsealed were named by an audit.epoch entry: sealed from here on */
+	if (r == 0 && audit__unsealed(nd->key))
+		nd__seal(nd);
+	return r;
 }
 
 void nd__seal_fini(struct nucleusd *nd)

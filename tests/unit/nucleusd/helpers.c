@@ -115,3 +115,43 @@ char *th_dump(const char *path)
 	fclose(f);
 	return buf;
 }
+
+void th_garble_page(const char *path, const char *marker)
+{
+	size_t mlen = strlen(marker), page;
+	unsigned char *junk;
+	sqlite3 *db = NULL;
+	char *buf = NULL, *at;
+	FILE *f;
+	long len;
+
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+		     SQLITE_OK);
+	sqlite3_close(db);
+	f = fopen(path, "r+b");
+	cr_assert_not_null(f);
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	cr_assert_gt(len, 100);
+	buf = malloc((size_t)len);
+	cr_assert_not_null(buf);
+	rewind(f);
+	cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+	/* the page size: big-endian at offset 16, 1 meaning 65536 */
+	page = (size_t)((unsigned char)buf[16] << 8 | (unsigned char)buf[17]);
+	page = page == 1 ? 65536 : page;
+	at = memmem(buf, (size_t)len, marker, mlen);
+	cr_assert_not_null(at, "%s not in %s", marker, path);
+	cr_assert_null(memmem(at + 1, (size_t)len - (size_t)(at + 1 - buf), marker, mlen),
+		       "%s twice in %s", marker, path);
+	junk = malloc(page);
+	cr_assert_not_null(junk);
+	for (size_t i = 0; i < page; i++)
+		junk[i] = (unsigned char)(0xa5 ^ (i * 131));
+	cr_assert_eq(fseek(f, (long)((size_t)(at - buf) / page * page), SEEK_SET), 0);
+	cr_assert_eq(fwrite(junk, 1, page, f), page);
+	cr_assert_eq(fclose(f), 0);
+	free(junk);
+	free(buf);
+}

@@ -24,4 +24,10 @@ const char *th_query_file(const char *db, const char *sql);
 /* Every row of every table, as text (malloc'd): for "nothing changed" checks. */
 char *th_dump(const char *db);
 
+/*
+ * Writes junk over the one page of database file @db (checkpointed first, no other
+ * connection open) that holds the bytes @marker: a corrupted page, found by its content.
+ */
+void th_garble_page(const char *db, const char *marker);
+
 #endif
