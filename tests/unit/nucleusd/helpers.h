@@ -4,6 +4,8 @@
 #define NUCLEUS_TESTS_ND_HELPERS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
 
 #include "nucleusd/nucleusd.h"
 #include "nucleusd/store.h"
@@ -25,9 +27,16 @@ const char *th_query_file(const char *db, const char *sql);
 char *th_dump(const char *db);
 
 /*
- * Writes junk over the one page of database file @db (checkpointed first, no other
- * connection open) that holds the bytes @marker: a corrupted page, found by its content.
+ * What an attacker without the key can do: recompute the audit chain of @db from seq
+ * @from on, by the format documented in nucleusd/audit.c (so this also pins it down).
+ * The append-only triggers must be gone.
  */
-void th_garble_page(const char *db, const char *marker);
+void th_rehash_from(sqlite3 *db, uint64_t from);
+/*
+ * Writes junk over the middle leaf page of @table in database file @db (checkpointed
+ * first; no other connection may be open): one corrupted page. Returns the number of
+ * leaf pages @table has (at least 3).
+ */
+int th_garble_page(const char *db, const char *table);
 
 #endif
