@@ -15,6 +15,9 @@
  * S through the chain. Editing, reordering or deleting an entry breaks the chain at that
  * entry; re-hashing the chain after it (without the key) no longer matches the next
  * seal; deleting sealed entries at the end leaves a seal past the last entry.
+ * A writer never seals entries it did not commit without saying so: entries after the
+ * newest matching seal at attach are named by an "audit.epoch" entry (chained, then
+ * sealed), and verify reports them as not covered by a seal made while they were known.
  * body is stored as the exact canonical JSON text that was hashed.
  */
 #include <errno.h>
