@@ -70,6 +70,15 @@ static void seal(void)
 	cr_assert_eq(audit__unsealed(k), 0);
 }
 
+/* Two batches of three entries, each sealed: seals at 3 and 6. */
+static void two_sealed_batches(void)
+{
+	append(3);
+	seal();
+	append(3);
+	seal();
+}
+
 static struct audit_verify verify(void)
 {
 	struct audit_verify v;
@@ -220,10 +229,7 @@ Test(audit, a_rewritten_chain_no_longer_matches_its_seal)
 {
 	struct audit_verify v;
 
-	append(3);
-	seal();
-	append(3);
-	seal();
+	two_sealed_batches();
 	/* Entry 5 edited and the chain recomputed from it: every link holds again. */
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5");
 	rehash_from(5);
@@ -421,30 +427,27 @@ static void delete_seals_after(uint64_t after)
 	tamper(sql);
 }
 
+/* Issue 19's laundering: @edit, the chain re-hashed from @from, seals after @keep gone. */
+static void launder(const char *edit, uint64_t from, uint64_t keep)
+{
+	tamper(edit);
+	rehash_from(from);
+	delete_seals_after(keep);
+	restart();
+}
+
 Test(audit, laundering_a_rewritten_tail_is_reported_after_restart)
 {
-	append(3);
-	seal();
-	append(3);
-	seal();
-	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5");
-	rehash_from(5);
-	delete_seals_after(3);
-	restart();
+	two_sealed_batches();
+	launder("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5", 5, 3);
 	assert_epoch(7, 4, 6);
 	assert_found("1-3,7-7", "4-6", 3);
 }
 
 Test(audit, laundering_a_rewritten_whole_log_is_reported_after_restart)
 {
-	append(3);
-	seal();
-	append(3);
-	seal();
-	tamper("UPDATE audit_log SET actor_uid = 0");
-	rehash_from(1);
-	delete_seals_after(0);
-	restart();
+	two_sealed_batches();
+	launder("UPDATE audit_log SET actor_uid = 0", 1, 0);
 	assert_epoch(7, 1, 6);
 	assert_found("7-7", "1-6", 6);
 }
@@ -453,11 +456,10 @@ Test(audit, laundering_an_appended_forged_entry_is_reported_after_restart)
 {
 	append(2);
 	seal();
-	tamper("INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, "
-	       "hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
-	       "audit_log WHERE seq = 2");
-	rehash_from(3);
-	restart();
+	launder("INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, "
+		"hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
+		"audit_log WHERE seq = 2",
+		3, 2);
 	assert_epoch(4, 3, 3);
 	assert_found("1-2,4-4", "3-3", 1);
 }
@@ -469,10 +471,8 @@ Test(audit, a_narrowed_epoch_is_found_again_at_the_next_start)
 	append(3); /* killed */
 	restart(); /* epoch 7: 4-6 */
 	/* the attacker shrinks the epoch to 6-6, re-hashes, drops the seal over it */
-	tamper("UPDATE audit_log SET body = json_set(body, '$.unsealed_from', 6) WHERE seq = 7");
-	rehash_from(7);
-	delete_seals_after(3);
-	restart();
+	launder("UPDATE audit_log SET body = json_set(body, '$.unsealed_from', 6) WHERE seq = 7", 7,
+		3);
 	assert_epoch(8, 4, 7);
 	assert_found("1-3,8-8", "4-7", 4);
 }
@@ -481,10 +481,7 @@ Test(audit, a_rewrite_before_the_newest_seal_stays_a_broken_chain_after_restart)
 {
 	struct audit_verify v;
 
-	append(3);
-	seal();
-	append(3);
-	seal();
+	two_sealed_batches();
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 2");
 	rehash_from(2);
 	restart(); /* no seal matches: everything is found, and the seals still disagree */
