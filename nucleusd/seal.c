@@ -2,7 +2,8 @@
 /*
  * The daemon's sealing of its audit log (nucleusd/audit.h): the log's writer is the
  * daemon's key; a commit that leaves entries unsealed arms a one-shot timer that signs
- * the committed head ND_AUDIT_SEAL_MS later; a clean stop and every verify seal at once.
+ * the committed head ND_AUDIT_SEAL_MS later; a clean stop and every verify seal at once,
+ * and so does a start that found entries unsealed (after audit__attach's audit.epoch).
  * Loop thread only.
  */
 #include <errno.h>
