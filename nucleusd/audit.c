@@ -45,6 +45,7 @@ struct audit_key {
 	struct store *store;
 	bool staged; /* an entry appended in the open transaction */
 	uint64_t staged_seq, head_seq, sealed_seq;
+	uint64_t found_from, found_to; /* named by attach's audit.epoch (0: none) */
 	unsigned char staged_hash[HASH_LEN], head_hash[HASH_LEN];
 	void (*unsealed)(void *arg);
 	void *unsealed_arg;
@@ -168,6 +169,7 @@ int audit__key_load(const char *dir, struct audit_key **ret)
 	k->store = NULL; /* sodium_malloc() does not zero */
 	k->staged = false;
 	k->staged_seq = k->head_seq = k->sealed_seq = 0;
+	k->found_from = k->found_to = 0;
 	k->unsealed = NULL;
 	k->unsealed_arg = NULL;
 	*ret = k;
@@ -468,6 +470,7 @@ int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *a
 	k->head_seq = seq;
 	memcpy(k->head_hash, hash, HASH_LEN);
 	k->sealed_seq = sealed;
+	k->found_from = k->found_to = 0;
 	k->unsealed = unsealed;
 	k->unsealed_arg = arg;
 	store__on_tx_end(s, tx_end, k);
@@ -480,8 +483,19 @@ int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *a
 		struct epoch_tx x = {k, sealed + 1, seq};
 
 		r = store__tx(s, epoch_tx, &x);
+		if (r == 0) {
+			k->found_from = x.from;
+			k->found_to = x.to;
+		}
 	}
 	return r;
+}
+
+bool audit__found_at_start(const struct audit_key *k, uint64_t *from, uint64_t *to)
+{
+	*from = k->found_from;
+	*to = k->found_to;
+	return k->found_from != 0;
 }
 
 uint64_t audit__unsealed(const struct audit_key *k)

@@ -57,6 +57,8 @@ int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int
  * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed.
  */
 int audit__seal(struct store *s, struct audit_key *k);
+/* The range attach found unsealed and named in its audit.epoch entry; false: none. */
+bool audit__found_at_start(const struct audit_key *k, uint64_t *from, uint64_t *to);
 /* Committed entries not sealed yet. */
 uint64_t audit__unsealed(const struct audit_key *k);
 

@@ -107,3 +107,8 @@ int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, s
 		json_object_set_new(*ret, "first_bad_seq", json_integer((json_int_t)v.first_bad));
 	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
 }
+
+bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to)
+{
+	return audit__found_at_start(nd->key, from, to);
+}

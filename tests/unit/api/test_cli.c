@@ -272,6 +272,15 @@ Test(cli, a_tail_a_killed_daemon_left_unsealed_is_not_sealed_at_restart)
 		id, atoll(th_query_file(d.db, "SELECT json_extract(body, '$.unsealed_from') "
 					      "FROM audit_log WHERE kind = 'audit.epoch'")));
 	thd_finish(&d);
+	{
+		char log[1 << 16] = "";
+		FILE *f = fopen(d.log, "r");
+
+		cr_assert_not_null(f);
+		log[fread(log, 1, sizeof(log) - 1, f)] = '\0';
+		fclose(f);
+		cr_assert_not_null(strstr(log, "were found unsealed at start"), "%s", log);
+	}
 }
 
 Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)

@@ -394,12 +394,25 @@ Test(audit, a_tail_left_by_a_killed_writer_is_reported_not_sealed)
 	append(2); /* committed, not sealed: the daemon was killed here */
 	restart();
 	assert_epoch(6, 4, 5);
+	{
+		uint64_t from = 0, to = 0;
+
+		cr_assert(audit__found_at_start(k, &from, &to));
+		cr_assert_eq(from, 4);
+		cr_assert_eq(to, 5);
+	}
 	append(1);
 	seal();
 	assert_found("1-3,6-7", "4-5", 2);
 	/* a clean stop and start finds nothing: no new epoch, nothing more uncovered */
 	restart();
 	cr_assert_str_eq(th_query(s, "SELECT max(seq) FROM audit_log"), "7");
+	{
+		uint64_t from = 1, to = 1;
+
+		cr_assert_not(audit__found_at_start(k, &from, &to));
+		cr_assert_eq(from, 0);
+	}
 	assert_found("1-3,6-7", "4-5", 2);
 }
 
