@@ -4,6 +4,8 @@
 #define NUCLEUS_TESTS_ND_HELPERS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
 
 #include "nucleusd/nucleusd.h"
 #include "nucleusd/store.h"
@@ -23,5 +25,18 @@ const char *th_query(struct store *s, const char *sql);
 const char *th_query_file(const char *db, const char *sql);
 /* Every row of every table, as text (malloc'd): for "nothing changed" checks. */
 char *th_dump(const char *db);
+
+/*
+ * What an attacker without the key can do: recompute the audit chain of @db from seq
+ * @from on, by the format documented in nucleusd/audit.c (so this also pins it down).
+ * The append-only triggers must be gone.
+ */
+void th_rehash_from(sqlite3 *db, uint64_t from);
+/*
+ * Writes junk over the middle leaf page of @table in database file @db (checkpointed
+ * first; no other connection may be open): one corrupted page. Returns the number of
+ * leaf pages @table has (at least 3).
+ */
+int th_garble_page(const char *db, const char *table);
 
 #endif
