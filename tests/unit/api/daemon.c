@@ -181,6 +181,15 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 	return r;
 }
 
+void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
+		int status)
+{
+	struct api_response r = thd_call(d, method, path, json_body);
+
+	cr_assert_eq(r.status, status, "%s %s: %d %s", method, path, r.status, r.body);
+	api_response__clear(&r);
+}
+
 int thd_dial(const struct thd *d)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};

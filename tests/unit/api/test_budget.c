@@ -66,6 +66,16 @@ static long long budget_of(const char *id, const char *kind, const char *field)
 	return n;
 }
 
+/* A call refused with 402 for the budget @kind. */
+static void expect_402(const char *method, const char *p, const char *body, const char *kind)
+{
+	struct api_response r = thd_call(&d, method, p, body);
+
+	cr_assert_eq(r.status, 402, "%s %s: %d %s", method, p, r.status, r.body);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), kind);
+	api_response__clear(&r);
+}
+
 static const char *ledger_sum(const char *id, const char *kind)
 {
 	char sql[200];
@@ -209,9 +219,7 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_str_eq(what, "charged");
 	cr_assert_eq(budget_of(id, "tokens", "spent"), 60);
 	/* The tool works while the budget lasts. */
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
 
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402);
 	cr_assert_str_eq(what, "tokens");
@@ -225,10 +233,8 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "tokens");
 	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "budget_exhausted");
 	api_response__clear(&r);
-	r = thd_call(&d, "POST", path(id, "/tools/run"),
-		     "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/tools/run"),
+		     "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}", 402);
 	cr_assert_eq(report(id, "r3", 1, 0, what), 402);
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402, "the refused report's retry");
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
@@ -236,13 +242,8 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 5);
 	cr_assert_eq(count_audit(id, "tool.decision"), 1);
 	/* Pausing and resuming is refused too. */
-	r = thd_call(&d, "POST", path(id, "/pause"), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
-	r = thd_call(&d, "POST", path(id, "/resume"), NULL);
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "tokens");
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/pause"), NULL, 200);
+	expect_402("POST", path(id, "/resume"), NULL, "tokens");
 	thd_finish(&d);
 }
 
@@ -452,21 +453,14 @@ Test(budget_api, a_tool_price_is_charged_and_refused_past_the_limit)
 	thd_start(&d);
 	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"usd\": \"0.005\"}}"));
 	for (int i = 0; i < 2; i++) {
-		r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-		cr_assert_eq(r.status, 200, "%s", r.body);
-		api_response__clear(&r);
+		thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
 	}
 	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "usd_micro");
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "usd_micro");
 	/* A refused price is not spent; a free call still fits. */
 	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
 	cr_assert_eq(budget_of(id, "usd_micro", "exhausted"), 0);
-	r = thd_call(&d, "POST", path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}");
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}", 200);
 	cr_assert_eq(count_audit(id, "budget.debit"), 2);
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 1);
 	/* Metrics: spend over all sandboxes and the enforcement. */
@@ -557,10 +551,7 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 	/* Paused (SIGSTOP): nothing more is metered. */
 	sleep_ms(200);
 	cr_assert_eq(budget_of(id, "cpu_ms", "spent"), spent);
-	r = thd_call(&d, "POST", path(id, "/resume"), NULL);
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "cpu_ms");
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/resume"), NULL, "cpu_ms");
 	cr_assert_geq(count_audit(id, "budget.exhausted"), 2);
 	cr_assert_eq(count_audit(id, "sandbox.pause"), 1);
 	r = thd_call(&d, "GET", "/v1/metrics", NULL);
@@ -568,9 +559,7 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 			   "%s", r.body);
 	api_response__clear(&r);
 	/* Stopping kills the burner. */
-	r = thd_call(&d, "DELETE", path(id, ""), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
@@ -582,7 +571,6 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
  */
 Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 {
-	struct api_response r;
 	char id[32], sql[200];
 	long long rows, spent;
 
@@ -599,9 +587,7 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 	spent = budget_of(id, "cpu_ms", "spent");
 	cr_assert_gt(spent, 100, "the burner's CPU is current when read: %lld ms", spent);
 	cr_assert_eq(spent, atoll(ledger_sum(id, "cpu_ms")));
-	r = thd_call(&d, "DELETE", path(id, ""), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
