@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -34,4 +37,22 @@ char *th_slurp(const char *path)
 	close(fd);
 	buf[len] = '\0';
 	return buf;
+}
+
+void th_tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(buf));
+	cr_assert_eq(chmod(buf, 0755), 0);
+}
+
+void th_rmrf(const char *dir)
+{
+	char cmd[512];
+
+	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
 }

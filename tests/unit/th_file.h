@@ -6,4 +6,9 @@
 /* The whole of @path, NUL-terminated (free it). Asserts that it can be read. */
 char *th_slurp(const char *path);
 
+/* A fresh /tmp/nucleus-test-XXXXXX directory (mode 0755) in @buf. */
+void th_tmpdir(char *buf, size_t len);
+/* rm -rf @dir, only below /tmp/nucleus-test-. */
+void th_rmrf(const char *dir);
+
 #endif

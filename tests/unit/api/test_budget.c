@@ -16,6 +16,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_budget.h"
 
 static struct thd d;
 
@@ -54,16 +55,19 @@ static char *path(const char *id, const char *suffix)
 static long long budget_of(const char *id, const char *kind, const char *field)
 {
 	struct api_response r = thd_call(&d, "GET", path(id, "/budget"), NULL);
-	json_t *v;
 	long long n;
 
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	v = json_object_get(json_object_get(json_object_get(r.json, "budgets"), kind), field);
-	n = json_is_integer(v)	 ? (long long)json_integer_value(v)
-	    : json_is_boolean(v) ? json_is_true(v)
-				 : -1;
+	n = th_budget_field(r.json, kind, field);
 	api_response__clear(&r);
 	return n;
+}
+
+/* Starts the daemon and creates a sandbox from @body; its id in @id (32 bytes). */
+static void start_with(char *id, const char *body)
+{
+	thd_start(&d);
+	snprintf(id, 32, "%s", thd_create(&d, body));
 }
 
 /* A call refused with 402 for the budget @kind. */
@@ -73,6 +77,7 @@ static void expect_402(const char *method, const char *p, const char *body, cons
 
 	cr_assert_eq(r.status, 402, "%s %s: %d %s", method, p, r.status, r.body);
 	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), kind);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "budget_exhausted");
 	api_response__clear(&r);
 }
 
@@ -193,8 +198,7 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 	};
 	char id[32], *before, *after;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct api_response r = thd_call(&d, "POST", path(id, "/usage"), bad[i]);
@@ -210,11 +214,9 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 
 Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 {
-	struct api_response r;
 	char id[32], what[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	cr_assert_eq(report(id, "r1", 40, 20, what), 200);
 	cr_assert_str_eq(what, "charged");
 	cr_assert_eq(budget_of(id, "tokens", "spent"), 60);
@@ -228,13 +230,9 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_eq(budget_of(id, "tokens", "exhausted"), 1);
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
 
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "tokens");
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "budget_exhausted");
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "tokens");
 	thd_expect(&d, "POST", path(id, "/tools/run"),
-		     "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}", 402);
+		   "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}", 402);
 	cr_assert_eq(report(id, "r3", 1, 0, what), 402);
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402, "the refused report's retry");
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
@@ -252,8 +250,7 @@ Test(budget_api, a_retried_report_is_charged_once_and_a_reused_key_is_409)
 	struct api_response r;
 	char id[32], what[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	start_with(id, BASIC "}");
 	cr_assert_eq(report(id, "same-key", 1000, 500, what), 200);
 	cr_assert_str_eq(what, "charged");
 	r = thd_call(&d, "POST", path(id, "/usage"),
@@ -328,8 +325,7 @@ Test(budget_api, twenty_concurrent_reporters_sum_exactly)
 	pthread_t t[20];
 	char id[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	start_with(id, BASIC "}");
 	for (int i = 0; i < 20; i++) {
 		w[i] = (struct worker){.id = id, .n = 5, .base = i * 5};
 		snprintf(w[i].sock, sizeof(w[i].sock), "%s", d.sock);
@@ -387,9 +383,7 @@ Test(budget_api, kill_9_between_debits_then_restart_balances_equal_the_ledger)
 	char id[32], what[32], key[32];
 	int rows, charged = 0, dup = 0;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100000000}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100000000}}");
 	k.id = id;
 	snprintf(k.sock, sizeof(k.sock), "%s", d.sock);
 	cr_assert_eq(pthread_create(&t, NULL, serial_reporter, &k), 0);
@@ -450,8 +444,7 @@ Test(budget_api, a_tool_price_is_charged_and_refused_past_the_limit)
 	write_prices(prices, "{\"tool_call_usd_micro\": {\"default\": 0, \"echo\": 2000}}");
 	d.extra[0] = "--prices";
 	d.extra[1] = prices;
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"usd\": \"0.005\"}}"));
+	start_with(id, BASIC ", \"budget\": {\"usd\": \"0.005\"}}");
 	for (int i = 0; i < 2; i++) {
 		thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
 	}
@@ -509,8 +502,7 @@ Test(budget_api, ttl_expiry_stops_the_sandbox_and_says_why)
 
 	d.extra[0] = "--meter-interval-ms";
 	d.extra[1] = "50";
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"ttl_seconds\": 1}"));
+	start_with(id, BASIC ", \"ttl_seconds\": 1}");
 	snprintf(id2, sizeof(id2), "%s", thd_create(&d, BASIC ", \"ttl_seconds\": 100000}"));
 	cr_assert_str_eq(wait_state(id, "stopped"), "stopped");
 	cr_assert_eq(strncmp(reason_of(id), "ttl_expired", 11), 0, "%s", reason_of(id));
@@ -576,8 +568,7 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 
 	d.extra[0] = "--meter-interval-ms";
 	d.extra[1] = "20";
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"image\": \"fake:burn\"}"));
+	start_with(id, BASIC ", \"image\": \"fake:burn\"}");
 	sleep_ms(1200); /* about 60 samples */
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM budget_ledger WHERE sandbox_id = '%s' AND kind = 'cpu_ms'",
@@ -597,9 +588,7 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 	char id[32], what[32];
 	json_t *j;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100, \"usd\": \"2.5\"}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100, \"usd\": \"2.5\"}}");
 	cr_assert_eq(report(id, "a", 30, 10, what), 200);
 	r = thd_ctl(d.sock, "budget", id, NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);

@@ -18,24 +18,6 @@ int th_store_open(const char *path, struct store **ret)
 	return store__open(path, th_schemas, TH_N_SCHEMAS, ret);
 }
 
-void th_tmpdir(char *buf, size_t len)
-{
-	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(buf));
-	cr_assert_eq(chmod(buf, 0755), 0);
-}
-
-void th_rmrf(const char *dir)
-{
-	char cmd[512];
-
-	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 static const char *query_db(sqlite3 *db, const char *sql)
 {
 	static char bufs[8][4096];
@@ -205,13 +187,13 @@ void th_rehash_from(sqlite3 *conn, uint64_t from)
 		hash64(&h, seq);
 		hash64(&h, (uint64_t)sqlite3_column_int64(st, 1));
 		hash64(&h, sqlite3_column_type(st, 3) == SQLITE_NULL
-				  ? (uint64_t)-1
-				  : (uint64_t)sqlite3_column_int64(st, 3));
+				   ? (uint64_t)-1
+				   : (uint64_t)sqlite3_column_int64(st, 3));
 		if (sqlite3_column_type(st, 2) == SQLITE_NULL) /* no sandbox: ff ff ff ff */
 			crypto_generichash_update(&h, (const unsigned char *)"\xff\xff\xff\xff", 4);
 		else
 			hash_lp(&h, sqlite3_column_text(st, 2),
-			       (size_t)sqlite3_column_bytes(st, 2));
+				(size_t)sqlite3_column_bytes(st, 2));
 		hash_lp(&h, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
 		hash_lp(&h, sqlite3_column_text(st, 5), (size_t)sqlite3_column_bytes(st, 5));
 		crypto_generichash_final(&h, hash, 32);

@@ -9,6 +9,7 @@
 
 #include "nucleusd/nucleusd.h"
 #include "nucleusd/store.h"
+#include "tests/unit/th_file.h"
 
 /* The daemon's schemas (core, then budget), as nucleusd__new opens its database. */
 extern const struct store_schema *const th_schemas[];
@@ -17,8 +18,6 @@ extern const struct store_schema *const th_schemas[];
 int th_store_open(const char *path, struct store **ret);
 
 /* A fresh directory under /tmp (mode 0755 so other uids can reach a socket in it). */
-void th_tmpdir(char *buf, size_t len);
-void th_rmrf(const char *dir);
 /* First column of the first row as text ("" for none/NULL); valid until the 8th next call. */
 const char *th_query(struct store *s, const char *sql);
 /* Same on a database file, opened read-only for the one query. */
