@@ -84,19 +84,26 @@ static struct api_response stream(const char *id, const char *body, struct lines
 	return r;
 }
 
+/* A streamed run that must be accepted: its lines in @l (lines_free them). */
+static void stream_ok(const char *id, const char *body, struct lines *l)
+{
+	struct api_response r = stream(id, body, l);
+
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+}
+
 Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 {
 	const char *id = thd_create(&d, BASIC);
 	static const char *const want[] = {"a1\n", "b1\n", "a2\n"};
 	struct lines l = {0};
-	struct api_response r;
 
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"a1\\n\"], "
-		   "[2, \"b1\\n\"], "
-		   "[1, \"a2\\n\"]], \"repeat\": 3, \"ms\": 5, \"exit_code\": 3}}",
-		   &l);
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	stream_ok(id,
+		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"a1\\n\"], "
+		  "[2, \"b1\\n\"], "
+		  "[1, \"a2\\n\"]], \"repeat\": 3, \"ms\": 5, \"exit_code\": 3}}",
+		  &l);
 	cr_assert_eq(l.n, 10, "lines: %d", l.n);
 	for (int i = 0; i < 9; i++) {
 		cr_assert_eq(l.kind[i], i % 3 == 1 ? 'e' : 'o', "line %d", i);
@@ -105,7 +112,6 @@ Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 	cr_assert_eq(l.kind[9], 'x');
 	cr_assert_eq(l.status[9], 3);
 	lines_free(&l);
-	api_response__clear(&r);
 	thd_finish(&d);
 }
 
@@ -113,20 +119,17 @@ Test(stream, signal_is_the_last_line)
 {
 	const char *id = thd_create(&d, BASIC);
 	struct lines l = {0};
-	struct api_response r;
 
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, \"dying\"]], "
-		   "\"signal\": 9}}",
-		   &l);
-	cr_assert_eq(r.status, 200);
+	stream_ok(id,
+		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, \"dying\"]], "
+		  "\"signal\": 9}}",
+		  &l);
 	cr_assert_eq(l.n, 2);
 	cr_assert_eq(l.kind[0], 'e');
 	cr_assert_str_eq(l.data[0], "dying");
 	cr_assert_eq(l.kind[1], 's');
 	cr_assert_eq(l.status[1], 9);
 	lines_free(&l);
-	api_response__clear(&r);
 	thd_finish(&d);
 }
 
@@ -148,12 +151,8 @@ Test(stream, policy_decides_before_the_200)
 	api_response__clear(&r);
 	/* Only run streams; a wrong type is a 400 like any other field. */
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/echo", id);
-	r = thd_call(&d, "POST", path, "{\"stream\": true}");
-	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-	api_response__clear(&r);
-	r = thd_call(&d, "POST", path, "{\"stream\": 1}");
-	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path, "{\"stream\": true}", 400);
+	thd_expect(&d, "POST", path, "{\"stream\": 1}", 400);
 	thd_finish(&d);
 }
 
@@ -227,16 +226,14 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 	cr_assert_gt(recv(fd, buf, sizeof(buf), 0), 0);
 	close(fd);
 	/* The daemon still serves, and its next streamed run is whole. */
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"after\"]], "
-		   "\"exit_code\": 1}}",
-		   &l);
-	cr_assert_eq(r.status, 200);
+	stream_ok(id,
+		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"after\"]], "
+		  "\"exit_code\": 1}}",
+		  &l);
 	cr_assert_eq(l.n, 2);
 	cr_assert_str_eq(l.data[0], "after");
 	cr_assert_eq(l.status[1], 1);
 	lines_free(&l);
-	api_response__clear(&r);
 	/* The abandoned call still completes and is audited (two tool.result entries). */
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
 	for (int i = 0; i < 3000 && !recorded; i++) {
