@@ -87,6 +87,15 @@ static struct audit_verify verify(void)
 	return v;
 }
 
+/* verify() must find the first bad entry at @seq (0: none). */
+static void expect_first_bad(uint64_t seq)
+{
+	struct audit_verify v = verify();
+
+	cr_assert_eq(v.first_bad, seq, "first bad %llu, want %llu: %s",
+		     (unsigned long long)v.first_bad, (unsigned long long)seq, v.problem);
+}
+
 /* Tampering needs the append-only triggers out of the way, as an attacker would. */
 static void tamper(const char *sql)
 {
@@ -181,7 +190,7 @@ Test(audit, a_rolled_back_entry_leaves_no_trace)
 	append(1);
 	seal();
 	cr_assert_str_eq(th_query(s, "SELECT group_concat(seq) FROM audit_log"), "1,2,3,4");
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 }
 
 Test(audit, the_log_and_its_seals_are_append_only)
@@ -192,37 +201,31 @@ Test(audit, the_log_and_its_seals_are_append_only)
 	cr_assert_lt(store__exec(s, "DELETE FROM audit_log WHERE seq = 2"), 0);
 	cr_assert_lt(store__exec(s, "UPDATE audit_seals SET seq = 1"), 0);
 	cr_assert_lt(store__exec(s, "DELETE FROM audit_seals"), 0);
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 }
 
 Test(audit, an_edited_body_is_reported_by_seq)
 {
-	struct audit_verify v;
-
 	append(6);
 	seal();
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 4");
-	v = verify();
-	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
+	expect_first_bad(4);
 }
 
 Test(audit, an_edited_actor_is_reported_by_seq_sealed_or_not)
 {
 	append(6);
 	tamper("UPDATE audit_log SET actor_uid = 0 WHERE seq = 2");
-	cr_assert_eq(verify().first_bad, 2);
+	expect_first_bad(2);
 }
 
 Test(audit, a_copied_hash_breaks_the_link)
 {
-	struct audit_verify v;
-
 	append(4);
 	seal();
 	tamper("UPDATE audit_log SET hash = (SELECT hash FROM audit_log WHERE seq = 1) "
 	       "WHERE seq = 3");
-	v = verify();
-	cr_assert_eq(v.first_bad, 3, "%s", v.problem);
+	expect_first_bad(3);
 }
 
 Test(audit, a_rewritten_chain_no_longer_matches_its_seal)
@@ -246,7 +249,7 @@ Test(audit, a_chain_rehashed_without_an_edit_still_verifies)
 	seal();
 	tamper("SELECT 1");
 	rehash_from(1);
-	cr_assert_eq(verify().first_bad, 0, "%s", verify().problem);
+	expect_first_bad(0);
 }
 
 Test(audit, swapped_entries_are_reported_at_the_first_of_them)
@@ -256,28 +259,22 @@ Test(audit, swapped_entries_are_reported_at_the_first_of_them)
 	tamper("UPDATE audit_log SET seq = 100 WHERE seq = 3;"
 	       "UPDATE audit_log SET seq = 3 WHERE seq = 5;"
 	       "UPDATE audit_log SET seq = 5 WHERE seq = 100");
-	cr_assert_eq(verify().first_bad, 3);
+	expect_first_bad(3);
 }
 
 Test(audit, a_deleted_entry_is_reported_by_its_seq)
 {
-	struct audit_verify v;
-
 	append(6);
 	tamper("DELETE FROM audit_log WHERE seq = 4");
-	v = verify();
-	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
+	expect_first_bad(4);
 }
 
 Test(audit, a_deleted_sealed_tail_is_reported)
 {
-	struct audit_verify v;
-
 	append(6);
 	seal();
 	tamper("DELETE FROM audit_log WHERE seq >= 5");
-	v = verify();
-	cr_assert_eq(v.first_bad, 5, "%s", v.problem);
+	expect_first_bad(5);
 }
 
 Test(audit, a_renumbered_tail_is_reported)
@@ -285,7 +282,7 @@ Test(audit, a_renumbered_tail_is_reported)
 	append(5);
 	tamper("DELETE FROM audit_log WHERE seq = 2; UPDATE audit_log SET seq = seq - 1 WHERE "
 	       "seq > 2");
-	cr_assert_eq(verify().first_bad, 2);
+	expect_first_bad(2);
 }
 
 Test(audit, a_seal_from_another_key_is_reported)
@@ -329,7 +326,7 @@ Test(audit, an_entry_written_behind_the_writers_back_stops_it)
 	       "hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
 	       "audit_log WHERE seq = 2");
 	rehash_from(3);
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 	cr_assert_eq(store__tx(s, append_n, &a), -EBADMSG);
 	cr_assert_eq(audit__seal(s, k), 0, "the writer seals only what it committed");
 	cr_assert_eq(verify().sealed_through, 2);
