@@ -95,15 +95,21 @@ static void one(const char *req, size_t len, int status, const char *code, const
 
 #define ONE(req, status, code) one(req, sizeof(req) - 1, status, code, req)
 
+/* A request whose head is the line @line alone: 400 bad_request_line. */
+#define BAD_LINE(line) ONE(line "\r\n\r\n", 400, "bad_request_line")
+
+/* A GET whose one header line is @line: 400 bad_header. */
+#define BAD_HEADER(line) ONE("GET /v1/health HTTP/1.1\r\n" line "\r\n\r\n", 400, "bad_header")
+
 Test(transport, malformed_request_lines_are_json_400)
 {
-	ONE("GARBAGE\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health\r\n\r\n", 400, "bad_request_line");
-	ONE("GET  /v1/health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health HTTP/1.1 x\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health HTTP/one\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/\x01health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("G(T /v1/health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GARBAGE");
+	BAD_LINE("GET /v1/health");
+	BAD_LINE("GET  /v1/health HTTP/1.1");
+	BAD_LINE("GET /v1/health HTTP/1.1 x");
+	BAD_LINE("GET /v1/health HTTP/one");
+	BAD_LINE("GET /v1/\x01health HTTP/1.1");
+	BAD_LINE("G(T /v1/health HTTP/1.1");
 	ONE("GET /v1/health HTTP/2.0\r\n\r\n", 505, "http_version_not_supported");
 }
 
@@ -115,9 +121,6 @@ Test(transport, unknown_and_unrouted_methods_are_json_405)
 	ONE("PUT /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
 	    405, "method_not_allowed");
 }
-
-/* A GET whose one header line is @line: 400 bad_header. */
-#define BAD_HEADER(line) ONE("GET /v1/health HTTP/1.1\r\n" line "\r\n\r\n", 400, "bad_header")
 
 Test(transport, malformed_headers_are_json_400)
 {
@@ -309,7 +312,7 @@ Test(transport, non_ascii_header_values_are_accepted)
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
 	/* bytes >= 0x80 stay refused in the request line, where only ASCII belongs */
-	ONE("GET /v1/h\xc3\xa9 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GET /v1/h\xc3\xa9 HTTP/1.1");
 }
 
 Test(transport, connect_and_head_get_405_with_allow)
@@ -322,7 +325,7 @@ Test(transport, connect_and_head_get_405_with_allow)
 	ONE("CONNECT /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n", 405, "method_not_allowed");
 	ONE("OPTIONS /v1/sandboxes HTTP/1.1\r\nConnection: close\r\n\r\n", 405,
 	    "method_not_allowed");
-	ONE("CONNECT nucleus:443 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("CONNECT nucleus:443 HTTP/1.1");
 	ONE("CONNECT /v1/nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	out = exchange(connect, sizeof(connect) - 1);
 	cr_assert_not_null(strstr(out, "\r\nAllow: GET, POST\r\n"), "%s", out);
@@ -347,9 +350,9 @@ Test(transport, targets_and_queries_are_decoded_strictly)
 	cr_assert_eq(response_at(end, &end), 200, "%.300s", out);
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
-	ONE("GET /v1/health%zz HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health% HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health#frag HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GET /v1/health%zz HTTP/1.1");
+	BAD_LINE("GET /v1/health% HTTP/1.1");
+	BAD_LINE("GET /v1/health#frag HTTP/1.1");
 	ONE("GET /v1/heal%00th HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	ONE("GET /v1%2Fhealth HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	ONE("GET /v1/sandboxes?all=%00 HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_query");
