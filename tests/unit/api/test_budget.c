@@ -70,6 +70,20 @@ static void start_with(char *id, const char *body)
 	snprintf(id, 32, "%s", thd_create(&d, body));
 }
 
+/* POST @body to @p: 400 with an error code and a message that starts with @prefix. */
+static void expect_400(const char *p, const char *body, const char *prefix)
+{
+	struct api_response r = thd_call(&d, "POST", p, body);
+	const char *msg;
+
+	cr_assert_eq(r.status, 400, "%s: %d %s", body, r.status, r.body);
+	cr_assert_not_null(json_string_value(json_object_get(r.json, "error")), "%s", r.body);
+	msg = json_string_value(json_object_get(r.json, "message"));
+	cr_assert_not_null(msg, "%s", r.body);
+	cr_assert_eq(strncmp(msg, prefix, strlen(prefix)), 0, "%s: %s", body, r.body);
+	api_response__clear(&r);
+}
+
 /* A call refused with 402 for the budget @kind. */
 static void expect_402(const char *method, const char *p, const char *body, const char *kind)
 {
@@ -147,16 +161,8 @@ Test(budget_api, bad_limits_are_400_naming_the_key_and_store_nothing)
 	thd_start(&d);
 	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct api_response r;
-
 		snprintf(body, sizeof(body), BASIC ", \"budget\": %s}", bad[i][0]);
-		r = thd_call(&d, "POST", "/v1/sandboxes", body);
-		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i][0], r.status, r.body);
-		cr_assert_not_null(json_string_value(json_object_get(r.json, "error")));
-		cr_assert_eq(strncmp(json_string_value(json_object_get(r.json, "message")),
-				     bad[i][1], strlen(bad[i][1])),
-			     0, "%s: %s", bad[i][0], r.body);
-		api_response__clear(&r);
+		expect_400("/v1/sandboxes", body, bad[i][1]);
 	}
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected create changed the database");
@@ -200,13 +206,8 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 
 	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	before = thd_dump(&d);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct api_response r = thd_call(&d, "POST", path(id, "/usage"), bad[i]);
-
-		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i], r.status, r.body);
-		cr_assert_not_null(json_string_value(json_object_get(r.json, "message")));
-		api_response__clear(&r);
-	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_400(path(id, "/usage"), bad[i], "");
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected usage report changed the database");
 	thd_finish(&d);
