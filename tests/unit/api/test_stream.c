@@ -93,6 +93,21 @@ static void stream_ok(const char *id, const char *body, struct lines *l)
 	api_response__clear(&r);
 }
 
+/* A streamed run whose lines are one @kind piece @data, then the @end line with @status. */
+static void expect_piece_then_end(const char *id, const char *body, char kind, const char *data,
+				  char end, long status)
+{
+	struct lines l = {0};
+
+	stream_ok(id, body, &l);
+	cr_assert_eq(l.n, 2, "lines: %d", l.n);
+	cr_assert_eq(l.kind[0], kind);
+	cr_assert_str_eq(l.data[0], data);
+	cr_assert_eq(l.kind[1], end);
+	cr_assert_eq(l.status[1], status);
+	lines_free(&l);
+}
+
 Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 {
 	const char *id = thd_create(&d, BASIC);
@@ -118,18 +133,11 @@ Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 Test(stream, signal_is_the_last_line)
 {
 	const char *id = thd_create(&d, BASIC);
-	struct lines l = {0};
 
-	stream_ok(id,
-		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, \"dying\"]], "
-		  "\"signal\": 9}}",
-		  &l);
-	cr_assert_eq(l.n, 2);
-	cr_assert_eq(l.kind[0], 'e');
-	cr_assert_str_eq(l.data[0], "dying");
-	cr_assert_eq(l.kind[1], 's');
-	cr_assert_eq(l.status[1], 9);
-	lines_free(&l);
+	expect_piece_then_end(id,
+			      "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, "
+			      "\"dying\"]], \"signal\": 9}}",
+			      'e', "dying", 's', 9);
 	thd_finish(&d);
 }
 
@@ -218,7 +226,6 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 {
 	const char *id = thd_create(&d, BASIC);
 	char buf[4096], path[128];
-	struct lines l = {0};
 	struct api_response r;
 	bool recorded = false;
 	int fd = start_big(id, 20000);
@@ -226,14 +233,10 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 	cr_assert_gt(recv(fd, buf, sizeof(buf), 0), 0);
 	close(fd);
 	/* The daemon still serves, and its next streamed run is whole. */
-	stream_ok(id,
-		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"after\"]], "
-		  "\"exit_code\": 1}}",
-		  &l);
-	cr_assert_eq(l.n, 2);
-	cr_assert_str_eq(l.data[0], "after");
-	cr_assert_eq(l.status[1], 1);
-	lines_free(&l);
+	expect_piece_then_end(id,
+			      "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, "
+			      "\"after\"]], \"exit_code\": 1}}",
+			      'o', "after", 'x', 1);
 	/* The abandoned call still completes and is audited (two tool.result entries). */
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
 	for (int i = 0; i < 3000 && !recorded; i++) {
