@@ -18,6 +18,14 @@ int th_store_open(const char *path, struct store **ret)
 	return store__open(path, th_schemas, TH_N_SCHEMAS, ret);
 }
 
+struct store *th_open(const char *path)
+{
+	struct store *s = NULL;
+
+	cr_assert_eq(th_store_open(path, &s), 0, "store__open %s", path);
+	return s;
+}
+
 static const char *query_db(sqlite3 *db, const char *sql)
 {
 	static char bufs[8][4096];

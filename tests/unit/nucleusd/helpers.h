@@ -16,6 +16,8 @@ extern const struct store_schema *const th_schemas[];
 #define TH_N_SCHEMAS 2
 /* store__open(@path) with th_schemas. */
 int th_store_open(const char *path, struct store **ret);
+/* th_store_open that must succeed. */
+struct store *th_open(const char *path);
 
 /* A fresh directory under /tmp (mode 0755 so other uids can reach a socket in it). */
 /* First column of the first row as text ("" for none/NULL); valid until the 8th next call. */
