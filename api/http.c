@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The HTTP/1.1 request-head parser (api/http.h): pure, incremental, strict. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,15 +25,12 @@ static bool is_target_char(unsigned char c)
 	return is_alnum(c) || (c && strchr("-._~!$&'()*+,;=:@/?%", c));
 }
 
+/* A hex digit's value, or -1 (the daemon never sets a locale: these are ASCII's). */
 static int hexval(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	static const char digits[] = "0123456789abcdef";
+
+	return isxdigit(c) ? (int)(strchr(digits, tolower(c)) - digits) : -1;
 }
 
 static bool is_digit(unsigned char c)

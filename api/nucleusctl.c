@@ -364,10 +364,30 @@ static void print_audit(json_t *arr)
 	}
 }
 
+/* "A-B, C-D" of a verify reply's not_covered ranges into @buf ("" when none). */
+static void ranges_text(json_t *ranges, char *buf, size_t len)
+{
+	size_t at = 0;
+	json_t *rg;
+	size_t i;
+
+	buf[0] = '\0';
+	json_array_foreach(ranges, i, rg)
+	{
+		int n = snprintf(buf + at, len - at, "%s%lld-%lld", i ? ", " : "",
+				 (long long)json_integer_value(json_object_get(rg, "from")),
+				 (long long)json_integer_value(json_object_get(rg, "to")));
+
+		if (n < 0 || (size_t)n >= len - at)
+			break;
+		at += (size_t)n;
+	}
+}
+
 static int cmd_verify(struct ctl *c)
 {
 	struct api_response resp;
-	char path[256];
+	char path[256], uncovered[512];
 	json_t *bad;
 	int r;
 
@@ -379,6 +399,7 @@ static int cmd_verify(struct ctl *c)
 	if (r)
 		return r;
 	bad = json_object_get(resp.json, "first_bad_seq");
+	ranges_text(json_object_get(resp.json, "not_covered"), uncovered, sizeof(uncovered));
 	if (c->json)
 		print_json(resp.json);
 	else if (!bad)
@@ -390,6 +411,10 @@ static int cmd_verify(struct ctl *c)
 	if (bad)
 		r = fail(EXIT_API, "audit chain broken at seq %lld: %s",
 			 (long long)json_integer_value(bad), str(resp.json, "problem"));
+	else if (uncovered[0])
+		r = fail(EXIT_API, "audit entries not covered by a seal made while they were known: "
+				   "seq %s (found unsealed at a daemon start, or not sealed yet)",
+			 uncovered);
 	api_response__clear(&resp);
 	return r;
 }

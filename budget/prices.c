@@ -32,24 +32,37 @@ void budget__prices_free(struct budget_prices *p)
 	free(p);
 }
 
-static int parse_tools(json_t *v, const char *field, json_t *out, struct budget_err *e)
+typedef int (*entry_fn)(json_t *v, const char *field, const char *name, json_t *out,
+			struct budget_err *e);
+
+/* Every entry of the object @v through @fn; @key and @shape name it in the error. */
+static int parse_entries(json_t *v, const char *field, const char *key, const char *shape,
+			 entry_fn fn, json_t *out, struct budget_err *e)
 {
 	const char *name;
-	json_t *price;
-	int64_t x;
+	json_t *x;
+	int r;
 
 	if (!json_is_object(v))
-		return budget_err__set(e, field, "tool_call_usd_micro",
-				       "expected an object of tool name -> integer micro-USD");
-	json_object_foreach(v, name, price)
+		return budget_err__set(e, field, key, "expected an object of %s", shape);
+	json_object_foreach(v, name, x)
 	{
-		if (budget_json__amount(price, true, &x) < 0)
-			return budget_err__set(e, field, "tool_call_usd_micro",
-					       "%s: expected an integer >= 0", name);
-		if (json_object_set_new(out, name, json_integer(x)) < 0)
-			return -ENOMEM;
+		r = fn(x, field, name, out, e);
+		if (r < 0)
+			return r;
 	}
 	return 0;
+}
+
+static int parse_tool(json_t *price, const char *field, const char *name, json_t *out,
+		      struct budget_err *e)
+{
+	int64_t x;
+
+	if (budget_json__amount(price, true, &x) < 0)
+		return budget_err__set(e, field, "tool_call_usd_micro",
+				       "%s: expected an integer >= 0", name);
+	return json_object_set_new(out, name, json_integer(x)) < 0 ? -ENOMEM : 0;
 }
 
 static int parse_model(json_t *m, const char *field, const char *name, json_t *out,
@@ -85,31 +98,15 @@ static int parse_model(json_t *m, const char *field, const char *name, json_t *o
 	return json_object_set_new(out, name, entry) < 0 ? -ENOMEM : 0;
 }
 
-static int parse_models(json_t *v, const char *field, json_t *out, struct budget_err *e)
-{
-	const char *name;
-	json_t *m;
-	int r;
-
-	if (!json_is_object(v))
-		return budget_err__set(e, field, "models",
-				       "expected an object of model name -> prices");
-	json_object_foreach(v, name, m)
-	{
-		r = parse_model(m, field, name, out, e);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 static int parse_key(struct budget_prices *p, const char *field, const char *key, json_t *v,
 		     struct budget_err *e)
 {
 	if (strcmp(key, "tool_call_usd_micro") == 0)
-		return parse_tools(v, field, p->tools, e);
+		return parse_entries(v, field, key, "tool name -> integer micro-USD", parse_tool,
+				     p->tools, e);
 	if (strcmp(key, "models") == 0)
-		return parse_models(v, field, p->models, e);
+		return parse_entries(v, field, key, "model name -> prices", parse_model, p->models,
+				     e);
 	if (strcmp(key, "cpu_per_s_usd_micro") == 0) {
 		if (budget_json__amount(v, true, &p->cpu_per_s) < 0)
 			return budget_err__set(e, field, key, "expected an integer >= 0");

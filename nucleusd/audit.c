@@ -15,6 +15,9 @@
  * S through the chain. Editing, reordering or deleting an entry breaks the chain at that
  * entry; re-hashing the chain after it (without the key) no longer matches the next
  * seal; deleting sealed entries at the end leaves a seal past the last entry.
+ * A writer never seals entries it did not commit without saying so: entries after the
+ * newest matching seal at attach are named by an "audit.epoch" entry (chained, then
+ * sealed), and verify reports them as not covered by a seal made while they were known.
  * body is stored as the exact canonical JSON text that was hashed.
  */
 #include <errno.h>
@@ -42,6 +45,7 @@ struct audit_key {
 	struct store *store;
 	bool staged; /* an entry appended in the open transaction */
 	uint64_t staged_seq, head_seq, sealed_seq;
+	uint64_t found_from, found_to; /* named by attach's audit.epoch (0: none) */
 	unsigned char staged_hash[HASH_LEN], head_hash[HASH_LEN];
 	void (*unsealed)(void *arg);
 	void *unsealed_arg;
@@ -165,6 +169,7 @@ int audit__key_load(const char *dir, struct audit_key **ret)
 	k->store = NULL; /* sodium_malloc() does not zero */
 	k->staged = false;
 	k->staged_seq = k->head_seq = k->sealed_seq = 0;
+	k->found_from = k->found_to = 0;
 	k->unsealed = NULL;
 	k->unsealed_arg = NULL;
 	*ret = k;
@@ -374,9 +379,28 @@ static void tx_end(void *arg, bool committed)
 	k->staged = false;
 }
 
-static int newest_seal(struct store *s, uint64_t *ret)
+static bool seal_signed(const struct audit_key *k, uint64_t seq, const void *hash, int hash_len,
+			const void *sig, int sig_len)
 {
-	static const char sql[] = "SELECT coalesce(max(seq), 0) FROM audit_seals";
+	unsigned char msg[HASH_LEN];
+
+	if (hash_len != HASH_LEN || sig_len != SIG_LEN)
+		return false;
+	head_message(seq, hash, msg);
+	return crypto_sign_verify_detached(sig, msg, sizeof(msg), k->pk) == 0;
+}
+
+/*
+ * The newest seal at or before @head signed by @k whose hash is the stored entry's at
+ * its seq (0: none). Seals past the head, forged or not matching are passed over here;
+ * audit__verify reports them.
+ */
+static int newest_matching_seal(struct store *s, const struct audit_key *k, uint64_t head,
+				uint64_t *ret)
+{
+	static const char sql[] = "SELECT s.seq, s.hash, s.sig, l.hash FROM audit_seals s "
+				  "JOIN audit_log l ON l.seq = s.seq WHERE s.seq <= ?1 "
+				  "ORDER BY s.seq DESC";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
@@ -384,12 +408,46 @@ static int newest_seal(struct store *s, uint64_t *ret)
 	if (r < 0)
 		return r;
 	*ret = 0;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*ret = (uint64_t)sqlite3_column_int64(st, 0);
-	else /* an aggregate always has its row */
-		r = rc == SQLITE_DONE ? -EIO : store__errno(rc);
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)head);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		uint64_t seq;
+
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		seq = (uint64_t)sqlite3_column_int64(st, 0);
+		if (seal_signed(k, seq, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1),
+				sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2)) &&
+		    sqlite3_column_bytes(st, 3) == HASH_LEN &&
+		    memcmp(sqlite3_column_blob(st, 1), sqlite3_column_blob(st, 3), HASH_LEN) == 0) {
+			*ret = seq;
+			break;
+		}
+	}
+	r = rc == SQLITE_ROW ? 0 : store__errno(rc);
 	store__stmt_done(st);
+	return r;
+}
+
+#define EPOCH_KIND "audit.epoch"
+
+struct epoch_tx {
+	struct audit_key *k;
+	uint64_t from, to;
+};
+
+static int epoch_tx(struct store *s, void *arg)
+{
+	struct epoch_tx *x = arg;
+	json_t *body;
+	int r;
+
+	body = json_pack("{ss sI sI}", "reason", "entries found unsealed at start",
+			 "unsealed_from", (json_int_t)x->from, "unsealed_to", (json_int_t)x->to);
+	if (!body)
+		return -ENOMEM;
+	r = audit__append(s, x->k, NULL, -1, EPOCH_KIND, body, NULL);
+	json_decref(body);
 	return r;
 }
 
@@ -404,19 +462,40 @@ int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *a
 	r = last_entry(s, &seq, hash);
 	if (r < 0)
 		return r;
-	r = newest_seal(s, &sealed);
+	r = newest_matching_seal(s, k, seq, &sealed);
 	if (r < 0)
 		return r;
 	k->store = s;
 	k->staged = false;
 	k->head_seq = seq;
 	memcpy(k->head_hash, hash, HASH_LEN);
-	/* A tail the last daemon left unsealed (killed) is sealed with the next seal. */
-	k->sealed_seq = sealed < seq ? sealed : seq;
+	k->sealed_seq = sealed;
+	k->found_from = k->found_to = 0;
 	k->unsealed = unsealed;
 	k->unsealed_arg = arg;
 	store__on_tx_end(s, tx_end, k);
-	return 0;
+	if (sealed < seq) {
+		/*
+		 * Entries this writer did not commit (a killed daemon's last ones, or a tail
+		 * rewritten with its seals deleted): a seal covers them only from here on,
+		 * and the epoch entry (chained, then sealed) says so for good.
+		 */
+		struct epoch_tx x = {k, sealed + 1, seq};
+
+		r = store__tx(s, epoch_tx, &x);
+		if (r == 0) {
+			k->found_from = x.from;
+			k->found_to = x.to;
+		}
+	}
+	return r;
+}
+
+bool audit__found_at_start(const struct audit_key *k, uint64_t *from, uint64_t *to)
+{
+	*from = k->found_from;
+	*to = k->found_to;
+	return k->found_from != 0;
 }
 
 uint64_t audit__unsealed(const struct audit_key *k)
@@ -544,7 +623,6 @@ static void seal_next(struct seal_walk *w)
 static bool check_seal(struct seal_walk *w, const struct audit_key *k, uint64_t seq,
 		       const unsigned char hash[HASH_LEN], struct audit_verify *v)
 {
-	unsigned char msg[HASH_LEN];
 	char what[96];
 
 	if (!w->have || w->seq != seq)
@@ -555,9 +633,8 @@ static bool check_seal(struct seal_walk *w, const struct audit_key *k, uint64_t 
 		bad(v, w->good + 1, what);
 		return false;
 	}
-	head_message(seq, sqlite3_column_blob(w->st, 1), msg);
-	if (crypto_sign_verify_detached(sqlite3_column_blob(w->st, 2), msg, sizeof(msg), k->pk) !=
-	    0) {
+	if (!seal_signed(k, seq, sqlite3_column_blob(w->st, 1), HASH_LEN,
+			 sqlite3_column_blob(w->st, 2), SIG_LEN)) {
 		snprintf(what, sizeof(what), "bad signature on the seal at seq %llu",
 			 (unsigned long long)seq);
 		bad(v, w->good + 1, what);
@@ -574,6 +651,95 @@ static bool check_seal(struct seal_walk *w, const struct audit_key *k, uint64_t 
 	v->seals++;
 	seal_next(w);
 	return true;
+}
+
+/* Adds [from, to] to the sorted, disjoint @r (*n of them), merging what touches it. */
+static void range_add(struct audit_range *r, unsigned *n, uint64_t from, uint64_t to)
+{
+	unsigned i = 0, j;
+
+	while (i < *n && r[i].to + 1 < from)
+		i++;
+	/* r[i..j) overlap or touch [from, to]: they become one */
+	for (j = i; j < *n && r[j].from <= to + 1; j++) {
+		from = r[j].from < from ? r[j].from : from;
+		to = r[j].to > to ? r[j].to : to;
+	}
+	if (i == j && *n == AUDIT_RANGES) { /* full: widen the neighbour instead */
+		i = j = i == *n ? i - 1 : i;
+		from = r[i].from < from ? r[i].from : from;
+		to = r[i].to > to ? r[i].to : to;
+		j++;
+	}
+	memmove(&r[i + 1], &r[j], (*n - j) * sizeof(*r));
+	*n = *n - (j - i) + 1;
+	r[i].from = from;
+	r[i].to = to;
+}
+
+/* An intact audit.epoch entry at @seq: the range it found unsealed. */
+static void note_epoch(sqlite3_stmt *st, uint64_t seq, struct audit_verify *v)
+{
+	json_int_t from = 0, to = 0;
+	json_t *body;
+
+	if (strcmp((const char *)sqlite3_column_text(st, 4), EPOCH_KIND) != 0)
+		return;
+	body = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+	/* the daemon writes both; anything else reads as "everything before it" */
+	if (json_unpack(body, "{sI sI}", "unsealed_from", &from, "unsealed_to", &to) < 0 ||
+	    from < 1 || to < from || (uint64_t)to >= seq) {
+		from = 1;
+		to = (json_int_t)seq - 1;
+	}
+	json_decref(body);
+	if (to >= from)
+		range_add(v->not_covered, &v->n_not_covered, (uint64_t)from, (uint64_t)to);
+}
+
+/* From the found ranges (in not_covered) and sealed_through: covered, tail, the problem. */
+static void coverage(struct audit_verify *v)
+{
+	uint64_t next = 1, missing = 0;
+
+	for (unsigned i = 0; i < v->n_not_covered; i++) {
+		const struct audit_range *f = &v->not_covered[i];
+
+		v->unsealed_at_start += f->to - f->from + 1;
+		if (f->from > next && next <= v->sealed_through)
+			v->covered[v->n_covered++] = (struct audit_range){
+				next, f->from - 1 < v->sealed_through ? f->from - 1 : v->sealed_through};
+		next = f->to + 1;
+	}
+	if (next <= v->sealed_through)
+		v->covered[v->n_covered++] = (struct audit_range){next, v->sealed_through};
+	if (v->intact_through > v->sealed_through)
+		range_add(v->not_covered, &v->n_not_covered, v->sealed_through + 1,
+			  v->intact_through);
+	for (unsigned i = 0; i < v->n_not_covered; i++)
+		missing += v->not_covered[i].to - v->not_covered[i].from + 1;
+	if (!v->first_bad && missing)
+		snprintf(v->problem, sizeof(v->problem),
+			 "intact as a chain, but %llu entries are not covered by a seal made "
+			 "while they were known (not_covered)",
+			 (unsigned long long)missing);
+}
+
+static bool corrupt(int rc)
+{
+	return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+}
+
+static void bad_corrupt(struct audit_verify *v, uint64_t seq)
+{
+	char what[160];
+
+	snprintf(what, sizeof(what),
+		 "database corrupt: cannot read the audit log at seq %llu; restore nucleus.db "
+		 "from a backup",
+		 (unsigned long long)seq);
+	bad(v, seq, what);
+	v->corrupt = true;
 }
 
 int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret)
@@ -594,14 +760,22 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 	if (r < 0)
 		goto out;
 	seal_next(&w);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		v.entries++;
-		if (!check_row(st, want, prev, &v) || !check_seal(&w, k, want, prev, &v))
+	while (w.rc == SQLITE_ROW || w.rc == SQLITE_DONE) {
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
 			break;
-		want++;
+		v.entries++;
+		if (!check_row(st, want, prev, &v))
+			break;
+		note_epoch(st, want, &v);
+		if (!check_seal(&w, k, want, prev, &v))
+			break;
+		v.intact_through = want++;
 	}
-	if ((rc != SQLITE_ROW && rc != SQLITE_DONE) ||
-	    (w.rc != SQLITE_ROW && w.rc != SQLITE_DONE)) {
+	if (corrupt(rc) || corrupt(w.rc)) {
+		bad_corrupt(&v, want);
+	} else if ((rc != SQLITE_ROW && rc != SQLITE_DONE) ||
+		   (w.rc != SQLITE_ROW && w.rc != SQLITE_DONE)) {
 		r = store__errno(rc != SQLITE_ROW && rc != SQLITE_DONE ? rc : w.rc);
 		goto out;
 	}
@@ -613,6 +787,7 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 	v.sealed_through = w.good;
 	if (!v.first_bad)
 		snprintf(v.problem, sizeof(v.problem), "intact");
+	coverage(&v);
 	*ret = v;
 out:
 	store__stmt_done(st);

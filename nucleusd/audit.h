@@ -28,10 +28,15 @@ void audit__key_free(struct audit_key *k);
 void audit__key_public_hex(const struct audit_key *k, char out[65]);
 
 /*
- * Makes @k the writer of @s's audit log: reads the chain's head and newest seal, then
- * follows @s's transactions (store__on_tx_end) so that what it seals is the head it
- * committed, never one read back. @unsealed (may be NULL) runs after a commit that
- * leaves entries unsealed when none were: the daemon arms its seal timer there.
+ * Makes @k the writer of @s's audit log: reads the chain's head and the newest seal of
+ * @k that matches the stored chain (S), then follows @s's transactions
+ * (store__on_tx_end) so that what it seals is the head it committed, never one read
+ * back. Entries after S were not written by this writer: they are never sealed
+ * silently; attach appends (in a transaction of its own) an "audit.epoch" entry whose
+ * body names them {"reason", "unsealed_from", "unsealed_to"}, so that audit__verify
+ * reports them as not covered forever after (audit__unsealed() is then > 0: seal).
+ * @unsealed (may be NULL) runs after a commit that leaves entries unsealed when none
+ * were: the daemon arms its seal timer there.
  */
 int audit__attach(struct audit_key *k, struct store *s, void (*unsealed)(void *arg), void *arg);
 
@@ -52,21 +57,44 @@ int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int
  * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed.
  */
 int audit__seal(struct store *s, struct audit_key *k);
+/* The range attach found unsealed and named in its audit.epoch entry; false: none. */
+bool audit__found_at_start(const struct audit_key *k, uint64_t *from, uint64_t *to);
 /* Committed entries not sealed yet. */
 uint64_t audit__unsealed(const struct audit_key *k);
+
+/* A range of seqs, both ends included. */
+struct audit_range {
+	uint64_t from, to;
+};
+
+/* Ranges kept by audit__verify; more are merged into a neighbour (reported wider). */
+#define AUDIT_RANGES 16
 
 struct audit_verify {
 	uint64_t entries;	 /* entries checked */
 	uint64_t seals;		 /* seals that matched the chain */
 	uint64_t sealed_through; /* seq of the newest matching seal (0: none) */
+	uint64_t intact_through; /* seq of the last entry that checked intact */
 	uint64_t first_bad;	 /* 0 when the log is intact, else the first bad seq */
-	char problem[96];	 /* what is wrong with first_bad */
+	/* Entries a daemon found unsealed at its start (from the audit.epoch entries), merged. */
+	uint64_t unsealed_at_start;
+	/* Sealed while the daemon knew them: 1..sealed_through less the found ranges. */
+	struct audit_range covered[AUDIT_RANGES + 1];
+	unsigned n_covered;
+	/* The found ranges, then the intact tail after sealed_through. */
+	struct audit_range not_covered[AUDIT_RANGES + 1];
+	unsigned n_not_covered;
+	bool corrupt;	   /* the database could not be read at first_bad */
+	char problem[160]; /* what is wrong with first_bad, or "intact" (and what is not covered) */
 };
 
 /*
  * Walks the whole chain and its seals. Returns 0 when it could check (see
- * ret->first_bad). Entries after sealed_through are intact as a chain but not yet
- * signed (the newest ND_AUDIT_SEAL_MS, or what a killed daemon left).
+ * ret->first_bad); a database page it cannot read (SQLITE_CORRUPT/NOTADB) is reported
+ * the same way (ret->corrupt, first_bad = the first seq it could not read). Entries after
+ * sealed_through are intact as a chain but not yet signed (the newest ND_AUDIT_SEAL_MS);
+ * entries a daemon found unsealed at its start are signed only by seals made after
+ * it found them: not_covered lists both.
  */
 int audit__verify(struct store *s, const struct audit_key *k, struct audit_verify *ret);
 

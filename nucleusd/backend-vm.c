@@ -283,6 +283,22 @@ static int check_file(const char *what, const char *path, struct nd_err *e)
 	return 0;
 }
 
+static const struct nd_backend vmb_backend = {
+	.name = "vmm",
+	.real = true,
+	.attach = vmb_attach,
+	.boot = vmb_boot,
+	.stop = vmb_stop,
+	.pause = vmb_pause,
+	.resume = vmb_resume,
+	.adopt = vmb_adopt,
+	.tool = vmb_tool,
+	.tool_stream = vmb_tool_stream,
+	.stream_resume = vmb_stream_resume,
+	.spec_check = vmb_spec_check,
+	.free = vmb_free,
+};
+
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e)
 {
 	struct nd_backend *be = NULL;
@@ -320,20 +336,8 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 		free(be);
 		return r;
 	}
-	be->name = "vmm";
-	be->real = true;
+	*be = vmb_backend;
 	be->ctx = b;
-	be->attach = vmb_attach;
-	be->boot = vmb_boot;
-	be->stop = vmb_stop;
-	be->pause = vmb_pause;
-	be->resume = vmb_resume;
-	be->adopt = vmb_adopt;
-	be->tool = vmb_tool;
-	be->tool_stream = vmb_tool_stream;
-	be->stream_resume = vmb_stream_resume;
-	be->spec_check = vmb_spec_check;
-	be->free = vmb_free;
 	*ret = be;
 	return 0;
 }

@@ -507,6 +507,22 @@ static void fake_free(void *ctx)
 	free(f);
 }
 
+static const struct nd_backend fake_backend = {
+	.name = "fake",
+	.real = false,
+	.attach = fake_attach,
+	.boot = fake_boot,
+	.stop = fake_stop,
+	.pause = fake_pause,
+	.resume = fake_resume,
+	.adopt = fake_adopt,
+	.tool = fake_tool,
+	.tool_stream = fake_tool_stream,
+	.stream_resume = fake_stream_resume,
+	.free = fake_free,
+	.own_tools = fake_tools,
+};
+
 int nd_fake_backend__new(struct nd_backend **ret)
 {
 	struct nd_backend *be = calloc(1, sizeof(*be));
@@ -514,24 +530,13 @@ int nd_fake_backend__new(struct nd_backend **ret)
 
 	if (!be)
 		return -ENOMEM;
-	be->ctx = f = calloc(1, sizeof(struct fake));
+	f = calloc(1, sizeof(struct fake));
 	if (!f) {
 		free(be);
 		return -ENOMEM;
 	}
-	be->name = "fake";
-	be->real = false;
-	be->attach = fake_attach;
-	be->boot = fake_boot;
-	be->stop = fake_stop;
-	be->pause = fake_pause;
-	be->resume = fake_resume;
-	be->adopt = fake_adopt;
-	be->tool = fake_tool;
-	be->tool_stream = fake_tool_stream;
-	be->stream_resume = fake_stream_resume;
-	be->free = fake_free;
-	be->own_tools = fake_tools;
+	*be = fake_backend;
+	be->ctx = f;
 	*ret = be;
 	return 0;
 }
@@ -541,15 +546,19 @@ static int none_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err
 	return nd_err__set(e, -EAGAIN, "backend_unavailable", "no VMM backend in this build");
 }
 
+static const struct nd_backend none_backend = {
+	.name = "none",
+	.real = false,
+	.adopt = none_adopt,
+};
+
 int nd_none_backend__new(struct nd_backend **ret)
 {
 	struct nd_backend *be = calloc(1, sizeof(*be));
 
 	if (!be)
 		return -ENOMEM;
-	be->name = "none";
-	be->real = false;
-	be->adopt = none_adopt;
+	*be = none_backend;
 	*ret = be;
 	return 0;
 }

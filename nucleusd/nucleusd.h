@@ -269,6 +269,11 @@ int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, u
 			 json_t **ret, struct nd_err *e);
 /* Verifies the whole chain; @ref (may be NULL) only has to exist. */
 int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+/*
+ * Audit entries this daemon found unsealed at its start (a killed daemon's last ones, or
+ * a tampered tail): named by its audit.epoch entry, never sealed as its own. False: none.
+ */
+bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to);
 
 int nucleusd__health(struct nucleusd *nd, json_t **ret);
 /* Prometheus text exposition of the daemon's counters (malloc'd). */

@@ -65,6 +65,19 @@ int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, u
 	return 0;
 }
 
+static json_t *ranges_json(const struct audit_range *r, unsigned n)
+{
+	json_t *arr = json_array();
+
+	for (unsigned i = 0; arr && i < n; i++)
+		if (json_array_append_new(arr, json_pack("{sI sI}", "from", (json_int_t)r[i].from,
+							  "to", (json_int_t)r[i].to)) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	return arr;
+}
+
 int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
 {
 	struct audit_verify v;
@@ -81,14 +94,21 @@ int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, s
 	r = audit__verify(nd->store, nd->key, &v);
 	if (r < 0)
 		return nd_err__set(e, r, "internal", "cannot read the audit log");
-	*ret = json_pack("{sb sI sI sI sI ss}", "ok", !v.first_bad, "entries",
+	*ret = json_pack("{sb sI sI sI sI sI so so ss}", "ok", !v.first_bad, "entries",
 			 (json_int_t)v.entries, "seals", (json_int_t)v.seals, "sealed_through",
 			 (json_int_t)v.sealed_through, "unsealed",
-			 (json_int_t)(v.first_bad || v.entries < v.sealed_through
-					      ? 0
-					      : v.entries - v.sealed_through),
-			 "problem", v.problem);
+			 (json_int_t)(v.intact_through > v.sealed_through
+					      ? v.intact_through - v.sealed_through
+					      : 0),
+			 "unsealed_at_start", (json_int_t)v.unsealed_at_start, "covered",
+			 ranges_json(v.covered, v.n_covered), "not_covered",
+			 ranges_json(v.not_covered, v.n_not_covered), "problem", v.problem);
 	if (*ret && v.first_bad)
 		json_object_set_new(*ret, "first_bad_seq", json_integer((json_int_t)v.first_bad));
 	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+}
+
+bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to)
+{
+	return audit__found_at_start(nd->key, from, to);
 }

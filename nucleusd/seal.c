@@ -2,7 +2,8 @@
 /*
  * The daemon's sealing of its audit log (nucleusd/audit.h): the log's writer is the
  * daemon's key; a commit that leaves entries unsealed arms a one-shot timer that signs
- * the committed head ND_AUDIT_SEAL_MS later; a clean stop and every verify seal at once.
+ * the committed head ND_AUDIT_SEAL_MS later; a clean stop and every verify seal at once,
+ * and so does a start that found entries unsealed (after audit__attach's audit.epoch).
  * Loop thread only.
  */
 #include <errno.h>
@@ -46,12 +47,18 @@ static void seal_soon(void *arg)
 
 int nd__seal_init(struct nucleusd *nd)
 {
+	int r;
+
 	if (nd->base) {
 		nd->seal_ev = evtimer_new(nd->base, seal_fire, nd);
 		if (!nd->seal_ev)
 			return -ENOMEM;
 	}
-	return audit__attach(nd->key, nd->store, seal_soon, nd);
+	r = audit__attach(nd->key, nd->store, seal_soon, nd);
+	/* entries found unsealed were named by an audit.epoch entry: sealed from here on */
+	if (r == 0 && audit__unsealed(nd->key))
+		nd__seal(nd);
+	return r;
 }
 
 void nd__seal_fini(struct nucleusd *nd)

@@ -242,8 +242,6 @@ int policy__approval_to_json(const struct policy_approval *a, char **ret)
 {
 	char sid[2 * POLICY_SESSION_ID_LEN + 1], dig[2 * POLICY_DIGEST_LEN + 1];
 	char non[2 * POLICY_NONCE_LEN + 1], sig[2 * 64 + 1];
-	json_t *j;
-	char *s;
 
 	if ((unsigned)a->op >= POLICY_OP_COUNT)
 		return -EINVAL;
@@ -251,17 +249,10 @@ int policy__approval_to_json(const struct policy_approval *a, char **ret)
 	hex__encode(a->args_digest, sizeof(a->args_digest), dig);
 	hex__encode(a->nonce, sizeof(a->nonce), non);
 	hex__encode(a->sig, sizeof(a->sig), sig);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "session", sid, "op",
-		      policy__op_name(a->op), "args_digest", dig, "nonce", non, "expires",
-		      (json_int_t)a->expires, "sig", sig);
-	if (!j)
-		return -ENOMEM;
-	s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
-	json_decref(j);
-	if (!s)
-		return -ENOMEM;
-	*ret = s;
-	return 0;
+	return json__dump_take(json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "session", sid, "op",
+					 policy__op_name(a->op), "args_digest", dig, "nonce", non,
+					 "expires", (json_int_t)a->expires, "sig", sig),
+			       JSON_SORT_KEYS | JSON_COMPACT, ret);
 }
 
 static int hex_field(json_t *o, const char *key, uint8_t *out, size_t n, struct policy_error *err)

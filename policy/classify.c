@@ -187,43 +187,36 @@ static size_t skip_opts(const char *const *argv, size_t argc, size_t i, const ch
 	return i + (size_t)positional; /* e.g. timeout's DURATION */
 }
 
+/* Options of the wrappers that skip_opts() walks, and how many positionals come first. */
+static const struct {
+	const char *const *with_arg;
+	int positional;
+} wrapper_opts[] = {
+	[W_NICE] = {(const char *const[]){"-n", "--adjustment", NULL}, 0},
+	[W_TIMEOUT] = {(const char *const[]){"-s", "--signal", "-k", "--kill-after", NULL}, 1},
+	[W_STDBUF] = {(const char *const[]){"-i", "-o", "-e", NULL}, 0},
+	[W_EXEC] = {(const char *const[]){"-a", NULL}, 0},
+	[W_PLAIN] = {(const char *const[]){NULL}, 0},
+};
+
 static size_t unwrap(const char *const *argv, size_t argc, bool *split)
 {
-	static const char *const nice_a[] = {"-n", "--adjustment", NULL};
-	static const char *const timeout_a[] = {"-s", "--signal", "-k", "--kill-after", NULL};
-	static const char *const stdbuf_a[] = {"-i", "-o", "-e", NULL};
-	static const char *const exec_a[] = {"-a", NULL};
-	static const char *const none[] = {NULL};
 	size_t i = 0;
 
 	for (int depth = 0; depth < 16 && i < argc; depth++) {
+		enum prog_kind k = prog_kind(base(argv[i]));
 		size_t next;
 
-		switch (prog_kind(base(argv[i]))) {
-		case W_ENV:
+		if (k == W_ENV)
 			next = skip_env(argv, argc, i, split);
-			break;
-		case W_NEXT:
+		else if (k == W_NEXT)
 			next = i + 1;
-			break;
-		case W_NICE:
-			next = skip_opts(argv, argc, i, nice_a, 0);
-			break;
-		case W_TIMEOUT:
-			next = skip_opts(argv, argc, i, timeout_a, 1);
-			break;
-		case W_STDBUF:
-			next = skip_opts(argv, argc, i, stdbuf_a, 0);
-			break;
-		case W_EXEC:
-			next = skip_opts(argv, argc, i, exec_a, 0);
-			break;
-		case W_PLAIN:
-			next = skip_opts(argv, argc, i, none, 0);
-			break;
-		default:
+		else if (k < sizeof(wrapper_opts) / sizeof(wrapper_opts[0]) &&
+			 wrapper_opts[k].with_arg)
+			next = skip_opts(argv, argc, i, wrapper_opts[k].with_arg,
+					 wrapper_opts[k].positional);
+		else
 			return i;
-		}
 		if (*split || next >= argc)
 			return i; /* the wrapper itself is the program */
 		i = next;

@@ -166,6 +166,8 @@ int session__remember_nonce(struct policy_session *s, const uint8_t *nonce, int6
 /* JSON helpers. */
 void perr(struct policy_error *err, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* json_dumps(@j, @flags) into *@ret; takes @j (NULL is out of memory). 0 or -ENOMEM. */
+int json__dump_take(json_t *j, size_t flags, char **ret);
 void hex__encode(const uint8_t *in, size_t n, char *out);
 int hex__decode(const char *in, uint8_t *out, size_t n);
 

@@ -374,19 +374,20 @@ json_t *policy__json(const struct policy *p, bool with_name)
 	return root;
 }
 
-int policy__to_json(const struct policy *p, char **ret)
+int json__dump_take(json_t *j, size_t flags, char **ret)
 {
-	json_t *j = policy__json(p, true);
-	char *s;
+	char *s = j ? json_dumps(j, flags) : NULL;
 
-	if (!j)
-		return -ENOMEM;
-	s = json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2));
 	json_decref(j);
 	if (!s)
 		return -ENOMEM;
 	*ret = s;
 	return 0;
+}
+
+int policy__to_json(const struct policy *p, char **ret)
+{
+	return json__dump_take(policy__json(p, true), JSON_SORT_KEYS | JSON_INDENT(2), ret);
 }
 
 /* BLAKE2b-256 of the canonical compact JSON without the name; all-zero on OOM. */

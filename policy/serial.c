@@ -489,21 +489,10 @@ json_t *policy__trace_json(const struct policy_trace *t)
 
 int policy__trace_to_json(const struct policy_trace *t, char **ret)
 {
-	json_t *j;
-	char *s;
-
 	if (!t || t->event > POLICY_EV_WIDEN || t->reason >= POLICY_R_COUNT ||
 	    t->verdict > POLICY_ALLOW || t->op >= POLICY_OP_COUNT)
 		return -EINVAL;
-	j = policy__trace_json(t);
-	if (!j)
-		return -ENOMEM;
-	s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
-	json_decref(j);
-	if (!s)
-		return -ENOMEM;
-	*ret = s;
-	return 0;
+	return json__dump_take(policy__trace_json(t), JSON_SORT_KEYS | JSON_COMPACT, ret);
 }
 
 static void legs_text(unsigned legs, char *buf, size_t len)

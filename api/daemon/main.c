@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -391,6 +392,17 @@ int main(int argc, char **argv)
 		nd_backend__free(be);
 		logmsg("error", "cannot start on %s: %s", o.data_dir, strerror(-r));
 		goto out;
+	}
+	{
+		uint64_t from, to;
+
+		if (nucleusd__audit_found_at_start(nd, &from, &to))
+			logmsg("warning",
+			       "audit entries %" PRIu64 "-%" PRIu64 " were found unsealed at start "
+			       "(a killed daemon's last entries, or a tampered log): recorded in an "
+			       "audit.epoch entry, not covered by a seal; see `nucleusctl audit ID "
+			       "verify`",
+			       from, to);
 	}
 	scfg = (struct api_server_config){.socket_path = o.socket,
 					  .owner_uid = o.owner_uid,

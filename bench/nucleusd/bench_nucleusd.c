@@ -6,7 +6,10 @@
  *     validation, policy decision, SQLite transactions with the audit entries, reply) over
  *     one keep-alive connection, and over one connection per request (what the client
  *     library does);
- *   - requests/s of GET /v1/sandboxes/{id} over one keep-alive connection.
+ *   - requests/s of GET /v1/sandboxes/{id} over one keep-alive connection;
+ *   - the same tool call under load: 64 and 256 clients at once, each on its own
+ *     keep-alive connection or a connection per request: p50/p99 and errors (refused
+ *     connections, statuses other than 200).
  * Each keep-alive run is done twice: with the client and the daemon's event-loop thread
  * free to run on any CPU, and with both on one CPU. The client waits for each reply, so
  * on one CPU nothing runs in parallel anyway; what goes away is the cross-CPU wakeup of
@@ -28,18 +31,14 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "bench/nucleusd/bench.h"
 
 /* The measured call: a trivial call that the sandbox's policy allows. */
 #define BENCH_PROFILE "permissive-local"
 #define BENCH_TOOL    "read_file"
 static const char bench_body[] = "{\"args\":{\"path\":\"/workspace/README.md\"}}";
 
-struct stats {
-	double p50, p90, p99, p999, mean, max, per_s;
-	long n;
-};
-
-static double now_us(void)
+double now_us(void)
 {
 	struct timespec ts;
 
@@ -54,7 +53,7 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void summarize(double *lat, long n, double total_us, struct stats *s)
+void summarize(double *lat, long n, double total_us, struct stats *s)
 {
 	double sum = 0;
 
@@ -71,7 +70,7 @@ static void summarize(double *lat, long n, double total_us, struct stats *s)
 	s->per_s = (double)n / (total_us / 1e6);
 }
 
-static int sock_connect(const char *path)
+int sock_connect(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -88,7 +87,7 @@ static int sock_connect(const char *path)
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
 		ssize_t w = write(fd, p, n);
@@ -103,8 +102,7 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Reads one response (Content-Length framed) from a keep-alive connection; its status. */
-static int read_response(int fd, char *buf, size_t cap)
+int read_response(int fd, char *buf, size_t cap)
 {
 	size_t have = 0, need = 0;
 	char *hdr_end = NULL;
@@ -259,16 +257,18 @@ static int create_sandbox(struct api_client *c, char id[32])
 
 static void print_row(const char *name, const struct stats *s)
 {
-	printf("%-40s %6ld %7.1f %7.1f %7.1f %8.1f %7.1f %8.1f %7.0f\n", name, s->n, s->p50, s->p90,
-	       s->p99, s->p999, s->mean, s->max, s->per_s);
+	printf("%-40s %6ld %7.1f %7.1f %7.1f %8.1f %7.1f %8.1f %7.0f %6ld\n", name, s->n, s->p50,
+	       s->p90, s->p99, s->p999, s->mean, s->max, s->per_s, s->errors);
 }
 
 static void json_row(FILE *f, const char *name, const struct stats *s, const char *sep)
 {
 	fprintf(f,
 		"    \"%s\": {\"n\": %ld, \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
-		"\"p999_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"per_s\": %.0f}%s\n",
-		name, s->n, s->p50, s->p90, s->p99, s->p999, s->mean, s->max, s->per_s, sep);
+		"\"p999_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"per_s\": %.0f, "
+		"\"errors\": %ld}%s\n",
+		name, s->n, s->p50, s->p90, s->p99, s->p999, s->mean, s->max, s->per_s, s->errors,
+		sep);
 }
 
 /* The daemon's main thread (tid = pid) and this process on one CPU, or back on all. */
@@ -289,15 +289,40 @@ static int pin(pid_t daemon, bool one)
 	return 0;
 }
 
-enum { GATE_ANY, GATE_ONE, GATE_CONN, GET_ANY, GET_ONE, N_ROWS };
+enum {
+	GATE_ANY,
+	GATE_ONE,
+	GATE_CONN,
+	GET_ANY,
+	GET_ONE,
+	LOAD_64_KA,
+	LOAD_256_KA,
+	LOAD_64_CONN,
+	LOAD_256_CONN,
+	N_ROWS
+};
 
 static const char *const row_names[N_ROWS] = {
-	"tool call, keep-alive, any CPU", "tool call, keep-alive, one CPU",
-	"tool call, conn/request (client)", "GET /v1/sandboxes/{id}, any CPU",
-	"GET /v1/sandboxes/{id}, one CPU"};
-static const char *const row_keys[N_ROWS] = {"tool_call_keepalive", "tool_call_keepalive_one_cpu",
-					     "tool_call_conn_per_request", "get_sandbox_keepalive",
-					     "get_sandbox_keepalive_one_cpu"};
+	"tool call, keep-alive, any CPU",      "tool call, keep-alive, one CPU",
+	"tool call, conn/request (client)",    "GET /v1/sandboxes/{id}, any CPU",
+	"GET /v1/sandboxes/{id}, one CPU",     "tool call, 64 clients, keep-alive",
+	"tool call, 256 clients, keep-alive",  "tool call, 64 clients, conn/request",
+	"tool call, 256 clients, conn/request"};
+static const char *const row_keys[N_ROWS] = {
+	"tool_call_keepalive",	 "tool_call_keepalive_one_cpu",	  "tool_call_conn_per_request",
+	"get_sandbox_keepalive", "get_sandbox_keepalive_one_cpu", "load_64_keepalive",
+	"load_256_keepalive",	 "load_64_conn_per_request",	  "load_256_conn_per_request"};
+
+/* Rows LOAD_*: clients and whether each request has its own connection. */
+static const struct {
+	int row, clients;
+	bool per_conn;
+} loads[] = {
+	{LOAD_64_KA, 64, false},
+	{LOAD_256_KA, 256, false},
+	{LOAD_64_CONN, 64, true},
+	{LOAD_256_CONN, 256, true},
+};
 
 static int measure(const char *sock, pid_t daemon, struct api_client *c, const char *id, long calls,
 		   struct stats st[N_ROWS])
@@ -332,6 +357,13 @@ static int measure(const char *sock, pid_t daemon, struct api_client *c, const c
 		r = keepalive_run(sock, req, calls, &st[GET_ONE], 200);
 	if (r == 0)
 		r = pin(daemon, false);
+	snprintf(req, sizeof(req),
+		 "POST %s HTTP/1.1\r\nHost: nucleusd\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\n\r\n%s",
+		 path, strlen(bench_body), bench_body);
+	for (size_t i = 0; r == 0 && i < sizeof(loads) / sizeof(loads[0]); i++)
+		r = load_run(sock, req, calls, loads[i].clients, loads[i].per_conn, 200,
+			     &st[loads[i].row]);
 	json_decref(jbody);
 	return r;
 }
@@ -340,9 +372,9 @@ static int report(const struct stats st[N_ROWS], const char *out)
 {
 	FILE *f;
 
-	printf("%-40s %6s %7s %7s %7s %8s %7s %8s %7s\n",
+	printf("%-40s %6s %7s %7s %7s %8s %7s %8s %7s %6s\n",
 	       "nucleusd (fake backend), " BENCH_PROFILE "/" BENCH_TOOL, "n", "p50 us", "p90",
-	       "p99", "p99.9", "mean", "max", "req/s");
+	       "p99", "p99.9", "mean", "max", "req/s", "errors");
 	for (int i = 0; i < N_ROWS; i++)
 		print_row(row_names[i], &st[i]);
 	printf("gate target p99 <= 200 us: one CPU %.0f us (%s), any CPU %.0f us (%s)\n",

@@ -22,6 +22,7 @@
 
 #include "api/api.h"
 #include "policy/policy.h"
+#include "tests/unit/th_budget.h"
 
 #define HANG_S 600
 
@@ -513,16 +514,12 @@ static long long vm_budget(const char *id, const char *kind, const char *field)
 {
 	char path[96];
 	struct api_response r;
-	json_t *v;
 	long long n;
 
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/budget", id);
 	r = call("GET", path, NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	v = json_object_get(json_object_get(json_object_get(r.json, "budgets"), kind), field);
-	n = json_is_integer(v)	 ? (long long)json_integer_value(v)
-	    : json_is_boolean(v) ? json_is_true(v)
-				 : -1;
+	n = th_budget_field(r.json, kind, field);
 	api_response__clear(&r);
 	return n;
 }

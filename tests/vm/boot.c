@@ -6,6 +6,7 @@
  * the console, SMP, exit statuses, the control socket and signals.
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -55,55 +56,59 @@ static void expect_log(struct vmt *t, const char *needle)
 
 TestSuite(boot, .timeout = VMT_TEST_TIMEOUT_S);
 
-Test(boot, console_marker_and_clean_shutdown)
+/* A boot with nt=@action: what the console and the VMM log show, and the exit status. */
+struct boot_case {
+	const char *what, *action, *vcpus;
+	const char *console[2]; /* each must appear (NULL: none) */
+	const char *log;	/* must appear in the VMM log (NULL: no check) */
+	int status;
+};
+
+ParameterizedTestParameters(boot, console_and_exit_status)
 {
-	struct vmt t;
-	vmt_init(&t);
-	int st = boot_action(&t, "shutdown", "1");
-	expect_console(&t, "NT-BOOTED action=shutdown");
-	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "announced shutdown + reset: status %d", st);
-	expect_log(&t, "clean shutdown");
-	vmt_fini(&t);
+	static struct boot_case cases[] = {
+		{"announced shutdown + reset is a clean shutdown",
+		 "shutdown",
+		 "1",
+		 {"NT-BOOTED action=shutdown", NULL},
+		 "clean shutdown",
+		 VMM_EXIT_SHUTDOWN},
+		{"a reboot without announcement is a crash",
+		 "reboot",
+		 "1",
+		 {"NT-BOOTED action=reboot", NULL},
+		 NULL,
+		 VMM_EXIT_CRASH},
+		{"SMP: two vCPUs visible",
+		 "cpus",
+		 "2",
+		 {"NT-CPUS 2\n", NULL},
+		 NULL,
+		 VMM_EXIT_SHUTDOWN},
+		{"four vCPUs visible", "cpus", "4", {"NT-CPUS 4\n", NULL}, NULL, VMM_EXIT_SHUTDOWN},
+		{"init's exit panics the kernel, a crash",
+		 "panic",
+		 "1",
+		 {"NT-EXITING", "Kernel panic"},
+		 NULL,
+		 VMM_EXIT_CRASH},
+	};
+
+	return cr_make_param_array(struct boot_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-Test(boot, reboot_without_announcement_is_a_crash)
+ParameterizedTest(struct boot_case *c, boot, console_and_exit_status)
 {
 	struct vmt t;
-	vmt_init(&t);
-	int st = boot_action(&t, "reboot", "1");
-	expect_console(&t, "NT-BOOTED action=reboot");
-	cr_expect_eq(st, VMM_EXIT_CRASH, "status %d", st);
-	vmt_fini(&t);
-}
+	int st;
 
-Test(boot, smp_two_vcpus_visible)
-{
-	struct vmt t;
 	vmt_init(&t);
-	int st = boot_action(&t, "cpus", "2");
-	expect_console(&t, "NT-CPUS 2\n");
-	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "status %d", st);
-	vmt_fini(&t);
-}
-
-Test(boot, four_vcpus_visible)
-{
-	struct vmt t;
-	vmt_init(&t);
-	int st = boot_action(&t, "cpus", "4");
-	expect_console(&t, "NT-CPUS 4\n");
-	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "status %d", st);
-	vmt_fini(&t);
-}
-
-Test(boot, init_exit_panics_and_is_a_crash)
-{
-	struct vmt t;
-	vmt_init(&t);
-	int st = boot_action(&t, "panic", "1");
-	expect_console(&t, "NT-EXITING");
-	expect_console(&t, "Kernel panic");
-	cr_expect_eq(st, VMM_EXIT_CRASH, "status %d", st);
+	st = boot_action(&t, c->action, c->vcpus);
+	for (size_t i = 0; i < 2 && c->console[i]; i++)
+		expect_console(&t, c->console[i]);
+	if (c->log)
+		expect_log(&t, c->log);
+	cr_expect_eq(st, c->status, "%s: status %d, want %d", c->what, st, c->status);
 	vmt_fini(&t);
 }
 

@@ -181,9 +181,33 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 	return r;
 }
 
-struct api_response thd_raw(struct thd *d, const char *request, size_t len)
+void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
+		int status)
+{
+	struct api_response r = thd_call(d, method, path, json_body);
+
+	cr_assert_eq(r.status, status, "%s %s: %d %s", method, path, r.status, r.body);
+	api_response__clear(&r);
+}
+
+int thd_dial(const struct thd *d)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {20, 0};
+	int fd;
+
+	cr_assert_lt(strlen(d->sock), sizeof(sa.sun_path));
+	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s: %s", d->sock,
+		     strerror(errno));
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	return fd;
+}
+
+struct api_response thd_raw(struct thd *d, const char *request, size_t len)
+{
 	struct api_response r = {0};
 	char *buf = malloc(1 << 20), *sep;
 	size_t got = 0;
@@ -191,11 +215,7 @@ struct api_response thd_raw(struct thd *d, const char *request, size_t len)
 	int fd;
 
 	cr_assert_not_null(buf);
-	cr_assert_lt(strlen(d->sock), sizeof(sa.sun_path));
-	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	fd = thd_dial(d);
 	for (size_t off = 0; off < len; off += (size_t)n) {
 		n = send(fd, request + off, len - off, MSG_NOSIGNAL);
 		if (n <= 0)

@@ -52,6 +52,11 @@ void thd_cleanup(struct thd *d);
 /* One API call through the client library; asserts the transport worked. */
 struct api_response thd_call(struct thd *d, const char *method, const char *path,
 			     const char *json_body);
+/* thd_call that asserts the reply's @status and frees the reply. */
+void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
+		int status);
+/* A socket connected to the daemon, receives time out after 20 s; asserts. */
+int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */
 struct api_response thd_raw(struct thd *d, const char *request, size_t len);
 /* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */

@@ -688,12 +688,8 @@ Test(blackbox, a_client_gone_before_the_reply_is_harmless)
 
 	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
 	for (int i = 0; i < 5; i++) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int fd = thd_dial(&d);
 
-		cr_assert_geq(fd, 0);
-		memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-		cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		n = snprintf(req, sizeof(req),
 			     "POST /v1/sandboxes/%s/tools/slow HTTP/1.1\r\nHost: x\r\n"
 			     "Content-Type: application/json\r\nContent-Length: 21\r\n\r\n"
@@ -718,7 +714,6 @@ Test(blackbox, a_client_gone_before_the_reply_is_harmless)
  */
 Test(blackbox, a_stalled_request_is_cut_off)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = 120};
 	static const char partial[] = "POST /v1/sandboxes HTTP/1.1\r\nContent-Length: 100\r\n";
 	char buf[2048];
@@ -730,10 +725,7 @@ Test(blackbox, a_stalled_request_is_cut_off)
 	d.extra[2] = "--timeout";
 	d.extra[3] = "1";
 	thd_restart(&d);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	fd = thd_dial(&d);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	cr_assert_eq(send(fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL),
 		     (ssize_t)sizeof(partial) - 1);

@@ -16,6 +16,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_budget.h"
 
 static struct thd d;
 
@@ -54,16 +55,44 @@ static char *path(const char *id, const char *suffix)
 static long long budget_of(const char *id, const char *kind, const char *field)
 {
 	struct api_response r = thd_call(&d, "GET", path(id, "/budget"), NULL);
-	json_t *v;
 	long long n;
 
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	v = json_object_get(json_object_get(json_object_get(r.json, "budgets"), kind), field);
-	n = json_is_integer(v)	 ? (long long)json_integer_value(v)
-	    : json_is_boolean(v) ? json_is_true(v)
-				 : -1;
+	n = th_budget_field(r.json, kind, field);
 	api_response__clear(&r);
 	return n;
+}
+
+/* Starts the daemon and creates a sandbox from @body; its id in @id (32 bytes). */
+static void start_with(char *id, const char *body)
+{
+	thd_start(&d);
+	snprintf(id, 32, "%s", thd_create(&d, body));
+}
+
+/* POST @body to @p: 400 with an error code and a message that starts with @prefix. */
+static void expect_400(const char *p, const char *body, const char *prefix)
+{
+	struct api_response r = thd_call(&d, "POST", p, body);
+	const char *msg;
+
+	cr_assert_eq(r.status, 400, "%s: %d %s", body, r.status, r.body);
+	cr_assert_not_null(json_string_value(json_object_get(r.json, "error")), "%s", r.body);
+	msg = json_string_value(json_object_get(r.json, "message"));
+	cr_assert_not_null(msg, "%s", r.body);
+	cr_assert_eq(strncmp(msg, prefix, strlen(prefix)), 0, "%s: %s", body, r.body);
+	api_response__clear(&r);
+}
+
+/* A call refused with 402 for the budget @kind. */
+static void expect_402(const char *method, const char *p, const char *body, const char *kind)
+{
+	struct api_response r = thd_call(&d, method, p, body);
+
+	cr_assert_eq(r.status, 402, "%s %s: %d %s", method, p, r.status, r.body);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), kind);
+	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "budget_exhausted");
+	api_response__clear(&r);
 }
 
 static const char *ledger_sum(const char *id, const char *kind)
@@ -132,16 +161,8 @@ Test(budget_api, bad_limits_are_400_naming_the_key_and_store_nothing)
 	thd_start(&d);
 	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct api_response r;
-
 		snprintf(body, sizeof(body), BASIC ", \"budget\": %s}", bad[i][0]);
-		r = thd_call(&d, "POST", "/v1/sandboxes", body);
-		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i][0], r.status, r.body);
-		cr_assert_not_null(json_string_value(json_object_get(r.json, "error")));
-		cr_assert_eq(strncmp(json_string_value(json_object_get(r.json, "message")),
-				     bad[i][1], strlen(bad[i][1])),
-			     0, "%s: %s", bad[i][0], r.body);
-		api_response__clear(&r);
+		expect_400("/v1/sandboxes", body, bad[i][1]);
 	}
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected create changed the database");
@@ -183,16 +204,10 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 	};
 	char id[32], *before, *after;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	before = thd_dump(&d);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct api_response r = thd_call(&d, "POST", path(id, "/usage"), bad[i]);
-
-		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i], r.status, r.body);
-		cr_assert_not_null(json_string_value(json_object_get(r.json, "message")));
-		api_response__clear(&r);
-	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_400(path(id, "/usage"), bad[i], "");
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected usage report changed the database");
 	thd_finish(&d);
@@ -200,18 +215,14 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 
 Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 {
-	struct api_response r;
 	char id[32], what[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	cr_assert_eq(report(id, "r1", 40, 20, what), 200);
 	cr_assert_str_eq(what, "charged");
 	cr_assert_eq(budget_of(id, "tokens", "spent"), 60);
 	/* The tool works while the budget lasts. */
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
 
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402);
 	cr_assert_str_eq(what, "tokens");
@@ -220,15 +231,9 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_eq(budget_of(id, "tokens", "exhausted"), 1);
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
 
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "tokens");
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "budget_exhausted");
-	api_response__clear(&r);
-	r = thd_call(&d, "POST", path(id, "/tools/run"),
-		     "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "tokens");
+	thd_expect(&d, "POST", path(id, "/tools/run"),
+		   "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}", 402);
 	cr_assert_eq(report(id, "r3", 1, 0, what), 402);
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402, "the refused report's retry");
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
@@ -236,13 +241,8 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 5);
 	cr_assert_eq(count_audit(id, "tool.decision"), 1);
 	/* Pausing and resuming is refused too. */
-	r = thd_call(&d, "POST", path(id, "/pause"), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
-	r = thd_call(&d, "POST", path(id, "/resume"), NULL);
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "tokens");
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/pause"), NULL, 200);
+	expect_402("POST", path(id, "/resume"), NULL, "tokens");
 	thd_finish(&d);
 }
 
@@ -251,8 +251,7 @@ Test(budget_api, a_retried_report_is_charged_once_and_a_reused_key_is_409)
 	struct api_response r;
 	char id[32], what[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	start_with(id, BASIC "}");
 	cr_assert_eq(report(id, "same-key", 1000, 500, what), 200);
 	cr_assert_str_eq(what, "charged");
 	r = thd_call(&d, "POST", path(id, "/usage"),
@@ -327,8 +326,7 @@ Test(budget_api, twenty_concurrent_reporters_sum_exactly)
 	pthread_t t[20];
 	char id[32];
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	start_with(id, BASIC "}");
 	for (int i = 0; i < 20; i++) {
 		w[i] = (struct worker){.id = id, .n = 5, .base = i * 5};
 		snprintf(w[i].sock, sizeof(w[i].sock), "%s", d.sock);
@@ -386,9 +384,7 @@ Test(budget_api, kill_9_between_debits_then_restart_balances_equal_the_ledger)
 	char id[32], what[32], key[32];
 	int rows, charged = 0, dup = 0;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100000000}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100000000}}");
 	k.id = id;
 	snprintf(k.sock, sizeof(k.sock), "%s", d.sock);
 	cr_assert_eq(pthread_create(&t, NULL, serial_reporter, &k), 0);
@@ -449,24 +445,16 @@ Test(budget_api, a_tool_price_is_charged_and_refused_past_the_limit)
 	write_prices(prices, "{\"tool_call_usd_micro\": {\"default\": 0, \"echo\": 2000}}");
 	d.extra[0] = "--prices";
 	d.extra[1] = prices;
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"budget\": {\"usd\": \"0.005\"}}"));
+	start_with(id, BASIC ", \"budget\": {\"usd\": \"0.005\"}}");
 	for (int i = 0; i < 2; i++) {
-		r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-		cr_assert_eq(r.status, 200, "%s", r.body);
-		api_response__clear(&r);
+		thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
 	}
 	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
-	r = thd_call(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}");
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "usd_micro");
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "usd_micro");
 	/* A refused price is not spent; a free call still fits. */
 	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
 	cr_assert_eq(budget_of(id, "usd_micro", "exhausted"), 0);
-	r = thd_call(&d, "POST", path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}");
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}", 200);
 	cr_assert_eq(count_audit(id, "budget.debit"), 2);
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 1);
 	/* Metrics: spend over all sandboxes and the enforcement. */
@@ -515,8 +503,7 @@ Test(budget_api, ttl_expiry_stops_the_sandbox_and_says_why)
 
 	d.extra[0] = "--meter-interval-ms";
 	d.extra[1] = "50";
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"ttl_seconds\": 1}"));
+	start_with(id, BASIC ", \"ttl_seconds\": 1}");
 	snprintf(id2, sizeof(id2), "%s", thd_create(&d, BASIC ", \"ttl_seconds\": 100000}"));
 	cr_assert_str_eq(wait_state(id, "stopped"), "stopped");
 	cr_assert_eq(strncmp(reason_of(id), "ttl_expired", 11), 0, "%s", reason_of(id));
@@ -557,10 +544,7 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 	/* Paused (SIGSTOP): nothing more is metered. */
 	sleep_ms(200);
 	cr_assert_eq(budget_of(id, "cpu_ms", "spent"), spent);
-	r = thd_call(&d, "POST", path(id, "/resume"), NULL);
-	cr_assert_eq(r.status, 402, "%s", r.body);
-	cr_assert_str_eq(json_string_value(json_object_get(r.json, "budget")), "cpu_ms");
-	api_response__clear(&r);
+	expect_402("POST", path(id, "/resume"), NULL, "cpu_ms");
 	cr_assert_geq(count_audit(id, "budget.exhausted"), 2);
 	cr_assert_eq(count_audit(id, "sandbox.pause"), 1);
 	r = thd_call(&d, "GET", "/v1/metrics", NULL);
@@ -568,9 +552,7 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 			   "%s", r.body);
 	api_response__clear(&r);
 	/* Stopping kills the burner. */
-	r = thd_call(&d, "DELETE", path(id, ""), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
@@ -582,14 +564,12 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
  */
 Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 {
-	struct api_response r;
 	char id[32], sql[200];
 	long long rows, spent;
 
 	d.extra[0] = "--meter-interval-ms";
 	d.extra[1] = "20";
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC ", \"image\": \"fake:burn\"}"));
+	start_with(id, BASIC ", \"image\": \"fake:burn\"}");
 	sleep_ms(1200); /* about 60 samples */
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM budget_ledger WHERE sandbox_id = '%s' AND kind = 'cpu_ms'",
@@ -599,9 +579,7 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 	spent = budget_of(id, "cpu_ms", "spent");
 	cr_assert_gt(spent, 100, "the burner's CPU is current when read: %lld ms", spent);
 	cr_assert_eq(spent, atoll(ledger_sum(id, "cpu_ms")));
-	r = thd_call(&d, "DELETE", path(id, ""), NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
@@ -611,9 +589,7 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 	char id[32], what[32];
 	json_t *j;
 
-	thd_start(&d);
-	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, BASIC ", \"budget\": {\"tokens\": 100, \"usd\": \"2.5\"}}"));
+	start_with(id, BASIC ", \"budget\": {\"tokens\": 100, \"usd\": \"2.5\"}}");
 	cr_assert_eq(report(id, "a", 30, 10, what), 200);
 	r = thd_ctl(d.sock, "budget", id, NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);

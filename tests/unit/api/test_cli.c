@@ -141,6 +141,180 @@ Test(cli, audit_verify_names_the_tampered_entry)
 	thd_finish(&d);
 }
 
+/* nucleusctl --json create: the new sandbox's id into @id. */
+static void ctl_create(char id[32])
+{
+	struct thd_run *r = thd_ctl(d.sock, "--json", "create", NULL);
+	json_t *j;
+
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	j = json_loads(r->out, 0, NULL);
+	snprintf(id, 32, "%s", json_string_value(json_object_get(j, "id")));
+	json_decref(j);
+}
+
+/* `audit ID verify` after a restart: exit 1 naming uncovered entries from @from on. */
+static void assert_not_covered_from(const char *id, long long from)
+{
+	struct thd_run *r;
+	char want[64];
+	json_t *j, *nc;
+
+	r = thd_ctl(d.sock, "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 1, "%s%s", r->out, r->err);
+	snprintf(want, sizeof(want), "seq %lld-", from);
+	cr_assert_not_null(strstr(r->err, "not covered by a seal"), "%s", r->err);
+	cr_assert_not_null(strstr(r->err, want), "%s", r->err);
+	r = thd_ctl(d.sock, "--json", "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 1);
+	j = json_loads(r->out, 0, NULL);
+	cr_assert(json_is_true(json_object_get(j, "ok")), "the chain itself is intact: %s", r->out);
+	nc = json_object_get(j, "not_covered");
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(nc, 0), "from")), from,
+		     "%s", r->out);
+	cr_assert_geq(json_integer_value(json_object_get(j, "unsealed_at_start")), 1, "%s", r->out);
+	json_decref(j);
+}
+
+/*
+ * The laundering of issue 19 with the daemon stopped: triggers dropped, @edit applied,
+ * the chain re-hashed from the first entry @from_sql names, the seals from there on
+ * deleted; restart. Returns the seq the not covered range must start at.
+ */
+static long long launder(const char *edit, const char *from_sql)
+{
+	long long from, kept;
+	sqlite3 *db = NULL;
+	char sql[256];
+
+	thd_stop(&d);
+	from = atoll(th_query_file(d.db, from_sql));
+	cr_assert_gt(from, 0);
+	snprintf(sql, sizeof(sql), "SELECT coalesce(max(seq), 0) FROM audit_seals WHERE seq < %lld",
+		 from);
+	kept = atoll(th_query_file(d.db, sql));
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db,
+				  "DROP TRIGGER audit_log_no_update; DROP TRIGGER "
+				  "audit_seals_no_delete",
+				  NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_exec(db, edit, NULL, NULL, NULL), SQLITE_OK, "%s",
+		     sqlite3_errmsg(db));
+	th_rehash_from(db, (uint64_t)from);
+	snprintf(sql, sizeof(sql), "DELETE FROM audit_seals WHERE seq >= %lld", from);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	thd_restart(&d);
+	return kept + 1;
+}
+
+Test(cli, audit_verify_reports_a_laundered_tail)
+{
+	char id[32];
+	long long from;
+
+	ctl_create(id);
+	cr_assert_eq(thd_ctl(d.sock, "pause", id, NULL)->code, 0);
+	cr_assert_eq(thd_ctl(d.sock, "resume", id, NULL)->code, 0);
+	from = launder("UPDATE audit_log SET actor_uid = 0 WHERE kind = 'sandbox.pause'",
+		       "SELECT seq FROM audit_log WHERE kind = 'sandbox.pause'");
+	assert_not_covered_from(id, from);
+	thd_finish(&d);
+}
+
+Test(cli, audit_verify_reports_a_laundered_whole_log)
+{
+	char id[32];
+
+	ctl_create(id);
+	cr_assert_eq(thd_ctl(d.sock, "pause", id, NULL)->code, 0);
+	cr_assert_eq(launder("UPDATE audit_log SET actor_uid = 0", "SELECT 1"), 1);
+	assert_not_covered_from(id, 1);
+	thd_finish(&d);
+}
+
+Test(cli, audit_verify_reports_an_appended_forged_entry)
+{
+	char id[32];
+	long long from;
+
+	ctl_create(id);
+	from = launder("INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, "
+		       "prev_hash, hash) SELECT seq + 1, at_us, sandbox_id, actor_uid, kind, "
+		       "body, hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+		       "SELECT max(seq) FROM audit_log");
+	assert_not_covered_from(id, from);
+	thd_finish(&d);
+}
+
+Test(cli, a_tail_a_killed_daemon_left_unsealed_is_not_sealed_at_restart)
+{
+	char id[32];
+	long long tail = 0;
+
+	ctl_create(id);
+	/* killed within the seal delay after a commit: until that leaves a tail */
+	for (int i = 0; i < 10 && !tail; i++) {
+		cr_assert_eq(thd_ctl(d.sock, "pause", id, NULL)->code, 0);
+		thd_kill9(&d);
+		tail = atoll(th_query_file(d.db, "SELECT (SELECT max(seq) FROM audit_log) - "
+						 "(SELECT coalesce(max(seq), 0) FROM audit_seals)"));
+		thd_restart(&d);
+		if (!tail)
+			cr_assert_eq(thd_ctl(d.sock, "resume", id, NULL)->code, 0);
+	}
+	cr_assert_gt(tail, 0, "the daemon was never killed before its seal");
+	cr_assert_str_eq(th_query_file(d.db, "SELECT count(*) FROM audit_log WHERE kind = "
+					     "'audit.epoch'"),
+			 "1");
+	assert_not_covered_from(
+		id, atoll(th_query_file(d.db, "SELECT json_extract(body, '$.unsealed_from') "
+					      "FROM audit_log WHERE kind = 'audit.epoch'")));
+	thd_finish(&d);
+	{
+		char log[1 << 16] = "";
+		FILE *f = fopen(d.log, "r");
+
+		cr_assert_not_null(f);
+		log[fread(log, 1, sizeof(log) - 1, f)] = '\0';
+		fclose(f);
+		cr_assert_not_null(strstr(log, "were found unsealed at start"), "%s", log);
+	}
+}
+
+Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)
+{
+	struct api_response resp;
+	struct thd_run *r;
+	char id[32], path[96];
+
+	ctl_create(id);
+	for (int i = 0; i < 80; i++) {
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s/%s", id, i % 2 ? "resume" : "pause");
+		resp = thd_call(&d, "POST", path, NULL);
+		cr_assert_eq(resp.status, 200, "%s", resp.body);
+		api_response__clear(&resp);
+	}
+	thd_stop(&d);
+	th_garble_page(d.db, "audit_log");
+	thd_restart(&d);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
+	resp = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(resp.status, 200, "%s", resp.body);
+	cr_assert(json_is_false(json_object_get(resp.json, "ok")), "%s", resp.body);
+	cr_assert_gt(json_integer_value(json_object_get(resp.json, "first_bad_seq")), 1, "%s",
+		     resp.body);
+	cr_assert_not_null(strstr(json_string_value(json_object_get(resp.json, "problem")),
+				  "database corrupt"),
+			   "%s", resp.body);
+	api_response__clear(&resp);
+	r = thd_ctl(d.sock, "audit", id, "verify", NULL);
+	cr_assert_eq(r->code, 1);
+	cr_assert_not_null(strstr(r->err, "restore nucleus.db from a backup"), "%s", r->err);
+	thd_kill9(&d); /* a daemon on a corrupt database: its clean stop is not the point */
+}
+
 Test(cli, health_says_which_backend)
 {
 	struct thd_run *r = thd_ctl(d.sock, "health", NULL);
@@ -186,34 +360,34 @@ static void put_file(const char *name, const char *text, char *path, size_t len)
 	fclose(f);
 }
 
+/*
+ * `policy check FILE` exits @code and prints one line, FILE then @rest: on stdout when it
+ * exits 0, else on stderr after "nucleusctl: "; nothing on the other stream.
+ */
+static void policy_check(const char *file, int code, const char *rest)
+{
+	struct thd_run *r = thd_ctl(d.sock, "policy", "check", file, NULL);
+	char want[512];
+
+	cr_assert_eq(r->code, code, "%s", r->err);
+	snprintf(want, sizeof(want), "%s%s%s", code ? "nucleusctl: " : "", file, rest);
+	cr_assert_str_eq(code ? r->err : r->out, want);
+	cr_assert_str_eq(code ? r->out : r->err, "");
+}
+
 /* policy check FILE: "FILE: ok" and 0; the engine's problem on one line and 1. */
 Test(cli, policy_check_says_ok_or_names_the_problem)
 {
-	char good[320], bad[320], broken[320], want[512];
+	char good[320], bad[320], broken[320];
 	struct thd_run *r;
 
 	snprintf(good, sizeof(good), "%s/policy/profiles/codegen.json", SOURCE_ROOT);
-	r = thd_ctl(d.sock, "policy", "check", good, NULL);
-	cr_assert_eq(r->code, 0, "%s", r->err);
-	snprintf(want, sizeof(want), "%s: ok\n", good);
-	cr_assert_str_eq(r->out, want);
-	cr_assert_str_eq(r->err, "");
-
+	policy_check(good, 0, ": ok\n");
 	put_file("bad.json", "{\"deny\": []}", bad, sizeof(bad));
-	r = thd_ctl(d.sock, "policy", "check", bad, NULL);
-	cr_assert_eq(r->code, 1);
-	snprintf(want, sizeof(want), "nucleusctl: %s: $.deny: unknown key\n", bad);
-	cr_assert_str_eq(r->err, want);
-	cr_assert_str_eq(r->out, "");
-
+	policy_check(bad, 1, ": $.deny: unknown key\n");
 	put_file("broken.json", "{\"name\": \"x\"\n", broken, sizeof(broken));
-	r = thd_ctl(d.sock, "policy", "check", broken, NULL);
-	cr_assert_eq(r->code, 1);
-	snprintf(want, sizeof(want),
-		 "nucleusctl: %s: $: JSON syntax error at line 2 column 0: '}' expected near end "
-		 "of file\n",
-		 broken);
-	cr_assert_str_eq(r->err, want);
+	policy_check(broken, 1,
+		     ": $: JSON syntax error at line 2 column 0: '}' expected near end of file\n");
 
 	r = thd_ctl(d.sock, "policy", "check", "/nonexistent/p.json", NULL);
 	cr_assert_eq(r->code, 2);
@@ -224,44 +398,42 @@ Test(cli, policy_check_says_ok_or_names_the_problem)
 	thd_finish(&d);
 }
 
+/* `policy explain PROFILE CALL` exits @code (0 only for allow) and prints @out. */
+static void explain(const char *profile, const char *call, int code, const char *out)
+{
+	struct thd_run *r = thd_ctl(d.sock, "policy", "explain", profile, call, NULL);
+
+	cr_assert_eq(r->code, code, "%s", r->err);
+	cr_assert_str_eq(r->out, out);
+}
+
 /* policy explain: the engine's explanation, exit 0 only for allow; errors on one line. */
 Test(cli, policy_explain_prints_the_verdict_and_exits_by_it)
 {
 	char file[320], bad[320], want[512];
 	struct thd_run *r;
 
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", NULL);
-	cr_assert_eq(r->code, 0, "%s", r->err);
-	cr_assert_str_eq(r->out,
-			 "#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: "
-			 "call private, session none -> private\n");
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 web_fetch: deny (OP_DENIED): the operation is denied by the "
-			 "envelope [web_fetch]; exposure: call none, session none -> none\n");
-	r = thd_ctl(d.sock, "policy", "explain", "codegen",
-		    "{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
-		    "\"refs/heads/feature/x\"}",
-		    NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 git_push: ask (OP_ASK): the operation needs an approval "
-			 "[github.com:22,443]; exposure: call exfil, session none -> none\n");
+	explain("codegen", "{\"op\": \"read_file\", \"path\": \"/workspace/src/main.c\"}", 0,
+		"#1 read_file: allow (ALLOWED): allowed by the envelope; exposure: call private, "
+		"session none -> private\n");
+	explain("codegen", "{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}", 1,
+		"#1 web_fetch: deny (OP_DENIED): the operation is denied by the envelope "
+		"[web_fetch]; exposure: call none, session none -> none\n");
+	explain("codegen",
+		"{\"op\": \"git_push\", \"remote\": \"https://github.com/a/b\", \"ref\": "
+		"\"refs/heads/feature/x\"}",
+		1,
+		"#1 git_push: ask (OP_ASK): the operation needs an approval [github.com:22,443]; "
+		"exposure: call exfil, session none -> none\n");
 	r = thd_ctl(d.sock, "--json", "policy", "explain", "read-only",
 		    "{\"op\": \"read_file\", \"path\": \"/workspace/a\"}", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	cr_assert_str_eq(r->out, "{\"verdict\": \"allow\", \"reason\": \"ALLOWED\"}\n");
 
 	snprintf(file, sizeof(file), "@%s/policy/profiles/read-only.json", SOURCE_ROOT);
-	r = thd_ctl(d.sock, "policy", "explain", file,
-		    "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", NULL);
-	cr_assert_eq(r->code, 1);
-	cr_assert_str_eq(r->out,
-			 "#1 write_file: deny (OP_DENIED): the operation is denied by the "
-			 "envelope [write_file]; exposure: call none, session none -> none\n");
+	explain(file, "{\"op\": \"write_file\", \"path\": \"/workspace/a\"}", 1,
+		"#1 write_file: deny (OP_DENIED): the operation is denied by the envelope "
+		"[write_file]; exposure: call none, session none -> none\n");
 
 	r = thd_ctl(d.sock, "policy", "explain", "nope",
 		    "{\"op\": \"read_file\", \"path\": \"/a\"}", NULL);

@@ -24,6 +24,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 static struct thd d;
 
@@ -84,17 +85,12 @@ static size_t read_all(int fd, char *buf, size_t cap, int timeout_ms, bool *eof)
 /* How often @needle occurs in the daemon's log. */
 static int log_count(const char *needle)
 {
-	static char buf[1 << 20];
-	FILE *f = fopen(d.log, "r");
-	size_t n;
+	char *log = th_slurp(d.log);
 	int count = 0;
 
-	cr_assert_not_null(f);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	for (const char *p = buf; (p = strstr(p, needle)); p++)
+	for (const char *p = log; (p = strstr(p, needle)); p++)
 		count++;
+	free(log);
 	return count;
 }
 

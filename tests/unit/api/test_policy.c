@@ -10,6 +10,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 THD_SUITE(policy_api);
 
@@ -23,47 +24,46 @@ static const char *jstr(json_t *o, const char *key)
 /* The text of a built-in profile's source file (malloc'd). */
 static char *profile_file(const char *name)
 {
-	char path[512], *text;
-	long n;
-	FILE *f;
+	char path[512];
 
 	snprintf(path, sizeof(path), "%s/policy/profiles/%s.json", SOURCE_ROOT, name);
-	f = fopen(path, "r");
-	cr_assert_not_null(f, "%s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	text = calloc(1, (size_t)n + 1);
-	cr_assert_not_null(text);
-	cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	return text;
+	return th_slurp(path);
+}
+
+/* POST /v1/policy/explain of @body: 200 with this verdict and reason (clear the reply). */
+static struct api_response explained(const char *body, const char *verdict, const char *reason)
+{
+	struct api_response r = thd_call(&d, "POST", "/v1/policy/explain", body);
+
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "verdict"), verdict, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), reason, "%s", r.body);
+	return r;
+}
+
+/* POST /v1/policy/check of @body: 200, ok or the problem named (NULL: ok). */
+static void checked(const char *body, const char *problem)
+{
+	struct api_response r = thd_call(&d, "POST", "/v1/policy/check", body);
+
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	cr_assert_eq(json_is_true(json_object_get(r.json, "ok")), !problem, "%s", r.body);
+	if (problem)
+		cr_assert_str_eq(jstr(r.json, "problem"), problem);
+	else
+		cr_assert_null(json_object_get(r.json, "problem"), "%s", r.body);
+	api_response__clear(&r);
 }
 
 Test(policy_api, check_says_ok_or_names_the_problem_and_stores_nothing)
 {
 	char *codegen = profile_file("codegen"), *body, *before = thd_dump(&d);
-	struct api_response r;
 
 	cr_assert_gt(asprintf(&body, "{\"policy\": %s}", codegen), 0);
-	r = thd_call(&d, "POST", "/v1/policy/check", body);
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	cr_assert_null(json_object_get(r.json, "problem"), "%s", r.body);
-	api_response__clear(&r);
-
-	r = thd_call(&d, "POST", "/v1/policy/check",
-		     "{\"policy\": {\"paths\": {\"read\": [\"/workspace/**\", 5]}}}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert(json_is_false(json_object_get(r.json, "ok")), "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "problem"), "$.paths.read[1]: expected string");
-	api_response__clear(&r);
-
-	r = thd_call(&d, "POST", "/v1/policy/check", "{\"policy\": {\"deny\": [\"run\"]}}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert(json_is_false(json_object_get(r.json, "ok")), "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "problem"), "$.deny: unknown key");
-	api_response__clear(&r);
+	checked(body, NULL);
+	checked("{\"policy\": {\"paths\": {\"read\": [\"/workspace/**\", 5]}}}",
+		"$.paths.read[1]: expected string");
+	checked("{\"policy\": {\"deny\": [\"run\"]}}", "$.deny: unknown key");
 
 	thd_assert_same_db(before, thd_dump(&d), "policy checks");
 	free(body);
@@ -79,24 +79,18 @@ Test(policy_api, explain_decides_one_call_in_a_fresh_session)
 
 	for (int i = 0; i < 2; i++) {
 		/* the same call twice: each is the first of its own session (#1) */
-		r = thd_call(&d, "POST", "/v1/policy/explain",
-			     "{\"profile\": \"codegen\", \"call\": {\"op\": \"read_file\", "
-			     "\"path\": \"/workspace/src/main.c\"}}");
-		cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-		cr_assert_str_eq(jstr(r.json, "verdict"), "allow");
-		cr_assert_str_eq(jstr(r.json, "reason"), "ALLOWED");
+		r = explained("{\"profile\": \"codegen\", \"call\": {\"op\": \"read_file\", "
+			      "\"path\": \"/workspace/src/main.c\"}}",
+			      "allow", "ALLOWED");
 		cr_assert_str_eq(jstr(r.json, "explanation"),
 				 "#1 read_file: allow (ALLOWED): allowed by the envelope; "
 				 "exposure: call private, session none -> private");
 		api_response__clear(&r);
 	}
 
-	r = thd_call(&d, "POST", "/v1/policy/explain",
-		     "{\"profile\": \"codegen\", \"call\": {\"op\": \"git_push\", \"remote\": "
-		     "\"https://github.com/a/b\", \"ref\": \"refs/heads/feature/x\"}}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(r.json, "verdict"), "ask");
-	cr_assert_str_eq(jstr(r.json, "reason"), "OP_ASK");
+	r = explained("{\"profile\": \"codegen\", \"call\": {\"op\": \"git_push\", \"remote\": "
+		      "\"https://github.com/a/b\", \"ref\": \"refs/heads/feature/x\"}}",
+		      "ask", "OP_ASK");
 	api_response__clear(&r);
 
 	cr_assert_gt(asprintf(&body,
@@ -104,10 +98,7 @@ Test(policy_api, explain_decides_one_call_in_a_fresh_session)
 			      "\"/workspace/a\"}}",
 			      read_only),
 		     0);
-	r = thd_call(&d, "POST", "/v1/policy/explain", body);
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
-	cr_assert_str_eq(jstr(r.json, "reason"), "OP_DENIED");
+	r = explained(body, "deny", "OP_DENIED");
 	cr_assert_not_null(strstr(jstr(r.json, "explanation"), "[write_file]"), "%s", r.body);
 	api_response__clear(&r);
 

@@ -84,19 +84,41 @@ static struct api_response stream(const char *id, const char *body, struct lines
 	return r;
 }
 
+/* A streamed run that must be accepted: its lines in @l (lines_free them). */
+static void stream_ok(const char *id, const char *body, struct lines *l)
+{
+	struct api_response r = stream(id, body, l);
+
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+}
+
+/* A streamed run whose lines are one @kind piece @data, then the @end line with @status. */
+static void expect_piece_then_end(const char *id, const char *body, char kind, const char *data,
+				  char end, long status)
+{
+	struct lines l = {0};
+
+	stream_ok(id, body, &l);
+	cr_assert_eq(l.n, 2, "lines: %d", l.n);
+	cr_assert_eq(l.kind[0], kind);
+	cr_assert_str_eq(l.data[0], data);
+	cr_assert_eq(l.kind[1], end);
+	cr_assert_eq(l.status[1], status);
+	lines_free(&l);
+}
+
 Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 {
 	const char *id = thd_create(&d, BASIC);
 	static const char *const want[] = {"a1\n", "b1\n", "a2\n"};
 	struct lines l = {0};
-	struct api_response r;
 
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"a1\\n\"], "
-		   "[2, \"b1\\n\"], "
-		   "[1, \"a2\\n\"]], \"repeat\": 3, \"ms\": 5, \"exit_code\": 3}}",
-		   &l);
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	stream_ok(id,
+		  "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"a1\\n\"], "
+		  "[2, \"b1\\n\"], "
+		  "[1, \"a2\\n\"]], \"repeat\": 3, \"ms\": 5, \"exit_code\": 3}}",
+		  &l);
 	cr_assert_eq(l.n, 10, "lines: %d", l.n);
 	for (int i = 0; i < 9; i++) {
 		cr_assert_eq(l.kind[i], i % 3 == 1 ? 'e' : 'o', "line %d", i);
@@ -105,28 +127,17 @@ Test(stream, chunks_in_order_with_streams_apart_then_exit_code)
 	cr_assert_eq(l.kind[9], 'x');
 	cr_assert_eq(l.status[9], 3);
 	lines_free(&l);
-	api_response__clear(&r);
 	thd_finish(&d);
 }
 
 Test(stream, signal_is_the_last_line)
 {
 	const char *id = thd_create(&d, BASIC);
-	struct lines l = {0};
-	struct api_response r;
 
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, \"dying\"]], "
-		   "\"signal\": 9}}",
-		   &l);
-	cr_assert_eq(r.status, 200);
-	cr_assert_eq(l.n, 2);
-	cr_assert_eq(l.kind[0], 'e');
-	cr_assert_str_eq(l.data[0], "dying");
-	cr_assert_eq(l.kind[1], 's');
-	cr_assert_eq(l.status[1], 9);
-	lines_free(&l);
-	api_response__clear(&r);
+	expect_piece_then_end(id,
+			      "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[2, "
+			      "\"dying\"]], \"signal\": 9}}",
+			      'e', "dying", 's', 9);
 	thd_finish(&d);
 }
 
@@ -148,24 +159,9 @@ Test(stream, policy_decides_before_the_200)
 	api_response__clear(&r);
 	/* Only run streams; a wrong type is a 400 like any other field. */
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/echo", id);
-	r = thd_call(&d, "POST", path, "{\"stream\": true}");
-	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-	api_response__clear(&r);
-	r = thd_call(&d, "POST", path, "{\"stream\": 1}");
-	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
-	api_response__clear(&r);
+	thd_expect(&d, "POST", path, "{\"stream\": true}", 400);
+	thd_expect(&d, "POST", path, "{\"stream\": 1}", 400);
 	thd_finish(&d);
-}
-
-static int sock_connect(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
 }
 
 /* Sends a streamed run of @repeat pieces of 1 KiB (raw socket); returns the fd. */
@@ -187,7 +183,7 @@ static int start_big(const char *id, int repeat)
 		     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
 		     id, strlen(body), body);
 	cr_assert_gt(n, 0);
-	fd = sock_connect();
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
 	free(body);
 	free(req);
@@ -230,7 +226,6 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 {
 	const char *id = thd_create(&d, BASIC);
 	char buf[4096], path[128];
-	struct lines l = {0};
 	struct api_response r;
 	bool recorded = false;
 	int fd = start_big(id, 20000);
@@ -238,16 +233,10 @@ Test(stream, client_gone_mid_stream_harms_nothing)
 	cr_assert_gt(recv(fd, buf, sizeof(buf), 0), 0);
 	close(fd);
 	/* The daemon still serves, and its next streamed run is whole. */
-	r = stream(id,
-		   "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, \"after\"]], "
-		   "\"exit_code\": 1}}",
-		   &l);
-	cr_assert_eq(r.status, 200);
-	cr_assert_eq(l.n, 2);
-	cr_assert_str_eq(l.data[0], "after");
-	cr_assert_eq(l.status[1], 1);
-	lines_free(&l);
-	api_response__clear(&r);
+	expect_piece_then_end(id,
+			      "{\"stream\": true, \"args\": {\"argv\": [\"fake\"], \"out\": [[1, "
+			      "\"after\"]], \"exit_code\": 1}}",
+			      'o', "after", 'x', 1);
 	/* The abandoned call still completes and is audited (two tool.result entries). */
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
 	for (int i = 0; i < 3000 && !recorded; i++) {
@@ -290,7 +279,7 @@ Test(stream, an_http_1_0_client_gets_the_lines_until_close)
 		       "POST /v1/sandboxes/%s/tools/run HTTP/1.0\r\nContent-Type: application/json"
 		       "\r\nContent-Length: %zu\r\n\r\n%s",
 		       id, sizeof(body) - 1, body);
-	fd = sock_connect();
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
 	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
 		got += (size_t)n;

@@ -23,19 +23,13 @@ THD_SUITE(transport); /* default limits: body 1 MiB, head 16 KiB */
 /* Sends @len bytes (as many as the server takes), returns all it answers until EOF. */
 static char *exchange(const char *req, size_t len)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {20, 0};
 	size_t cap = 1 << 16, got = 0;
 	char *buf = malloc(cap);
 	ssize_t n;
 	int fd;
 
 	cr_assert_not_null(buf);
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fd = thd_dial(&d);
 	for (size_t off = 0; off < len; off += (size_t)n) {
 		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
 		if (n <= 0)
@@ -101,15 +95,21 @@ static void one(const char *req, size_t len, int status, const char *code, const
 
 #define ONE(req, status, code) one(req, sizeof(req) - 1, status, code, req)
 
+/* A request whose head is the line @line alone: 400 bad_request_line. */
+#define BAD_LINE(line) ONE(line "\r\n\r\n", 400, "bad_request_line")
+
+/* A GET whose one header line is @line: 400 bad_header. */
+#define BAD_HEADER(line) ONE("GET /v1/health HTTP/1.1\r\n" line "\r\n\r\n", 400, "bad_header")
+
 Test(transport, malformed_request_lines_are_json_400)
 {
-	ONE("GARBAGE\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health\r\n\r\n", 400, "bad_request_line");
-	ONE("GET  /v1/health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health HTTP/1.1 x\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health HTTP/one\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/\x01health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("G(T /v1/health HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GARBAGE");
+	BAD_LINE("GET /v1/health");
+	BAD_LINE("GET  /v1/health HTTP/1.1");
+	BAD_LINE("GET /v1/health HTTP/1.1 x");
+	BAD_LINE("GET /v1/health HTTP/one");
+	BAD_LINE("GET /v1/\x01health HTTP/1.1");
+	BAD_LINE("G(T /v1/health HTTP/1.1");
 	ONE("GET /v1/health HTTP/2.0\r\n\r\n", 505, "http_version_not_supported");
 }
 
@@ -124,14 +124,14 @@ Test(transport, unknown_and_unrouted_methods_are_json_405)
 
 Test(transport, malformed_headers_are_json_400)
 {
-	ONE("GET /v1/health HTTP/1.1\r\nHost x\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\n: x\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nHo st: x\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nX-A: \x7f\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nX-A: a\0b\r\n\r\n", 400, "bad_header");
-	ONE("GET /v1/health HTTP/1.1\r\nHost : x\r\n\r\n", 400, "bad_header");
+	BAD_HEADER("Host x");
+	BAD_HEADER(": x");
+	BAD_HEADER("Ho st: x");
+	BAD_HEADER("Host: x\r\n folded");
+	BAD_HEADER("Host: a\rb");
+	BAD_HEADER("X-A: \x7f");
+	BAD_HEADER("X-A: a\0b");
+	BAD_HEADER("Host : x");
 	ONE("GET /v1/health HTTP/1.1\r\nExpect: teapot\r\n\r\n", 417, "expectation_failed");
 }
 
@@ -312,7 +312,7 @@ Test(transport, non_ascii_header_values_are_accepted)
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
 	/* bytes >= 0x80 stay refused in the request line, where only ASCII belongs */
-	ONE("GET /v1/h\xc3\xa9 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GET /v1/h\xc3\xa9 HTTP/1.1");
 }
 
 Test(transport, connect_and_head_get_405_with_allow)
@@ -325,7 +325,7 @@ Test(transport, connect_and_head_get_405_with_allow)
 	ONE("CONNECT /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n", 405, "method_not_allowed");
 	ONE("OPTIONS /v1/sandboxes HTTP/1.1\r\nConnection: close\r\n\r\n", 405,
 	    "method_not_allowed");
-	ONE("CONNECT nucleus:443 HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("CONNECT nucleus:443 HTTP/1.1");
 	ONE("CONNECT /v1/nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	out = exchange(connect, sizeof(connect) - 1);
 	cr_assert_not_null(strstr(out, "\r\nAllow: GET, POST\r\n"), "%s", out);
@@ -350,9 +350,9 @@ Test(transport, targets_and_queries_are_decoded_strictly)
 	cr_assert_eq(response_at(end, &end), 200, "%.300s", out);
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
-	ONE("GET /v1/health%zz HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health% HTTP/1.1\r\n\r\n", 400, "bad_request_line");
-	ONE("GET /v1/health#frag HTTP/1.1\r\n\r\n", 400, "bad_request_line");
+	BAD_LINE("GET /v1/health%zz HTTP/1.1");
+	BAD_LINE("GET /v1/health% HTTP/1.1");
+	BAD_LINE("GET /v1/health#frag HTTP/1.1");
 	ONE("GET /v1/heal%00th HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	ONE("GET /v1%2Fhealth HTTP/1.1\r\nConnection: close\r\n\r\n", 404, "not_found");
 	ONE("GET /v1/sandboxes?all=%00 HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_query");
@@ -372,8 +372,6 @@ Test(transport, http_1_0_and_expect_100_continue)
 		"POST /v1/sandboxes HTTP/1.1\r\nContent-Type: application/json\r\n"
 		"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close"
 		"\r\n\r\n";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {20, 0};
 	char *out = exchange(ten, sizeof(ten) - 1), buf[4096];
 	const char *end;
 	size_t got = 0;
@@ -391,11 +389,7 @@ Test(transport, http_1_0_and_expect_100_continue)
 	cr_assert_str_eq(end, "", "%s", out);
 	free(out);
 	/* 100 Continue comes before the body is sent, the answer after it */
-	memcpy(sa.sun_path, d.sock, strlen(d.sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fd = thd_dial(&d);
 	cr_assert_eq(send(fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(cont) - 1);
 	n = recv(fd, buf, sizeof(buf) - 1, 0);
 	cr_assert_gt(n, 0);

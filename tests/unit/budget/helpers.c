@@ -15,23 +15,6 @@ int bt_store_open(const char *path, struct store **ret)
 	return store__open(path, schemas, 2, ret);
 }
 
-void bt_tmpdir(char *buf, size_t len)
-{
-	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(buf));
-}
-
-void bt_rmrf(const char *dir)
-{
-	char cmd[512];
-
-	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 struct store *bt_store(const char *dir)
 {
 	struct store *s = NULL;

@@ -6,11 +6,11 @@
 #include <stdint.h>
 #include <sqlite3.h>
 
+#include "tests/unit/th_file.h"
+
 struct store;
 
 /* A fresh directory under /tmp and its removal. */
-void bt_tmpdir(char *buf, size_t len);
-void bt_rmrf(const char *dir);
 /* Opens DIR/nucleus.db with the daemon's schemas (the store's core, then budget's). */
 struct store *bt_store(const char *dir);
 /* The same on a database file, without asserting (for forked writers and threads). */

@@ -25,7 +25,7 @@ static const char *sb;
 
 static void setup(void)
 {
-	bt_tmpdir(dir, sizeof(dir));
+	th_tmpdir(dir, sizeof(dir));
 	st = bt_store(dir);
 	db = store__db(st);
 	sb = bt_sandbox(db, 1);
@@ -34,7 +34,7 @@ static void setup(void)
 static void teardown(void)
 {
 	store__free(st);
-	bt_rmrf(dir);
+	th_rmrf(dir);
 }
 
 /* budget__charge in its own transaction, committed whatever the result. */

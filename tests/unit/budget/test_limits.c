@@ -7,16 +7,39 @@
 
 #include "budget/budget.h"
 
-static int parse_limits(const char *text, struct budget_limits *l, struct budget_err *e)
+typedef int (*parse_fn)(json_t *j, void *out, struct budget_err *e);
+
+/* @text parsed as JSON, then by @fn; a test's own bad JSON fails the test. */
+static int parse(const char *text, parse_fn fn, void *out, struct budget_err *e)
 {
 	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
 	int r;
 
 	cr_assert_not_null(j, "bad test JSON %s", text);
 	memset(e, 0, sizeof(*e));
-	r = budget__limits_parse(j, "budget", l, e);
+	r = fn(j, out, e);
 	json_decref(j);
 	return r;
+}
+
+static int limits_fn(json_t *j, void *out, struct budget_err *e)
+{
+	return budget__limits_parse(j, "budget", out, e);
+}
+
+static int prices_fn(json_t *j, void *out, struct budget_err *e)
+{
+	return budget__prices_parse(j, "prices", out, e);
+}
+
+static int parse_limits(const char *text, struct budget_limits *l, struct budget_err *e)
+{
+	return parse(text, limits_fn, l, e);
+}
+
+static int parse_prices(const char *text, struct budget_prices **p, struct budget_err *e)
+{
+	return parse(text, prices_fn, p, e);
 }
 
 static void expect_limits_error(const char *text, const char *msg)
@@ -123,18 +146,6 @@ Test(money, parse_and_format_are_exact)
 	cr_expect_str_eq(buf, "0.000000");
 	budget__usd_format(-1500000, buf, sizeof(buf));
 	cr_expect_str_eq(buf, "-1.500000");
-}
-
-static int parse_prices(const char *text, struct budget_prices **p, struct budget_err *e)
-{
-	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
-	int r;
-
-	cr_assert_not_null(j, "bad test JSON %s", text);
-	memset(e, 0, sizeof(*e));
-	r = budget__prices_parse(j, "prices", p, e);
-	json_decref(j);
-	return r;
 }
 
 static void expect_prices_error(const char *text, const char *msg)

@@ -60,7 +60,7 @@ Test(meter, cgroup_directory_reader)
 	uint64_t u = 0;
 	FILE *f;
 
-	bt_tmpdir(dir, sizeof(dir));
+	th_tmpdir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/cpu.stat", dir);
 	f = fopen(path, "w");
 	cr_assert_not_null(f);
@@ -68,7 +68,7 @@ Test(meter, cgroup_directory_reader)
 	fclose(f);
 	cr_assert_eq(budget__cpu_usec_cgroup(dir, &u), 0);
 	cr_expect_eq(u, 4000123);
-	bt_rmrf(dir);
+	th_rmrf(dir);
 	cr_expect_eq(budget__cpu_usec_cgroup(dir, &u), -ENOENT);
 }
 
@@ -96,7 +96,7 @@ Test(meter, pid_reader_sums_threads_of_a_fake_proc)
 	long hz = sysconf(_SC_CLK_TCK);
 	FILE *f;
 
-	bt_tmpdir(root, sizeof(root));
+	th_tmpdir(root, sizeof(root));
 	snprintf(path, sizeof(path), "%s/77", root);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/77/task", root);
@@ -113,7 +113,7 @@ Test(meter, pid_reader_sums_threads_of_a_fake_proc)
 	cr_assert_eq(budget__cpu_usec_pid(root, 77, &usec), 0);
 	cr_expect_eq(usec, (uint64_t)(1290 + 10) * 1000000 / (uint64_t)hz);
 	cr_expect_eq(budget__cpu_usec_pid(root, 76, &usec), -ENOENT);
-	bt_rmrf(root);
+	th_rmrf(root);
 }
 
 static pid_t spawn_burner(void)

@@ -70,12 +70,30 @@ static void seal(void)
 	cr_assert_eq(audit__unsealed(k), 0);
 }
 
+/* Two batches of three entries, each sealed: seals at 3 and 6. */
+static void two_sealed_batches(void)
+{
+	append(3);
+	seal();
+	append(3);
+	seal();
+}
+
 static struct audit_verify verify(void)
 {
 	struct audit_verify v;
 
 	cr_assert_eq(audit__verify(s, k, &v), 0);
 	return v;
+}
+
+/* verify() must find the first bad entry at @seq (0: none). */
+static void expect_first_bad(uint64_t seq)
+{
+	struct audit_verify v = verify();
+
+	cr_assert_eq(v.first_bad, seq, "first bad %llu, want %llu: %s",
+		     (unsigned long long)v.first_bad, (unsigned long long)seq, v.problem);
 }
 
 /* Tampering needs the append-only triggers out of the way, as an attacker would. */
@@ -116,74 +134,9 @@ Test(audit, a_readable_key_is_refused)
 	cr_assert_null(k2);
 }
 
-/*
- * What an attacker without the key can do: recompute the chain from @from on, by the
- * format documented in audit.c (so this also pins that format down).
- */
-static void put64(crypto_generichash_state *h, uint64_t v)
-{
-	unsigned char b[8];
-
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		b[i] = (unsigned char)v;
-	crypto_generichash_update(h, b, sizeof(b));
-}
-
-static void put_lp(crypto_generichash_state *h, const void *p, size_t n)
-{
-	unsigned char b[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
-			      (unsigned char)(n >> 8), (unsigned char)n};
-
-	crypto_generichash_update(h, b, sizeof(b));
-	crypto_generichash_update(h, p, n);
-}
-
 static void rehash_from(uint64_t from)
 {
-	static const char tag[] = "nucleus-audit-v1";
-	unsigned char prev[32] = {0}, hash[32];
-	sqlite3_stmt *st = NULL, *up = NULL;
-	sqlite3 *conn = store__db(s);
-
-	cr_assert_eq(sqlite3_prepare_v2(conn,
-					"SELECT seq, at_us, sandbox_id, actor_uid, kind, "
-					"body, hash FROM audit_log ORDER BY seq",
-					-1, &st, NULL),
-		     SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(conn,
-					"UPDATE audit_log SET prev_hash = ?, hash = ? "
-					"WHERE seq = ?",
-					-1, &up, NULL),
-		     SQLITE_OK);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-		crypto_generichash_state h;
-
-		if (seq < from) {
-			memcpy(prev, sqlite3_column_blob(st, 6), 32);
-			continue;
-		}
-		crypto_generichash_init(&h, NULL, 0, 32);
-		crypto_generichash_update(&h, prev, 32);
-		crypto_generichash_update(&h, (const unsigned char *)tag, sizeof(tag));
-		put64(&h, seq);
-		put64(&h, (uint64_t)sqlite3_column_int64(st, 1));
-		put64(&h, sqlite3_column_type(st, 3) == SQLITE_NULL
-				  ? (uint64_t)-1
-				  : (uint64_t)sqlite3_column_int64(st, 3));
-		put_lp(&h, sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2));
-		put_lp(&h, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
-		put_lp(&h, sqlite3_column_text(st, 5), (size_t)sqlite3_column_bytes(st, 5));
-		crypto_generichash_final(&h, hash, 32);
-		sqlite3_bind_blob(up, 1, prev, 32, SQLITE_TRANSIENT);
-		sqlite3_bind_blob(up, 2, hash, 32, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(up, 3, (sqlite3_int64)seq);
-		cr_assert_eq(sqlite3_step(up), SQLITE_DONE);
-		sqlite3_reset(up);
-		memcpy(prev, hash, 32);
-	}
-	sqlite3_finalize(st);
-	sqlite3_finalize(up);
+	th_rehash_from(store__db(s), from);
 }
 
 Test(audit, append_outside_a_transaction_is_refused)
@@ -237,7 +190,7 @@ Test(audit, a_rolled_back_entry_leaves_no_trace)
 	append(1);
 	seal();
 	cr_assert_str_eq(th_query(s, "SELECT group_concat(seq) FROM audit_log"), "1,2,3,4");
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 }
 
 Test(audit, the_log_and_its_seals_are_append_only)
@@ -248,47 +201,38 @@ Test(audit, the_log_and_its_seals_are_append_only)
 	cr_assert_lt(store__exec(s, "DELETE FROM audit_log WHERE seq = 2"), 0);
 	cr_assert_lt(store__exec(s, "UPDATE audit_seals SET seq = 1"), 0);
 	cr_assert_lt(store__exec(s, "DELETE FROM audit_seals"), 0);
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 }
 
 Test(audit, an_edited_body_is_reported_by_seq)
 {
-	struct audit_verify v;
-
 	append(6);
 	seal();
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 4");
-	v = verify();
-	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
+	expect_first_bad(4);
 }
 
 Test(audit, an_edited_actor_is_reported_by_seq_sealed_or_not)
 {
 	append(6);
 	tamper("UPDATE audit_log SET actor_uid = 0 WHERE seq = 2");
-	cr_assert_eq(verify().first_bad, 2);
+	expect_first_bad(2);
 }
 
 Test(audit, a_copied_hash_breaks_the_link)
 {
-	struct audit_verify v;
-
 	append(4);
 	seal();
 	tamper("UPDATE audit_log SET hash = (SELECT hash FROM audit_log WHERE seq = 1) "
 	       "WHERE seq = 3");
-	v = verify();
-	cr_assert_eq(v.first_bad, 3, "%s", v.problem);
+	expect_first_bad(3);
 }
 
 Test(audit, a_rewritten_chain_no_longer_matches_its_seal)
 {
 	struct audit_verify v;
 
-	append(3);
-	seal();
-	append(3);
-	seal();
+	two_sealed_batches();
 	/* Entry 5 edited and the chain recomputed from it: every link holds again. */
 	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5");
 	rehash_from(5);
@@ -305,7 +249,7 @@ Test(audit, a_chain_rehashed_without_an_edit_still_verifies)
 	seal();
 	tamper("SELECT 1");
 	rehash_from(1);
-	cr_assert_eq(verify().first_bad, 0, "%s", verify().problem);
+	expect_first_bad(0);
 }
 
 Test(audit, swapped_entries_are_reported_at_the_first_of_them)
@@ -315,28 +259,22 @@ Test(audit, swapped_entries_are_reported_at_the_first_of_them)
 	tamper("UPDATE audit_log SET seq = 100 WHERE seq = 3;"
 	       "UPDATE audit_log SET seq = 3 WHERE seq = 5;"
 	       "UPDATE audit_log SET seq = 5 WHERE seq = 100");
-	cr_assert_eq(verify().first_bad, 3);
+	expect_first_bad(3);
 }
 
 Test(audit, a_deleted_entry_is_reported_by_its_seq)
 {
-	struct audit_verify v;
-
 	append(6);
 	tamper("DELETE FROM audit_log WHERE seq = 4");
-	v = verify();
-	cr_assert_eq(v.first_bad, 4, "%s", v.problem);
+	expect_first_bad(4);
 }
 
 Test(audit, a_deleted_sealed_tail_is_reported)
 {
-	struct audit_verify v;
-
 	append(6);
 	seal();
 	tamper("DELETE FROM audit_log WHERE seq >= 5");
-	v = verify();
-	cr_assert_eq(v.first_bad, 5, "%s", v.problem);
+	expect_first_bad(5);
 }
 
 Test(audit, a_renumbered_tail_is_reported)
@@ -344,7 +282,7 @@ Test(audit, a_renumbered_tail_is_reported)
 	append(5);
 	tamper("DELETE FROM audit_log WHERE seq = 2; UPDATE audit_log SET seq = seq - 1 WHERE "
 	       "seq > 2");
-	cr_assert_eq(verify().first_bad, 2);
+	expect_first_bad(2);
 }
 
 Test(audit, a_seal_from_another_key_is_reported)
@@ -370,8 +308,9 @@ Test(audit, a_seal_from_another_key_is_reported)
 	append(2);
 	seal();
 	v = verify();
-	cr_assert_eq(v.first_bad, 3, "%s", v.problem); /* entries 1-2 are still attested */
-	cr_assert(strstr(v.problem, "bad signature on the seal at seq 3"), "%s", v.problem);
+	/* entries 1-2 are still attested; 3 is the other writer's epoch, 4 its entry */
+	cr_assert_eq(v.first_bad, 3, "%s", v.problem);
+	cr_assert(strstr(v.problem, "bad signature on the seal at seq 4"), "%s", v.problem);
 	audit__key_free(other);
 	th_rmrf(dir2);
 }
@@ -387,29 +326,223 @@ Test(audit, an_entry_written_behind_the_writers_back_stops_it)
 	       "hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
 	       "audit_log WHERE seq = 2");
 	rehash_from(3);
-	cr_assert_eq(verify().first_bad, 0);
+	expect_first_bad(0);
 	cr_assert_eq(store__tx(s, append_n, &a), -EBADMSG);
 	cr_assert_eq(audit__seal(s, k), 0, "the writer seals only what it committed");
 	cr_assert_eq(verify().sealed_through, 2);
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM audit_log"), "3");
 }
 
-Test(audit, a_new_writer_takes_over_the_head_and_seals_what_was_left)
+/* The daemon stopped and started again on the same files: a new writer with the key. */
+static void restart(void)
 {
 	struct audit_key *k2 = NULL;
 
+	cr_assert_eq(audit__key_load(dir, &k2), 0);
+	audit__key_free(k);
+	k = k2;
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
+	if (audit__unsealed(k))
+		seal();
+}
+
+static void assert_ranges(const struct audit_range *r, unsigned n, const char *want)
+{
+	char got[256] = "";
+	size_t at = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		at += (size_t)snprintf(got + at, sizeof(got) - at, "%s%llu-%llu", i ? "," : "",
+				       (unsigned long long)r[i].from, (unsigned long long)r[i].to);
+	cr_assert_str_eq(got, want);
+}
+
+/* What the log says about itself after a restart: intact chain, found range, coverage. */
+static void assert_found(const char *covered, const char *not_covered, uint64_t found)
+{
+	struct audit_verify v = verify();
+
+	cr_assert_eq(v.first_bad, 0, "%s", v.problem);
+	assert_ranges(v.covered, v.n_covered, covered);
+	assert_ranges(v.not_covered, v.n_not_covered, not_covered);
+	cr_assert_eq(v.unsealed_at_start, found);
+	cr_assert(strstr(v.problem, "not covered by a seal"), "%s", v.problem);
+}
+
+/* The epoch entry at @seq names @from..@to. */
+static void assert_epoch(uint64_t seq, uint64_t from, uint64_t to)
+{
+	char sql[400], want[100];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT kind || ' ' || ifnull(sandbox_id, '-') || ' ' || ifnull(actor_uid, '-') "
+		 "|| ' ' || json_extract(body, '$.unsealed_from') || '-' || "
+		 "json_extract(body, '$.unsealed_to') FROM audit_log WHERE seq = %llu",
+		 (unsigned long long)seq);
+	snprintf(want, sizeof(want), "audit.epoch - - %llu-%llu", (unsigned long long)from,
+		 (unsigned long long)to);
+	cr_assert_str_eq(th_query(s, sql), want);
+}
+
+Test(audit, a_tail_left_by_a_killed_writer_is_reported_not_sealed)
+{
 	append(3);
 	seal();
 	append(2); /* committed, not sealed: the daemon was killed here */
-	cr_assert_eq(audit__key_load(dir, &k2), 0);
-	cr_assert_eq(audit__attach(k2, s, NULL, NULL), 0);
-	cr_assert_eq(audit__unsealed(k2), 2);
-	audit__key_free(k);
-	k = k2;
+	restart();
+	assert_epoch(6, 4, 5);
+	{
+		uint64_t from = 0, to = 0;
+
+		cr_assert(audit__found_at_start(k, &from, &to));
+		cr_assert_eq(from, 4);
+		cr_assert_eq(to, 5);
+	}
 	append(1);
 	seal();
-	cr_assert_eq(verify().sealed_through, 6);
-	cr_assert_eq(verify().first_bad, 0);
+	assert_found("1-3,6-7", "4-5", 2);
+	/* a clean stop and start finds nothing: no new epoch, nothing more uncovered */
+	restart();
+	cr_assert_str_eq(th_query(s, "SELECT max(seq) FROM audit_log"), "7");
+	{
+		uint64_t from = 1, to = 1;
+
+		cr_assert_not(audit__found_at_start(k, &from, &to));
+		cr_assert_eq(from, 0);
+	}
+	assert_found("1-3,6-7", "4-5", 2);
+}
+
+Test(audit, a_clean_log_is_covered_whole)
+{
+	struct audit_verify v;
+
+	append(3);
+	seal();
+	restart();
+	v = verify();
+	cr_assert_str_eq(v.problem, "intact");
+	assert_ranges(v.covered, v.n_covered, "1-3");
+	cr_assert_eq(v.n_not_covered, 0);
+	cr_assert_eq(v.unsealed_at_start, 0);
+}
+
+/* The seals after @after go, as an attacker without the key would make them go. */
+static void delete_seals_after(uint64_t after)
+{
+	char sql[100];
+
+	snprintf(sql, sizeof(sql), "DELETE FROM audit_seals WHERE seq > %llu",
+		 (unsigned long long)after);
+	tamper(sql);
+}
+
+/* Issue 19's laundering: @edit, the chain re-hashed from @from, seals after @keep gone. */
+static void launder(const char *edit, uint64_t from, uint64_t keep)
+{
+	tamper(edit);
+	rehash_from(from);
+	delete_seals_after(keep);
+	restart();
+}
+
+Test(audit, laundering_a_rewritten_tail_is_reported_after_restart)
+{
+	two_sealed_batches();
+	launder("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 5", 5, 3);
+	assert_epoch(7, 4, 6);
+	assert_found("1-3,7-7", "4-6", 3);
+}
+
+Test(audit, laundering_a_rewritten_whole_log_is_reported_after_restart)
+{
+	two_sealed_batches();
+	launder("UPDATE audit_log SET actor_uid = 0", 1, 0);
+	assert_epoch(7, 1, 6);
+	assert_found("7-7", "1-6", 6);
+}
+
+Test(audit, laundering_an_appended_forged_entry_is_reported_after_restart)
+{
+	append(2);
+	seal();
+	launder("INSERT INTO audit_log(seq, at_us, sandbox_id, actor_uid, kind, body, prev_hash, "
+		"hash) SELECT 3, at_us, sandbox_id, actor_uid, kind, body, hash, hash FROM "
+		"audit_log WHERE seq = 2",
+		3, 2);
+	assert_epoch(4, 3, 3);
+	assert_found("1-2,4-4", "3-3", 1);
+}
+
+Test(audit, a_narrowed_epoch_is_found_again_at_the_next_start)
+{
+	append(3);
+	seal();
+	append(3); /* killed */
+	restart(); /* epoch 7: 4-6 */
+	/* the attacker shrinks the epoch to 6-6, re-hashes, drops the seal over it */
+	launder("UPDATE audit_log SET body = json_set(body, '$.unsealed_from', 6) WHERE seq = 7", 7,
+		3);
+	assert_epoch(8, 4, 7);
+	assert_found("1-3,8-8", "4-7", 4);
+}
+
+Test(audit, a_rewrite_before_the_newest_seal_stays_a_broken_chain_after_restart)
+{
+	struct audit_verify v;
+
+	two_sealed_batches();
+	tamper("UPDATE audit_log SET body = '{\"i\":99,\"what\":\"test\"}' WHERE seq = 2");
+	rehash_from(2);
+	restart(); /* no seal matches: everything is found, and the seals still disagree */
+	assert_epoch(7, 1, 6);
+	v = verify();
+	cr_assert_eq(v.first_bad, 1, "%s", v.problem);
+	cr_assert(strstr(v.problem, "seal at seq 3"), "%s", v.problem);
+}
+
+Test(audit, found_ranges_merge_and_stay_bounded)
+{
+	/* 20 kills in a row, each leaving one entry: every epoch's range is separate */
+	for (int i = 0; i < AUDIT_RANGES + 4; i++) {
+		append(1);
+		restart();
+	}
+	{
+		struct audit_verify v = verify();
+		uint64_t n = 0;
+
+		cr_assert_eq(v.first_bad, 0, "%s", v.problem);
+		cr_assert_eq(v.n_not_covered, AUDIT_RANGES);
+		for (unsigned i = 0; i < v.n_not_covered; i++)
+			n += v.not_covered[i].to - v.not_covered[i].from + 1;
+		cr_assert_geq(n, AUDIT_RANGES + 4, "every found entry stays not covered");
+		cr_assert_eq(v.not_covered[0].from, 1);
+		cr_assert_geq(v.not_covered[AUDIT_RANGES - 1].to, 2 * (AUDIT_RANGES + 4) - 1);
+	}
+}
+
+Test(audit, a_garbled_page_is_reported_as_corruption_by_seq)
+{
+	struct audit_verify v;
+	int leaves;
+
+	append(300);
+	seal();
+	store__free(s);
+	s = NULL;
+	leaves = th_garble_page(db, "audit_log");
+	cr_assert_eq(th_store_open(db, &s), 0);
+	restart();
+	cr_assert_eq(audit__verify(s, k, &v), 0);
+	/* the middle leaf: entries before it read, the first one on it does not */
+	cr_assert_gt(v.first_bad, 300 / leaves, "%llu", (unsigned long long)v.first_bad);
+	cr_assert_lt(v.first_bad, 300, "%llu", (unsigned long long)v.first_bad);
+	cr_assert_eq(v.intact_through, v.first_bad - 1);
+	cr_assert(v.corrupt);
+	cr_assert(strstr(v.problem, "database corrupt") &&
+			  strstr(v.problem, "restore nucleus.db from a backup"),
+		  "%s", v.problem);
 }
 
 static int unsealed_calls;

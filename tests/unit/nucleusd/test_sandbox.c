@@ -136,7 +136,8 @@ static void chain_intact(void)
 	json_decref(v);
 }
 
-#define BASIC "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128"
+#define BASIC  "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128"
+#define STRICT "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"
 
 Test(sandbox, create_boots_to_running_with_its_audit_entries)
 {
@@ -289,14 +290,10 @@ static int tool(const char *id, const char *name, struct reply *r, json_t **deni
 
 Test(sandbox, tool_calls_are_decided_audited_and_run)
 {
+	const char *id = create(STRICT, 0);
 	struct reply r = {0};
 	json_t *denial = NULL;
-	char id[32];
 
-	snprintf(id, sizeof(id), "%s",
-		 create("{\"profile\": \"fake-strict\", \"vcpus\": 1, "
-			"\"memory_mib\": 128}",
-			0));
 	cr_assert_eq(tool(id, "echo", &r, &denial), 0);
 	cr_assert_eq(r.rc, 0);
 	cr_assert_str_eq(json_string_value(json_object_get(r.body, "verdict")), "allow");
@@ -334,15 +331,12 @@ Test(sandbox, tool_calls_are_decided_audited_and_run)
 /* The fake's own tools are `run` of a command named after them: `commands` governs them. */
 Test(sandbox, own_tools_are_decided_as_run_of_their_name)
 {
+	const char *id = create("{\"policy\": {\"levels\": {\"run\": \"allow\"}, \"commands\": "
+				"{\"allow\": [\"echo\"], \"deny\": [\"slow\"]}}, \"vcpus\": 1, "
+				"\"memory_mib\": 128}",
+				0);
 	struct reply r = {0};
 	json_t *denial = NULL;
-	char id[32];
-
-	snprintf(id, sizeof(id), "%s",
-		 create("{\"policy\": {\"levels\": {\"run\": \"allow\"}, \"commands\": "
-			"{\"allow\": [\"echo\"], \"deny\": [\"slow\"]}}, \"vcpus\": 1, "
-			"\"memory_mib\": 128}",
-			0));
 	cr_assert_eq(tool(id, "echo", &r, &denial), 0);
 	cr_assert_eq(r.rc, 0);
 	json_decref(r.body);
@@ -355,8 +349,7 @@ Test(sandbox, own_tools_are_decided_as_run_of_their_name)
 	json_decref(denial);
 	denial = NULL;
 	/* "default" is codegen, whose commands do not include echo. */
-	snprintf(id, sizeof(id), "%s",
-		 create("{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}", 0));
+	id = create("{\"profile\": \"default\", \"vcpus\": 1, \"memory_mib\": 128}", 0);
 	cr_assert_eq(tool(id, "echo", &r, &denial), -EACCES);
 	cr_assert_str_eq(json_string_value(json_object_get(denial, "reason")), "CMD_NOT_ALLOWED");
 	json_decref(denial);
@@ -490,10 +483,7 @@ Test(sandbox, the_policy_session_state_commits_with_each_decision)
 	struct nd_err e;
 	char id[32], sql[200];
 
-	snprintf(id, sizeof(id), "%s",
-		 create("{\"profile\": \"fake-strict\", \"vcpus\": 1, "
-			"\"memory_mib\": 128}",
-			0));
+	snprintf(id, sizeof(id), "%s", create(STRICT, 0));
 	snprintf(sql, sizeof(sql),
 		 "SELECT coalesce(state, 'none') || '/' || (closed_us IS NULL) FROM sessions "
 		 "WHERE sandbox_id = '%s'",

@@ -34,9 +34,8 @@ TestSuite(store, .init = setup, .fini = teardown);
 
 Test(store, migrates_an_empty_database_to_the_newest_version)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__version(s, "core"), (int)store__core.n);
 	cr_assert_eq(store__version(s, "budget"), (int)budget__schema.n);
 	cr_assert_eq(store__version(s, "nothing"), -ENOENT);
@@ -51,9 +50,8 @@ Test(store, migrates_an_empty_database_to_the_newest_version)
 
 Test(store, reopening_is_idempotent)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__exec(s, "INSERT INTO profiles(name, body, updated_us) VALUES "
 				    "('p', '{}', 1)"),
 		     0);
@@ -68,9 +66,8 @@ Test(store, reopening_is_idempotent)
 
 Test(store, refuses_a_database_from_a_newer_version)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__exec(s, "INSERT INTO schema_versions VALUES ('budget', 99, 0)"), 0);
 	store__free(s);
 	s = NULL;
@@ -121,9 +118,8 @@ Test(store, constraint_violations_roll_the_whole_transaction_back)
 		"created_us, updated_us) VALUES ('sb-0000000000000001', 'zombie', '{}', '{}', 1, "
 		"64, 0, 1, 1)",
 	};
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_lt(store__tx(s, insert_two, (void *)bad[i]), 0, "case %zu", i);
 		cr_assert_not(store__in_tx(s));
@@ -141,9 +137,8 @@ static int nested(struct store *s, void *arg)
 
 Test(store, transactions_do_not_nest)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__tx(s, nested, NULL), -EINVAL);
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM profiles"), "0");
 	store__free(s);
@@ -183,9 +178,8 @@ static int with_savepoints(struct store *s, void *arg)
 
 Test(store, a_failed_savepoint_undoes_only_its_own_writes)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__savepoint(s, sp_insert, "x"), -EINVAL, "only inside a transaction");
 	cr_assert_eq(store__tx(s, with_savepoints, NULL), 1);
 	cr_assert_str_eq(th_query(s, "SELECT group_concat(name) FROM (SELECT name FROM profiles "
@@ -196,9 +190,8 @@ Test(store, a_failed_savepoint_undoes_only_its_own_writes)
 
 Test(store, the_ledger_idempotency_key_is_unique)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__exec(s,
 				 "INSERT INTO sandboxes(id, state, policy, spec, vcpus, "
 				 "memory_mib, owner_uid, created_us, updated_us) VALUES "
@@ -280,10 +273,9 @@ Test(store, cached_statements_come_back_reset_and_unbound)
 {
 	static const char sel[] = "SELECT ?1 || 'x'";
 	sqlite3_stmt *a = NULL, *b = NULL, *busy = NULL;
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 	char copy[sizeof(sel)];
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__stmt(s, sel, &a), 0);
 	cr_assert_eq(sqlite3_bind_text(a, 1, "a", -1, SQLITE_STATIC), SQLITE_OK);
 	cr_assert_eq(sqlite3_step(a), SQLITE_ROW);
@@ -309,9 +301,8 @@ Test(store, cached_statements_see_later_schema_changes)
 {
 	static const char sel[] = "SELECT count(*) FROM profiles";
 	sqlite3_stmt *st = NULL;
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_eq(store__stmt(s, sel, &st), 0);
 	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
 	store__stmt_done(st);
@@ -367,11 +358,10 @@ static unsigned fill_wal(struct store *s, int *n, unsigned frames, int max_tx)
 Test(store, the_wal_is_checkpointed_off_the_committing_thread)
 {
 	struct store_ckpt_stats st = {0};
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 	struct timespec ts = {0, 5 * 1000000};
 	int n = 0;
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	cr_assert_geq(fill_wal(s, &n, STORE_CKPT_FRAMES, 100000), STORE_CKPT_FRAMES);
 	/* The checkpointer copies the WAL and, with the writer idle, reaches its end. */
 	for (int i = 0; i < 4000; i++) {
@@ -403,11 +393,10 @@ Test(store, the_wal_is_checkpointed_off_the_committing_thread)
 Test(store, a_writer_that_never_pauses_keeps_the_wal_bounded)
 {
 	struct store_ckpt_stats st;
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 	unsigned most;
 	int n = 0;
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	/*
 	 * ~90000 frames without a pause: whoever checkpoints, the WAL starts over. The
 	 * committing connection skips its checkpoint while the thread runs one; at twice
@@ -575,10 +564,9 @@ static void plan(struct store *s, const char *sql, char *out, size_t len)
 /* Sandboxes are never deleted: finding one by id or by name must not scan them all. */
 Test(store, sandbox_lookups_by_id_and_name_use_an_index)
 {
-	struct store *s = NULL;
+	struct store *s = th_open(db);
 	char p[1024];
 
-	cr_assert_eq(th_store_open(db, &s), 0);
 	plan(s,
 	     "SELECT s.id FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND "
 	     "ss.closed_us IS NULL WHERE s.name = 'x' ORDER BY s.state NOT IN ('stopped', "

@@ -12,6 +12,7 @@
 
 #include "nucleusd/nucleusd.h"
 #include "policy/policy.h"
+#include "tests/unit/th_file.h"
 
 Test(tools, the_catalogue_is_the_policy_engines_operations)
 {
@@ -34,27 +35,9 @@ Test(tools, the_catalogue_is_the_policy_engines_operations)
 	cr_assert_null(nd_tool__find(NULL));
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	cr_assert_not_null(f, "%s", path);
-	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	cr_assert(n > 0);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	return buf;
-}
-
 Test(tools, every_tool_and_argument_is_documented_in_api_md)
 {
-	char *doc = slurp(API_DOC), want[96];
+	char *doc = th_slurp(API_DOC), want[96];
 
 	for (size_t i = 0; i < nd_n_tools; i++) {
 		const struct nd_tool *t = &nd_tools[i];
@@ -129,26 +112,34 @@ Test(tools, good_calls_pass)
 
 Test(tools, bad_calls_name_the_field)
 {
-	refused("read_file", NULL, "'path' is required");
-	refused("read_file", "{}", "'path' is required");
-	refused("list", "{\"path\": 7}", "'path'");
-	refused("read_file", "{\"path\": \"/a\\u0000b\"}", "'path'");
-	refused("write_file", "{\"path\": \"/x\"}", "'content' is required");
-	refused("write_file", "{\"path\": \"/x\", \"content\": 1}", "'content'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"encoding\": \"latin1\"}",
-		"'encoding' must be one of \"utf-8\", \"base64\"");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": 4096}", "'mode'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": -1}", "'mode'");
-	refused("write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": \"644\"}", "'mode'");
-	refused("run", "{}", "'argv' is required");
-	refused("run", "{\"argv\": []}", "'argv' must be a non-empty array");
-	refused("run", "{\"argv\": \"ls\"}", "'argv'");
-	refused("run", "{\"argv\": [\"ls\", 2]}", "argv[1]");
-	refused("run", "{\"argv\": [\"ls\"], \"cwd\": false}", "'cwd'");
-	refused("run", "{\"argv\": [\"ls\"], \"stdin\": {}}", "'stdin'");
-	refused("run", "{\"argv\": [\"ls\"], \"env\": \"A=1\"}", "'env' must be an object");
-	refused("run", "{\"argv\": [\"ls\"], \"timeout_ms\": 4294967296}", "'timeout_ms'");
-	refused("run", "{\"argv\": [\"ls\"], \"timeout_ms\": 1.5}", "'timeout_ms'");
+	static const struct {
+		const char *tool, *args, *want;
+	} bad[] = {
+		{"read_file", NULL, "'path' is required"},
+		{"read_file", "{}", "'path' is required"},
+		{"list", "{\"path\": 7}", "'path'"},
+		{"read_file", "{\"path\": \"/a\\u0000b\"}", "'path'"},
+		{"write_file", "{\"path\": \"/x\"}", "'content' is required"},
+		{"write_file", "{\"path\": \"/x\", \"content\": 1}", "'content'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"encoding\": \"latin1\"}",
+		 "'encoding' must be one of \"utf-8\", \"base64\""},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": 4096}", "'mode'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": -1}", "'mode'"},
+		{"write_file", "{\"path\": \"/x\", \"content\": \"\", \"mode\": \"644\"}",
+		 "'mode'"},
+		{"run", "{}", "'argv' is required"},
+		{"run", "{\"argv\": []}", "'argv' must be a non-empty array"},
+		{"run", "{\"argv\": \"ls\"}", "'argv'"},
+		{"run", "{\"argv\": [\"ls\", 2]}", "argv[1]"},
+		{"run", "{\"argv\": [\"ls\"], \"cwd\": false}", "'cwd'"},
+		{"run", "{\"argv\": [\"ls\"], \"stdin\": {}}", "'stdin'"},
+		{"run", "{\"argv\": [\"ls\"], \"env\": \"A=1\"}", "'env' must be an object"},
+		{"run", "{\"argv\": [\"ls\"], \"timeout_ms\": 4294967296}", "'timeout_ms'"},
+		{"run", "{\"argv\": [\"ls\"], \"timeout_ms\": 1.5}", "'timeout_ms'"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused(bad[i].tool, bad[i].args, bad[i].want);
 }
 
 Test(tools, args_that_are_not_an_object_are_refused)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "policy/internal.h"
+#include "tests/unit/th_file.h"
 
 static const char *const expected_builtins[] = {"code-review", "codegen", "permissive-local",
 						"read-only",   "release", "research-web"};
@@ -18,8 +19,6 @@ Test(profile, builtins_parse_and_match_their_files)
 	for (; names[n]; n++) {
 		char path[512], *text;
 		struct policy *p = NULL;
-		FILE *f;
-		long len;
 
 		cr_assert_lt(n, 6);
 		cr_expect_str_eq(names[n], expected_builtins[n]);
@@ -27,14 +26,7 @@ Test(profile, builtins_parse_and_match_their_files)
 		cr_expect_str_eq(policy__name(p), names[n]);
 		policy__free(p);
 		snprintf(path, sizeof(path), "%s/%s.json", PROFILE_DIR, names[n]);
-		f = fopen(path, "r");
-		cr_assert_not_null(f, "%s", path);
-		fseek(f, 0, SEEK_END);
-		len = ftell(f);
-		rewind(f);
-		text = calloc(1, (size_t)len + 1);
-		cr_assert_eq(fread(text, 1, (size_t)len, f), (size_t)len);
-		fclose(f);
+		text = th_slurp(path);
 		cr_expect_str_eq(text, policy__builtin_json(names[n]));
 		free(text);
 	}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "tests/unit/th_file.h"
+
+/* Read to EOF rather than trusting a size: /proc files and logs that grow meanwhile. */
+char *th_slurp(const char *path)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	cr_assert_not_null(buf);
+	for (;;) {
+		if (cap - len < 2) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			cr_assert_not_null(buf);
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert_geq(n, 0, "%s: %s", path, strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+void th_tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/nucleus-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(buf));
+	cr_assert_eq(chmod(buf, 0755), 0);
+}
+
+void th_rmrf(const char *dir)
+{
+	char cmd[512];
+
+	if (!dir[0] || strncmp(dir, "/tmp/nucleus-test-", 18) != 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Files for unit tests: one way to read one whole. */
+#ifndef NUCLEUS_TESTS_TH_FILE_H
+#define NUCLEUS_TESTS_TH_FILE_H
+
+/* The whole of @path, NUL-terminated (free it). Asserts that it can be read. */
+char *th_slurp(const char *path);
+
+/* A fresh /tmp/nucleus-test-XXXXXX directory (mode 0755) in @buf. */
+void th_tmpdir(char *buf, size_t len);
+/* rm -rf @dir, only below /tmp/nucleus-test-. */
+void th_rmrf(const char *dir);
+
+#endif
