@@ -11,14 +11,12 @@
 #include "tests/unit/th_file.h"
 
 /* Read to EOF rather than trusting a size: /proc files and logs that grow meanwhile. */
-char *th_slurp(const char *path)
+char *th_slurp_fd(int fd)
 {
 	size_t cap = 4096, len = 0;
 	char *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
-	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
 	cr_assert_not_null(buf);
 	for (;;) {
 		if (cap - len < 2) {
@@ -29,13 +27,23 @@ char *th_slurp(const char *path)
 		n = read(fd, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
-		cr_assert_geq(n, 0, "%s: %s", path, strerror(errno));
+		cr_assert_geq(n, 0, "read: %s", strerror(errno));
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
-	close(fd);
 	buf[len] = '\0';
+	return buf;
+}
+
+char *th_slurp(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf;
+
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	buf = th_slurp_fd(fd);
+	close(fd);
 	return buf;
 }
 

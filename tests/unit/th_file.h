@@ -5,6 +5,8 @@
 
 /* The whole of @path, NUL-terminated (free it). Asserts that it can be read. */
 char *th_slurp(const char *path);
+/* Everything @fd gives until EOF, NUL-terminated (free it). */
+char *th_slurp_fd(int fd);
 
 /* A fresh /tmp/nucleus-test-XXXXXX directory (mode 0755) in @buf. */
 void th_tmpdir(char *buf, size_t len);

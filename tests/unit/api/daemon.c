@@ -17,6 +17,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 /*
  * LeakSanitizer (sanitizer builds): criterion's own per-test timeout bookkeeping
@@ -308,16 +309,6 @@ const char *thd_create(struct thd *d, const char *json_body)
 	return id;
 }
 
-static void slurp(int fd, char *buf, size_t len)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
-		got += (size_t)n;
-	buf[got] = '\0';
-}
-
 struct thd_run *thd_ctl(const char *sock, ...)
 {
 	static struct thd_run r;
@@ -345,8 +336,10 @@ struct thd_run *thd_ctl(const char *sock, ...)
 	}
 	close(out[1]);
 	close(err[1]);
-	slurp(out[0], r.out, sizeof(r.out));
-	slurp(err[0], r.err, sizeof(r.err));
+	free(r.out);
+	free(r.err);
+	r.out = th_slurp_fd(out[0]);
+	r.err = th_slurp_fd(err[0]);
 	close(out[0]);
 	close(err[0]);
 	waitpid(pid, &status, 0);

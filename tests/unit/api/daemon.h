@@ -79,9 +79,9 @@ void thd_assert_same_db(char *before, char *after, const char *what);
 /* What nucleusctl did: exit code (-1 if killed), stdout and stderr. */
 struct thd_run {
 	int code;
-	char out[16384], err[4096];
+	char *out, *err; /* the whole stdout and stderr, freed by the next call */
 };
-/* Runs nucleusctl --socket SOCK ARGS... (NULL-terminated); a static buffer, reused. */
+/* Runs nucleusctl --socket SOCK ARGS... (NULL-terminated); a static result, reused. */
 struct thd_run *thd_ctl(const char *sock, ...);
 
 #endif

@@ -75,6 +75,38 @@ Test(cli, create_ls_show_pause_resume_rm)
 	thd_finish(&d);
 }
 
+/* 1234 sandboxes (put in the database behind the daemon's back): ls reads every page. */
+Test(cli, ls_reads_every_page)
+{
+	sqlite3 *db = NULL;
+	struct thd_run *r;
+	json_t *j;
+
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	cr_assert_eq(sqlite3_exec(db,
+				  "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i "
+				  "WHERE n < 1234) INSERT INTO sandboxes(id, state, policy, spec, "
+				  "vcpus, memory_mib, owner_uid, created_us, updated_us) SELECT "
+				  "printf('sb-%016x', n), 'stopped', '{}', '{}', 1, 64, 0, n, n "
+				  "FROM i",
+				  NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	r = thd_ctl(d.sock, "--json", "ls", "--all", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	j = json_loads(r->out, 0, NULL);
+	cr_assert(json_is_array(j), "%.200s", r->out);
+	cr_assert_eq(json_array_size(j), 1234, "two pages of 1000 and 234");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 1233), "id")),
+			 "sb-00000000000004d2");
+	json_decref(j);
+	r = thd_ctl(d.sock, "ls", "--all", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_eq(lines(r->out), 1235, "the header and every sandbox");
+	thd_finish(&d);
+}
+
 Test(cli, errors_are_one_line_with_exit_codes)
 {
 	struct thd_run *r;
