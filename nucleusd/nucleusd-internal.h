@@ -149,6 +149,11 @@ void nd_op__free(struct nd_op *op);
 int nd__recover(struct nucleusd *nd);
 /* The parsed policy/spec cache of sb_row__load (state.c): made by nucleusd__new. */
 int nd__json_cache_new(struct nucleusd *nd);
+/* ---- the database's health (maint.c) ---- */
+
+/* quick_check's text of one problem as one line into @buf (no header, no newlines). */
+void nd__problem_line(const char *text, char *buf, size_t len);
+
 /* ---- audit seals (seal.c) ---- */
 
 /* Makes the seal timer and attaches the daemon's key as the log's writer (nucleusd__new). */

@@ -197,6 +197,15 @@ struct nd_config {
 	size_t n_approver_keys;
 };
 
+/*
+ * Before nucleusd__new: PRAGMA quick_check of @data_dir/nucleus.db, read-only. 0 when it
+ * is sound (or there is none yet); -EBADMSG when it is corrupt, with quick_check's first
+ * problem in @problem; another -errno when it cannot be read.
+ */
+int nucleusd__db_check_at_start(const char *data_dir, char *problem, size_t len);
+/* The daemon's backup of nucleus.db, below its data directory. */
+#define ND_BACKUP_FILE "backup/nucleus.db"
+
 /* Takes ownership of @be (freed by nucleusd__free). Adopts or fails leftover sandboxes. */
 int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,
 		  struct nucleusd **ret);

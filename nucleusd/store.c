@@ -8,6 +8,7 @@
  * budget/ and the rest of nucleusd/.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -892,8 +893,39 @@ static int configure(struct store *s)
 	return wal ? 0 : -ENOTSUP;
 }
 
-int store__open(const char *path, const struct store_schema *const *schemas, size_t n,
-		struct store **ret)
+struct quick_check {
+	store_row_fn fn;
+	void *arg;
+	int problems;
+};
+
+/* One row of quick_check: "ok" alone, or one problem per row. */
+static int quick_check_row(sqlite3_stmt *st, void *arg)
+{
+	struct quick_check *q = arg;
+	const char *line = (const char *)sqlite3_column_text(st, 0);
+
+	if (line && strcmp(line, "ok") == 0)
+		return 0;
+	q->problems++;
+	return q->fn ? q->fn(st, q->arg) : 0;
+}
+
+/* fsync @path, so that a rename over the old copy never leaves an empty one behind. */
+static int sync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* A store on no connection yet: its locks and path. */
+static int store_alloc(const char *path, struct store **ret)
 {
 	struct store *s;
 	int r;
@@ -912,9 +944,22 @@ int store__open(const char *path, const struct store_schema *const *schemas, siz
 	}
 	s->path = strdup(path);
 	if (!s->path) {
-		r = -ENOMEM;
-		goto fail;
+		store__free(s);
+		return -ENOMEM;
 	}
+	*ret = s;
+	return 0;
+}
+
+int store__open(const char *path, const struct store_schema *const *schemas, size_t n,
+		struct store **ret)
+{
+	struct store *s;
+	int r;
+
+	r = store_alloc(path, &s);
+	if (r < 0)
+		return r;
 	r = store__errno(sqlite3_open_v2(
 		path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 		NULL));
@@ -935,6 +980,96 @@ int store__open(const char *path, const struct store_schema *const *schemas, siz
 	return 0;
 fail:
 	store__free(s);
+	return r;
+}
+
+int store__open_reader(const char *path, struct store **ret)
+{
+	static const char probe[] = "SELECT count(*) FROM sqlite_master";
+	struct store *s;
+	int r;
+
+	r = store_alloc(path, &s);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+					 NULL));
+	if (r == 0)
+		r = store__errno(sqlite3_busy_timeout(s->db, 5000));
+	/* the first read: a file that is no database says so here, not later */
+	if (r == 0)
+		r = store__exec(s, probe);
+	if (r < 0) {
+		store__free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+const char *store__errmsg(struct store *s)
+{
+	return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
+}
+
+int store__quick_check(struct store *s, unsigned max, store_row_fn fn, void *arg)
+{
+	static const char sql[] = "SELECT quick_check FROM pragma_quick_check(?1)";
+	struct quick_check q = {fn, arg, 0};
+	sqlite3_stmt *st;
+	int r;
+
+	r = store__stmt(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_int(st, 1, max ? (int)max : 100));
+	if (r == 0)
+		r = store__rows(st, quick_check_row, &q);
+	store__stmt_done(st);
+	return r < 0 ? r : q.problems;
+}
+
+int store__backup(struct store *s, const char *path)
+{
+	char tmp[4096];
+	sqlite3 *to = NULL;
+	sqlite3_backup *b;
+	int r, fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	/* 0600 from its first byte: the copy holds what the database holds */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	r = store__errno(sqlite3_open_v2(tmp, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+					 NULL));
+	if (r < 0)
+		goto out;
+	b = sqlite3_backup_init(to, "main", s->db, "main");
+	if (!b) {
+		r = store__errno(sqlite3_errcode(to));
+		goto out;
+	}
+	/* one step: one read transaction, so the copy is one snapshot (WAL: no writer waits) */
+	r = sqlite3_backup_step(b, -1);
+	r = r == SQLITE_DONE ? 0 : store__errno(r == SQLITE_OK ? SQLITE_ERROR : r);
+	if (sqlite3_backup_finish(b) != SQLITE_OK && r == 0)
+		r = store__errno(sqlite3_errcode(to));
+	/* the copy is a rollback-journal database: one file, nothing beside it to lose */
+	if (r == 0)
+		r = store__errno(sqlite3_exec(to, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL));
+	if (r == 0)
+		r = sync_file(tmp);
+out:
+	if (sqlite3_close(to) != SQLITE_OK && r == 0)
+		r = -EIO;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
 	return r;
 }
 

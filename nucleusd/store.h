@@ -94,6 +94,26 @@ void store__stmt_done(struct sqlite3_stmt *st);
  */
 typedef int (*store_row_fn)(struct sqlite3_stmt *st, void *arg);
 int store__rows(struct sqlite3_stmt *st, store_row_fn fn, void *arg);
+/*
+ * A read-only connection to the existing database at @path, for a thread of its own
+ * (WAL: it reads while the writer writes): no migrations, no checkpointer. -EBADMSG
+ * when the file is not a database, -ENOENT when there is none.
+ */
+int store__open_reader(const char *path, struct store **ret);
+/* SQLite's words for the connection's last error. */
+const char *store__errmsg(struct store *s);
+/*
+ * PRAGMA quick_check (at most @max problems, 0: 100): the number of problems found (0:
+ * the database is sound) or -errno; @fn (may be NULL) gets each problem's row, its
+ * text in column 0.
+ */
+int store__quick_check(struct store *s, unsigned max, store_row_fn fn, void *arg);
+/*
+ * Copies the database, as one snapshot, with SQLite's backup API to @path: written to
+ * @path.tmp (mode 0600, fsync'd), then renamed over @path, so @path is always a whole
+ * copy. The copy is a rollback-journal database (one file).
+ */
+int store__backup(struct store *s, const char *path);
 /* Steps a statement without rows once (store__stmt, step, done): 0 or -errno. */
 int store__step(struct store *s, const char *sql);
 /*

@@ -338,6 +338,29 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	return r;
 }
 
+/* The one message of a corrupt database: what is wrong and the way out. */
+static void corrupt(const char *data_dir, const char *problem)
+{
+	logmsg("error",
+	       "database corrupt: %s; restore %s/nucleus.db from the backup %s/" ND_BACKUP_FILE
+	       " (stop nucleusd, copy the backup over it; docs/daemon.md, \"Recovery\"); "
+	       "`nucleusctl db check` checks a running daemon's database",
+	       problem, data_dir, data_dir);
+}
+
+/* PRAGMA quick_check before anything writes: a corrupt database refuses the start. */
+static int db_check(const char *data_dir)
+{
+	char problem[256];
+	int r = nucleusd__db_check_at_start(data_dir, problem, sizeof(problem));
+
+	if (r == -EBADMSG)
+		corrupt(data_dir, problem);
+	else if (r < 0)
+		logmsg("error", "cannot check %s/nucleus.db: %s", data_dir, strerror(-r));
+	return r;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	logmsg("info", "signal %d: shutting down", (int)sig);
@@ -372,6 +395,9 @@ int main(int argc, char **argv)
 		       r == -EADDRINUSE ? "another nucleusd uses it" : strerror(-r));
 		goto out;
 	}
+	r = db_check(o.data_dir);
+	if (r < 0)
+		goto out;
 	base = event_base_new();
 	if (!base) {
 		r = -ENOMEM;
@@ -390,7 +416,10 @@ int main(int argc, char **argv)
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {
 		nd_backend__free(be);
-		logmsg("error", "cannot start on %s: %s", o.data_dir, strerror(-r));
+		if (r == -EBADMSG)
+			corrupt(o.data_dir, "SQLite could not read a page");
+		else
+			logmsg("error", "cannot start on %s: %s", o.data_dir, strerror(-r));
 		goto out;
 	}
 	{

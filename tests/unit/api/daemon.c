@@ -69,7 +69,8 @@ static void spawn(struct thd *d)
 	}
 }
 
-static void wait_ready(struct thd *d)
+/* Until /v1/health answers (true) or the daemon exits (false, its exit code in *@code). */
+static bool ready_or_exit(struct thd *d, int *code)
 {
 	struct api_client *c = NULL;
 	int status;
@@ -82,17 +83,38 @@ static void wait_ready(struct thd *d)
 		if (api_client__call(c, "GET", "/v1/health", NULL, &r) == 0 && r.status == 200) {
 			api_response__clear(&r);
 			api_client__free(c);
-			return;
+			return true;
 		}
 		api_response__clear(&r);
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
-			cr_assert_fail("nucleusd exited during start (see %s)", d->log);
+			api_client__free(c);
+			*code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			return false;
 		}
 		sleep_ms(10);
 	}
 	api_client__free(c);
 	cr_assert_fail("nucleusd did not answer (see %s)", d->log);
+	return false;
+}
+
+static void wait_ready(struct thd *d)
+{
+	int code;
+
+	cr_assert(ready_or_exit(d, &code), "nucleusd exited (%d) during start (see %s)", code,
+		  d->log);
+}
+
+int thd_restart_fails(struct thd *d)
+{
+	int code = 0;
+
+	cr_assert_eq(d->pid, 0, "daemon still running");
+	spawn(d);
+	cr_assert_not(ready_or_exit(d, &code), "nucleusd started (see %s)", d->log);
+	return code;
 }
 
 void thd_start(struct thd *d)

@@ -39,6 +39,8 @@ struct thd {
 void thd_start(struct thd *d);
 /* Starts it again on the same data dir (after thd_kill9/thd_stop). */
 void thd_restart(struct thd *d);
+/* Starts it again and asserts that it exits without answering; its exit code. */
+int thd_restart_fails(struct thd *d);
 void thd_stop(struct thd *d);  /* SIGTERM, wait */
 void thd_kill9(struct thd *d); /* SIGKILL, wait */
 /*

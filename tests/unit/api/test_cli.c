@@ -10,6 +10,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 THD_SUITE(cli);
 
@@ -75,24 +76,31 @@ Test(cli, create_ls_show_pause_resume_rm)
 	thd_finish(&d);
 }
 
-/* 1234 sandboxes (put in the database behind the daemon's back): ls reads every page. */
+/* @n stopped sandboxes, put in the database behind the daemon's back. */
+static void insert_sandboxes(int n)
+{
+	char sql[512];
+	sqlite3 *db = NULL;
+
+	snprintf(sql, sizeof(sql),
+		 "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < %d) "
+		 "INSERT INTO sandboxes(id, state, policy, spec, vcpus, memory_mib, owner_uid, "
+		 "created_us, updated_us) SELECT printf('sb-%%016x', n), 'stopped', '{}', '{}', "
+		 "1, 64, 0, n, n FROM i",
+		 n);
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* 1234 sandboxes: ls reads every page. */
 Test(cli, ls_reads_every_page)
 {
-	sqlite3 *db = NULL;
 	struct thd_run *r;
 	json_t *j;
 
-	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 10000);
-	cr_assert_eq(sqlite3_exec(db,
-				  "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i "
-				  "WHERE n < 1234) INSERT INTO sandboxes(id, state, policy, spec, "
-				  "vcpus, memory_mib, owner_uid, created_us, updated_us) SELECT "
-				  "printf('sb-%016x', n), 'stopped', '{}', '{}', 1, 64, 0, n, n "
-				  "FROM i",
-				  NULL, NULL, NULL),
-		     SQLITE_OK, "%s", sqlite3_errmsg(db));
-	sqlite3_close(db);
+	insert_sandboxes(1234);
 	r = thd_ctl(d.sock, "--json", "ls", "--all", NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	j = json_loads(r->out, 0, NULL);
@@ -328,9 +336,8 @@ Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)
 		cr_assert_eq(resp.status, 200, "%s", resp.body);
 		api_response__clear(&resp);
 	}
-	thd_stop(&d);
+	/* under the running daemon: a corrupt database does not start (the next test) */
 	th_garble_page(d.db, "audit_log");
-	thd_restart(&d);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
 	resp = thd_call(&d, "GET", path, NULL);
 	cr_assert_eq(resp.status, 200, "%s", resp.body);
@@ -345,6 +352,23 @@ Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->err, "restore nucleus.db from a backup"), "%s", r->err);
 	thd_kill9(&d); /* a daemon on a corrupt database: its clean stop is not the point */
+}
+
+/* A page of the sandboxes table garbled while the daemon was stopped: it refuses to start. */
+Test(cli, a_corrupt_database_is_named_at_start)
+{
+	char *log;
+
+	insert_sandboxes(300);
+	thd_stop(&d);
+	th_garble_page(d.db, "sandboxes");
+	cr_assert_eq(thd_restart_fails(&d), 1);
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "database corrupt: "), "%s", log);
+	cr_assert_null(strstr(log, "database corrupt: ***"), "the problem, not a header: %s", log);
+	cr_assert_not_null(strstr(log, "backup/nucleus.db"), "the way out: %s", log);
+	cr_assert_null(strstr(log, "Bad message"), "%s", log);
+	free(log);
 }
 
 Test(cli, health_says_which_backend)
