@@ -126,6 +126,7 @@ void api__h_tool(struct api_req *r);
 void api__h_approve(struct api_req *r);
 void api__h_audit(struct api_req *r);
 void api__h_audit_verify(struct api_req *r);
+void api__h_db_check(struct api_req *r);
 void api__h_usage(struct api_req *r);
 void api__h_budget(struct api_req *r);
 void api__h_policy_check(struct api_req *r);

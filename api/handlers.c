@@ -402,21 +402,39 @@ void api__h_audit(struct api_req *r)
 	json_decref(arr);
 }
 
+/* The late 200 of a request answered on the maintenance thread. */
+static void replied(void *arg, int rc, const struct nd_err *e, json_t *body)
+{
+	if (rc < 0)
+		api__reply_nd_error(arg, rc, e, NULL);
+	else
+		api__reply_json(arg, 200, body);
+}
+
 void api__h_audit_verify(struct api_req *r)
 {
 	struct nd_err e = {0};
-	json_t *o = NULL;
 	int rc;
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__audit_verify(r->srv->nd, r->segs[2], &o, &e);
-	if (rc < 0) {
+	api__req_hold(r);
+	rc = nucleusd__audit_verify(r->srv->nd, r->segs[2], replied, r, &e);
+	if (rc < 0)
 		api__reply_nd_error(r, rc, &e, NULL);
+}
+
+void api__h_db_check(struct api_req *r)
+{
+	struct nd_err e = {0};
+	int rc;
+
+	if (!api__req_body(r, NULL, false))
 		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__req_hold(r);
+	rc = nucleusd__db_check(r->srv->nd, &r->who, replied, r, &e);
+	if (rc < 0)
+		api__reply_nd_error(r, rc, &e, NULL);
 }
 
 void api__h_approve(struct api_req *r)

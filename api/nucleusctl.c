@@ -65,7 +65,9 @@ static void usage(FILE *f)
 		"  policy explain PROFILE|@FILE CALL_JSON  decide one call in a fresh session of\n"
 		"                                     the profile or policy, and explain\n"
 		"  budget ID                          limits, spent and remaining per budget\n"
-		"  health                             daemon status\n");
+		"  health                             daemon status\n"
+		"  db check                           PRAGMA quick_check of the daemon's database\n"
+		"                                     (exit 1 when it has problems)\n");
 }
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -493,6 +495,39 @@ static int cmd_health(struct ctl *c)
 	if (r == 0)
 		r = request(c, "GET", "/v1/health", NULL, &resp);
 	return r ? r : finish(c, &resp, print_sandbox);
+}
+
+/* POST /v1/db/check: "database ok" and the backup, or every problem and exit 1. */
+static int cmd_db(struct ctl *c)
+{
+	struct api_response resp;
+	json_t *problems, *backup, *p;
+	size_t i;
+	int r;
+
+	if (c->given || c->nargs != 1 || strcmp(c->args[0], "check") != 0)
+		return fail(EXIT_USAGE, "usage: nucleusctl db check");
+	r = request(c, "POST", "/v1/db/check", NULL, &resp);
+	if (r)
+		return r;
+	problems = json_object_get(resp.json, "problems");
+	backup = json_object_get(resp.json, "backup");
+	if (c->json)
+		print_json(resp.json);
+	else if (json_is_true(json_object_get(resp.json, "ok")))
+		printf("database ok; backup %s\n",
+		       json_is_object(backup) ? str(backup, "path") : "(none yet)");
+	if (!json_is_true(json_object_get(resp.json, "ok"))) {
+		if (!c->json)
+			json_array_foreach(problems, i, p)
+				printf("problem: %s\n", json_string_value(p));
+		r = fail(EXIT_API, "database corrupt (%zu problems): restore nucleus.db from %s "
+				   "(docs/daemon.md, \"Recovery\")",
+			 json_array_size(problems),
+			 json_is_object(backup) ? str(backup, "path") : "a backup");
+	}
+	api_response__clear(&resp);
+	return r;
 }
 
 /* ---- tool calls ---- */
@@ -1005,7 +1040,7 @@ int main(int argc, char **argv)
 	} cmds[] = {{"ls", cmd_ls},	    {"create", cmd_create}, {"audit", cmd_audit},
 		    {"health", cmd_health}, {"run", cmd_run},	    {"read", cmd_read},
 		    {"write", cmd_write},   {"list", cmd_list},	    {"approve", cmd_approve},
-		    {"policy", cmd_policy}, {"budget", cmd_budget}};
+		    {"policy", cmd_policy}, {"budget", cmd_budget}, {"db", cmd_db}};
 	struct ctl c = {0};
 	const char *socket = NULL, *cmd;
 	int r;

@@ -64,6 +64,9 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	r = store__open(path, schemas, sizeof(schemas) / sizeof(schemas[0]), &nd->store);
 	if (r < 0)
 		goto fail;
+	r = nd__maint_init(nd, cfg->data_dir, path);
+	if (r < 0)
+		goto fail;
 	r = nd__json_cache_new(nd);
 	if (r < 0)
 		goto fail;
@@ -110,6 +113,7 @@ void nucleusd__free(struct nucleusd *nd)
 {
 	if (!nd)
 		return;
+	nd__maint_fini(nd); /* first: its thread reads the store and the key */
 	nd__budget_fini(nd);
 	nd_backend__free(nd->be); /* drops pending completions without calling them */
 	while (nd->ops)

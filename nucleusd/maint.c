@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The database's health: PRAGMA quick_check before the daemon opens it for writing
- * (nucleusd__db_check_at_start).
+ * The database's health and the daemon's long reads: PRAGMA quick_check before the
+ * daemon opens it for writing (nucleusd__db_check_at_start); the maintenance thread (one
+ * worker of nucleusd/pool.h with the daemon's read-only connection, nd->reader) that
+ * runs audit verify (sandbox.c) and POST /v1/db/check off the event loop.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
 #include "nucleusd/nucleusd-internal.h"
+#include "nucleusd/pool.h"
 
 /* quick_check's first problem, into the caller's buffer. */
 struct first_problem {
@@ -65,4 +70,175 @@ int nucleusd__db_check_at_start(const char *data_dir, char *problem, size_t len)
 		snprintf(problem, len, "%s", store__errmsg(s));
 	store__free(s);
 	return r > 0 ? -EBADMSG : r;
+}
+
+/* ---- the maintenance thread ---- */
+
+static struct nd_maint_job *maint_job(struct nd_pool_job *pj)
+{
+	return (struct nd_maint_job *)pj;
+}
+
+static void maint_work(struct nd_pool_job *pj)
+{
+	struct nd_maint_job *j = maint_job(pj);
+
+	j->rc = j->run(j, j->nd->reader);
+}
+
+static void maint_done(struct nd_pool_job *pj, bool dropped)
+{
+	struct nd_maint_job *j = maint_job(pj);
+
+	j->done(j, dropped);
+}
+
+/* nd_pool__free while a job runs: SQLite stops it at its next step. */
+static void maint_cancel(struct nd_pool_job *pj)
+{
+	store__interrupt(maint_job(pj)->nd->reader);
+}
+
+int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err *e)
+{
+	int r;
+
+	j->nd = nd;
+	j->pj = (struct nd_pool_job){.work = maint_work, .done = maint_done, .cancel = maint_cancel};
+	r = nd_pool__submit(nd->maint, &j->pj);
+	if (r == -EAGAIN)
+		return nd_err__set(e, r, "busy", "%d maintenance jobs wait already: try later",
+				   ND_MAINT_QUEUE);
+	if (r < 0)
+		return nd_err__set(e, r, "internal", "cannot queue the job: %s", strerror(-r));
+	return 0;
+}
+
+void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char *what)
+{
+	struct nd_err e = {0};
+
+	if (rc == 0 && !o)
+		rc = -ENOMEM;
+	if (rc < 0)
+		reply(arg, nd_err__set(&e, rc, "internal", "%s: %s", what, strerror(-rc)), &e, NULL);
+	else
+		reply(arg, 0, NULL, o);
+	json_decref(o);
+}
+
+int nd__maint_init(struct nucleusd *nd, const char *data_dir, const char *db_path)
+{
+	int r;
+
+	if (snprintf(nd->backup_path, sizeof(nd->backup_path), "%s/" ND_BACKUP_FILE, data_dir) >=
+	    (int)sizeof(nd->backup_path))
+		return -ENAMETOOLONG;
+	r = store__open_reader(db_path, &nd->reader);
+	if (r < 0)
+		return r;
+	/* one thread: one reader connection, and maintenance never takes two cores */
+	return nd_pool__new(nd->base, 1, ND_MAINT_QUEUE, &nd->maint);
+}
+
+void nd__maint_fini(struct nucleusd *nd)
+{
+	nd_pool__free(nd->maint); /* interrupts the running job, joins, drops the rest */
+	nd->maint = NULL;
+	store__free(nd->reader);
+	nd->reader = NULL;
+}
+
+/* ---- POST /v1/db/check ---- */
+
+/*
+ * Who may check the database: the one place that decides it. Today every peer the API
+ * lets in (its owner uid/gid); an admin notion of struct nd_caller belongs here.
+ */
+static int db_check_allowed(const struct nd_caller *who, struct nd_err *e)
+{
+	if (!who)
+		return nd_err__set(e, -EACCES, "forbidden", "no caller");
+	return 0;
+}
+
+struct check_job {
+	struct nd_maint_job m; /* first */
+	json_t *problems;
+	nd_reply_fn reply;
+	void *arg;
+};
+
+static int add_problem(sqlite3_stmt *st, void *arg)
+{
+	char line[512];
+
+	nd__problem_line((const char *)sqlite3_column_text(st, 0), line, sizeof(line));
+	return json_array_append_new(arg, json_string(line)) < 0 ? -ENOMEM : 0;
+}
+
+/* Maintenance thread. */
+static int check_run(struct nd_maint_job *m, struct store *reader)
+{
+	struct check_job *j = (struct check_job *)m;
+	int r;
+
+	j->problems = json_array();
+	if (!j->problems)
+		return -ENOMEM;
+	r = store__quick_check(reader, 100, add_problem, j->problems);
+	/* too damaged for quick_check to walk: that is its answer */
+	if (r == -EBADMSG)
+		r = json_array_append_new(j->problems, json_string(store__errmsg(reader))) < 0
+			    ? -ENOMEM
+			    : 0;
+	return r < 0 ? r : 0;
+}
+
+json_t *nd__backup_json(struct nucleusd *nd)
+{
+	struct stat st;
+
+	if (stat(nd->backup_path, &st) < 0)
+		return json_null();
+	return json_pack("{ss sI}", "path", nd->backup_path, "at_us",
+			 (json_int_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000);
+}
+
+static void check_done(struct nd_maint_job *m, bool dropped)
+{
+	struct check_job *j = (struct check_job *)m;
+
+	if (!dropped)
+		nd__maint_reply(j->reply, j->arg, m->rc,
+				m->rc < 0 ? NULL
+					  : json_pack("{sb sO so}", "ok",
+						      json_array_size(j->problems) == 0,
+						      "problems", j->problems, "backup",
+						      nd__backup_json(m->nd)),
+				"cannot check the database");
+	json_decref(j->problems);
+	free(j);
+}
+
+int nucleusd__db_check(struct nucleusd *nd, const struct nd_caller *who, nd_reply_fn reply,
+		       void *arg, struct nd_err *e)
+{
+	struct check_job *j;
+	int r;
+
+	r = db_check_allowed(who, e);
+	if (r < 0)
+		return r;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	j->m.run = check_run;
+	j->m.done = check_done;
+	j->reply = reply;
+	j->arg = arg;
+	r = nd__maint_submit(nd, &j->m, e);
+	if (r < 0)
+		free(j);
+	return r;
 }

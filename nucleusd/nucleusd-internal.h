@@ -11,6 +11,7 @@
 #include "nucleusd/clock.h"
 #include "nucleusd/lru.h"
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/pool.h"
 #include "nucleusd/store.h"
 
 enum {
@@ -74,6 +75,10 @@ struct nucleusd {
 	struct nd_lru *limits_cache; /* id -> struct budget_limits */
 	/* Parsed policy and spec of recently used sandboxes (sandbox.c); never modified. */
 	struct nd_lru *json_cache; /* id -> struct nd_sb_json */
+	/* maintenance (maint.c): one thread with its read-only connection, off the loop */
+	struct store *reader; /* the maintenance thread's only */
+	struct nd_pool *maint;
+	char backup_path[4096]; /* DATA_DIR/ND_BACKUP_FILE */
 };
 
 struct sb_row {
@@ -153,6 +158,34 @@ int nd__json_cache_new(struct nucleusd *nd);
 
 /* quick_check's text of one problem as one line into @buf (no header, no newlines). */
 void nd__problem_line(const char *text, char *buf, size_t len);
+
+/* Jobs waiting for the maintenance thread at most (more: 503 busy). */
+#define ND_MAINT_QUEUE 16
+/*
+ * A job of the maintenance thread: @run there, on the daemon's read-only connection
+ * (its result in @rc), then @done on the loop thread, exactly once (@dropped: the daemon
+ * is going away, no reply is wanted); @done frees the job. Embed it first in a larger
+ * struct for the job's own data.
+ */
+struct nd_maint_job {
+	struct nd_pool_job pj; /* nd__maint_submit's */
+	struct nucleusd *nd;
+	int rc;
+	int (*run)(struct nd_maint_job *j, struct store *reader);
+	void (*done)(struct nd_maint_job *j, bool dropped);
+};
+/* The reader and the thread (nucleusd__new, after the store) / their end (joined). */
+int nd__maint_init(struct nucleusd *nd, const char *data_dir, const char *db_path);
+void nd__maint_fini(struct nucleusd *nd);
+/* Queues @j: 0 (@done will run), or -EAGAIN busy (queue full) / -errno, @done never runs. */
+int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err *e);
+/*
+ * A maintenance job's reply: @o (taken; NULL with @rc 0: out of memory) or, for @rc < 0,
+ * 500 internal "@what: <strerror>".
+ */
+void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char *what);
+/* {"path", "at_us"} of the backup file (its mtime), or JSON null when there is none. */
+json_t *nd__backup_json(struct nucleusd *nd);
 
 /* ---- audit seals (seal.c) ---- */
 

@@ -276,13 +276,26 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 
 int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
 			 json_t **ret, struct nd_err *e);
-/* Verifies the whole chain; @ref (may be NULL) only has to exist. */
-int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+/*
+ * Verifies the whole chain (after sealing what this daemon committed) on the maintenance
+ * thread, off the event loop; @ref (may be NULL) only has to exist. 0: @reply gets the
+ * report later (never before this returns). -EAGAIN when the maintenance queue is full.
+ */
+int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn reply, void *arg,
+			   struct nd_err *e);
 /*
  * Audit entries this daemon found unsealed at its start (a killed daemon's last ones, or
  * a tampered tail): named by its audit.epoch entry, never sealed as its own. False: none.
  */
 bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to);
+
+/*
+ * POST /v1/db/check: PRAGMA quick_check on the maintenance thread. 0: @reply gets
+ * {"ok", "problems": [...], "backup": {"path", "at_us"} or null} later; -EACCES when
+ * @who may not check, -EAGAIN when the maintenance queue is full.
+ */
+int nucleusd__db_check(struct nucleusd *nd, const struct nd_caller *who, nd_reply_fn reply,
+		       void *arg, struct nd_err *e);
 
 int nucleusd__health(struct nucleusd *nd, json_t **ret);
 /* Prometheus text exposition of the daemon's counters (malloc'd). */

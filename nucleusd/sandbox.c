@@ -78,9 +78,53 @@ static json_t *ranges_json(const struct audit_range *r, unsigned n)
 	return arr;
 }
 
-int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+static json_t *verify_json(const struct audit_verify *v)
 {
+	json_t *o;
+
+	o = json_pack("{sb sI sI sI sI sI so so ss}", "ok", !v->first_bad, "entries",
+		      (json_int_t)v->entries, "seals", (json_int_t)v->seals, "sealed_through",
+		      (json_int_t)v->sealed_through, "unsealed",
+		      (json_int_t)(v->intact_through > v->sealed_through
+					   ? v->intact_through - v->sealed_through
+					   : 0),
+		      "unsealed_at_start", (json_int_t)v->unsealed_at_start, "covered",
+		      ranges_json(v->covered, v->n_covered), "not_covered",
+		      ranges_json(v->not_covered, v->n_not_covered), "problem", v->problem);
+	if (o && v->first_bad)
+		json_object_set_new(o, "first_bad_seq", json_integer((json_int_t)v->first_bad));
+	return o;
+}
+
+struct verify_job {
+	struct nd_maint_job m; /* first */
 	struct audit_verify v;
+	nd_reply_fn reply;
+	void *arg;
+};
+
+/* Maintenance thread: the key is only read (its public half). */
+static int verify_run(struct nd_maint_job *m, struct store *reader)
+{
+	struct verify_job *j = (struct verify_job *)m;
+
+	return audit__verify(reader, m->nd->key, &j->v);
+}
+
+static void verify_done(struct nd_maint_job *m, bool dropped)
+{
+	struct verify_job *j = (struct verify_job *)m;
+
+	if (!dropped)
+		nd__maint_reply(j->reply, j->arg, m->rc, m->rc < 0 ? NULL : verify_json(&j->v),
+				"cannot read the audit log");
+	free(j);
+}
+
+int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn reply, void *arg,
+			   struct nd_err *e)
+{
+	struct verify_job *j;
 	struct sb_row row;
 	int r;
 
@@ -91,21 +135,17 @@ int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, json_t **ret, s
 		sb_row__clear(&row);
 	}
 	nd__seal(nd); /* what this daemon committed is sealed before it is checked */
-	r = audit__verify(nd->store, nd->key, &v);
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	j->m.run = verify_run;
+	j->m.done = verify_done;
+	j->reply = reply;
+	j->arg = arg;
+	r = nd__maint_submit(nd, &j->m, e);
 	if (r < 0)
-		return nd_err__set(e, r, "internal", "cannot read the audit log");
-	*ret = json_pack("{sb sI sI sI sI sI so so ss}", "ok", !v.first_bad, "entries",
-			 (json_int_t)v.entries, "seals", (json_int_t)v.seals, "sealed_through",
-			 (json_int_t)v.sealed_through, "unsealed",
-			 (json_int_t)(v.intact_through > v.sealed_through
-					      ? v.intact_through - v.sealed_through
-					      : 0),
-			 "unsealed_at_start", (json_int_t)v.unsealed_at_start, "covered",
-			 ranges_json(v.covered, v.n_covered), "not_covered",
-			 ranges_json(v.not_covered, v.n_not_covered), "problem", v.problem);
-	if (*ret && v.first_bad)
-		json_object_set_new(*ret, "first_bad_seq", json_integer((json_int_t)v.first_bad));
-	return *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+		free(j);
+	return r;
 }
 
 bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to)

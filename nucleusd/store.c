@@ -1007,6 +1007,12 @@ int store__open_reader(const char *path, struct store **ret)
 	return 0;
 }
 
+void store__interrupt(struct store *s)
+{
+	if (s && s->db)
+		sqlite3_interrupt(s->db);
+}
+
 const char *store__errmsg(struct store *s)
 {
 	return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";

@@ -100,6 +100,8 @@ int store__rows(struct sqlite3_stmt *st, store_row_fn fn, void *arg);
  * when the file is not a database, -ENOENT when there is none.
  */
 int store__open_reader(const char *path, struct store **ret);
+/* Stops what runs on @s's connection at its next step (from any thread). */
+void store__interrupt(struct store *s);
 /* SQLite's words for the connection's last error. */
 const char *store__errmsg(struct store *s);
 /*

@@ -2,6 +2,7 @@
 /* Black-box tests: a real nucleusd (fake backend) driven through its Unix socket. */
 #include <errno.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "nucleusd/audit.h"
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
 
@@ -212,6 +214,8 @@ Test(blackbox, bad_inputs_get_4xx_json_and_change_nothing)
 		{"GET", "/v1/sandboxes?cursor=-1.sb-0123456789abcdef", NULL, NULL, 400, "bad_value",
 		 "cursor"},
 		{"GET", paused_path, "application/json", "{}", 400, "unexpected_body", NULL},
+		{"POST", "/v1/db/check", "application/json", "{}", 400, "unexpected_body", NULL},
+		{"GET", "/v1/db/check", NULL, NULL, 405, "method_not_allowed", NULL},
 		{"GET", long_path, NULL, NULL, 431, "headers_too_large", NULL},
 		/* Tool args against the catalogue, before any decision (a running sandbox). */
 		{"POST", run_write, "application/json", "{\"args\": {\"path\": \"/x\"}}", 400,
@@ -738,5 +742,88 @@ Test(blackbox, a_stalled_request_is_cut_off)
 	cr_assert_not_null(strstr(buf, "\"error\":\"request_timeout\""), "%s", buf);
 	cr_assert_not_null(strstr(buf, "Connection: close\r\n"), "%s", buf);
 	expect("GET", "/v1/health", NULL, 200, NULL);
+	thd_finish(&d);
+}
+
+/* A healthy database: db check says ok, with no problems. */
+Test(blackbox, db_check_of_a_sound_database_is_ok)
+{
+	struct api_response r = thd_call(&d, "POST", "/v1/db/check", NULL);
+
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "problems")), 0, "%s", r.body);
+	cr_assert_not_null(json_object_get(r.json, "backup"), "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+#define FILLER 200000
+
+static int fill_tx(struct store *s, void *k)
+{
+	json_t *body = json_object();
+	int r = body ? 0 : -ENOMEM;
+
+	for (int i = 0; i < FILLER && r == 0; i++)
+		r = audit__append(s, k, NULL, -1, "test.filler", body, NULL);
+	json_decref(body);
+	return r;
+}
+
+/* The response on a connection of its own (sent with Connection: close), parsed. */
+static json_t *read_reply(int fd)
+{
+	char *text = th_slurp_fd(fd), *body = strstr(text, "\r\n\r\n");
+	json_t *j;
+
+	cr_assert_not_null(body, "%s", text);
+	cr_assert_not_null(strstr(text, " 200 "), "%.300s", text);
+	j = json_loads(body + 4, 0, NULL);
+	cr_assert_not_null(j, "%.300s", body);
+	free(text);
+	return j;
+}
+
+/*
+ * Verify walks a large log on the maintenance thread: a health check sent after it is
+ * answered while it runs, so the health reply comes before the verify reply.
+ */
+Test(blackbox, health_answers_while_a_long_verify_runs)
+{
+	struct audit_key *k = NULL;
+	struct store *s = NULL;
+	struct pollfd p;
+	char id[32], req[256];
+	json_t *v;
+	int fd, n;
+
+	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
+	thd_stop(&d);
+	/* FILLER entries in the daemon's chain, with its key, sealed */
+	cr_assert_eq(audit__key_load(d.data, &k), 0);
+	cr_assert_eq(th_store_open(d.db, &s), 0);
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
+	cr_assert_eq(store__tx(s, fill_tx, k), 0);
+	cr_assert_eq(audit__seal(s, k), 1);
+	store__free(s);
+	audit__key_free(k);
+	thd_restart(&d);
+
+	fd = thd_dial(&d);
+	n = snprintf(req, sizeof(req),
+		     "GET /v1/sandboxes/%s/audit/verify HTTP/1.1\r\nHost: x\r\n"
+		     "Connection: close\r\n\r\n",
+		     id);
+	cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+	/* health, on another connection, while the verify runs */
+	expect("GET", "/v1/health", NULL, 200, NULL);
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 0), 0, "the verify answered before the health check");
+	v = read_reply(fd);
+	close(fd);
+	cr_assert(json_is_true(json_object_get(v, "ok")), "%s", json_dumps(v, 0));
+	cr_assert_geq(json_integer_value(json_object_get(v, "entries")), FILLER);
+	json_decref(v);
 	thd_finish(&d);
 }

@@ -351,6 +351,12 @@ Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)
 	r = thd_ctl(d.sock, "audit", id, "verify", NULL);
 	cr_assert_eq(r->code, 1);
 	cr_assert_not_null(strstr(r->err, "restore nucleus.db from a backup"), "%s", r->err);
+	/* quick_check finds the page too: every problem on stdout, one error line, exit 1 */
+	r = thd_ctl(d.sock, "db", "check", NULL);
+	cr_assert_eq(r->code, 1, "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "problem: "), "%s", r->out);
+	cr_assert_not_null(strstr(r->err, "database corrupt"), "%s", r->err);
+	cr_assert_eq(lines(r->err), 1, "%s", r->err);
 	thd_kill9(&d); /* a daemon on a corrupt database: its clean stop is not the point */
 }
 
@@ -369,6 +375,17 @@ Test(cli, a_corrupt_database_is_named_at_start)
 	cr_assert_not_null(strstr(log, "backup/nucleus.db"), "the way out: %s", log);
 	cr_assert_null(strstr(log, "Bad message"), "%s", log);
 	free(log);
+}
+
+Test(cli, db_check_of_a_sound_database_exits_0)
+{
+	struct thd_run *r = thd_ctl(d.sock, "db", "check", NULL);
+
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_not_null(strstr(r->out, "database ok"), "%s", r->out);
+	r = thd_ctl(d.sock, "db", "vacuum", NULL);
+	cr_assert_eq(r->code, 2, "usage: %s", r->err);
+	thd_finish(&d);
 }
 
 Test(cli, health_says_which_backend)
