@@ -64,7 +64,7 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	r = store__open(path, schemas, sizeof(schemas) / sizeof(schemas[0]), &nd->store);
 	if (r < 0)
 		goto fail;
-	r = nd__maint_init(nd, cfg->data_dir, path);
+	r = nd__maint_init(nd, cfg, path);
 	if (r < 0)
 		goto fail;
 	r = nd__json_cache_new(nd);
@@ -341,6 +341,7 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		(unsigned long long)m->seals, (unsigned long long)m->seal_failures,
 		(unsigned long long)audit__unsealed(nd->key),
 		(unsigned long long)ops_in_flight(nd));
+	nd__maint_metrics(nd, f);
 	r = nd__budget_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);

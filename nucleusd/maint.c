@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -104,11 +105,12 @@ int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err 
 	int r;
 
 	j->nd = nd;
-	j->pj = (struct nd_pool_job){.work = maint_work, .done = maint_done, .cancel = maint_cancel};
+	j->pj = (struct nd_pool_job){
+		.work = maint_work, .done = maint_done, .cancel = maint_cancel};
 	r = nd_pool__submit(nd->maint, &j->pj);
 	if (r == -EAGAIN)
-		return nd_err__set(e, r, "busy", "%d maintenance jobs wait already: try later",
-				   ND_MAINT_QUEUE);
+		return nd_err__set(e, r, "maintenance_busy",
+				   "%d maintenance jobs wait already: try later", ND_MAINT_QUEUE);
 	if (r < 0)
 		return nd_err__set(e, r, "internal", "cannot queue the job: %s", strerror(-r));
 	return 0;
@@ -121,28 +123,138 @@ void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char
 	if (rc == 0 && !o)
 		rc = -ENOMEM;
 	if (rc < 0)
-		reply(arg, nd_err__set(&e, rc, "internal", "%s: %s", what, strerror(-rc)), &e, NULL);
+		reply(arg, nd_err__set(&e, rc, "internal", "%s: %s", what, strerror(-rc)), &e,
+		      NULL);
 	else
 		reply(arg, 0, NULL, o);
 	json_decref(o);
 }
 
-int nd__maint_init(struct nucleusd *nd, const char *data_dir, const char *db_path)
+/* ---- online backups ---- */
+
+struct backup_job {
+	struct nd_maint_job m; /* first */
+	const char *path;      /* nd->backup_path */
+};
+
+/* Maintenance thread: a copy only of a sound database (a bad one keeps the last good). */
+static int backup_run(struct nd_maint_job *m, struct store *reader)
+{
+	struct backup_job *j = (struct backup_job *)m;
+	int r = store__quick_check(reader, 1, NULL, NULL);
+
+	if (r > 0)
+		return -EBADMSG;
+	return r < 0 ? r : store__backup(reader, j->path);
+}
+
+static void backup_done(struct nd_maint_job *m, bool dropped)
+{
+	struct nucleusd *nd = m->nd;
+
+	if (!dropped) {
+		nd->backup_queued = false;
+		if (m->rc == 0) {
+			nd->m.backups++;
+			nd->m.backup_mono_us = nd_clock__mono_us();
+		} else {
+			nd->m.backup_failures++;
+		}
+	}
+	free(m);
+}
+
+static void backup_now(struct nucleusd *nd)
+{
+	struct backup_job *j;
+
+	if (nd->backup_queued)
+		return; /* the one queued will be as new */
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		nd->m.backup_failures++;
+		return;
+	}
+	j->m.run = backup_run;
+	j->m.done = backup_done;
+	j->path = nd->backup_path;
+	if (nd__maint_submit(nd, &j->m, NULL) < 0) {
+		nd->m.backup_failures++;
+		free(j);
+		return;
+	}
+	nd->backup_queued = true;
+}
+
+static void backup_fire(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	backup_now(arg);
+}
+
+/* The backup directory (0700: the copy is as private as the database) and the timer. */
+static int backup_init(struct nucleusd *nd, unsigned interval_s)
+{
+	struct timeval tv = {(time_t)interval_s, 0};
+	char dir[sizeof(nd->backup_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", nd->backup_path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	nd->backup_ev = event_new(nd->base, -1, EV_PERSIST, backup_fire, nd);
+	if (!nd->backup_ev || event_add(nd->backup_ev, &tv) < 0)
+		return -ENOMEM;
+	backup_now(nd); /* the start's, after the start's quick_check found it sound */
+	return 0;
+}
+
+void nd__maint_metrics(struct nucleusd *nd, FILE *f)
+{
+	fprintf(f,
+		"# HELP nucleus_db_backups_total Online backups of the database written.\n"
+		"# TYPE nucleus_db_backups_total counter\n"
+		"nucleus_db_backups_total %llu\n"
+		"# HELP nucleus_db_backup_failures_total Online backups that failed (or found the "
+		"database corrupt and kept the last copy).\n"
+		"# TYPE nucleus_db_backup_failures_total counter\n"
+		"nucleus_db_backup_failures_total %llu\n",
+		(unsigned long long)nd->m.backups, (unsigned long long)nd->m.backup_failures);
+	if (nd->m.backup_mono_us)
+		fprintf(f,
+			"# HELP nucleus_db_backup_age_seconds Seconds since this daemon wrote its "
+			"newest backup.\n"
+			"# TYPE nucleus_db_backup_age_seconds gauge\n"
+			"nucleus_db_backup_age_seconds %.3f\n",
+			(double)(nd_clock__mono_us() - nd->m.backup_mono_us) / 1e6);
+}
+
+int nd__maint_init(struct nucleusd *nd, const struct nd_config *cfg, const char *db_path)
 {
 	int r;
 
-	if (snprintf(nd->backup_path, sizeof(nd->backup_path), "%s/" ND_BACKUP_FILE, data_dir) >=
-	    (int)sizeof(nd->backup_path))
+	if (snprintf(nd->backup_path, sizeof(nd->backup_path), "%s/" ND_BACKUP_FILE,
+		     cfg->data_dir) >= (int)sizeof(nd->backup_path))
 		return -ENAMETOOLONG;
 	r = store__open_reader(db_path, &nd->reader);
 	if (r < 0)
 		return r;
 	/* one thread: one reader connection, and maintenance never takes two cores */
-	return nd_pool__new(nd->base, 1, ND_MAINT_QUEUE, &nd->maint);
+	r = nd_pool__new(nd->base, 1, ND_MAINT_QUEUE, &nd->maint);
+	if (r == 0 && cfg->backup_interval_s)
+		r = backup_init(nd, cfg->backup_interval_s);
+	return r;
 }
 
 void nd__maint_fini(struct nucleusd *nd)
 {
+	if (nd->backup_ev)
+		event_free(nd->backup_ev);
+	nd->backup_ev = NULL;
 	nd_pool__free(nd->maint); /* interrupts the running job, joins, drops the rest */
 	nd->maint = NULL;
 	store__free(nd->reader);
@@ -211,11 +323,11 @@ static void check_done(struct nd_maint_job *m, bool dropped)
 
 	if (!dropped)
 		nd__maint_reply(j->reply, j->arg, m->rc,
-				m->rc < 0 ? NULL
-					  : json_pack("{sb sO so}", "ok",
-						      json_array_size(j->problems) == 0,
-						      "problems", j->problems, "backup",
-						      nd__backup_json(m->nd)),
+				m->rc < 0
+					? NULL
+					: json_pack("{sb sO so}", "ok",
+						    json_array_size(j->problems) == 0, "problems",
+						    j->problems, "backup", nd__backup_json(m->nd)),
 				"cannot check the database");
 	json_decref(j->problems);
 	free(j);

@@ -38,6 +38,8 @@ struct nd_metrics {
 	uint64_t exhaustions[BUDGET__N_KINDS]; /* budget enforcements by kind */
 	uint64_t seals, seal_failures;	       /* audit seals written / that failed */
 	uint64_t meter_errors;		       /* meter/TTL failures (spend.c), each retried */
+	uint64_t backups, backup_failures;     /* online backups written / failed (maint.c) */
+	int64_t backup_mono_us;		       /* when the newest one was written; 0: none */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];
@@ -79,6 +81,8 @@ struct nucleusd {
 	struct store *reader; /* the maintenance thread's only */
 	struct nd_pool *maint;
 	char backup_path[4096]; /* DATA_DIR/ND_BACKUP_FILE */
+	struct event *backup_ev; /* the period's timer; NULL: no backups */
+	bool backup_queued;	 /* a backup job is queued or running */
 };
 
 struct sb_row {
@@ -175,7 +179,7 @@ struct nd_maint_job {
 	void (*done)(struct nd_maint_job *j, bool dropped);
 };
 /* The reader and the thread (nucleusd__new, after the store) / their end (joined). */
-int nd__maint_init(struct nucleusd *nd, const char *data_dir, const char *db_path);
+int nd__maint_init(struct nucleusd *nd, const struct nd_config *cfg, const char *db_path);
 void nd__maint_fini(struct nucleusd *nd);
 /* Queues @j: 0 (@done will run), or -EAGAIN busy (queue full) / -errno, @done never runs. */
 int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err *e);
@@ -184,6 +188,8 @@ int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err 
  * 500 internal "@what: <strerror>".
  */
 void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char *what);
+/* The backup series of /v1/metrics. */
+void nd__maint_metrics(struct nucleusd *nd, FILE *f);
 /* {"path", "at_us"} of the backup file (its mtime), or JSON null when there is none. */
 json_t *nd__backup_json(struct nucleusd *nd);
 

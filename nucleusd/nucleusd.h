@@ -195,6 +195,11 @@ struct nd_config {
 	 * turn an `ask` into `allow` (docs/policy.md "Approvals"). Copied. */
 	const uint8_t (*approver_keys)[32];
 	size_t n_approver_keys;
+	/*
+	 * Online backups into DATA_DIR/ND_BACKUP_FILE (maint.c): one at start, then every
+	 * this many seconds, each of a database that passed quick_check; 0: none.
+	 */
+	unsigned backup_interval_s;
 };
 
 /*
@@ -203,8 +208,10 @@ struct nd_config {
  * problem in @problem; another -errno when it cannot be read.
  */
 int nucleusd__db_check_at_start(const char *data_dir, char *problem, size_t len);
-/* The daemon's backup of nucleus.db, below its data directory. */
-#define ND_BACKUP_FILE "backup/nucleus.db"
+/* The daemon's backup of nucleus.db, below its data directory; nucleusd's default period. */
+#define ND_BACKUP_FILE		 "backup/nucleus.db"
+#define ND_BACKUP_INTERVAL_S	 3600
+#define ND_BACKUP_INTERVAL_MAX_S 604800
 
 /* Takes ownership of @be (freed by nucleusd__free). Adopts or fails leftover sandboxes. */
 int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct nd_backend *be,

@@ -257,10 +257,9 @@ static const char migration_5[] =
  * index of them only; ?all=true reads the whole table in index order. Before, both
  * scanned the table and sorted it (every sandbox ever made) on every list.
  */
-static const char migration_6[] =
-	"CREATE INDEX sandboxes_created ON sandboxes(created_us, id);"
-	"CREATE INDEX sandboxes_live_created ON sandboxes(created_us, id)"
-	"  WHERE state != 'stopped';";
+static const char migration_6[] = "CREATE INDEX sandboxes_created ON sandboxes(created_us, id);"
+				  "CREATE INDEX sandboxes_live_created ON sandboxes(created_us, id)"
+				  "  WHERE state != 'stopped';";
 
 static const char *const core_migrations[] = {
 	migration_1, migration_2, migration_3, migration_4, migration_5, migration_6,
@@ -992,8 +991,8 @@ int store__open_reader(const char *path, struct store **ret)
 	r = store_alloc(path, &s);
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-					 NULL));
+	r = store__errno(
+		sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL));
 	if (r == 0)
 		r = store__errno(sqlite3_busy_timeout(s->db, 5000));
 	/* the first read: a file that is no database says so here, not later */
@@ -1050,8 +1049,8 @@ int store__backup(struct store *s, const char *path)
 	if (fd < 0)
 		return -errno;
 	close(fd);
-	r = store__errno(sqlite3_open_v2(tmp, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-					 NULL));
+	r = store__errno(
+		sqlite3_open_v2(tmp, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL));
 	if (r < 0)
 		goto out;
 	b = sqlite3_backup_init(to, "main", s->db, "main");

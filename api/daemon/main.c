@@ -51,6 +51,7 @@ struct opts {
 	size_t n_keys;
 	unsigned meter_ms;  /* --meter-interval-ms */
 	const char *prices; /* --prices */
+	unsigned backup_s;  /* --backup-interval */
 };
 
 static void logmsg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -99,7 +100,10 @@ static void usage(FILE *f)
 		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n"
 		"  --meter-interval-ms MS  budget metering and TTL period (default 1000)\n"
 		"  --prices FILE      budget price table, JSON (docs/budget.md; default:\n"
-		"                     tool calls free, tokens 3/15 USD per 1M in/out)\n");
+		"                     tool calls free, tokens 3/15 USD per 1M in/out)\n"
+		"  --backup-interval SECONDS  online backup of the database into\n"
+		"                     DATA_DIR/" ND_BACKUP_FILE " at start and then this often\n"
+		"                     (default 3600, at most 604800; 0: no backups)\n");
 }
 
 static void default_data_dir(char *buf, size_t len)
@@ -155,6 +159,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"approver-key", required_argument, NULL, 'k'},
 					   {"meter-interval-ms", required_argument, NULL, 'M'},
 					   {"prices", required_argument, NULL, 'P'},
+					   {"backup-interval", required_argument, NULL, 'B'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	unsigned long long v;
@@ -163,6 +168,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	default_data_dir(o->data_dir, sizeof(o->data_dir));
 	o->owner_uid = getuid();
 	o->owner_gid = getgid();
+	o->backup_s = ND_BACKUP_INTERVAL_S;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd':
@@ -224,6 +230,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'P':
 			o->prices = optarg;
+			break;
+		case 'B':
+			if (!parse_num(optarg, ND_BACKUP_INTERVAL_MAX_S, &v))
+				goto bad;
+			o->backup_s = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -411,6 +422,7 @@ int main(int argc, char **argv)
 	cfg.data_dir = o.data_dir;
 	cfg.meter_interval_ms = o.meter_ms;
 	cfg.prices_path = o.prices;
+	cfg.backup_interval_s = o.backup_s;
 	cfg.approver_keys = (const uint8_t(*)[32])o.keys;
 	cfg.n_approver_keys = o.n_keys;
 	r = nucleusd__new(base, &cfg, be, &nd);
@@ -428,7 +440,8 @@ int main(int argc, char **argv)
 		if (nucleusd__audit_found_at_start(nd, &from, &to))
 			logmsg("warning",
 			       "audit entries %" PRIu64 "-%" PRIu64 " were found unsealed at start "
-			       "(a killed daemon's last entries, or a tampered log): recorded in an "
+			       "(a killed daemon's last entries, or a tampered log): recorded in "
+			       "an "
 			       "audit.epoch entry, not covered by a seal; see `nucleusctl audit ID "
 			       "verify`",
 			       from, to);

@@ -273,6 +273,17 @@ static long long gauge(const char *text, const char *name)
 	return -1;
 }
 
+long long thd_metric(struct thd *d, const char *name)
+{
+	struct api_response r = thd_call(d, "GET", "/v1/metrics", NULL);
+	long long v;
+
+	cr_assert_eq(r.status, 200, "metrics: %d", r.status);
+	v = gauge(r.body, name);
+	api_response__clear(&r);
+	return v;
+}
+
 void thd_settle(struct thd *d)
 {
 	long long unsealed = -1, ops = -1;

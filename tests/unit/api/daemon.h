@@ -61,6 +61,8 @@ void thd_expect(struct thd *d, const char *method, const char *path, const char 
 int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */
 struct api_response thd_raw(struct thd *d, const char *request, size_t len);
+/* An unlabelled series of /v1/metrics (its value as an integer), -1 when it is missing. */
+long long thd_metric(struct thd *d, const char *name);
 /* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */
 const char *thd_create(struct thd *d, const char *json_body);
 

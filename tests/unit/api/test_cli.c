@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
@@ -386,6 +387,112 @@ Test(cli, db_check_of_a_sound_database_exits_0)
 	r = thd_ctl(d.sock, "db", "vacuum", NULL);
 	cr_assert_eq(r->code, 2, "usage: %s", r->err);
 	thd_finish(&d);
+}
+
+/* POST /v1/db/check; its "backup" (a new reference, JSON null when there is none). */
+static json_t *db_check_backup(void)
+{
+	struct api_response r = thd_call(&d, "POST", "/v1/db/check", NULL);
+	json_t *b;
+
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	b = json_incref(json_object_get(r.json, "backup"));
+	cr_assert_not_null(b, "%s", r.body);
+	api_response__clear(&r);
+	return b;
+}
+
+/* The daemon restarted with @arg as its --backup-interval. */
+static void restart_with_interval(const char *arg)
+{
+	thd_stop(&d);
+	d.extra[0] = "--backup-interval";
+	d.extra[1] = arg;
+	thd_restart(&d);
+}
+
+/*
+ * The start's backup: one job queue, so a db check answered after the start has seen
+ * it written. It is a whole database (quick_check ok) with the sandbox, mode 0600.
+ */
+Test(cli, the_start_takes_a_backup_that_opens_and_has_the_rows)
+{
+	char id[32], path[400], sql[160];
+	struct stat st;
+	json_t *b;
+
+	ctl_create(id);
+	thd_stop(&d);
+	thd_restart(&d);
+	b = db_check_backup();
+	snprintf(path, sizeof(path), "%s/backup/nucleus.db", d.data);
+	cr_assert_str_eq(json_string_value(json_object_get(b, "path")), path);
+	cr_assert(json_integer_value(json_object_get(b, "at_us")) > 0);
+	json_decref(b);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600, "%o", st.st_mode & 0777);
+	cr_assert_str_eq(th_query_file(path, "PRAGMA quick_check"), "ok");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sandboxes WHERE id = '%s'", id);
+	cr_assert_str_eq(th_query_file(path, sql), "1");
+	cr_assert_str_eq(th_query_file(path, "PRAGMA journal_mode"), "delete", "one file");
+	snprintf(path, sizeof(path), "%s/backup/nucleus.db.tmp", d.data);
+	cr_assert_neq(access(path, F_OK), 0, "the temporary copy is gone");
+	cr_assert_eq(thd_metric(&d, "nucleus_db_backups_total"), 1);
+	cr_assert_eq(thd_metric(&d, "nucleus_db_backup_failures_total"), 0);
+	cr_assert_geq(thd_metric(&d, "nucleus_db_backup_age_seconds"), 0);
+	thd_finish(&d);
+}
+
+/* --backup-interval 1: backups keep coming (no time asserted: a generous bound). */
+Test(cli, backups_repeat_every_interval)
+{
+	long long n = 0;
+
+	restart_with_interval("1");
+	for (int i = 0; i < 600 && n < 3; i++) {
+		n = thd_metric(&d, "nucleus_db_backups_total");
+		if (n < 3)
+			usleep(100 * 1000);
+	}
+	cr_assert_geq(n, 3, "backups: %lld", n);
+	cr_assert_eq(thd_metric(&d, "nucleus_db_backup_failures_total"), 0);
+	thd_finish(&d);
+}
+
+/* --backup-interval 0: none at all. */
+Test(cli, backup_interval_0_takes_none)
+{
+	char path[400];
+	json_t *b;
+
+	snprintf(path, sizeof(path), "%s/backup/nucleus.db", d.data);
+	thd_stop(&d);
+	unlink(path); /* the suite's own start took one */
+	restart_with_interval("0");
+	b = db_check_backup();
+	cr_assert(json_is_null(b));
+	json_decref(b);
+	cr_assert_eq(thd_metric(&d, "nucleus_db_backups_total"), 0);
+	cr_assert_eq(thd_metric(&d, "nucleus_db_backup_age_seconds"), -1, "no backup, no age");
+	cr_assert_neq(access(path, F_OK), 0);
+	thd_finish(&d);
+}
+
+Test(cli, a_bad_backup_interval_refuses_the_start)
+{
+	static const char *const bad[] = {"-1", "x", "604801", "", "1.5"};
+	char *log;
+
+	thd_stop(&d);
+	d.extra[0] = "--backup-interval";
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d.extra[1] = bad[i];
+		cr_assert_eq(thd_restart_fails(&d), 2, "--backup-interval '%s'", bad[i]);
+	}
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "bad option value '604801'"), "%s", log);
+	free(log);
 }
 
 Test(cli, health_says_which_backend)

@@ -559,12 +559,13 @@ Test(sandbox, the_list_pages_without_duplicates_or_misses)
 	struct store *s = nucleusd__store(nd);
 	size_t pages, n;
 
-	cr_assert_eq(store__exec(s, "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i "
-				    "WHERE n < 250) INSERT INTO sandboxes(id, state, policy, spec, "
-				    "vcpus, memory_mib, owner_uid, created_us, updated_us) SELECT "
-				    "printf('sb-%016x', (n * 7919) % 65536), CASE WHEN n % 5 = 0 "
-				    "THEN 'stopped' ELSE 'paused' END, '{}', '{}', 1, 64, 0, n / 4, "
-				    "n / 4 FROM i"),
+	cr_assert_eq(store__exec(s,
+				 "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i "
+				 "WHERE n < 250) INSERT INTO sandboxes(id, state, policy, spec, "
+				 "vcpus, memory_mib, owner_uid, created_us, updated_us) SELECT "
+				 "printf('sb-%016x', (n * 7919) % 65536), CASE WHEN n % 5 = 0 "
+				 "THEN 'stopped' ELSE 'paused' END, '{}', '{}', 1, 64, 0, n / 4, "
+				 "n / 4 FROM i"),
 		     0);
 	for (int all = 0; all < 2; all++) {
 		n = list_pages(all, 7, paged, sizeof(paged), &pages);
@@ -582,8 +583,13 @@ Test(sandbox, the_list_pages_without_duplicates_or_misses)
 
 Test(sandbox, a_bad_cursor_is_refused)
 {
-	const char *bad[] = {"", "x", "12", "1.sb-0123", "1.sb-0123456789ABCDEF",
-			     "-1.sb-0123456789abcdef", "99999999999999999999.sb-0123456789abcdef"};
+	const char *bad[] = {"",
+			     "x",
+			     "12",
+			     "1.sb-0123",
+			     "1.sb-0123456789ABCDEF",
+			     "-1.sb-0123456789abcdef",
+			     "99999999999999999999.sb-0123456789abcdef"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct nd_list_opts o = {.limit = 5, .cursor = bad[i]};
@@ -591,7 +597,8 @@ Test(sandbox, a_bad_cursor_is_refused)
 		json_t *arr = NULL;
 		char *next = NULL;
 
-		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, &e), -EINVAL, "%s", bad[i]);
+		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, &e), -EINVAL, "%s",
+			     bad[i]);
 		cr_assert_str_eq(e.code, "bad_value");
 		cr_assert_null(arr);
 	}
