@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -359,16 +360,42 @@ static void corrupt(const char *data_dir, const char *problem)
 	       problem, data_dir, data_dir);
 }
 
+/* Free space below this at a failed start: the disk is the reason, and the log says so. */
+#define START_MIN_FREE (1u << 20)
+
+/*
+ * Why a start failed (@r), in one line: a full disk (SQLite then says "disk I/O error"
+ * for its shared-memory index, or "No space left" for the start's own writes), a
+ * corrupt database, or @what and the error.
+ */
+static void start_failed(const char *data_dir, const char *what, int r, const char *problem)
+{
+	struct statvfs v;
+	unsigned long long avail;
+
+	if (r != -EBADMSG && statvfs(data_dir, &v) == 0 &&
+	    (avail = (unsigned long long)v.f_bavail * v.f_frsize) < START_MIN_FREE) {
+		logmsg("error",
+		       "cannot start: the file system of %s is full (%llu KiB free; %s: %s). "
+		       "nucleusd writes at start (the database's WAL and shared-memory index, "
+		       "its start in the audit log): free some space there and start again",
+		       data_dir, avail / 1024, what, strerror(-r));
+		return;
+	}
+	if (r == -EBADMSG)
+		corrupt(data_dir, problem);
+	else
+		logmsg("error", "cannot start on %s (%s): %s", data_dir, what, strerror(-r));
+}
+
 /* PRAGMA quick_check before anything writes: a corrupt database refuses the start. */
 static int db_check(const char *data_dir)
 {
 	char problem[256];
 	int r = nucleusd__db_check_at_start(data_dir, problem, sizeof(problem));
 
-	if (r == -EBADMSG)
-		corrupt(data_dir, problem);
-	else if (r < 0)
-		logmsg("error", "cannot check %s/nucleus.db: %s", data_dir, strerror(-r));
+	if (r < 0)
+		start_failed(data_dir, "checking the database", r, problem);
 	return r;
 }
 
@@ -428,10 +455,7 @@ int main(int argc, char **argv)
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {
 		nd_backend__free(be);
-		if (r == -EBADMSG)
-			corrupt(o.data_dir, "SQLite could not read a page");
-		else
-			logmsg("error", "cannot start on %s: %s", o.data_dir, strerror(-r));
+		start_failed(o.data_dir, "opening the database", r, "SQLite could not read a page");
 		goto out;
 	}
 	{

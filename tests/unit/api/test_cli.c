@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -492,6 +495,50 @@ Test(cli, a_bad_backup_interval_refuses_the_start)
 	}
 	log = th_slurp(d.log);
 	cr_assert_not_null(strstr(log, "bad option value '604801'"), "%s", log);
+	free(log);
+}
+
+/*
+ * A full disk: the stopped daemon's data dir copied onto a 1 MiB tmpfs (mounted in a
+ * mount namespace of the child's own), which is then filled; nucleusd on it refuses to
+ * start and the log says that the disk is full (before: "Input/output error").
+ */
+Test(cli, a_full_disk_is_named_at_start)
+{
+	char full[320], cmd[2400];
+	int status, fd;
+	char *log;
+	pid_t pid;
+
+	thd_stop(&d);
+	snprintf(full, sizeof(full), "%s/full", d.dir);
+	cr_assert_eq(mkdir(full, 0700), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cp -a %s %s/data && (cat /dev/zero > %s/fill) 2>/dev/null; "
+		 "exec %s --fake-backend --data-dir %s/data --socket %s/full.sock",
+		 d.data, full, full, NUCLEUSD_PATH, full, d.dir);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		fd = open(d.log, O_WRONLY | O_APPEND);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		if (unshare(CLONE_NEWNS) < 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			_exit(77);
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("tmpfs", full, "tmpfs", 0, "size=1m") < 0)
+			_exit(77);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		cr_skip_test("no mount namespace here for a small tmpfs");
+	cr_assert_eq(WEXITSTATUS(status), 1);
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "is full ("), "%s", log);
+	cr_assert_not_null(strstr(log, "free some space"), "%s", log);
 	free(log);
 }
 
