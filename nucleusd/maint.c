@@ -100,20 +100,32 @@ static void maint_cancel(struct nd_pool_job *pj)
 	store__interrupt(maint_job(pj)->nd->reader);
 }
 
-int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err *e)
+int nd__maint_queue(struct nucleusd *nd, size_t size,
+		    int (*run)(struct nd_maint_job *j, struct store *reader),
+		    void (*done)(struct nd_maint_job *j, bool dropped), nd_reply_fn reply,
+		    void *arg, struct nd_err *e)
 {
+	struct nd_maint_job *j = calloc(1, size);
 	int r;
 
-	j->nd = nd;
-	j->pj = (struct nd_pool_job){
-		.work = maint_work, .done = maint_done, .cancel = maint_cancel};
+	if (!j)
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	*j = (struct nd_maint_job){
+		.pj = {.work = maint_work, .done = maint_done, .cancel = maint_cancel},
+		.nd = nd,
+		.run = run,
+		.done = done,
+		.reply = reply,
+		.arg = arg,
+	};
 	r = nd_pool__submit(nd->maint, &j->pj);
+	if (r == 0)
+		return 0;
+	free(j);
 	if (r == -EAGAIN)
 		return nd_err__set(e, r, "maintenance_busy",
 				   "%d maintenance jobs wait already: try later", ND_MAINT_QUEUE);
-	if (r < 0)
-		return nd_err__set(e, r, "internal", "cannot queue the job: %s", strerror(-r));
-	return 0;
+	return nd_err__set(e, r, "internal", "cannot queue the job: %s", strerror(-r));
 }
 
 void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char *what)
@@ -132,20 +144,15 @@ void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char
 
 /* ---- online backups ---- */
 
-struct backup_job {
-	struct nd_maint_job m; /* first */
-	const char *path;      /* nd->backup_path */
-};
-
 /* Maintenance thread: a copy only of a sound database (a bad one keeps the last good). */
 static int backup_run(struct nd_maint_job *m, struct store *reader)
 {
-	struct backup_job *j = (struct backup_job *)m;
 	int r = store__quick_check(reader, 1, NULL, NULL);
 
 	if (r > 0)
 		return -EBADMSG;
-	return r < 0 ? r : store__backup(reader, j->path);
+	/* nd->backup_path is fixed before the thread starts */
+	return r < 0 ? r : store__backup(reader, m->nd->backup_path);
 }
 
 static void backup_done(struct nd_maint_job *m, bool dropped)
@@ -166,24 +173,13 @@ static void backup_done(struct nd_maint_job *m, bool dropped)
 
 static void backup_now(struct nucleusd *nd)
 {
-	struct backup_job *j;
-
 	if (nd->backup_queued)
 		return; /* the one queued will be as new */
-	j = calloc(1, sizeof(*j));
-	if (!j) {
+	if (nd__maint_queue(nd, sizeof(struct nd_maint_job), backup_run, backup_done, NULL, NULL,
+			    NULL) < 0)
 		nd->m.backup_failures++;
-		return;
-	}
-	j->m.run = backup_run;
-	j->m.done = backup_done;
-	j->path = nd->backup_path;
-	if (nd__maint_submit(nd, &j->m, NULL) < 0) {
-		nd->m.backup_failures++;
-		free(j);
-		return;
-	}
-	nd->backup_queued = true;
+	else
+		nd->backup_queued = true;
 }
 
 static void backup_fire(evutil_socket_t fd, short what, void *arg)
@@ -277,8 +273,6 @@ static int db_check_allowed(const struct nd_caller *who, struct nd_err *e)
 struct check_job {
 	struct nd_maint_job m; /* first */
 	json_t *problems;
-	nd_reply_fn reply;
-	void *arg;
 };
 
 static int add_problem(sqlite3_stmt *st, void *arg)
@@ -322,7 +316,7 @@ static void check_done(struct nd_maint_job *m, bool dropped)
 	struct check_job *j = (struct check_job *)m;
 
 	if (!dropped)
-		nd__maint_reply(j->reply, j->arg, m->rc,
+		nd__maint_reply(m->reply, m->arg, m->rc,
 				m->rc < 0
 					? NULL
 					: json_pack("{sb sO so}", "ok",
@@ -336,21 +330,9 @@ static void check_done(struct nd_maint_job *m, bool dropped)
 int nucleusd__db_check(struct nucleusd *nd, const struct nd_caller *who, nd_reply_fn reply,
 		       void *arg, struct nd_err *e)
 {
-	struct check_job *j;
-	int r;
+	int r = db_check_allowed(who, e);
 
-	r = db_check_allowed(who, e);
-	if (r < 0)
-		return r;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
-	j->m.run = check_run;
-	j->m.done = check_done;
-	j->reply = reply;
-	j->arg = arg;
-	r = nd__maint_submit(nd, &j->m, e);
-	if (r < 0)
-		free(j);
-	return r;
+	return r < 0 ? r
+		     : nd__maint_queue(nd, sizeof(struct check_job), check_run, check_done, reply,
+				       arg, e);
 }

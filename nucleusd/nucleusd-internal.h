@@ -168,21 +168,31 @@ void nd__problem_line(const char *text, char *buf, size_t len);
 /*
  * A job of the maintenance thread: @run there, on the daemon's read-only connection
  * (its result in @rc), then @done on the loop thread, exactly once (@dropped: the daemon
- * is going away, no reply is wanted); @done frees the job. Embed it first in a larger
- * struct for the job's own data.
+ * is going away, no reply is wanted); @done frees the job. A job's own data follow it
+ * in a larger struct that starts with this one. @reply/@arg: the request it answers
+ * (NULL: none).
  */
 struct nd_maint_job {
-	struct nd_pool_job pj; /* nd__maint_submit's */
+	struct nd_pool_job pj; /* the pool's */
 	struct nucleusd *nd;
 	int rc;
 	int (*run)(struct nd_maint_job *j, struct store *reader);
 	void (*done)(struct nd_maint_job *j, bool dropped);
+	nd_reply_fn reply;
+	void *arg;
 };
 /* The reader and the thread (nucleusd__new, after the store) / their end (joined). */
 int nd__maint_init(struct nucleusd *nd, const struct nd_config *cfg, const char *db_path);
 void nd__maint_fini(struct nucleusd *nd);
-/* Queues @j: 0 (@done will run), or -EAGAIN busy (queue full) / -errno, @done never runs. */
-int nd__maint_submit(struct nucleusd *nd, struct nd_maint_job *j, struct nd_err *e);
+/*
+ * Allocates a job of @size bytes (zeroed; a struct that starts with struct
+ * nd_maint_job) and queues it: 0 (@done will run and free it), or -EAGAIN
+ * maintenance_busy (the queue is full) / -errno, when nothing was queued.
+ */
+int nd__maint_queue(struct nucleusd *nd, size_t size,
+		    int (*run)(struct nd_maint_job *j, struct store *reader),
+		    void (*done)(struct nd_maint_job *j, bool dropped), nd_reply_fn reply, void *arg,
+		    struct nd_err *e);
 /*
  * A maintenance job's reply: @o (taken; NULL with @rc 0: out of memory) or, for @rc < 0,
  * 500 internal "@what: <strerror>".

@@ -71,7 +71,7 @@ static json_t *ranges_json(const struct audit_range *r, unsigned n)
 
 	for (unsigned i = 0; arr && i < n; i++)
 		if (json_array_append_new(arr, json_pack("{sI sI}", "from", (json_int_t)r[i].from,
-							  "to", (json_int_t)r[i].to)) < 0) {
+							 "to", (json_int_t)r[i].to)) < 0) {
 			json_decref(arr);
 			arr = NULL;
 		}
@@ -99,8 +99,6 @@ static json_t *verify_json(const struct audit_verify *v)
 struct verify_job {
 	struct nd_maint_job m; /* first */
 	struct audit_verify v;
-	nd_reply_fn reply;
-	void *arg;
 };
 
 /* Maintenance thread: the key is only read (its public half). */
@@ -116,7 +114,7 @@ static void verify_done(struct nd_maint_job *m, bool dropped)
 	struct verify_job *j = (struct verify_job *)m;
 
 	if (!dropped)
-		nd__maint_reply(j->reply, j->arg, m->rc, m->rc < 0 ? NULL : verify_json(&j->v),
+		nd__maint_reply(m->reply, m->arg, m->rc, m->rc < 0 ? NULL : verify_json(&j->v),
 				"cannot read the audit log");
 	free(j);
 }
@@ -124,7 +122,6 @@ static void verify_done(struct nd_maint_job *m, bool dropped)
 int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn reply, void *arg,
 			   struct nd_err *e)
 {
-	struct verify_job *j;
 	struct sb_row row;
 	int r;
 
@@ -135,17 +132,8 @@ int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn rep
 		sb_row__clear(&row);
 	}
 	nd__seal(nd); /* what this daemon committed is sealed before it is checked */
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
-	j->m.run = verify_run;
-	j->m.done = verify_done;
-	j->reply = reply;
-	j->arg = arg;
-	r = nd__maint_submit(nd, &j->m, e);
-	if (r < 0)
-		free(j);
-	return r;
+	return nd__maint_queue(nd, sizeof(struct verify_job), verify_run, verify_done, reply, arg,
+			       e);
 }
 
 bool nucleusd__audit_found_at_start(struct nucleusd *nd, uint64_t *from, uint64_t *to)

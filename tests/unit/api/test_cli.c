@@ -340,7 +340,12 @@ Test(cli, a_garbled_audit_page_answers_ok_false_by_seq)
 		cr_assert_eq(resp.status, 200, "%s", resp.body);
 		api_response__clear(&resp);
 	}
-	/* under the running daemon: a corrupt database does not start (the next test) */
+	/*
+	 * Under the running daemon (a corrupt database does not start: the next test),
+	 * idle: everything sealed, and its db check answered after its start's backup.
+	 */
+	thd_settle(&d);
+	thd_expect(&d, "POST", "/v1/db/check", NULL, 200);
 	th_garble_page(d.db, "audit_log");
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
 	resp = thd_call(&d, "GET", path, NULL);

@@ -35,7 +35,7 @@ char *th_dump(const char *db);
 void th_rehash_from(sqlite3 *db, uint64_t from);
 /*
  * Writes junk over the middle leaf page of @table in database file @db (checkpointed
- * first; no other connection may be open): one corrupted page. Returns the number of
+ * first, completely; a running daemon must be idle): one corrupted page. Returns the number of
  * leaf pages @table has (at least 3).
  */
 int th_garble_page(const char *db, const char *table);
