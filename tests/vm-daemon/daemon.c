@@ -220,22 +220,21 @@ static int sh(const char *cmd, char *out, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* An approval signed by a key the daemon does not pin is a deny (APPROVAL_BAD_SIG). */
-static void approve_web_fetch(const char *id, json_t *req)
+/*
+ * The approval of @req (an approval_request of a web_fetch of @url) signed with @sk, as
+ * the body POSTed to .../approvals (malloc'd).
+ */
+static char *signed_approval(json_t *req, const char *url, const unsigned char *sk)
 {
 	struct policy_call_owned *pcall = NULL;
 	struct policy_approval a = {0};
 	struct policy_error pe;
-	struct api_response r;
-	char path[128], body[2048], *aj = NULL;
 	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
-	unsigned char rogue_pk[32], rogue_sk[64];
+	char call_json[256], *aj = NULL, *body = NULL;
 
 	cr_assert_str_eq(jstr(req, "tool"), "web_fetch");
-	cr_assert_eq(
-		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}",
-				   &pcall, &pe),
-		0);
+	snprintf(call_json, sizeof(call_json), "{\"op\": \"web_fetch\", \"url\": \"%s\"}", url);
+	cr_assert_eq(policy__call_parse(call_json, &pcall, &pe), 0);
 	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
 		     0);
 	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
@@ -243,14 +242,25 @@ static void approve_web_fetch(const char *id, json_t *req)
 	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
 	a.expires = (int64_t)time(NULL) + 120;
 	policy__call_free(pcall);
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	cr_assert_eq(policy__approval_sign(&a, sk), 0);
+	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	cr_assert_gt(asprintf(&body, "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj), 0);
+	free(aj);
+	return body;
+}
+
+/* An approval signed by a key the daemon does not pin is a deny (APPROVAL_BAD_SIG). */
+static void approve_web_fetch(const char *id, json_t *req)
+{
+	struct api_response r;
+	unsigned char rogue_pk[32], rogue_sk[64];
+	char path[128], *body;
 
 	crypto_sign_keypair(rogue_pk, rogue_sk);
-	cr_assert_eq(policy__approval_sign(&a, rogue_sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
-	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
-	free(aj);
+	body = signed_approval(req, "https://example.com/", rogue_sk);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
 	r = call("POST", path, body);
+	free(body);
 	cr_assert_eq(r.status, 403, "rogue approval: %d %s", r.status, r.body);
 	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG");
 	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
@@ -264,36 +274,15 @@ static void approve_web_fetch(const char *id, json_t *req)
  */
 static void approve_good(const char *id)
 {
-	struct policy_call_owned *pcall = NULL;
-	struct policy_approval a = {0};
-	struct policy_error pe;
 	struct api_response r, q;
-	char path[128], body[2048], *aj = NULL, nonce[40];
-	const char *session;
-	json_t *req;
+	char path[128], *body;
 
 	q = tool(id, "web_fetch", "{\"url\": \"https://example.com/x\"}");
 	cr_assert_eq(q.status, 403, "web_fetch: %d %s", q.status, q.body);
-	req = json_object_get(q.json, "approval_request");
-	snprintf(nonce, sizeof(nonce), "%s", jstr(req, "nonce"));
-	session = jstr(req, "session");
-	cr_assert_eq(
-		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}",
-				   &pcall, &pe),
-		0);
-	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
-		     0);
-	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
-	a.op = POLICY_OP_WEB_FETCH;
-	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
-	a.expires = (int64_t)time(NULL) + 120;
-	policy__call_free(pcall);
-	cr_assert_eq(policy__approval_sign(&a, D.sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	body = signed_approval(json_object_get(q.json, "approval_request"), "https://example.com/x",
+			       D.sk);
 	api_response__clear(&q);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
-	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
-	free(aj);
 	r = call("POST", path, body);
 	cr_assert_eq(r.status, 501, "approved web_fetch: %d %s", r.status, r.body);
 	cr_assert_str_eq(jstr(r.json, "error"), "not_implemented");
@@ -301,6 +290,7 @@ static void approve_good(const char *id)
 	r = call("POST", path, body);
 	cr_assert_eq(r.status, 409, "second use: %d %s", r.status, r.body);
 	api_response__clear(&r);
+	free(body);
 }
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 900);
