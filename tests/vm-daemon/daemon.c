@@ -22,6 +22,7 @@
 
 #include "api/api.h"
 #include "policy/policy.h"
+#include "tests/unit/th_approval.h"
 #include "tests/unit/th_budget.h"
 
 #define HANG_S 600
@@ -220,33 +221,14 @@ static int sh(const char *cmd, char *out, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/*
- * The approval of @req (an approval_request of a web_fetch of @url) signed with @sk, as
- * the body POSTed to .../approvals (malloc'd).
- */
+/* The approval of @req (a web_fetch of @url) signed with @sk, as a POST approvals body. */
 static char *signed_approval(json_t *req, const char *url, const unsigned char *sk)
 {
-	struct policy_call_owned *pcall = NULL;
-	struct policy_approval a = {0};
-	struct policy_error pe;
-	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
-	char call_json[256], *aj = NULL, *body = NULL;
+	char call_json[256];
 
 	cr_assert_str_eq(jstr(req, "tool"), "web_fetch");
 	snprintf(call_json, sizeof(call_json), "{\"op\": \"web_fetch\", \"url\": \"%s\"}", url);
-	cr_assert_eq(policy__call_parse(call_json, &pcall, &pe), 0);
-	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
-		     0);
-	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
-	a.op = POLICY_OP_WEB_FETCH;
-	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
-	a.expires = (int64_t)time(NULL) + 120;
-	policy__call_free(pcall);
-	cr_assert_eq(policy__approval_sign(&a, sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
-	cr_assert_gt(asprintf(&body, "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj), 0);
-	free(aj);
-	return body;
+	return th_approval_body(req, call_json, sk);
 }
 
 /* An approval signed by a key the daemon does not pin is a deny (APPROVAL_BAD_SIG). */
