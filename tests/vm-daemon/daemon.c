@@ -186,6 +186,16 @@ static json_t *result(struct api_response *r)
 	return json_object_get(r->json, "result");
 }
 
+/* A run of @args (tool arguments) in @id that succeeds and prints @out. */
+static void expect_run(const char *id, const char *args, const char *out)
+{
+	struct api_response r = tool(id, "run", args);
+
+	cr_assert_eq(r.status, 200, "run %s: %d %s", args, r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), out, "run %s", args);
+	api_response__clear(&r);
+}
+
 static json_t *get_sandbox(const char *id)
 {
 	char path[96];
@@ -436,10 +446,7 @@ Test(daemon, killed_vmm_fails_only_its_sandbox)
 	r = tool(a, "run", "{\"argv\": [\"true\"]}");
 	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
 	api_response__clear(&r);
-	r = tool(b, "run", "{\"argv\": [\"echo\", \"still here\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "still here\n");
-	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"still here\"]}", "still here\n");
 
 	/* A daemon restart re-adopts the VM that still runs; the dead one stays failed. */
 	nd_term();
@@ -451,10 +458,7 @@ Test(daemon, killed_vmm_fails_only_its_sandbox)
 	s = get_sandbox(a);
 	cr_assert_str_eq(jstr(s, "state"), "failed");
 	json_decref(s);
-	r = tool(b, "run", "{\"argv\": [\"echo\", \"adopted\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "adopted\n");
-	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"adopted\"]}", "adopted\n");
 	{
 		char path[96];
 
@@ -600,13 +604,7 @@ Test(daemon, custom_image_and_sandbox_env)
 	id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
 		    "\"image\": \"custom\", \"env\": {\"GREETING\": \"hello from env\"}}",
 		    2);
-	r = tool(id, "run", "{\"argv\": [\"cat\", \"/etc/nucleus-image\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "custom\n");
-	api_response__clear(&r);
-	r = tool(id, "run", "{\"argv\": [\"sh\", \"-c\", \"echo $GREETING\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "hello from env\n");
-	api_response__clear(&r);
+	expect_run(id, "{\"argv\": [\"cat\", \"/etc/nucleus-image\"]}", "custom\n");
+	expect_run(id, "{\"argv\": [\"sh\", \"-c\", \"echo $GREETING\"]}", "hello from env\n");
 	nd_term();
 }
