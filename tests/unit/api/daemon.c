@@ -190,6 +190,18 @@ void thd_expect(struct thd *d, const char *method, const char *path, const char 
 	api_response__clear(&r);
 }
 
+void thd_expect_intact(struct thd *d, const char *id)
+{
+	char path[160];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
+	r = thd_call(d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s: %d %s", path, r.status, r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s: %s", path, r.body);
+	api_response__clear(&r);
+}
+
 int thd_dial(const struct thd *d)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};

@@ -55,6 +55,8 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 /* thd_call that asserts the reply's @status and frees the reply. */
 void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
 		int status);
+/* GET /v1/sandboxes/@id/audit/verify answers 200 with "ok": true. */
+void thd_expect_intact(struct thd *d, const char *id);
 /* A socket connected to the daemon, receives time out after 20 s; asserts. */
 int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */
