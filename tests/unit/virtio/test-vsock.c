@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -230,6 +231,39 @@ Test(vsock, config_has_guest_cid)
 	cr_assert_eq(fake_vm__mmio_read(vm, d.base + VIRTIO_MMIO_CONFIG, 4), CID);
 	cr_assert_eq(fake_vm__mmio_read(vm, d.base + VIRTIO_MMIO_CONFIG + 4, 4), 0);
 	cr_assert_eq(drv__rd(&d, VIRTIO_MMIO_DEVICE_ID), 19);
+}
+
+static int open_fds(void)
+{
+	DIR *dp = opendir("/proc/self/fd");
+	int n = 0;
+
+	cr_assert_not_null(dp);
+	while (readdir(dp))
+		n++;
+	closedir(dp);
+	return n;
+}
+
+/* A create that fails gives back every fd it opened and leaves others' files alone. */
+Test(vsock, failed_create_leaks_nothing)
+{
+	char file[160], longp[200];
+	struct virtio_dev *dev2 = NULL;
+	int before = open_fds(), fd;
+
+	snprintf(file, sizeof(file), "%s/not-a-socket", dir);
+	fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_expect_eq(virtio_vsock__create(vm, CID, file, &dev2), -EEXIST);
+	cr_expect_eq(access(file, F_OK), 0, "a file that is not a socket was removed");
+	memset(longp, 'x', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	cr_expect_eq(virtio_vsock__create(vm, CID, longp, &dev2), -ENAMETOOLONG);
+	cr_expect_eq(virtio_vsock__create(vm, 2, uds, &dev2), -EINVAL);
+	cr_expect_null(dev2);
+	cr_expect_eq(open_fds(), before, "fds leaked by failed creates");
 }
 
 Test(vsock, host_connect_and_data_both_ways)
