@@ -226,6 +226,23 @@ static int host_connect(uint32_t gport, uint32_t *hport)
 	return fd;
 }
 
+/* The connected tests' fixture: a host client connected to guest port 1024. */
+static int conn_fd = -1;
+static uint32_t conn_port; /* the host port the device chose for it */
+
+static void connect_1024(void)
+{
+	conn_fd = host_connect(1024, &conn_port);
+}
+
+/* Closes the client (also early, in a test where it goes away). */
+static void disconnect(void)
+{
+	if (conn_fd >= 0)
+		close(conn_fd);
+	conn_fd = -1;
+}
+
 Test(vsock, config_has_guest_cid)
 {
 	cr_assert_eq(fake_vm__mmio_read(vm, d.base + VIRTIO_MMIO_CONFIG, 4), CID);
@@ -266,27 +283,24 @@ Test(vsock, failed_create_leaks_nothing)
 	cr_expect_eq(open_fds(), before, "fds leaked by failed creates");
 }
 
-Test(vsock, host_connect_and_data_both_ways)
+Test(vsock, host_connect_and_data_both_ways, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	char buf[64] = {0};
 	struct pkt p;
 
-	write_all(fd, "hello guest", 11);
+	write_all(conn_fd, "hello guest", 11);
 	fake_vm__run(vm);
 	expect_pkt(&p, VIRTIO_VSOCK_OP_RW);
-	cr_assert_eq(p.h.src_port, hport);
+	cr_assert_eq(p.h.src_port, conn_port);
 	cr_assert_eq(p.h.dst_port, 1024);
 	cr_assert_eq(p.h.len, 11);
 	cr_assert_eq(memcmp(p.data, "hello guest", 11), 0);
 	cr_assert_eq(p.h.buf_alloc, 64 * 1024);
 
-	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, hport, 0, "hello host", 10);
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 10);
+	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, conn_port, 0, "hello host", 10);
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 10);
 	cr_assert_str_eq(buf, "hello host");
 	cr_assert_eq(fake_vm__faults(vm), 0);
-	close(fd);
 }
 
 Test(vsock, data_after_connect_line_is_kept)
@@ -378,65 +392,56 @@ Test(vsock, packet_for_unknown_connection_gets_rst)
 	cr_assert(!recv_pkt(&p), "RST answered with RST");
 }
 
-Test(vsock, guest_rst_closes_host_side)
+Test(vsock, guest_rst_closes_host_side, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	char buf[8];
 
-	send_pkt(VIRTIO_VSOCK_OP_RST, 1024, hport, 0, NULL, 0);
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 0);
-	close(fd);
+	send_pkt(VIRTIO_VSOCK_OP_RST, 1024, conn_port, 0, NULL, 0);
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 0);
 }
 
-Test(vsock, guest_full_shutdown_gets_rst_and_closes_host)
+Test(vsock, guest_full_shutdown_gets_rst_and_closes_host, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	char buf[8];
 	struct pkt p;
 
-	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, hport, 0, "bye", 3);
-	send_pkt(VIRTIO_VSOCK_OP_SHUTDOWN, 1024, hport,
+	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, conn_port, 0, "bye", 3);
+	send_pkt(VIRTIO_VSOCK_OP_SHUTDOWN, 1024, conn_port,
 		 VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND, NULL, 0);
 	expect_pkt(&p, VIRTIO_VSOCK_OP_RST);
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 3, "data before shutdown lost");
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 0);
-	close(fd);
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 3, "data before shutdown lost");
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 0);
 }
 
-Test(vsock, guest_half_close_gives_host_eof_but_keeps_reading)
+Test(vsock, guest_half_close_gives_host_eof_but_keeps_reading, .init = connect_1024,
+     .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	char buf[8];
 	struct pkt p;
 
-	send_pkt(VIRTIO_VSOCK_OP_SHUTDOWN, 1024, hport, VIRTIO_VSOCK_SHUTDOWN_SEND, NULL, 0);
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 0, "no EOF after guest SHUTDOWN_SEND");
-	write_all(fd, "more", 4);
+	send_pkt(VIRTIO_VSOCK_OP_SHUTDOWN, 1024, conn_port, VIRTIO_VSOCK_SHUTDOWN_SEND, NULL, 0);
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 0, "no EOF after guest SHUTDOWN_SEND");
+	write_all(conn_fd, "more", 4);
 	fake_vm__run(vm);
 	expect_pkt(&p, VIRTIO_VSOCK_OP_RW);
 	cr_assert_eq(p.h.len, 4);
-	close(fd);
 }
 
-Test(vsock, host_to_guest_respects_guest_credit)
+Test(vsock, host_to_guest_respects_guest_credit, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport, got = 0;
+	uint32_t got = 0;
 	static uint8_t big[20000];
-	int fd = host_connect(1024, &hport);
 	struct pkt p;
 	size_t i;
 
 	for (i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)i;
 	/* guest has only 5000 bytes of room */
-	struct virtio_vsock_hdr h = tx_hdr(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1024, hport);
+	struct virtio_vsock_hdr h = tx_hdr(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1024, conn_port);
 
 	h.buf_alloc = 5000;
 	send_raw(&h, NULL, 0);
-	write_all(fd, big, sizeof(big));
+	write_all(conn_fd, big, sizeof(big));
 	fake_vm__run(vm);
 	while (recv_pkt(&p)) {
 		cr_assert_eq(p.h.op, VIRTIO_VSOCK_OP_RW);
@@ -456,20 +461,18 @@ Test(vsock, host_to_guest_respects_guest_credit)
 		got += p.h.len;
 	}
 	cr_assert_eq(got, sizeof(big));
-	close(fd);
 }
 
-Test(vsock, host_to_guest_waits_for_rx_buffers)
+Test(vsock, host_to_guest_waits_for_rx_buffers, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport, got = 0;
+	uint32_t got = 0;
 	static uint8_t big[32 * 4096];
-	int fd = host_connect(1024, &hport);
 	struct pkt p;
 	int rounds;
 
 	memset(big, 0x5a, sizeof(big));
 	/* consume the buffers posted at setup (some went to REQUEST) */
-	write_all(fd, big, sizeof(big));
+	write_all(conn_fd, big, sizeof(big));
 	fake_vm__run(vm);
 	while (recv_pkt(&p))
 		got += p.h.len;
@@ -480,13 +483,12 @@ Test(vsock, host_to_guest_waits_for_rx_buffers)
 			got += p.h.len;
 		/* credit: the guest app read all of it */
 		g_fwd = got;
-		send_pkt(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1024, hport, 0, NULL, 0);
+		send_pkt(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1024, conn_port, 0, NULL, 0);
 		while (recv_pkt(&p))
 			got += p.h.len;
 		g_fwd = got;
 	}
 	cr_assert_eq(got, sizeof(big));
-	close(fd);
 }
 
 /* A guest that respects the credit it was given: sends until none is left. */
@@ -519,21 +521,20 @@ static uint32_t fill_until_no_credit(uint32_t hport, uint32_t *sent)
 	return 0;
 }
 
-Test(vsock, slow_host_reader_stops_guest_sender)
+Test(vsock, slow_host_reader_stops_guest_sender, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport, sent = 0, fwd;
-	int fd = host_connect(1024, &hport);
+	uint32_t sent = 0, fwd;
 	static uint8_t sink[1 << 20];
 	size_t drained = 0;
 	ssize_t r;
 	struct pkt p;
 
-	fwd = fill_until_no_credit(hport, &sent);
+	fwd = fill_until_no_credit(conn_port, &sent);
 	/* the device holds at most buf_alloc bytes beyond what the socket took */
 	cr_assert_eq(sent - fwd, 64 * 1024);
 	cr_assert_eq(fake_vm__faults(vm), 0);
 	/* the reader catches up: everything arrives and the credit comes back */
-	while ((r = read_now(fd, sink, sizeof(sink))) > 0) {
+	while ((r = read_now(conn_fd, sink, sizeof(sink))) > 0) {
 		drained += (size_t)r;
 		fake_vm__run(vm);
 	}
@@ -544,36 +545,29 @@ Test(vsock, slow_host_reader_stops_guest_sender)
 	while (recv_pkt(&p))
 		;
 	cr_assert(sent - p.h.fwd_cnt < 64 * 1024);
-	close(fd);
 }
 
-Test(vsock, sending_beyond_credit_is_a_fault)
+Test(vsock, sending_beyond_credit_is_a_fault, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport, sent = 0;
-	int fd = host_connect(1024, &hport);
-
 	static uint8_t more[64 * 1024];
+	uint32_t sent = 0;
 
 	/* The guest's view of the credit is conservative (updates are batched), so the
 	 * overflow is a full-size packet on top of a buffer the guest believes full. */
-	fill_until_no_credit(hport, &sent);
-	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, hport, 0, more, sizeof(more));
+	fill_until_no_credit(conn_port, &sent);
+	send_pkt(VIRTIO_VSOCK_OP_RW, 1024, conn_port, 0, more, sizeof(more));
 	cr_assert_eq(fake_vm__faults(vm), 1);
 	cr_assert(strstr(fake_vm__fault_msg(vm), "virtio-vsock: "));
 	cr_assert(strstr(fake_vm__fault_msg(vm), "credit"), "%s", fake_vm__fault_msg(vm));
-	close(fd);
 }
 
-Test(vsock, credit_request_is_answered)
+Test(vsock, credit_request_is_answered, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	struct pkt p;
 
-	send_pkt(VIRTIO_VSOCK_OP_CREDIT_REQUEST, 1024, hport, 0, NULL, 0);
+	send_pkt(VIRTIO_VSOCK_OP_CREDIT_REQUEST, 1024, conn_port, 0, NULL, 0);
 	expect_pkt(&p, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
 	cr_assert_eq(p.h.buf_alloc, 64 * 1024);
-	close(fd);
 }
 
 Test(vsock, connections_are_bounded)
@@ -596,26 +590,21 @@ Test(vsock, connections_are_bounded)
 	fake_vm__run(vm);
 }
 
-Test(vsock, device_reset_closes_connections)
+Test(vsock, device_reset_closes_connections, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	char buf[4];
 
 	drv__wr(&d, VIRTIO_MMIO_STATUS, 0);
 	fake_vm__run(vm);
-	cr_assert_eq(read_now(fd, buf, sizeof(buf)), 0);
-	close(fd);
+	cr_assert_eq(read_now(conn_fd, buf, sizeof(buf)), 0);
 }
 
-Test(vsock, host_client_vanishing_resets_guest)
+Test(vsock, host_client_vanishing_resets_guest, .init = connect_1024, .fini = disconnect)
 {
-	uint32_t hport;
-	int fd = host_connect(1024, &hport);
 	struct pkt p;
 	bool rst = false;
 
-	close(fd);
+	disconnect();
 	fake_vm__run(vm);
 	while (recv_pkt(&p)) {
 		if (p.h.op == VIRTIO_VSOCK_OP_SHUTDOWN)
