@@ -958,6 +958,8 @@ static struct vsock *vsock_alloc(uint64_t cid, const char *uds_path)
 	}
 	vs->uds_path = strdup(uds_path);
 	if (!vs->uds_path) {
+		if (vs->spare_fd >= 0)
+			close(vs->spare_fd);
 		free(vs);
 		return NULL;
 	}
