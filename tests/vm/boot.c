@@ -56,42 +56,46 @@ static void expect_log(struct vmt *t, const char *needle)
 
 TestSuite(boot, .timeout = VMT_TEST_TIMEOUT_S);
 
-/* A boot with nt=@action: what the console and the VMM log show, and the exit status. */
+/*
+ * A boot with nt=@action: what the console and the VMM log show, and the exit status.
+ * Arrays, not pointers: criterion runs each case in a new process (of its own layout).
+ */
 struct boot_case {
-	const char *what, *action, *vcpus;
-	const char *console[2]; /* each must appear (NULL: none) */
-	const char *log;	/* must appear in the VMM log (NULL: no check) */
+	char what[64], action[16], vcpus[4];
+	char console[2][32]; /* each must appear ("": none) */
+	char log[32];	     /* must appear in the VMM log ("": no check) */
 	int status;
 };
 
 ParameterizedTestParameters(boot, console_and_exit_status)
 {
 	static struct boot_case cases[] = {
-		{"announced shutdown + reset is a clean shutdown",
-		 "shutdown",
-		 "1",
-		 {"NT-BOOTED action=shutdown", NULL},
-		 "clean shutdown",
-		 VMM_EXIT_SHUTDOWN},
-		{"a reboot without announcement is a crash",
-		 "reboot",
-		 "1",
-		 {"NT-BOOTED action=reboot", NULL},
-		 NULL,
-		 VMM_EXIT_CRASH},
-		{"SMP: two vCPUs visible",
-		 "cpus",
-		 "2",
-		 {"NT-CPUS 2\n", NULL},
-		 NULL,
-		 VMM_EXIT_SHUTDOWN},
-		{"four vCPUs visible", "cpus", "4", {"NT-CPUS 4\n", NULL}, NULL, VMM_EXIT_SHUTDOWN},
-		{"init's exit panics the kernel, a crash",
-		 "panic",
-		 "1",
-		 {"NT-EXITING", "Kernel panic"},
-		 NULL,
-		 VMM_EXIT_CRASH},
+		{.what = "announced shutdown + reset is a clean shutdown",
+		 .action = "shutdown",
+		 .vcpus = "1",
+		 .console = {"NT-BOOTED action=shutdown"},
+		 .log = "clean shutdown",
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "a reboot without announcement is a crash",
+		 .action = "reboot",
+		 .vcpus = "1",
+		 .console = {"NT-BOOTED action=reboot"},
+		 .status = VMM_EXIT_CRASH},
+		{.what = "SMP: two vCPUs visible",
+		 .action = "cpus",
+		 .vcpus = "2",
+		 .console = {"NT-CPUS 2\n"},
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "four vCPUs visible",
+		 .action = "cpus",
+		 .vcpus = "4",
+		 .console = {"NT-CPUS 4\n"},
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "init's exit panics the kernel, a crash",
+		 .action = "panic",
+		 .vcpus = "1",
+		 .console = {"NT-EXITING", "Kernel panic"},
+		 .status = VMM_EXIT_CRASH},
 	};
 
 	return cr_make_param_array(struct boot_case, cases, sizeof(cases) / sizeof(cases[0]));
@@ -104,9 +108,9 @@ ParameterizedTest(struct boot_case *c, boot, console_and_exit_status)
 
 	vmt_init(&t);
 	st = boot_action(&t, c->action, c->vcpus);
-	for (size_t i = 0; i < 2 && c->console[i]; i++)
+	for (size_t i = 0; i < 2 && c->console[i][0]; i++)
 		expect_console(&t, c->console[i]);
-	if (c->log)
+	if (c->log[0])
 		expect_log(&t, c->log);
 	cr_expect_eq(st, c->status, "%s: status %d, want %d", c->what, st, c->status);
 	vmt_fini(&t);
