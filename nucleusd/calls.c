@@ -198,7 +198,7 @@ static void reply_sandbox(struct nd_op *op, int rc, const struct nd_err *e)
 	struct sb_row row;
 	json_t *body = NULL;
 
-	if (sb_row__load(op->nd, op->id, &row, NULL) == 0) {
+	if (sb_row__load(op->nd, NULL, op->id, &row, NULL) == 0) {
 		body = sb_row__json(&row);
 		sb_row__clear(&row);
 	}
@@ -222,7 +222,7 @@ static unsigned row_memory_mib(struct nucleusd *nd, const char *id)
 	struct sb_row row;
 	unsigned m = 0;
 
-	if (sb_row__load(nd, id, &row, NULL) == 0) {
+	if (sb_row__load(nd, NULL, id, &row, NULL) == 0) {
 		m = row.memory_mib;
 		sb_row__clear(&row);
 	}
@@ -265,7 +265,7 @@ static void boot_done(void *token, int err, const struct nd_boot_result *res, co
 		struct sb_row row;
 		struct nd_sandbox_info info;
 
-		if (sb_row__load(nd, op->id, &row, NULL) == 0) {
+		if (sb_row__load(nd, NULL, op->id, &row, NULL) == 0) {
 			sb_row__info(&row, &info);
 			nd->be->stop(nd->be->ctx, &info, NULL);
 			sb_row__clear(&row);
@@ -284,7 +284,7 @@ static int start_boot(struct nucleusd *nd, struct create_tx *c, nd_reply_fn repl
 	struct nd_op *op;
 	int r;
 
-	r = sb_row__load(nd, c->id, &row, e);
+	r = sb_row__load(nd, NULL, c->id, &row, e);
 	if (r < 0)
 		return r;
 	op = nd_op__new(nd, c->id, reply, arg);
@@ -600,7 +600,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	if (strcmp(row.state, "running") != 0) {
@@ -763,7 +763,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 	json_t *args = NULL;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	x.sandbox = row.id;

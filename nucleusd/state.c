@@ -123,16 +123,23 @@ static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 	return 0;
 }
 
-/* Steps @sql (?1 = @ref) for one row; 1 found, 0 none, or -errno. */
-static int row_query(struct nucleusd *nd, const char *sql, const char *ref, struct sb_row *r)
+/*
+ * Steps @sql (?1 = @ref, ?2 = the owner uid a row must have, NULL: any) for one row;
+ * 1 found, 0 none, or -errno.
+ */
+static int row_query(struct nucleusd *nd, const char *sql, const char *ref,
+		     const struct nd_caller *who, struct sb_row *r)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, ret;
 
-	ret = store__stmt(nd->store, sql, &st);
+	ret = store__stmt_text(nd->store, sql, ref, &st);
 	if (ret < 0)
 		return ret;
-	ret = store__errno(sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC));
+	if (nd_caller__sees_all(who))
+		ret = store__errno(sqlite3_bind_null(st, 2));
+	else
+		ret = store__errno(sqlite3_bind_int64(st, 2, (sqlite3_int64)who->uid));
 	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
@@ -142,22 +149,32 @@ static int row_query(struct nucleusd *nd, const char *sql, const char *ref, stru
 	return ret;
 }
 
-/*
- * Finds a sandbox by id, else by name (the live one, else the newest). Two indexed
- * lookups (primary key, then sandboxes_name): one query with "id = ? OR name = ?"
- * scanned every sandbox ever made, on every call.
- */
-int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+bool nd_caller__sees_all(const struct nd_caller *who)
 {
-	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1";
-	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 "
+	return !who || who->admin;
+}
+
+/*
+ * Finds a sandbox by id, else by name (the live one, else the newest), among those @who
+ * may see: its own, or every one for an admin and the daemon itself (@who NULL). Another
+ * owner's sandbox is not found: the same -ENOENT, code and message as an unknown @ref.
+ * Two indexed lookups (primary key, then sandboxes_name): one query with "id = ? OR
+ * name = ?" scanned every sandbox ever made, on every call.
+ */
+int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		 struct sb_row *r, struct nd_err *e)
+{
+	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1 AND "
+				    "(?2 IS NULL OR s.owner_uid = ?2)";
+	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 AND "
+				      "(?2 IS NULL OR s.owner_uid = ?2) "
 				      "ORDER BY s.state NOT IN ('stopped', 'failed') DESC, "
 				      "s.created_us DESC LIMIT 1";
 	int ret;
 
-	ret = row_query(nd, by_id, ref, r);
+	ret = row_query(nd, by_id, ref, who, r);
 	if (ret == 0)
-		ret = row_query(nd, by_name, ref, r);
+		ret = row_query(nd, by_name, ref, who, r);
 	if (ret == 0)
 		return nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
 	if (ret < 0)
@@ -319,12 +336,13 @@ int nd__transition(struct transition *t, struct nd_err *e)
 	return 0;
 }
 
-int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e)
+int nd__row_reply(struct nucleusd *nd, const struct nd_caller *who, const char *id, json_t **ret,
+		  struct nd_err *e)
 {
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, id, &row, e);
+	r = sb_row__load(nd, who, id, &row, e);
 	if (r < 0)
 		return r;
 	*ret = sb_row__json(&row);
@@ -334,26 +352,34 @@ int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_e
 
 /* ---- reading: get, list ---- */
 
-int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+int nucleusd__sandbox_get(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			  json_t **ret, struct nd_err *e)
 {
-	return nd__row_reply(nd, ref, ret, e);
+	return nd__row_reply(nd, who, ref, ret, e);
 }
 
-int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
+int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_caller *who,
+			   const struct nd_list_opts *o, json_t **ret, struct nd_err *e)
 {
-	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE ?1 OR s.state != 'stopped' "
+	static const char sql[] = "SELECT " ROW_COLS ROW_FROM " WHERE (?1 OR s.state != 'stopped') "
+				  "AND (?2 IS NULL OR s.owner_uid = ?2) "
 				  "ORDER BY s.created_us, s.id";
 	sqlite3_stmt *st = NULL;
 	json_t *arr;
 	int r, rc;
 
+	if (o->all_owners && !nd_caller__sees_all(who))
+		return nd_err__set(e, -EACCES, "forbidden",
+				   "only an admin lists every owner's sandboxes (all_owners)");
 	arr = json_array();
 	if (!arr)
-		return -ENOMEM;
+		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
 	r = store__stmt(nd->store, sql, &st);
 	if (r < 0)
 		goto fail;
-	r = store__errno(sqlite3_bind_int(st, 1, all));
+	r = store__errno(sqlite3_bind_int(st, 1, o->all));
+	if (r == 0 && !o->all_owners && who)
+		r = store__errno(sqlite3_bind_int64(st, 2, (sqlite3_int64)who->uid));
 	if (r < 0)
 		goto fail;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -376,20 +402,21 @@ int nucleusd__sandbox_list(struct nucleusd *nd, bool all, json_t **ret)
 fail:
 	store__stmt_done(st);
 	json_decref(arr);
-	return r;
+	return nd_err__set(e, r, "internal", "cannot list sandboxes: %s", strerror(-r));
 }
 
 /* ---- lifecycle ---- */
 
-int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be_op op,
+int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e)
 {
+	int64_t actor_uid = who ? (int64_t)who->uid : -1;
 	struct nd_sandbox_info info;
 	struct sb_row row;
 	struct transition t = {0};
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	if (!state_in(row.state, l->from_mask)) {
@@ -422,7 +449,7 @@ int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be
 				.reason = reason};
 	r = nd__transition(&t, e);
 	if (r == 0 && ret)
-		r = nd__row_reply(nd, row.id, ret, e);
+		r = nd__row_reply(nd, NULL, row.id, ret, e);
 out:
 	sb_row__clear(&row);
 	return r;
@@ -432,7 +459,7 @@ int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason)
 {
 	static const struct nd_lifecycle l = {SB_RUNNING, "paused", "sandbox.pause", "pause"};
 
-	return nd__lifecycle(nd, -1, id, nd->be->pause, &l, reason, NULL, NULL);
+	return nd__lifecycle(nd, NULL, id, nd->be->pause, &l, reason, NULL, NULL);
 }
 
 int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
@@ -440,7 +467,7 @@ int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
 	static const struct nd_lifecycle l = {SB_RUNNING | SB_PAUSED, "stopped", "sandbox.stop",
 					      "stop"};
 
-	return nd__lifecycle(nd, -1, id, nd->be->stop, &l, reason, NULL, NULL);
+	return nd__lifecycle(nd, NULL, id, nd->be->stop, &l, reason, NULL, NULL);
 }
 
 void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason)

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A sandbox is its creator's: another uid's request for it is 404, byte for byte the
+ * answer to an unknown id; uid 0 and the members of --admin-gid see every owner's; the
+ * list is one's own, every owner's only for an admin; no group is admitted by default.
+ * The clients run as other uids (fork, then setgroups/setgid/setuid in the child).
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+
+THD_SUITE(owner);
+
+#define SPEC(more) "{\"profile\": \"fake-open\", \"vcpus\": 1, \"memory_mib\": 128" more "}"
+
+/* The peers: owner group 4000, admin group 4100. */
+#define OWNER_GID "4000"
+#define ADMIN_GID "4100"
+struct peer {
+	uid_t uid;
+	gid_t gid;   /* primary */
+	gid_t extra; /* one supplementary group, 0: none */
+};
+static const struct peer alice = {5555, 4000, 0}, bob = {5556, 4000, 0},
+			 carol = {5557, 4000, 4100}, /* admin by a supplementary group */
+	/* admin by the primary group; the owner group lets it open the socket (0660) */
+	dave = {5558, 4100, 4000},
+	root = {0, 0, 0};
+
+static void need_root(void)
+{
+	if (getuid() != 0)
+		cr_skip_test("needs root to run clients as other uids");
+}
+
+/* The daemon again, with the owner and admin groups. */
+static void restart_with_groups(void)
+{
+	thd_stop(&d);
+	d.extra[0] = "--owner-gid";
+	d.extra[1] = OWNER_GID;
+	d.extra[2] = "--admin-gid";
+	d.extra[3] = ADMIN_GID;
+	thd_restart(&d);
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	if (write(fd, p, n) != (ssize_t)n)
+		_exit(4);
+}
+
+static void read_all(int fd, void *p, size_t n)
+{
+	cr_assert_eq(read(fd, p, n), (ssize_t)n, "the client child said nothing");
+}
+
+/*
+ * One API call as @p from a child process. The response (status and raw body) comes
+ * back through a pipe; status -errno when the call did not get one.
+ */
+static struct api_response call_as(const struct peer *p, const char *method, const char *path,
+				   const char *body)
+{
+	struct api_response r = {0};
+	int fds[2];
+	size_t len;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct api_client *c = NULL;
+		struct api_response x = {0};
+		json_t *b = body ? json_loads(body, 0, NULL) : NULL;
+		int st;
+
+		close(fds[0]);
+		if (setgroups(p->extra ? 1 : 0, &p->extra) < 0 || setgid(p->gid) < 0 ||
+		    setuid(p->uid) < 0)
+			_exit(3);
+		st = api_client__new(d.sock, &c);
+		if (st == 0)
+			st = api_client__call(c, method, path, b, &x);
+		if (st == 0)
+			st = x.status;
+		len = x.body ? x.len : 0;
+		write_all(fds[1], &st, sizeof(st));
+		write_all(fds[1], &len, sizeof(len));
+		write_all(fds[1], x.body ? x.body : "", len);
+		_exit(0);
+	}
+	close(fds[1]);
+	read_all(fds[0], &r.status, sizeof(r.status));
+	read_all(fds[0], &len, sizeof(len));
+	r.body = calloc(1, len + 1);
+	cr_assert_not_null(r.body);
+	if (len)
+		read_all(fds[0], r.body, len);
+	r.len = len;
+	r.json = json_loads(r.body, 0, NULL);
+	close(fds[0]);
+	waitpid(pid, NULL, 0);
+	return r;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+/* POST /v1/sandboxes as @p; asserts 201; the id (static buffer). */
+static const char *create_as(const struct peer *p, const char *spec)
+{
+	static char id[32];
+	struct api_response r = call_as(p, "POST", "/v1/sandboxes", spec);
+
+	cr_assert_eq(r.status, 201, "create as uid %u: %d %s", (unsigned)p->uid, r.status, r.body);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "owner_uid")), p->uid);
+	snprintf(id, sizeof(id), "%s", jstr(r.json, "id"));
+	api_response__clear(&r);
+	return id;
+}
+
+/* @s with every @from replaced by @to (same length), in place. */
+static char *swap(char *s, const char *from, const char *to)
+{
+	for (char *at = strstr(s, from); at; at = strstr(at + strlen(to), from))
+		memcpy(at, to, strlen(to));
+	return s;
+}
+
+/* Every per-sandbox request: method, path after /v1/sandboxes/ID, a valid body. */
+static const struct {
+	const char *method, *suffix, *body;
+} per_sandbox[] = {
+	{"GET", "", NULL},
+	{"GET", "/budget", NULL},
+	{"GET", "/audit", NULL},
+	{"GET", "/audit/verify", NULL},
+	{"POST", "/tools/echo", "{\"args\": {\"msg\": \"hi\"}}"},
+	{"POST", "/tools/run", "{\"args\": {\"argv\": [\"true\"]}, \"stream\": true}"},
+	{"POST", "/usage", "{\"key\": \"k1\", \"input_tokens\": 10, \"output_tokens\": 10}"},
+	{"POST", "/approvals", "{\"nonce\": \"0123456789abcdef0123456789abcdef\", "
+			       "\"approval\": {}}"},
+	{"POST", "/pause", NULL},
+	{"POST", "/resume", NULL},
+	{"DELETE", "", NULL},
+};
+
+/* @p's answer to every per-sandbox request on @ref is the answer to an unknown id. */
+static void expect_unknown_to(const struct peer *p, const char *ref)
+{
+	char unknown[32], path[160];
+
+	/* an id nobody has, as long as @ref */
+	snprintf(unknown, sizeof(unknown), "%s", ref);
+	unknown[strlen(unknown) - 1] = unknown[strlen(unknown) - 1] == 'z' ? 'y' : 'z';
+	for (size_t i = 0; i < sizeof(per_sandbox) / sizeof(per_sandbox[0]); i++) {
+		struct api_response got, none;
+
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s%s", ref, per_sandbox[i].suffix);
+		got = call_as(p, per_sandbox[i].method, path, per_sandbox[i].body);
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s%s", unknown, per_sandbox[i].suffix);
+		none = call_as(p, per_sandbox[i].method, path, per_sandbox[i].body);
+		cr_assert_eq(none.status, 404, "%s %s: %d %s", per_sandbox[i].method, path,
+			     none.status, none.body);
+		cr_assert_eq(got.status, 404, "uid %u: %s %s of another owner: %d %s",
+			     (unsigned)p->uid, per_sandbox[i].method, per_sandbox[i].suffix,
+			     got.status, got.body);
+		cr_assert_str_eq(got.body, swap(none.body, unknown, ref),
+				 "%s %s: not the unknown id's answer", per_sandbox[i].method,
+				 per_sandbox[i].suffix);
+		api_response__clear(&got);
+		api_response__clear(&none);
+	}
+}
+
+static void expect_state(const struct peer *p, const char *ref, const char *state)
+{
+	char path[160];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", ref);
+	r = call_as(p, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "uid %u: GET %s: %d %s", (unsigned)p->uid, ref, r.status,
+		     r.body);
+	cr_assert_str_eq(jstr(r.json, "state"), state, "%s", r.body);
+	api_response__clear(&r);
+}
+
+Test(owner, another_owners_sandbox_is_an_unknown_id)
+{
+	char id[32], path[160];
+	struct api_response r;
+
+	need_root();
+	restart_with_groups();
+	snprintf(id, sizeof(id), "%s", create_as(&alice, SPEC(", \"name\": \"alices\"")));
+	expect_unknown_to(&bob, id);
+	expect_unknown_to(&bob, "alices"); /* by name too */
+	/* nothing bob did touched it: still running, nothing charged, no call audited */
+	expect_state(&alice, id, "running");
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = call_as(&alice, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	for (size_t i = 0; i < json_array_size(r.json); i++)
+		cr_assert_eq(json_integer_value(
+				     json_object_get(json_array_get(r.json, i), "actor_uid")),
+			     alice.uid, "an entry by another uid: %s", r.body);
+	api_response__clear(&r);
+	/* the owner, root and both kinds of admin reach it */
+	expect_state(&root, id, "running");
+	expect_state(&carol, "alices", "running");
+	expect_state(&dave, id, "running");
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/echo", id);
+	r = call_as(&alice, "POST", path, "{\"args\": {\"msg\": \"mine\"}}");
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/pause", id);
+	r = call_as(&carol, "POST", path, NULL);
+	cr_assert_eq(r.status, 200, "an admin pauses: %s", r.body);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	r = call_as(&alice, "DELETE", path, NULL);
+	cr_assert_eq(r.status, 200, "the owner stops: %s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* The ids in @r's list, as " id1 id2 ... ". */
+static const char *ids_of(const struct api_response *r)
+{
+	static char buf[1024];
+	size_t n = 0;
+
+	buf[n++] = ' ';
+	cr_assert(json_is_array(r->json), "%s", r->body);
+	for (size_t i = 0; i < json_array_size(r->json); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s ",
+				      jstr(json_array_get(r->json, i), "id"));
+	return buf;
+}
+
+Test(owner, the_list_is_ones_own_and_every_owners_is_for_admins)
+{
+	char a[32], b[32], mine[32], both[100];
+	struct api_response r;
+	struct thd_run *run;
+
+	need_root();
+	restart_with_groups();
+	snprintf(a, sizeof(a), "%s", create_as(&alice, SPEC("")));
+	snprintf(b, sizeof(b), "%s", create_as(&bob, SPEC("")));
+	snprintf(mine, sizeof(mine), "%s", thd_create(&d, SPEC("")));
+	r = call_as(&alice, "GET", "/v1/sandboxes", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_eq(json_array_size(r.json), 1, "%s", r.body);
+	snprintf(both, sizeof(both), " %s ", a);
+	cr_assert_str_eq(ids_of(&r), both);
+	api_response__clear(&r);
+	r = call_as(&bob, "GET", "/v1/sandboxes?all_owners=true", NULL);
+	cr_assert_eq(r.status, 403, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "forbidden");
+	api_response__clear(&r);
+	r = call_as(&bob, "GET", "/v1/sandboxes?all_owners=maybe", NULL);
+	cr_assert_eq(r.status, 400, "%s", r.body);
+	api_response__clear(&r);
+	snprintf(both, sizeof(both), " %s %s %s ", a, b, mine);
+	r = call_as(&carol, "GET", "/v1/sandboxes?all_owners=true", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_str_eq(ids_of(&r), both);
+	api_response__clear(&r);
+	/* an admin's plain list is its own too */
+	r = call_as(&dave, "GET", "/v1/sandboxes", NULL);
+	cr_assert_eq(json_array_size(r.json), 0, "%s", r.body);
+	api_response__clear(&r);
+	/* nucleusctl (as root): ls is root's own, --all-owners everyone's */
+	run = thd_ctl(d.sock, "--json", "ls", NULL);
+	cr_assert_eq(run->code, 0, "%s", run->err);
+	cr_assert_not_null(strstr(run->out, mine), "%s", run->out);
+	cr_assert_null(strstr(run->out, a), "ls shows another owner's: %s", run->out);
+	run = thd_ctl(d.sock, "--json", "ls", "--all-owners", NULL);
+	cr_assert_eq(run->code, 0, "%s", run->err);
+	cr_assert(strstr(run->out, a) && strstr(run->out, b) && strstr(run->out, mine), "%s",
+		  run->out);
+	thd_finish(&d);
+}
+
+Test(owner, no_group_is_admitted_unless_named_and_supplementary_groups_count)
+{
+	static const struct peer gid0 = {5555, 0, 0}, supp = {5559, 5559, 4000};
+	struct api_response r;
+
+	need_root();
+	/* the daemon runs as root with no --owner-gid: gid 0 is no pass (the socket's
+	 * mode would let it connect) */
+	r = call_as(&gid0, "GET", "/v1/health", NULL);
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	restart_with_groups();
+	r = call_as(&supp, "GET", "/v1/health", NULL);
+	cr_assert_eq(r.status, 200, "a member by a supplementary group: %d %s", r.status, r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+Test(owner, the_whole_log_is_verified_by_an_admin_only)
+{
+	char path[160];
+	struct api_response r;
+	const char *id;
+
+	need_root();
+	restart_with_groups();
+	id = create_as(&alice, SPEC(""));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
+	r = call_as(&alice, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "the owner verifies its sandbox's: %s", r.body);
+	api_response__clear(&r);
+	r = call_as(&alice, "GET", "/v1/audit/verify", NULL);
+	cr_assert_eq(r.status, 403, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "forbidden");
+	api_response__clear(&r);
+	r = call_as(&dave, "GET", "/v1/audit/verify", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
