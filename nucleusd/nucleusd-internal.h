@@ -158,6 +158,15 @@ void nd_op__free(struct nd_op *op);
 int nd__recover(struct nucleusd *nd);
 /* The parsed policy/spec cache of sb_row__load (state.c): made by nucleusd__new. */
 int nd__json_cache_new(struct nucleusd *nd);
+/* ---- images (images.c) ---- */
+
+/*
+ * The one image name rule of every backend (their spec_check): NULL (none) or 1-64 of
+ * [a-z0-9._:-] starting with a letter or digit, so never a path ("/", a leading "."),
+ * else -EINVAL with code bad_image. Whether the image exists is the backend's to say.
+ */
+int nd_image__check(const char *image, struct nd_err *e);
+
 /* ---- audit seals (seal.c) ---- */
 
 /* Makes the seal timer and attaches the daemon's key as the log's writer (nucleusd__new). */

@@ -340,3 +340,32 @@ Test(owner, the_whole_log_is_verified_by_an_admin_only)
 	api_response__clear(&r);
 	thd_finish(&d);
 }
+
+/* One image name rule whatever the backend: the fake too refuses a path. */
+Test(owner, the_fake_backend_refuses_a_path_as_image)
+{
+	static const char *const bad[] = {"../../../../etc/passwd", "/etc/passwd", "a/b",
+					  ".hidden", "UPPER", ""};
+	char body[256];
+	struct api_response r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), SPEC(", \"image\": \"%s\""), bad[i]);
+		r = thd_call(&d, "POST", "/v1/sandboxes", body);
+		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i], r.status, r.body);
+		cr_assert_str_eq(jstr(r.json, "error"), i + 1 < sizeof(bad) / sizeof(bad[0])
+								? "bad_image"
+								: "out_of_range",
+				 "%s: %s", bad[i], r.body);
+		api_response__clear(&r);
+	}
+	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
+	cr_assert_eq(json_array_size(r.json), 0, "a refused create left a row: %s", r.body);
+	api_response__clear(&r);
+	/* a well-formed name boots; the fake's own test images pass the rule and act */
+	thd_create(&d, SPEC(", \"image\": \"alpine-3.20\""));
+	r = thd_call(&d, "POST", "/v1/sandboxes", SPEC(", \"image\": \"fake:fail\""));
+	cr_assert_eq(r.status, 502, "fake:fail: %d %s", r.status, r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
