@@ -270,6 +270,29 @@ static int mkdirs(const char *path, mode_t mode)
 	return 0;
 }
 
+/*
+ * The data directory holds secrets (nucleus.db, audit.key): it must be the daemon's
+ * uid's and 0700. A looser mode is narrowed (and logged); another uid's is refused.
+ */
+static int private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (st.st_uid != geteuid()) {
+		logmsg("error", "%s is owned by uid %u, not by this daemon's uid %u: refusing it",
+		       dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if ((st.st_mode & 07777) == 0700)
+		return 0;
+	if (chmod(dir, 0700) < 0)
+		return -errno;
+	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir, (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 /* One daemon per data directory. */
 static int lock_data_dir(const char *dir)
 {
@@ -382,6 +405,12 @@ int main(int argc, char **argv)
 	r = mkdirs(o.data_dir, 0700);
 	if (r < 0) {
 		logmsg("error", "cannot create %s: %s", o.data_dir, strerror(-r));
+		goto out;
+	}
+	r = private_dir(o.data_dir);
+	if (r < 0) {
+		if (r != -EPERM)
+			logmsg("error", "cannot make %s private: %s", o.data_dir, strerror(-r));
 		goto out;
 	}
 	lock = lock_data_dir(o.data_dir);

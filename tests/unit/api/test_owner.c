@@ -4,9 +4,14 @@
  * answer to an unknown id; uid 0 and the members of --admin-gid see every owner's; the
  * list is one's own, every owner's only for an admin; no group is admitted by default.
  * The clients run as other uids (fork, then setgroups/setgid/setuid in the child).
+ * What the daemon keeps is its owner's: the data directory is 0700 (a looser one is
+ * narrowed, and the log says so; another uid's is refused), nucleus.db and its -wal and
+ * -shm are 0600. Image names follow one rule whatever the backend.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,7 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_file.h"
 
 THD_SUITE(owner);
 
@@ -368,4 +374,94 @@ Test(owner, the_fake_backend_refuses_a_path_as_image)
 	cr_assert_eq(r.status, 502, "fake:fail: %d %s", r.status, r.body);
 	api_response__clear(&r);
 	thd_finish(&d);
+}
+
+static unsigned mode_of(const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(path, &st), 0, "stat %s", path);
+	return st.st_mode & 07777;
+}
+
+/* The database's -wal and -shm (nucleus.db-SUFFIX), in a static buffer. */
+static const char *db_file(const char *suffix)
+{
+	static char p[400];
+
+	snprintf(p, sizeof(p), "%s%s", d.db, suffix);
+	return p;
+}
+
+static void expect_private_files(void)
+{
+	cr_assert_eq(mode_of(d.data), 0700, "data dir mode %04o", mode_of(d.data));
+	cr_assert_eq(mode_of(d.db), 0600, "nucleus.db mode %04o", mode_of(d.db));
+	cr_assert_eq(mode_of(db_file("-wal")), 0600, "-wal mode %04o", mode_of(db_file("-wal")));
+	cr_assert_eq(mode_of(db_file("-shm")), 0600, "-shm mode %04o", mode_of(db_file("-shm")));
+}
+
+Test(owner, db_wal_and_shm_are_0600_and_a_loose_data_dir_is_narrowed)
+{
+	char *log;
+
+	thd_create(&d, SPEC(""));
+	expect_private_files();
+	/* loosened while the daemon is down: the next start narrows all of it back */
+	thd_stop(&d);
+	cr_assert_eq(chmod(d.data, 0755), 0);
+	cr_assert_eq(chmod(d.db, 0644), 0);
+	if (access(db_file("-wal"), F_OK) == 0)
+		cr_assert_eq(chmod(db_file("-wal"), 0644), 0);
+	if (access(db_file("-shm"), F_OK) == 0)
+		cr_assert_eq(chmod(db_file("-shm"), 0644), 0);
+	thd_restart(&d);
+	thd_create(&d, SPEC(""));
+	expect_private_files();
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "data was mode 0755, narrowed to 0700"), "log: %s", log);
+	free(log);
+	thd_finish(&d);
+}
+
+/* nucleusd on d's data dir in the foreground; its exit status (it must exit). */
+static int run_to_exit(void)
+{
+	int st = 0;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(d.log, O_WRONLY | O_APPEND);
+
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		execl(NUCLEUSD_PATH, NUCLEUSD_PATH, "--fake-backend", "--data-dir", d.data,
+		      "--socket", d.sock, (char *)NULL);
+		_exit(127);
+	}
+	/* a daemon that starts would serve forever: stop it (a failure either way) */
+	for (int i = 0; i < 6000 && waitpid(pid, &st, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (waitpid(pid, &st, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		cr_assert_fail("nucleusd ran on uid 5555's data dir");
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(owner, a_data_dir_of_another_uid_is_refused)
+{
+	char *log;
+
+	need_root();
+	thd_stop(&d);
+	cr_assert_eq(chown(d.data, 5555, 5555), 0);
+	cr_assert_neq(run_to_exit(), 0, "the daemon ran on uid 5555's data dir");
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "is owned by uid 5555"), "log: %s", log);
+	free(log);
+	cr_assert_eq(chown(d.data, 0, 0), 0);
+	cr_assert_eq(mode_of(d.data), 0700, "the refused dir was changed: %04o", mode_of(d.data));
 }
