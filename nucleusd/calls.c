@@ -129,9 +129,10 @@ static int create_tx(struct store *s, void *arg)
 	r = budget__limits_save(s, c->id, &c->limits);
 	if (r < 0)
 		return r;
-	body = json_pack("{s:s? s:s? sI sI sO}", "name", c->name, "profile", c->profile, "vcpus",
+	/* the env values only as digests: the entry is kept forever */
+	body = json_pack("{s:s? s:s? sI sI so}", "name", c->name, "profile", c->profile, "vcpus",
 			 (json_int_t)c->vcpus, "memory_mib", (json_int_t)c->memory_mib, "spec",
-			 c->req);
+			 nd_env__redact(c->req));
 	if (!body)
 		return -ENOMEM;
 	r = audit__append(s, c->nd->key, c->id, c->who ? (int64_t)c->who->uid : -1,

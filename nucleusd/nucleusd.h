@@ -57,6 +57,15 @@ struct audit_key;
  * neither has one (the agent's default environment), else a new object.
  */
 int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e);
+/*
+ * The one redaction of a create request's env (nucleusd/env.c): a new reference to
+ * @spec with each value of its "env" as "sha256:<64 hex>" of the value (a value in that
+ * form already is kept: redacting twice changes nothing), @spec itself when there is
+ * nothing to redact; NULL when out of memory. What the audit log, every reply and a
+ * stopped sandbox's stored spec hold; the plain values are kept only while the sandbox
+ * may still run.
+ */
+json_t *nd_env__redact(json_t *spec);
 
 /* ---- backend seam --------------------------------------------------------------------- */
 

@@ -53,7 +53,8 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 
 /*
  * A sandbox's policy and spec, parsed: from a small LRU keyed by id, since both columns
- * are written once by the create transaction and ids are never reused. Saves parsing
+ * are written by the create transaction (and the spec once more when the sandbox stops:
+ * forget_env drops its entry) and ids are never reused. Saves parsing
  * a few KiB of JSON on every call; the objects are shared (refcounted), never modified.
  */
 struct nd_sb_json {
@@ -186,12 +187,13 @@ json_t *sb_row__json(const struct sb_row *r)
 {
 	json_t *o;
 
-	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI sO}", "id", r->id, "name", r->name,
+	/* the env values only as digests, whatever the state */
+	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI so}", "id", r->id, "name", r->name,
 		      "state", r->state, "profile", r->profile, "vcpus", (json_int_t)r->vcpus,
 		      "memory_mib", (json_int_t)r->memory_mib, "boot_ms",
 		      r->boot_ms < 0 ? NULL : json_integer(r->boot_ms), "owner_uid",
 		      (json_int_t)r->owner_uid, "created_us", (json_int_t)r->created_us,
-		      "updated_us", (json_int_t)r->updated_us, "spec", r->spec);
+		      "updated_us", (json_int_t)r->updated_us, "spec", nd_env__redact(r->spec));
 	if (o && r->reason)
 		json_object_set_new(o, "reason", json_string(r->reason));
 	if (o && r->vmm_pid > 0)
@@ -289,6 +291,49 @@ static int close_sessions(struct store *s, const char *id)
 	return r;
 }
 
+/*
+ * A sandbox that will not boot or run again needs its env no more: the stored spec keeps
+ * only the values' digests (nd_env__redact), and the parsed copy of the old one leaves
+ * the cache. With secure_delete the old row's bytes do not stay in the database file.
+ */
+static int forget_env(struct store *s, struct nucleusd *nd, const char *id)
+{
+	static const char get[] = "SELECT spec FROM sandboxes WHERE id = ?1";
+	static const char set[] = "UPDATE sandboxes SET spec = ?2 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	json_t *spec = NULL, *red = NULL;
+	char *text = NULL;
+	void *cached;
+	int r, rc;
+
+	r = store__stmt_text(s, get, id, &st);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		spec = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+	r = rc == SQLITE_ROW ? (spec ? 0 : -EBADMSG) : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	store__stmt_done(st);
+	st = NULL;
+	if (r < 0 || !json_object_get(spec, "env"))
+		goto out;
+	red = nd_env__redact(spec);
+	text = red ? json_dumps(red, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	r = text ? store__stmt_text(s, set, id, &st) : -ENOMEM;
+	if (r == 0)
+		r = store__errno(sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	if (r == 0 && nd->json_cache && (cached = nd_lru__take(nd->json_cache, id)))
+		sb_json_free(cached);
+out:
+	free(text);
+	json_decref(red);
+	json_decref(spec);
+	return r;
+}
+
 static int transition_tx(struct store *s, void *arg)
 {
 	struct transition *t = arg;
@@ -307,6 +352,8 @@ static int transition_tx(struct store *s, void *arg)
 		return r;
 	if (strcmp(t->to, "stopped") == 0 || strcmp(t->to, "failed") == 0) {
 		r = close_sessions(s, t->id);
+		if (r == 0)
+			r = forget_env(s, t->nd, t->id);
 		if (r < 0)
 			return r;
 	}
