@@ -52,6 +52,18 @@ void thd_cleanup(struct thd *d);
 /* One API call through the client library; asserts the transport worked. */
 struct api_response thd_call(struct thd *d, const char *method, const char *path,
 			     const char *json_body);
+/* A client as another user (tests running as root): uid, primary gid, one more group. */
+struct thd_peer {
+	uid_t uid;
+	gid_t gid;   /* primary */
+	gid_t extra; /* one supplementary group, 0: none */
+};
+/*
+ * thd_call from a child process running as @p (setgroups, setgid, setuid). The status
+ * is -errno when no response came (e.g. -EACCES: the socket's mode refused the connect).
+ */
+struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
+				const char *method, const char *path, const char *json_body);
 /* A socket connected to the daemon, receives time out after 20 s; asserts. */
 int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */

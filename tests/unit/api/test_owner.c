@@ -31,12 +31,7 @@ THD_SUITE(owner);
 /* The peers: owner group 4000, admin group 4100. */
 #define OWNER_GID "4000"
 #define ADMIN_GID "4100"
-struct peer {
-	uid_t uid;
-	gid_t gid;   /* primary */
-	gid_t extra; /* one supplementary group, 0: none */
-};
-static const struct peer alice = {5555, 4000, 0}, bob = {5556, 4000, 0},
+static const struct thd_peer alice = {5555, 4000, 0}, bob = {5556, 4000, 0},
 			 carol = {5557, 4000, 4100}, /* admin by a supplementary group */
 	/* admin by the primary group; the owner group lets it open the socket (0660) */
 	dave = {5558, 4100, 4000},
@@ -59,65 +54,10 @@ static void restart_with_groups(void)
 	thd_restart(&d);
 }
 
-static void write_all(int fd, const void *p, size_t n)
+static struct api_response call_as(const struct thd_peer *p, const char *method,
+				   const char *path, const char *body)
 {
-	if (write(fd, p, n) != (ssize_t)n)
-		_exit(4);
-}
-
-static void read_all(int fd, void *p, size_t n)
-{
-	cr_assert_eq(read(fd, p, n), (ssize_t)n, "the client child said nothing");
-}
-
-/*
- * One API call as @p from a child process. The response (status and raw body) comes
- * back through a pipe; status -errno when the call did not get one.
- */
-static struct api_response call_as(const struct peer *p, const char *method, const char *path,
-				   const char *body)
-{
-	struct api_response r = {0};
-	int fds[2];
-	size_t len;
-	pid_t pid;
-
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct api_client *c = NULL;
-		struct api_response x = {0};
-		json_t *b = body ? json_loads(body, 0, NULL) : NULL;
-		int st;
-
-		close(fds[0]);
-		if (setgroups(p->extra ? 1 : 0, &p->extra) < 0 || setgid(p->gid) < 0 ||
-		    setuid(p->uid) < 0)
-			_exit(3);
-		st = api_client__new(d.sock, &c);
-		if (st == 0)
-			st = api_client__call(c, method, path, b, &x);
-		if (st == 0)
-			st = x.status;
-		len = x.body ? x.len : 0;
-		write_all(fds[1], &st, sizeof(st));
-		write_all(fds[1], &len, sizeof(len));
-		write_all(fds[1], x.body ? x.body : "", len);
-		_exit(0);
-	}
-	close(fds[1]);
-	read_all(fds[0], &r.status, sizeof(r.status));
-	read_all(fds[0], &len, sizeof(len));
-	r.body = calloc(1, len + 1);
-	cr_assert_not_null(r.body);
-	if (len)
-		read_all(fds[0], r.body, len);
-	r.len = len;
-	r.json = json_loads(r.body, 0, NULL);
-	close(fds[0]);
-	waitpid(pid, NULL, 0);
-	return r;
+	return thd_call_as(&d, p, method, path, body);
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -127,8 +67,16 @@ static const char *jstr(json_t *o, const char *key)
 	return s ? s : "";
 }
 
+/* @r is @status with error code @code; cleared. */
+static void expect_error(struct api_response *r, int status, const char *code)
+{
+	cr_assert_eq(r->status, status, "%d %s", r->status, r->body);
+	cr_assert_str_eq(jstr(r->json, "error"), code, "%s", r->body);
+	api_response__clear(r);
+}
+
 /* POST /v1/sandboxes as @p; asserts 201; the id (static buffer). */
-static const char *create_as(const struct peer *p, const char *spec)
+static const char *create_as(const struct thd_peer *p, const char *spec)
 {
 	static char id[32];
 	struct api_response r = call_as(p, "POST", "/v1/sandboxes", spec);
@@ -167,7 +115,7 @@ static const struct {
 };
 
 /* @p's answer to every per-sandbox request on @ref is the answer to an unknown id. */
-static void expect_unknown_to(const struct peer *p, const char *ref)
+static void expect_unknown_to(const struct thd_peer *p, const char *ref)
 {
 	char unknown[32], path[160];
 
@@ -194,7 +142,7 @@ static void expect_unknown_to(const struct peer *p, const char *ref)
 	}
 }
 
-static void expect_state(const struct peer *p, const char *ref, const char *state)
+static void expect_state(const struct thd_peer *p, const char *ref, const char *state)
 {
 	char path[160];
 	struct api_response r;
@@ -278,12 +226,9 @@ Test(owner, the_list_is_ones_own_and_every_owners_is_for_admins)
 	cr_assert_str_eq(ids_of(&r), both);
 	api_response__clear(&r);
 	r = call_as(&bob, "GET", "/v1/sandboxes?all_owners=true", NULL);
-	cr_assert_eq(r.status, 403, "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "error"), "forbidden");
-	api_response__clear(&r);
+	expect_error(&r, 403, "forbidden");
 	r = call_as(&bob, "GET", "/v1/sandboxes?all_owners=maybe", NULL);
-	cr_assert_eq(r.status, 400, "%s", r.body);
-	api_response__clear(&r);
+	expect_error(&r, 400, "wrong_type");
 	snprintf(both, sizeof(both), " %s %s %s ", a, b, mine);
 	r = call_as(&carol, "GET", "/v1/sandboxes?all_owners=true", NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
@@ -307,7 +252,7 @@ Test(owner, the_list_is_ones_own_and_every_owners_is_for_admins)
 
 Test(owner, no_group_is_admitted_unless_named_and_supplementary_groups_count)
 {
-	static const struct peer gid0 = {5555, 0, 0}, supp = {5559, 5559, 4000};
+	static const struct thd_peer gid0 = {5555, 0, 0}, supp = {5559, 5559, 4000};
 	struct api_response r;
 
 	need_root();
@@ -337,9 +282,7 @@ Test(owner, the_whole_log_is_verified_by_an_admin_only)
 	cr_assert_eq(r.status, 200, "the owner verifies its sandbox's: %s", r.body);
 	api_response__clear(&r);
 	r = call_as(&alice, "GET", "/v1/audit/verify", NULL);
-	cr_assert_eq(r.status, 403, "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "error"), "forbidden");
-	api_response__clear(&r);
+	expect_error(&r, 403, "forbidden");
 	r = call_as(&dave, "GET", "/v1/audit/verify", NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
@@ -358,12 +301,7 @@ Test(owner, the_fake_backend_refuses_a_path_as_image)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(body, sizeof(body), SPEC(", \"image\": \"%s\""), bad[i]);
 		r = thd_call(&d, "POST", "/v1/sandboxes", body);
-		cr_assert_eq(r.status, 400, "%s: %d %s", bad[i], r.status, r.body);
-		cr_assert_str_eq(jstr(r.json, "error"), i + 1 < sizeof(bad) / sizeof(bad[0])
-								? "bad_image"
-								: "out_of_range",
-				 "%s: %s", bad[i], r.body);
-		api_response__clear(&r);
+		expect_error(&r, 400, *bad[i] ? "bad_image" : "out_of_range");
 	}
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
 	cr_assert_eq(json_array_size(r.json), 0, "a refused create left a row: %s", r.body);
