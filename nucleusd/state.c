@@ -318,6 +318,8 @@ static int forget_env(struct store *s, struct nucleusd *nd, const char *id)
 	if (r < 0 || !json_object_get(spec, "env"))
 		goto out;
 	red = nd_env__redact(spec);
+	if (red == spec)
+		goto out; /* digests already (a failed sandbox that is now stopped) */
 	text = red ? json_dumps(red, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	r = text ? store__stmt_text(s, set, id, &st) : -ENOMEM;
 	if (r == 0)

@@ -156,9 +156,21 @@ static void expect_redacted(json_t *o, const char *text, const char *what)
 	cr_assert_null(strstr(text, SECRET), "%s shows the secret: %s", what, text);
 }
 
+/* The stored spec of sandbox @id has SECRET's digest and not SECRET. */
+static void expect_stored_digests(const char *id)
+{
+	char sql[160];
+	const char *spec;
+
+	snprintf(sql, sizeof(sql), "SELECT spec FROM sandboxes WHERE id = '%s'", id);
+	spec = th_query_file(d.db, sql);
+	cr_assert_not_null(strstr(spec, digest_of(SECRET)), "%s", spec);
+	cr_assert_null(strstr(spec, SECRET), "the stored spec keeps the secret: %s", spec);
+}
+
 Test(env, values_are_digests_in_the_audit_and_replies_and_gone_from_the_spec_at_stop)
 {
-	char id[32], path[160], sql[160], *file;
+	char id[32], path[160], *file;
 	struct api_response r;
 	struct stat st;
 
@@ -190,11 +202,7 @@ Test(env, values_are_digests_in_the_audit_and_replies_and_gone_from_the_spec_at_
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	expect_redacted(r.json, r.body, "the stop's reply");
 	api_response__clear(&r);
-	snprintf(sql, sizeof(sql), "SELECT spec FROM sandboxes WHERE id = '%s'", id);
-	cr_assert_not_null(strstr(th_query_file(d.db, sql), digest_of(SECRET)), "%s",
-			   th_query_file(d.db, sql));
-	cr_assert_null(strstr(th_query_file(d.db, sql), SECRET), "the stored spec keeps it: %s",
-		       th_query_file(d.db, sql));
+	expect_stored_digests(id);
 	/* and once the daemon checkpointed and closed, no byte of the database has it */
 	thd_finish(&d);
 	file = th_slurp(d.db);
@@ -202,4 +210,21 @@ Test(env, values_are_digests_in_the_audit_and_replies_and_gone_from_the_spec_at_
 	cr_assert_null(memmem(file, (size_t)st.st_size, SECRET, strlen(SECRET)),
 		       "nucleus.db still holds the secret");
 	free(file);
+}
+
+/* A sandbox that failed to boot will not run: its stored spec keeps the digests only. */
+Test(env, a_failed_sandbox_keeps_digests_only)
+{
+	struct api_response r;
+	json_t *sb;
+
+	r = thd_call(&d, "POST", "/v1/sandboxes",
+		     SPEC(", \"image\": \"fake:fail\", \"env\": {\"KEY\": \"" SECRET "\", \"E\": \"\"}"));
+	cr_assert_eq(r.status, 502, "%s", r.body);
+	sb = json_object_get(r.json, "sandbox");
+	cr_assert_str_eq(json_string_value(json_object_get(sb, "state")), "failed", "%s", r.body);
+	expect_redacted(sb, r.body, "the failed create's reply");
+	expect_stored_digests(json_string_value(json_object_get(sb, "id")));
+	api_response__clear(&r);
+	thd_finish(&d);
 }
