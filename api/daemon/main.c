@@ -272,7 +272,8 @@ static int mkdirs(const char *path, mode_t mode)
 
 /*
  * The data directory holds secrets (nucleus.db, audit.key): it must be the daemon's
- * uid's and 0700. A looser mode is narrowed (and logged); another uid's is refused.
+ * uid's and 0700. A looser mode is narrowed (and logged); another uid's, or one that
+ * others may write to (a shared directory), is refused.
  */
 static int private_dir(const char *dir)
 {
@@ -287,6 +288,12 @@ static int private_dir(const char *dir)
 	}
 	if ((st.st_mode & 07777) == 0700)
 		return 0;
+	/* a shared directory (e.g. /tmp given by mistake) is not narrowed for others */
+	if (st.st_mode & (S_ISVTX | S_IWOTH)) {
+		logmsg("error", "%s is mode %04o, writable by others: not a private data directory",
+		       dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
 	if (chmod(dir, 0700) < 0)
 		return -errno;
 	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir, (unsigned)(st.st_mode & 07777));

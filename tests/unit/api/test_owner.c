@@ -384,7 +384,7 @@ static int run_to_exit(void)
 	if (waitpid(pid, &st, WNOHANG) == 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
-		cr_assert_fail("nucleusd ran on uid 5555's data dir");
+		cr_assert_fail("nucleusd ran on the data dir");
 	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -402,4 +402,17 @@ Test(owner, a_data_dir_of_another_uid_is_refused)
 	free(log);
 	cr_assert_eq(chown(d.data, 0, 0), 0);
 	cr_assert_eq(mode_of(d.data), 0700, "the refused dir was changed: %04o", mode_of(d.data));
+}
+
+Test(owner, a_data_dir_others_may_write_to_is_refused_not_narrowed)
+{
+	char *log;
+
+	thd_stop(&d);
+	cr_assert_eq(chmod(d.data, 01777), 0);
+	cr_assert_neq(run_to_exit(), 0, "the daemon ran on a mode 1777 data dir");
+	log = th_slurp(d.log);
+	cr_assert_not_null(strstr(log, "is mode 1777, writable by others"), "log: %s", log);
+	free(log);
+	cr_assert_eq(mode_of(d.data), 01777, "a shared dir was changed: %04o", mode_of(d.data));
 }
