@@ -182,6 +182,12 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 	return r;
 }
 
+json_t *thd_sandboxes(const struct api_response *r)
+{
+	cr_assert(json_is_array(r->json), "not a list of sandboxes: %s", r->body);
+	return r->json;
+}
+
 static void write_all(int fd, const void *p, size_t n)
 {
 	if (write(fd, p, n) != (ssize_t)n)

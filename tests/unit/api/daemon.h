@@ -64,6 +64,8 @@ struct thd_peer {
  */
 struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
 				const char *method, const char *path, const char *json_body);
+/* The sandboxes of a GET /v1/sandboxes reply: every list read of the tests goes here. */
+json_t *thd_sandboxes(const struct api_response *r);
 /* A socket connected to the daemon, receives time out after 20 s; asserts. */
 int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */

@@ -187,7 +187,7 @@ Test(env, values_are_digests_in_the_audit_and_replies_and_gone_from_the_spec_at_
 	expect_redacted(r.json, r.body, "GET");
 	api_response__clear(&r);
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	expect_redacted(json_array_get(r.json, 0), r.body, "the list");
+	expect_redacted(json_array_get(thd_sandboxes(&r), 0), r.body, "the list");
 	api_response__clear(&r);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
 	r = thd_call(&d, "GET", path, NULL);
