@@ -78,28 +78,39 @@ void api__h_metrics(struct api_req *r)
 	free(all);
 }
 
+/* Query flag @name: absent or "0"/"false" false, "1"/"true" true; else a 400 (false). */
+static bool query_flag(struct api_req *r, struct api_query *q, const char *name, bool *ret)
+{
+	const char *v = api__query_get(q, name);
+
+	*ret = v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+	if (v && !*ret && strcmp(v, "0") && strcmp(v, "false")) {
+		api__reply_error(r, 400, "wrong_type", "%s: must be true or false", name);
+		return false;
+	}
+	return true;
+}
+
+/* The caller's own sandboxes; every owner's with all_owners=true (admin only, else 403). */
 void api__h_list(struct api_req *r)
 {
-	static const char *const allowed[] = {"all", NULL};
+	static const char *const allowed[] = {"all", "all_owners", NULL};
+	struct nd_list_opts o = {0};
+	struct nd_err e = {0};
 	struct api_query q;
-	const char *all;
 	json_t *arr = NULL;
-	bool everything;
+	bool ok;
 	int rc;
 
 	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
 		return;
-	all = api__query_get(&q, "all");
-	everything = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
-	if (all && !everything && strcmp(all, "0") && strcmp(all, "false")) {
-		api__query_clear(&q);
-		api__reply_error(r, 400, "wrong_type", "all: must be true or false");
-		return;
-	}
+	ok = query_flag(r, &q, "all", &o.all) && query_flag(r, &q, "all_owners", &o.all_owners);
 	api__query_clear(&q);
-	rc = nucleusd__sandbox_list(r->srv->nd, everything, &arr);
+	if (!ok)
+		return;
+	rc = nucleusd__sandbox_list(r->srv->nd, &r->who, &o, &arr, &e);
 	if (rc < 0) {
-		api__reply_nd_error(r, rc, NULL, NULL);
+		api__reply_nd_error(r, rc, &e, NULL);
 		return;
 	}
 	api__reply_json(r, 200, arr);
@@ -143,7 +154,7 @@ void api__h_get(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__sandbox_get(r->srv->nd, r->segs[2], &o, &e);
+	rc = nucleusd__sandbox_get(r->srv->nd, &r->who, r->segs[2], &o, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -375,7 +386,7 @@ void api__h_audit(struct api_req *r)
 		return;
 	}
 	api__query_clear(&q);
-	rc = nucleusd__audit_list(r->srv->nd, r->segs[2], after, (unsigned)limit, &arr, &e);
+	rc = nucleusd__audit_list(r->srv->nd, &r->who, r->segs[2], after, (unsigned)limit, &arr, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -384,6 +395,7 @@ void api__h_audit(struct api_req *r)
 	json_decref(arr);
 }
 
+/* GET /v1/sandboxes/{id}/audit/verify, and GET /v1/audit/verify (the whole log: admin). */
 void api__h_audit_verify(struct api_req *r)
 {
 	struct nd_err e = {0};
@@ -392,7 +404,8 @@ void api__h_audit_verify(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__audit_verify(r->srv->nd, r->segs[2], &o, &e);
+	rc = nucleusd__audit_verify(r->srv->nd, &r->who, r->nsegs > 3 ? r->segs[2] : NULL, &o,
+				    &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -448,7 +461,7 @@ void api__h_budget(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__budget(r->srv->nd, r->segs[2], &o, &e);
+	rc = nucleusd__budget(r->srv->nd, &r->who, r->segs[2], &o, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;

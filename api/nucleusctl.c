@@ -31,6 +31,7 @@ enum {
 	O_AFTER = 1 << 8,
 	O_LIMIT = 1 << 9,
 	O_BUDGET = 1 << 10,
+	O_ALL_OWNERS = 1 << 11,
 };
 
 struct ctl {
@@ -46,7 +47,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nucleusctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-		"  ls [--all]                         list sandboxes (--all: with stopped ones)\n"
+		"  ls [--all] [--all-owners]          list your sandboxes (--all: with stopped\n"
+		"                                     ones; --all-owners: every owner's, admin)\n"
 		"  show ID                            one sandbox\n"
 		"  create [--name N] (--profile P | --policy JSON|@FILE) [--vcpus N]\n"
 		"         [--memory MIB] [--image I] [--ttl SECONDS] [--budget JSON]\n"
@@ -209,12 +211,13 @@ static int sandbox_path(const char *ref, const char *suffix, char *buf, size_t l
 static int cmd_ls(struct ctl *c)
 {
 	struct api_response resp;
-	int r = need_args(c, 0, O_ALL);
+	int r = need_args(c, 0, O_ALL | O_ALL_OWNERS);
+	char path[64];
 
+	snprintf(path, sizeof(path), "/v1/sandboxes?all=%s&all_owners=%s",
+		 (c->given & O_ALL) ? "true" : "false", (c->given & O_ALL_OWNERS) ? "true" : "false");
 	if (r == 0)
-		r = request(c, "GET",
-			    (c->given & O_ALL) ? "/v1/sandboxes?all=true" : "/v1/sandboxes", NULL,
-			    &resp);
+		r = request(c, "GET", path, NULL, &resp);
 	return r ? r : finish(c, &resp, print_table);
 }
 
@@ -898,6 +901,7 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 					   {"image", required_argument, NULL, 'i'},
 					   {"ttl", required_argument, NULL, 't'},
 					   {"all", no_argument, NULL, 'a'},
+					   {"all-owners", no_argument, NULL, 'O'},
 					   {"after", required_argument, NULL, 'A'},
 					   {"limit", required_argument, NULL, 'l'},
 					   {"budget", required_argument, NULL, 'B'},
@@ -949,6 +953,9 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 			break;
 		case 'a':
 			c->given |= O_ALL;
+			break;
+		case 'O':
+			c->given |= O_ALL_OWNERS;
 			break;
 		case 'A':
 			c->after = optarg;

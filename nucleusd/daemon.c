@@ -158,11 +158,12 @@ static int recover_one(struct nucleusd *nd, struct sb_row *row)
 
 int nd__recover(struct nucleusd *nd)
 {
+	static const struct nd_list_opts live = {0};
 	json_t *all = NULL, *v;
 	size_t i;
 	int r;
 
-	r = nucleusd__sandbox_list(nd, false, &all);
+	r = nucleusd__sandbox_list(nd, NULL, &live, &all, NULL);
 	if (r < 0)
 		return r;
 	json_array_foreach(all, i, v)
@@ -173,7 +174,7 @@ int nd__recover(struct nucleusd *nd)
 		if (strcmp(state, "creating") && strcmp(state, "running") &&
 		    strcmp(state, "paused"))
 			continue;
-		r = sb_row__load(nd, json_string_value(json_object_get(v, "id")), &row, NULL);
+		r = sb_row__load(nd, NULL, json_string_value(json_object_get(v, "id")), &row, NULL);
 		if (r < 0)
 			break;
 		r = recover_one(nd, &row);

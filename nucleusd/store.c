@@ -8,12 +8,15 @@
  * budget/ and the rest of nucleusd/.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -851,7 +854,9 @@ static int configure(struct store *s)
 				      "PRAGMA synchronous=NORMAL;"
 				      /* shrinks a WAL that outgrew the checkpoint bound */
 				      "PRAGMA journal_size_limit=83886080;"
-				      "PRAGMA foreign_keys=ON;";
+				      "PRAGMA foreign_keys=ON;"
+				      /* what is deleted (a stopped sandbox's env) is overwritten */
+				      "PRAGMA secure_delete=ON;";
 	static const char mode[] = "SELECT journal_mode = 'wal' FROM pragma_journal_mode";
 	int64_t wal = 0;
 	int r;
@@ -867,6 +872,41 @@ static int configure(struct store *s)
 	if (r < 0)
 		return r;
 	return wal ? 0 : -ENOTSUP;
+}
+
+/*
+ * The database and its -wal and -shm hold secrets (a create's env until the stop): 0600.
+ * Makes the database file 0600 when it does not exist yet (SQLite then gives the -wal
+ * and -shm it creates the database's mode) and narrows any of the three that exists
+ * with another mode. By path only, never open() and close(): closing any descriptor of
+ * a file drops the process's POSIX locks on it, SQLite's included.
+ */
+static int private_files(const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char p[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		close(fd); /* new: nobody holds a lock on it yet */
+	else if (errno != EEXIST)
+		return -errno;
+	for (size_t i = 0; i < 3; i++) {
+		if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix[i]) >= sizeof(p))
+			return -ENAMETOOLONG;
+		if (lstat(p, &st) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (!S_ISREG(st.st_mode))
+			return -EINVAL;
+		if ((st.st_mode & 07777) != 0600 && chmod(p, 0600) < 0)
+			return -errno;
+	}
+	return 0;
 }
 
 int store__open(const char *path, const struct store_schema *const *schemas, size_t n,
@@ -892,12 +932,19 @@ int store__open(const char *path, const struct store_schema *const *schemas, siz
 		r = -ENOMEM;
 		goto fail;
 	}
+	r = private_files(path);
+	if (r < 0)
+		goto fail;
 	r = store__errno(sqlite3_open_v2(
 		path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 		NULL));
 	if (r < 0)
 		goto fail;
 	r = configure(s);
+	if (r < 0)
+		goto fail;
+	/* and check what SQLite made of them (the -wal and -shm it just created) */
+	r = private_files(path);
 	if (r < 0)
 		goto fail;
 	r = migrate(s, schemas, n);

@@ -40,7 +40,7 @@ struct opts {
 	char data_dir[PATH_MAX];
 	const char *socket;
 	uid_t owner_uid;
-	gid_t owner_gid;
+	gid_t owner_gid, admin_gid; /* API_NO_GID: none */
 	size_t max_body;
 	int timeout_s;
 	int request_timeout_s; /* --request-timeout */
@@ -80,7 +80,11 @@ static void usage(FILE *f)
 		"  --socket PATH      API socket (default $XDG_RUNTIME_DIR/nucleus/nucleusd.sock,\n"
 		"                     /run/nucleus/nucleusd.sock for root)\n"
 		"  --owner-uid UID    uid allowed to use the API (default: own uid)\n"
-		"  --owner-gid GID    primary gid allowed to use the API (default: own gid)\n"
+		"  --owner-gid GID    group whose members (primary or supplementary) may use\n"
+		"                     the API, each seeing only their own sandboxes (default:\n"
+		"                     none; uid 0 and the owner uid are always allowed)\n"
+		"  --admin-gid GID    group whose members may use the API as admins: every\n"
+		"                     owner's sandboxes, like uid 0 (default: none)\n"
 		"  --max-body BYTES   request body limit (default 1048576)\n"
 		"  --timeout SECONDS  idle keep-alive connection, idle pause within a request,\n"
 		"                     unwritten reply: timeout (default 30)\n"
@@ -144,6 +148,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"socket", required_argument, NULL, 's'},
 					   {"owner-uid", required_argument, NULL, 'u'},
 					   {"owner-gid", required_argument, NULL, 'g'},
+					   {"admin-gid", required_argument, NULL, 'A'},
 					   {"max-body", required_argument, NULL, 'b'},
 					   {"timeout", required_argument, NULL, 't'},
 					   {"request-timeout", required_argument, NULL, 'R'},
@@ -162,7 +167,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 	default_data_dir(o->data_dir, sizeof(o->data_dir));
 	o->owner_uid = getuid();
-	o->owner_gid = getgid();
+	o->owner_gid = API_NO_GID;
+	o->admin_gid = API_NO_GID;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'd':
@@ -173,12 +179,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'u':
 		case 'g':
+		case 'A':
 			if (!parse_num(optarg, UINT_MAX - 1, &v))
 				goto bad;
 			if (c == 'u')
 				o->owner_uid = (uid_t)v;
-			else
+			else if (c == 'g')
 				o->owner_gid = (gid_t)v;
+			else
+				o->admin_gid = (gid_t)v;
 			break;
 		case 'b':
 			if (!parse_num(optarg, 1ULL << 30, &v) || v < 1024)
@@ -261,6 +270,36 @@ static int mkdirs(const char *path, mode_t mode)
 	return 0;
 }
 
+/*
+ * The data directory holds secrets (nucleus.db, audit.key): it must be the daemon's
+ * uid's and 0700. A looser mode is narrowed (and logged); another uid's, or one that
+ * others may write to (a shared directory), is refused.
+ */
+static int private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (st.st_uid != geteuid()) {
+		logmsg("error", "%s is owned by uid %u, not by this daemon's uid %u: refusing it",
+		       dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if ((st.st_mode & 07777) == 0700)
+		return 0;
+	/* a shared directory (e.g. /tmp given by mistake) is not narrowed for others */
+	if (st.st_mode & (S_ISVTX | S_IWOTH)) {
+		logmsg("error", "%s is mode %04o, writable by others: not a private data directory",
+		       dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	if (chmod(dir, 0700) < 0)
+		return -errno;
+	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir, (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 /* One daemon per data directory. */
 static int lock_data_dir(const char *dir)
 {
@@ -338,6 +377,15 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	return r;
 }
 
+/* "none" or the number, in @buf. */
+static const char *gid_name(gid_t g, char buf[16])
+{
+	if (g == API_NO_GID)
+		return "none";
+	snprintf(buf, 16, "%u", (unsigned)g);
+	return buf;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	logmsg("info", "signal %d: shutting down", (int)sig);
@@ -354,6 +402,7 @@ int main(int argc, char **argv)
 	struct api_server *srv = NULL;
 	struct api_server_config scfg = {0};
 	struct nd_config cfg = {0};
+	char gids[2][16];
 	int lock = -1, r;
 
 	r = parse_opts(argc, argv, &o);
@@ -363,6 +412,12 @@ int main(int argc, char **argv)
 	r = mkdirs(o.data_dir, 0700);
 	if (r < 0) {
 		logmsg("error", "cannot create %s: %s", o.data_dir, strerror(-r));
+		goto out;
+	}
+	r = private_dir(o.data_dir);
+	if (r < 0) {
+		if (r != -EPERM)
+			logmsg("error", "cannot make %s private: %s", o.data_dir, strerror(-r));
 		goto out;
 	}
 	lock = lock_data_dir(o.data_dir);
@@ -407,6 +462,7 @@ int main(int argc, char **argv)
 	scfg = (struct api_server_config){.socket_path = o.socket,
 					  .owner_uid = o.owner_uid,
 					  .owner_gid = o.owner_gid,
+					  .admin_gid = o.admin_gid,
 					  .max_body = o.max_body,
 					  .timeout_s = o.timeout_s,
 					  .request_timeout_s = o.request_timeout_s,
@@ -423,9 +479,9 @@ int main(int argc, char **argv)
 		r = -ENOMEM;
 		goto out;
 	}
-	logmsg("info", "listening on %s (data %s, owner uid %u gid %u)",
+	logmsg("info", "listening on %s (data %s, owner uid %u, owner gid %s, admin gid %s)",
 	       api_server__socket_path(srv), o.data_dir, (unsigned)o.owner_uid,
-	       (unsigned)o.owner_gid);
+	       gid_name(o.owner_gid, gids[0]), gid_name(o.admin_gid, gids[1]));
 	r = event_base_dispatch(base) < 0 ? -EIO : 0;
 out:
 	if (sigterm)

@@ -41,6 +41,8 @@ Test(store, migrates_an_empty_database_to_the_newest_version)
 	cr_assert_eq(store__version(s, "nothing"), -ENOENT);
 	cr_assert_str_eq(th_query(s, "PRAGMA journal_mode"), "wal");
 	cr_assert_str_eq(th_query(s, "PRAGMA foreign_keys"), "1");
+	/* deleted secrets (a stopped sandbox's env) do not stay in free pages */
+	cr_assert_str_eq(th_query(s, "PRAGMA secure_delete"), "1");
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				     "name IN ('sandboxes', 'profiles', 'sessions', 'approvals', "
 				     "'budget_ledger', 'budget_limits', 'audit_log')"),
