@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tests/vm/vmtest.h"
+#include "vmm/core.h"
 #include "vmm/vmm.h"
 
 static const char *kernel(void)
@@ -130,6 +131,46 @@ Test(boot, console_off_still_boots)
 	vmt_fini(&t);
 }
 
+/* --trace-boot: every phase of a clean boot-and-shutdown, once, in order (docs/vmm.md). */
+Test(boot, trace_boot_reports_every_phase_in_order)
+{
+	static const enum vm_phase order[] = {
+		VM_PH_KVM,   VM_PH_MEMORY,    VM_PH_DEVICES,  VM_PH_LOADED,
+		VM_PH_VCPUS, VM_PH_FIRST_RUN, VM_PH_SHUTDOWN, VM_PH_RESET,
+		VM_PH_STOP,  VM_PH_JOINED,    VM_PH_EXIT,
+	};
+	const char *args[] = {"--kernel",  kernel(),	  "--initrd",	  initrd(),
+			      "--cmdline", "nt=shutdown", "--trace-boot", NULL};
+	json_int_t prev = 0;
+	struct vmt t;
+	json_t *trace;
+	char *log, *line;
+	int st;
+
+	vmt_init(&t);
+	vmt_spawn(&t, args);
+	st = vmt_wait(&t, VMT_TIMEOUT_S);
+	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "status %d", st);
+	log = vmt_read(t.log);
+	/* each phase as it came (a hung VM shows how far it got), then the whole trace */
+	cr_expect_not_null(strstr(log, "trace: first_run at "), "%s", log);
+	line = strstr(log, "boot trace {");
+	cr_assert_not_null(line, "%s", log);
+	trace = json_loads(line + strlen("boot trace "), JSON_DISABLE_EOF_CHECK, NULL);
+	cr_assert(json_is_object(trace), "%s", line);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		json_t *v = json_object_get(trace, vm__phase_name(order[i]));
+
+		cr_assert(json_is_integer(v), "no %s in %s", vm__phase_name(order[i]), line);
+		cr_expect_geq(json_integer_value(v), prev, "%s before the phase ahead of it: %s",
+			      vm__phase_name(order[i]), line);
+		prev = json_integer_value(v);
+	}
+	json_decref(trace);
+	free(log);
+	vmt_fini(&t);
+}
+
 /* A copy of the kernel whose PVH note is renamed, so the VMM must use the Linux
  * 64-bit boot protocol instead. */
 static void strip_pvh_note(const char *src, const char *dst)
@@ -216,6 +257,8 @@ Test(boot, pause_resume_stop_over_the_control_socket)
 	cr_expect_eq(r.mem_mib, 192);
 	cr_expect_gt(r.boot_us, 0, "the guest wrote READY before ticking");
 	cr_expect_geq(r.uptime_us, r.boot_us);
+	cr_expect_str_eq(r.last_phase, "ready", "the boot trace's newest phase");
+	cr_expect_gt(r.first_run_us, 0);
 
 	control(&t, "pause", &r);
 	cr_expect_str_eq(r.state, "paused");
