@@ -180,6 +180,7 @@ struct nd_vm_config {
 	const char *initrd;   /* guest initramfs (nucleus-init) */
 	const char *data_dir; /* per-VM run dirs in DATA/vms, persisted workspaces in
 			       * DATA/workspaces */
+	int boot_timeout_s;   /* the guest agent answers within it, or the boot fails (0: 600) */
 };
 /* Checks that the three files are readable; fills @e when not. */
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e);

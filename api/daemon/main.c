@@ -47,6 +47,7 @@ struct opts {
 	unsigned max_conns;    /* --max-connections */
 	bool fake;
 	const char *vmm, *kernel, *initrd;
+	int boot_timeout_s;  /* --boot-timeout; 0: the backend's default */
 	uint8_t keys[8][32]; /* --approver-key */
 	size_t n_keys;
 	unsigned meter_ms;  /* --meter-interval-ms */
@@ -98,6 +99,9 @@ static void usage(FILE *f)
 		"                     " ND_INSTALL_GUEST_DIR "/vmlinux)\n"
 		"  --initrd PATH      guest initramfs (default: $NUCLEUS_INITRD, the build's,\n"
 		"                     " ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz)\n"
+		"  --boot-timeout SECONDS  a guest agent that does not answer within this of\n"
+		"                     its VMM's start fails the boot; the VMM is killed and its\n"
+		"                     last boot phase named (default 600)\n"
 		"  --approver-key HEX Ed25519 public key (64 hex) whose signed approvals turn\n"
 		"                     an `ask` into `allow`; pinned in new sessions (max 8)\n"
 		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n"
@@ -154,6 +158,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"request-timeout", required_argument, NULL, 'R'},
 					   {"max-connections", required_argument, NULL, 'C'},
 					   {"fake-backend", no_argument, NULL, 'F'},
+					   {"boot-timeout", required_argument, NULL, 'B'},
 					   {"vmm", required_argument, NULL, 'V'},
 					   {"kernel", required_argument, NULL, 'K'},
 					   {"initrd", required_argument, NULL, 'I'},
@@ -212,6 +217,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'F':
 			o->fake = true;
 			break;
+		case 'B':
+			if (!parse_num(optarg, 86400, &v) || v == 0)
+				goto bad;
+			o->boot_timeout_s = (int)v;
+			break;
 		case 'V':
 			o->vmm = optarg;
 			break;
@@ -244,6 +254,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind != argc) {
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (o->fake && (o->vmm || o->kernel || o->initrd || o->boot_timeout_s)) {
+		fprintf(stderr, "nucleusd: --vmm, --kernel, --initrd and --boot-timeout are the VM "
+				"backend's; --fake-backend runs no VMs\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -296,7 +311,8 @@ static int private_dir(const char *dir)
 	}
 	if (chmod(dir, 0700) < 0)
 		return -errno;
-	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir, (unsigned)(st.st_mode & 07777));
+	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir,
+	       (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 
@@ -344,7 +360,7 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	struct nd_vm_config cfg = {.data_dir = o->data_dir};
+	struct nd_vm_config cfg = {.data_dir = o->data_dir, .boot_timeout_s = o->boot_timeout_s};
 	struct nd_err e = {{0}};
 	int r;
 
@@ -454,7 +470,8 @@ int main(int argc, char **argv)
 		if (nucleusd__audit_found_at_start(nd, &from, &to))
 			logmsg("warning",
 			       "audit entries %" PRIu64 "-%" PRIu64 " were found unsealed at start "
-			       "(a killed daemon's last entries, or a tampered log): recorded in an "
+			       "(a killed daemon's last entries, or a tampered log): recorded in "
+			       "an "
 			       "audit.epoch entry, not covered by a seal; see `nucleusctl audit ID "
 			       "verify`",
 			       from, to);

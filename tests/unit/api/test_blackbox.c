@@ -628,6 +628,41 @@ Test(blackbox, a_second_daemon_on_the_same_socket_is_refused)
 	thd_finish(&d);
 }
 
+/* nucleusd with @opts (after --fake-backend and a data dir): its exit status and stderr. */
+static int nucleusd_with(const char *opts, char *out, size_t len)
+{
+	char cmd[1024];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s --fake-backend --data-dir %s/opts --socket %s/opts.sock %s 2>&1",
+		 NUCLEUSD_PATH, d.dir, d.dir, opts);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	return pclose(f);
+}
+
+/* The VM backend's options are refused with the fake one, not accepted and ignored. */
+Test(blackbox, vm_backend_options_are_refused_with_the_fake_backend)
+{
+	static const char *const opts[] = {"--boot-timeout 5", "--vmm /bin/true",
+					   "--kernel /dev/null", "--initrd /dev/null"};
+	char out[2048];
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		cr_assert_neq(nucleusd_with(opts[i], out, sizeof(out)), 0, "%s accepted", opts[i]);
+		cr_assert_not_null(strstr(out, "--fake-backend runs no VMs"), "%s: %s", opts[i],
+				   out);
+	}
+	cr_assert_neq(nucleusd_with("--boot-timeout 0", out, sizeof(out)), 0);
+	cr_assert_not_null(strstr(out, "bad option value '0'"), "%s", out);
+	expect("GET", "/v1/health", NULL, 200, NULL); /* the running one is untouched */
+	thd_finish(&d);
+}
+
 /* A client that hangs up while its call is under way must not hurt the daemon. */
 Test(blackbox, a_client_gone_before_the_reply_is_harmless)
 {
