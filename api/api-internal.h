@@ -22,7 +22,7 @@ struct api_server {
 	bool accepting;
 	bool closing; /* api_server__free() runs */
 	uid_t owner_uid;
-	gid_t owner_gid;
+	gid_t owner_gid, admin_gid; /* API_NO_GID: none */
 	size_t max_body;
 	size_t max_headers;
 	int timeout_s;	       /* idle keep-alive, idle pause in a request, write */

@@ -67,10 +67,19 @@ extern const struct api_field api__policy_explain_spec[]; /* POST /v1/policy/exp
 enum api_log_level { API_LOG_ERR = 3, API_LOG_WARN = 4, API_LOG_INFO = 6 };
 typedef void (*api_log_fn)(void *arg, enum api_log_level lvl, const char *msg);
 
+/* No group (api_server_config's owner_gid, admin_gid). */
+#define API_NO_GID ((gid_t)-1)
+
 struct api_server_config {
 	const char *socket_path; /* NULL: api__default_socket() */
-	uid_t owner_uid;	 /* peers with this uid, uid 0, or primary gid owner_gid */
+	/*
+	 * Who may connect: uid 0, owner_uid, and the members (primary or supplementary
+	 * group) of owner_gid and of admin_gid, each unless API_NO_GID. Admins (struct
+	 * nd_caller's admin: every owner's sandboxes) are uid 0 and admin_gid's members.
+	 */
+	uid_t owner_uid;
 	gid_t owner_gid;
+	gid_t admin_gid;
 	size_t max_body;       /* bytes; 0: 1 MiB */
 	size_t max_headers;    /* bytes; 0: 16 KiB */
 	int timeout_s;	       /* idle keep-alive, idle pause in a request, write; 0: 30 s */

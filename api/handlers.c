@@ -93,14 +93,30 @@ static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
 	return true;
 }
 
-/* A page of sandboxes: {"sandboxes": [...], "next_cursor": "..."} (absent on the last). */
+/* Query flag @name: absent or "0"/"false" false, "1"/"true" true; else a 400 (false). */
+static bool query_flag(struct api_req *r, struct api_query *q, const char *name, bool *ret)
+{
+	const char *v = api__query_get(q, name);
+
+	*ret = v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+	if (v && !*ret && strcmp(v, "0") && strcmp(v, "false")) {
+		api__reply_error(r, 400, "wrong_type", "%s: must be true or false", name);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A page of the caller's own sandboxes; every owner's with all_owners=true (admin only,
+ * else 403): {"sandboxes": [...], "next_cursor": "..."} (absent on the last page).
+ */
 void api__h_list(struct api_req *r)
 {
-	static const char *const allowed[] = {"all", "limit", "cursor", NULL};
+	static const char *const allowed[] = {"all", "all_owners", "limit", "cursor", NULL};
 	struct nd_list_opts o = {.limit = ND_LIST_DEFAULT};
 	struct nd_err e = {0};
 	struct api_query q;
-	const char *all, *limit_s;
+	const char *limit_s;
 	uint64_t limit = ND_LIST_DEFAULT;
 	json_t *arr = NULL, *page;
 	char *next = NULL;
@@ -108,11 +124,8 @@ void api__h_list(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false) || !api__req_query(r, allowed, &q))
 		return;
-	all = api__query_get(&q, "all");
-	o.all = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
-	if (all && !o.all && strcmp(all, "0") && strcmp(all, "false")) {
+	if (!query_flag(r, &q, "all", &o.all) || !query_flag(r, &q, "all_owners", &o.all_owners)) {
 		api__query_clear(&q);
-		api__reply_error(r, 400, "wrong_type", "all: must be true or false");
 		return;
 	}
 	limit_s = api__query_get(&q, "limit");
@@ -123,7 +136,7 @@ void api__h_list(struct api_req *r)
 	}
 	o.limit = (unsigned)limit;
 	o.cursor = api__query_get(&q, "cursor");
-	rc = nucleusd__sandbox_list(r->srv->nd, &o, &arr, &next, &e);
+	rc = nucleusd__sandbox_list(r->srv->nd, &r->who, &o, &arr, &next, &e);
 	api__query_clear(&q);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
@@ -176,7 +189,7 @@ void api__h_get(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__sandbox_get(r->srv->nd, r->segs[2], &o, &e);
+	rc = nucleusd__sandbox_get(r->srv->nd, &r->who, r->segs[2], &o, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -393,7 +406,7 @@ void api__h_audit(struct api_req *r)
 		return;
 	}
 	api__query_clear(&q);
-	rc = nucleusd__audit_list(r->srv->nd, r->segs[2], after, (unsigned)limit, &arr, &e);
+	rc = nucleusd__audit_list(r->srv->nd, &r->who, r->segs[2], after, (unsigned)limit, &arr, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -411,6 +424,7 @@ static void replied(void *arg, int rc, const struct nd_err *e, json_t *body)
 		api__reply_json(arg, 200, body);
 }
 
+/* GET /v1/sandboxes/{id}/audit/verify, and GET /v1/audit/verify (the whole log: admin). */
 void api__h_audit_verify(struct api_req *r)
 {
 	struct nd_err e = {0};
@@ -419,7 +433,8 @@ void api__h_audit_verify(struct api_req *r)
 	if (!api__req_body(r, NULL, false))
 		return;
 	api__req_hold(r);
-	rc = nucleusd__audit_verify(r->srv->nd, r->segs[2], replied, r, &e);
+	rc = nucleusd__audit_verify(r->srv->nd, &r->who, r->nsegs > 3 ? r->segs[2] : NULL, replied,
+				    r, &e);
 	if (rc < 0)
 		api__reply_nd_error(r, rc, &e, NULL);
 }
@@ -484,7 +499,7 @@ void api__h_budget(struct api_req *r)
 
 	if (!api__req_body(r, NULL, false))
 		return;
-	rc = nucleusd__budget(r->srv->nd, r->segs[2], &o, &e);
+	rc = nucleusd__budget(r->srv->nd, &r->who, r->segs[2], &o, &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;

@@ -31,6 +31,7 @@ enum {
 	O_AFTER = 1 << 8,
 	O_LIMIT = 1 << 9,
 	O_BUDGET = 1 << 10,
+	O_ALL_OWNERS = 1 << 11,
 };
 
 struct ctl {
@@ -46,7 +47,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nucleusctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-		"  ls [--all]                         list sandboxes (--all: with stopped ones)\n"
+		"  ls [--all] [--all-owners]          list your sandboxes (--all: with stopped\n"
+		"                                     ones; --all-owners: every owner's, admin)\n"
 		"  show ID                            one sandbox\n"
 		"  create [--name N] (--profile P | --policy JSON|@FILE) [--vcpus N]\n"
 		"         [--memory MIB] [--image I] [--ttl SECONDS] [--budget JSON]\n"
@@ -214,15 +216,16 @@ static int cmd_ls(struct ctl *c)
 	struct api_response resp = {0};
 	json_t *all = NULL, *page = NULL;
 	char path[256], *cursor = NULL;
-	int r = need_args(c, 0, O_ALL);
+	int r = need_args(c, 0, O_ALL | O_ALL_OWNERS);
 
 	if (r == 0 && !(all = json_array()))
 		r = fail(EXIT_API, "out of memory");
 	while (r == 0) {
 		const char *next;
 
-		snprintf(path, sizeof(path), "/v1/sandboxes?limit=1000%s%s%s",
-			 (c->given & O_ALL) ? "&all=true" : "", cursor ? "&cursor=" : "",
+		snprintf(path, sizeof(path), "/v1/sandboxes?limit=1000&all=%s&all_owners=%s%s%s",
+			 (c->given & O_ALL) ? "true" : "false",
+			 (c->given & O_ALL_OWNERS) ? "true" : "false", cursor ? "&cursor=" : "",
 			 cursor ? cursor : "");
 		r = request(c, "GET", path, NULL, &resp);
 		if (r)
@@ -959,6 +962,7 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 					   {"image", required_argument, NULL, 'i'},
 					   {"ttl", required_argument, NULL, 't'},
 					   {"all", no_argument, NULL, 'a'},
+					   {"all-owners", no_argument, NULL, 'O'},
 					   {"after", required_argument, NULL, 'A'},
 					   {"limit", required_argument, NULL, 'l'},
 					   {"budget", required_argument, NULL, 'B'},
@@ -1010,6 +1014,9 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 			break;
 		case 'a':
 			c->given |= O_ALL;
+			break;
+		case 'O':
+			c->given |= O_ALL_OWNERS;
 			break;
 		case 'A':
 			c->after = optarg;

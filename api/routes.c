@@ -15,6 +15,7 @@ const struct api_route api__routes[] = {
 	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
 	{{"v1", "sandboxes", "*", "usage"}, .post = api__h_usage},
 	{{"v1", "sandboxes", "*", "budget"}, .get = api__h_budget},
+	{{"v1", "audit", "verify"}, .get = api__h_audit_verify},
 	{{"v1", "policy", "check"}, .post = api__h_policy_check},
 	{{"v1", "db", "check"}, .post = api__h_db_check},
 	{{"v1", "policy", "explain"}, .post = api__h_policy_explain},

@@ -958,6 +958,29 @@ static void refuse(struct api_conn *c, const char *fmt, ...)
 		conn_free(c);
 }
 
+/* Whether the peer on @fd is in group @gid: its primary gid or one of its supplementary. */
+static bool peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+{
+	gid_t groups[64], *g = groups;
+	socklen_t len = sizeof(groups);
+	bool in = false;
+
+	if (gid == API_NO_GID)
+		return false;
+	if (cred->gid == gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)) ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			len = 0; /* unknown groups: not a member */
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		in = in || g[i] == gid;
+	if (g != groups)
+		free(g);
+	return in;
+}
+
 static void conn_new(struct api_server *srv, int fd)
 {
 	struct api_conn *c = calloc(1, sizeof(*c));
@@ -982,8 +1005,12 @@ static void conn_new(struct api_server *srv, int fd)
 		refuse(c, "cannot identify the peer");
 		return;
 	}
-	c->who = (struct nd_caller){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
-	if (cred.uid != 0 && cred.uid != srv->owner_uid && cred.gid != srv->owner_gid) {
+	c->who = (struct nd_caller){.uid = cred.uid,
+				    .gid = cred.gid,
+				    .pid = cred.pid,
+				    .admin = cred.uid == 0 || peer_in_group(fd, &cred, srv->admin_gid)};
+	if (!c->who.admin && cred.uid != srv->owner_uid &&
+	    !peer_in_group(fd, &cred, srv->owner_gid)) {
 		srv->peer_denied++;
 		logf_limited(srv, &srv->rl_denied, LOG_DENIED_S, API_LOG_WARN,
 			     "refused request from uid %u gid %u pid %d: not the owner",
@@ -1125,7 +1152,10 @@ static int bind_socket(struct api_server *srv, int *ret_fd)
 	/* Not listening yet: nobody can connect before the mode is right. */
 	if (chmod(srv->path, 0660) < 0)
 		goto fail;
-	if (geteuid() == 0 && chown(srv->path, srv->owner_uid, srv->owner_gid) < 0)
+	/* The file's group: the owner group, else the admin group (API_NO_GID: unchanged). */
+	if (geteuid() == 0 &&
+	    chown(srv->path, srv->owner_uid,
+		  srv->owner_gid != API_NO_GID ? srv->owner_gid : srv->admin_gid) < 0)
 		goto fail;
 	*ret_fd = fd;
 	return 0;
@@ -1152,6 +1182,7 @@ int api_server__new(struct event_base *base, struct nucleusd *nd,
 	srv->listen_fd = -1;
 	srv->owner_uid = cfg->owner_uid;
 	srv->owner_gid = cfg->owner_gid;
+	srv->admin_gid = cfg->admin_gid;
 	srv->max_body = cfg->max_body ? cfg->max_body : 1 << 20;
 	srv->max_headers = cfg->max_headers ? cfg->max_headers : 16384;
 	srv->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 30;

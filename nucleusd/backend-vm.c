@@ -324,6 +324,7 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	snprintf(b->kernel, sizeof(b->kernel), "%s", cfg->kernel);
 	snprintf(b->initrd, sizeof(b->initrd), "%s", cfg->initrd);
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s", cfg->data_dir);
+	b->boot_timeout_s = cfg->boot_timeout_s > 0 ? cfg->boot_timeout_s : VMB_BOOT_TIMEOUT_S;
 	snprintf(dir, sizeof(dir), "%s/vms", b->data_dir);
 	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		r = -errno;

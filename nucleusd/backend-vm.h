@@ -38,6 +38,8 @@
 /* The pool: long jobs (a boot's agent wait, a run without timeout) hold a worker each. */
 #define VMB_WORKERS   64
 #define VMB_QUEUE_MAX 256
+/* A boot whose guest agent does not answer within this fails (nested KVM is slow). */
+#define VMB_BOOT_TIMEOUT_S 600
 
 struct vmb;
 struct guest;
@@ -132,6 +134,7 @@ struct vmb {
 	struct event_base *base;
 	struct nucleusd *nd;
 	char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], data_dir[PATH_MAX];
+	int boot_timeout_s; /* read by workers; set before any */
 	struct vmb_vm *vms;
 	struct vmb_job *jobs; /* submitted, not finished */
 	struct nd_pool *pool;

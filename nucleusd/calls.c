@@ -129,9 +129,10 @@ static int create_tx(struct store *s, void *arg)
 	r = budget__limits_save(s, c->id, &c->limits);
 	if (r < 0)
 		return r;
-	body = json_pack("{s:s? s:s? sI sI sO}", "name", c->name, "profile", c->profile, "vcpus",
+	/* the env values only as digests: the entry is kept forever */
+	body = json_pack("{s:s? s:s? sI sI so}", "name", c->name, "profile", c->profile, "vcpus",
 			 (json_int_t)c->vcpus, "memory_mib", (json_int_t)c->memory_mib, "spec",
-			 c->req);
+			 nd_env__redact(c->req));
 	if (!body)
 		return -ENOMEM;
 	r = audit__append(s, c->nd->key, c->id, c->who ? (int64_t)c->who->uid : -1,
@@ -198,7 +199,7 @@ static void reply_sandbox(struct nd_op *op, int rc, const struct nd_err *e)
 	struct sb_row row;
 	json_t *body = NULL;
 
-	if (sb_row__load(op->nd, op->id, &row, NULL) == 0) {
+	if (sb_row__load(op->nd, NULL, op->id, &row, NULL) == 0) {
 		body = sb_row__json(&row);
 		sb_row__clear(&row);
 	}
@@ -222,7 +223,7 @@ static unsigned row_memory_mib(struct nucleusd *nd, const char *id)
 	struct sb_row row;
 	unsigned m = 0;
 
-	if (sb_row__load(nd, id, &row, NULL) == 0) {
+	if (sb_row__load(nd, NULL, id, &row, NULL) == 0) {
 		m = row.memory_mib;
 		sb_row__clear(&row);
 	}
@@ -265,7 +266,7 @@ static void boot_done(void *token, int err, const struct nd_boot_result *res, co
 		struct sb_row row;
 		struct nd_sandbox_info info;
 
-		if (sb_row__load(nd, op->id, &row, NULL) == 0) {
+		if (sb_row__load(nd, NULL, op->id, &row, NULL) == 0) {
 			sb_row__info(&row, &info);
 			nd->be->stop(nd->be->ctx, &info, NULL);
 			sb_row__clear(&row);
@@ -284,7 +285,7 @@ static int start_boot(struct nucleusd *nd, struct create_tx *c, nd_reply_fn repl
 	struct nd_op *op;
 	int r;
 
-	r = sb_row__load(nd, c->id, &row, e);
+	r = sb_row__load(nd, NULL, c->id, &row, e);
 	if (r < 0)
 		return r;
 	op = nd_op__new(nd, c->id, reply, arg);
@@ -600,7 +601,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	if (strcmp(row.state, "running") != 0) {
@@ -763,7 +764,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 	json_t *args = NULL;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	x.sandbox = row.id;

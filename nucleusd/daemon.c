@@ -168,7 +168,7 @@ int nd__recover(struct nucleusd *nd)
 	size_t i;
 	int r;
 
-	r = nucleusd__sandbox_list(nd, &live, &all, &next, NULL);
+	r = nucleusd__sandbox_list(nd, NULL, &live, &all, &next, NULL);
 	if (r < 0)
 		return r;
 	json_array_foreach(all, i, v)
@@ -179,7 +179,7 @@ int nd__recover(struct nucleusd *nd)
 		if (strcmp(state, "creating") && strcmp(state, "running") &&
 		    strcmp(state, "paused"))
 			continue;
-		r = sb_row__load(nd, json_string_value(json_object_get(v, "id")), &row, NULL);
+		r = sb_row__load(nd, NULL, json_string_value(json_object_get(v, "id")), &row, NULL);
 		if (r < 0)
 			break;
 		r = recover_one(nd, &row);

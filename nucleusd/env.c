@@ -2,9 +2,12 @@
 /*
  * env.c - the environment of a `run`: the sandbox's create-time env with the call's env
  * on top, checked against the agent's limits (guest/guest.h). Used by every backend.
+ * And the one redaction of a create request's env values (they may be secrets): what
+ * the audit log, the replies and a stopped sandbox's stored spec keep is a digest.
  */
 #include <errno.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "guest/guest.h"
 #include "nucleusd/nucleusd.h"
@@ -70,4 +73,59 @@ int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e)
 	}
 	*ret = m;
 	return 0;
+}
+
+#define DIGEST_PREFIX "sha256:"
+#define DIGEST_LEN    (sizeof(DIGEST_PREFIX) - 1 + 2 * crypto_hash_sha256_BYTES)
+
+/* "sha256:" and 64 lower-case hex digits: a value redacted already. */
+static bool redacted(json_t *value)
+{
+	const char *v = json_string_value(value);
+
+	return v && json_string_length(value) == DIGEST_LEN &&
+	       strncmp(v, DIGEST_PREFIX, sizeof(DIGEST_PREFIX) - 1) == 0 &&
+	       strspn(v + sizeof(DIGEST_PREFIX) - 1, "0123456789abcdef") ==
+		       2 * crypto_hash_sha256_BYTES;
+}
+
+static json_t *digest(json_t *value)
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+	char text[DIGEST_LEN + 1] = DIGEST_PREFIX;
+
+	/* env values are strings (checked at create); anything else is digested as "" */
+	crypto_hash_sha256(h, (const unsigned char *)(json_string_value(value) ?: ""),
+			   json_string_length(value));
+	sodium_bin2hex(text + sizeof(DIGEST_PREFIX) - 1, sizeof(text) - sizeof(DIGEST_PREFIX) + 1,
+		       h, sizeof(h));
+	return json_string(text);
+}
+
+json_t *nd_env__redact(json_t *spec)
+{
+	json_t *env = json_object_get(spec, "env"), *out, *red, *v;
+	const char *k;
+	bool plain = false;
+
+	json_object_foreach(env, k, v)
+	{
+		plain = plain || !redacted(v);
+	}
+	if (!plain)
+		return json_incref(spec);
+	out = json_copy(spec); /* shallow: only "env" is replaced */
+	red = json_object();
+	if (!out || !red || json_object_set_new(out, "env", red) < 0) {
+		json_decref(out);
+		return NULL;
+	}
+	json_object_foreach(env, k, v)
+	{
+		if (json_object_set_new(red, k, redacted(v) ? json_incref(v) : digest(v)) < 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
 }

@@ -19,7 +19,8 @@
  *        as out: each argv[1..] is a line on stdout, "err:TEXT" on stderr, and
  *        "exit:N" / "sig:N" set the status). Every other engine operation (read_file,
  *        write_file, web_fetch, ...) completes like echo with {fake, op, args}, no work
- *        done. Images: "fake:fail"
+ *        done. Image names follow the vmm backend's rule (nd_image__check: a path
+ *        is 400 bad_image); any well-formed one boots, except: "fake:fail"
  *        fails the boot, "fake:hang" never finishes booting, "fake:burn" boots a real
  *        "VMM" process (a child of the daemon spinning on one CPU; its pid is the
  *        sandbox's vmm_pid, pause/resume are SIGSTOP/SIGCONT, stop kills it) so the
@@ -507,6 +508,12 @@ static void fake_free(void *ctx)
 	free(f);
 }
 
+/* Any well-formed image name boots (its own "fake:*" ones as they say): one rule. */
+static int fake_spec_check(void *ctx, json_t *spec, struct nd_err *e)
+{
+	return nd_image__check(json_string_value(json_object_get(spec, "image")), e);
+}
+
 static const struct nd_backend fake_backend = {
 	.name = "fake",
 	.real = false,
@@ -519,6 +526,7 @@ static const struct nd_backend fake_backend = {
 	.tool = fake_tool,
 	.tool_stream = fake_tool_stream,
 	.stream_resume = fake_stream_resume,
+	.spec_check = fake_spec_check,
 	.free = fake_free,
 	.own_tools = fake_tools,
 };

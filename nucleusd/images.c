@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Images and workspaces of the vmm backend (internals: nucleusd/backend-vm.h): image
- * name checks, the kernel and initramfs an image stands for, workspace disk paths and
+ * Images and workspaces of the vmm backend (internals: nucleusd/backend-vm.h): the one
+ * image name rule of every backend (nd_image__check), the kernel and initramfs an image stands for, workspace disk paths and
  * their creation (mke2fs, on a worker).
  *
  * An image is "default" (the daemon's --kernel/--initrd) or DATA/images/NAME/ with
@@ -63,17 +63,22 @@ void vm_image__make_workspace(struct vmb_job *j)
 	}
 }
 
-static bool image_name_ok(const char *name)
+int nd_image__check(const char *image, struct nd_err *e)
 {
-	size_t n = strlen(name);
+	size_t n = image ? strlen(image) : 0;
 
+	if (!image)
+		return 0;
 	if (n == 0 || n > 64 ||
-	    !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
-		return false;
+	    !((image[0] >= 'a' && image[0] <= 'z') || (image[0] >= '0' && image[0] <= '9')))
+		goto bad;
 	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789._-", name[i]))
-			return false;
-	return true;
+		if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789._:-", image[i]))
+			goto bad;
+	return 0;
+bad:
+	return nd_err__set(e, -EINVAL, "bad_image",
+			   "image names are 1-64 of [a-z0-9._:-], starting with a letter or digit");
 }
 
 /*
@@ -86,13 +91,12 @@ int vm_image__resolve(struct vmb *b, const char *image, char kernel[PATH_MAX],
 {
 	char dir[PATH_MAX];
 
+	int r;
+
 	kernel[0] = initrd[0] = '\0';
-	if (!image || strcmp(image, "default") == 0)
-		return 0;
-	if (!image_name_ok(image))
-		return nd_err__set(e, -EINVAL, "bad_image",
-				   "image names are 1-64 of [a-z0-9._-], starting with a letter or "
-				   "digit");
+	r = nd_image__check(image, e);
+	if (r < 0 || !image || strcmp(image, "default") == 0)
+		return r;
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/images/%s", b->data_dir, image) >= sizeof(dir))
 		return nd_err__set(e, -ENAMETOOLONG, "bad_image", "image path too long");
 	snprintf(initrd, PATH_MAX, "%.*s/initramfs.cpio.gz", PATH_MAX - 32, dir);

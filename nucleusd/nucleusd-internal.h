@@ -121,12 +121,21 @@ const struct nd_backend *nucleusd__backend(struct nucleusd *nd);
 
 int nd__transition(struct transition *t, struct nd_err *e);
 
-int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e);
+/* True for the daemon itself (@who NULL) and an admin: every owner's sandboxes. */
+bool nd_caller__sees_all(const struct nd_caller *who);
+/*
+ * The sandbox @ref (id or name) as @who may see it (NULL: the daemon itself). A sandbox
+ * of another owner, for a caller who is not admin, is -ENOENT exactly like an unknown
+ * one: the one place where per-owner access is decided.
+ */
+int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		 struct sb_row *r, struct nd_err *e);
 void sb_row__clear(struct sb_row *r);
 json_t *sb_row__json(const struct sb_row *r);
 void sb_row__info(const struct sb_row *r, struct nd_sandbox_info *info);
-/* *@ret: the JSON of sandbox @id as it is now (a request's reply). */
-int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e);
+/* *@ret: the JSON of sandbox @id as @who sees it now (a request's reply). */
+int nd__row_reply(struct nucleusd *nd, const struct nd_caller *who, const char *id, json_t **ret,
+		  struct nd_err *e);
 
 /* A backend operation on one sandbox (nd_backend's stop, pause, resume). */
 typedef int (*nd_be_op)(void *ctx, const struct nd_sandbox_info *sb, struct nd_err *e);
@@ -141,11 +150,11 @@ struct nd_lifecycle {
 		    struct nd_err *e);
 };
 /*
- * Loads @ref, checks its state, runs @l's gate, then @op (may be NULL) and the
+ * Loads @ref as @who (NULL: the daemon; the actor of the audit entry), checks its state, runs @l's gate, then @op (may be NULL) and the
  * transition; @reason (may be NULL) is recorded in the row and the audit entry. With
  * @ret, the sandbox's JSON afterwards.
  */
-int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be_op op,
+int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e);
 /* Pause (budget) or stop (TTL) from the daemon itself, with the reason recorded. */
 int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
@@ -202,6 +211,14 @@ void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char
 void nd__maint_metrics(struct nucleusd *nd, FILE *f);
 /* {"path", "at_us"} of the backup file (its mtime), or JSON null when there is none. */
 json_t *nd__backup_json(struct nucleusd *nd);
+/* ---- images (images.c) ---- */
+
+/*
+ * The one image name rule of every backend (their spec_check): NULL (none) or 1-64 of
+ * [a-z0-9._:-] starting with a letter or digit, so never a path ("/", a leading "."),
+ * else -EINVAL with code bad_image. Whether the image exists is the backend's to say.
+ */
+int nd_image__check(const char *image, struct nd_err *e);
 
 /* ---- audit seals (seal.c) ---- */
 

@@ -57,6 +57,15 @@ struct audit_key;
  * neither has one (the agent's default environment), else a new object.
  */
 int nd_env__merge(json_t *spec, json_t *args, json_t **ret, struct nd_err *e);
+/*
+ * The one redaction of a create request's env (nucleusd/env.c): a new reference to
+ * @spec with each value of its "env" as "sha256:<64 hex>" of the value (a value in that
+ * form already is kept: redacting twice changes nothing), @spec itself when there is
+ * nothing to redact; NULL when out of memory. What the audit log, every reply and a
+ * stopped sandbox's stored spec hold; the plain values are kept only while the sandbox
+ * may still run.
+ */
+json_t *nd_env__redact(json_t *spec);
 
 /* ---- backend seam --------------------------------------------------------------------- */
 
@@ -171,16 +180,24 @@ struct nd_vm_config {
 	const char *initrd;   /* guest initramfs (nucleus-init) */
 	const char *data_dir; /* per-VM run dirs in DATA/vms, persisted workspaces in
 			       * DATA/workspaces */
+	int boot_timeout_s;   /* the guest agent answers within it, or the boot fails (0: 600) */
 };
 /* Checks that the three files are readable; fills @e when not. */
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e);
 
 /* ---- the sandbox manager -------------------------------------------------------------- */
 
+/*
+ * Who made a request (the API server reads the peer's credentials). A sandbox belongs to
+ * the uid that created it; per-sandbox requests of anyone else are -ENOENT, as for an
+ * unknown id, unless @admin (uid 0, or a member of the daemon's --admin-gid). A NULL
+ * caller is the daemon itself.
+ */
 struct nd_caller {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
+	bool admin;
 };
 
 /* Completion of an asynchronous request: @body (object) is borrowed. */
@@ -229,20 +246,27 @@ int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, j
 /* What a sandbox list returns (GET /v1/sandboxes): one page, oldest first. */
 struct nd_list_opts {
 	bool all;	    /* include stopped sandboxes */
+	bool all_owners;    /* every owner's (admin only, else -EACCES); false: @who's own */
 	unsigned limit;	    /* at most this many; 0: every one (the daemon's own use) */
 	const char *cursor; /* a page's next cursor: the page after it; NULL: the first */
 };
 #define ND_LIST_DEFAULT 100
 #define ND_LIST_MAX	1000
 /*
- * The page in *@ret; *@next the cursor of the page after it (malloc'd, an opaque
- * string), NULL when this one is the last. -EINVAL (@e: bad_value) for a cursor that
- * no list returned.
+ * @who NULL (the daemon itself): every owner's. The page in *@ret; *@next the cursor of
+ * the page after it (malloc'd, an opaque string), NULL when this one is the last.
+ * -EINVAL (@e: bad_value) for a cursor that no list returned.
  */
-int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_list_opts *o, json_t **ret,
-			   char **next, struct nd_err *e);
-/* @ref: id, or name (the live sandbox of that name, else the newest one). */
-int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_caller *who,
+			   const struct nd_list_opts *o, json_t **ret, char **next,
+			   struct nd_err *e);
+/*
+ * Every per-sandbox request takes its caller @who: a sandbox of another owner is -ENOENT
+ * (not_found, the message of an unknown @ref) unless @who is admin; NULL is the daemon.
+ * @ref: id, or name (the live sandbox of that name, else the newest one).
+ */
+int nucleusd__sandbox_get(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			  json_t **ret, struct nd_err *e);
 int nucleusd__sandbox_stop(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			   json_t **ret, struct nd_err *e);
 int nucleusd__sandbox_pause(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
@@ -281,15 +305,17 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 		      const char *nonce, json_t *approval, nd_reply_fn reply, void *arg,
 		      json_t **ret_denial, struct nd_err *e);
 
-int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
-			 json_t **ret, struct nd_err *e);
+int nucleusd__audit_list(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			 uint64_t after, unsigned limit, json_t **ret, struct nd_err *e);
 /*
  * Verifies the whole chain (after sealing what this daemon committed) on the maintenance
- * thread, off the event loop; @ref (may be NULL) only has to exist. 0: @reply gets the
- * report later (never before this returns). -EAGAIN when the maintenance queue is full.
+ * thread, off the event loop; @ref, when given, only has to exist for @who. @ref NULL
+ * (the whole log, GET /v1/audit/verify) is for an admin only: -EACCES otherwise. 0:
+ * @reply gets the report later (never before this returns). -EAGAIN when the
+ * maintenance queue is full.
  */
-int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn reply, void *arg,
-			   struct nd_err *e);
+int nucleusd__audit_verify(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			   nd_reply_fn reply, void *arg, struct nd_err *e);
 /*
  * Audit entries this daemon found unsealed at its start (a killed daemon's last ones, or
  * a tampered tail): named by its audit.epoch entry, never sealed as its own. False: none.
@@ -327,7 +353,8 @@ const char *nd_verdict__name(enum nd_verdict v);
 int nucleusd__usage(struct nucleusd *nd, const struct nd_caller *who, const char *ref, json_t *req,
 		    json_t **ret, struct nd_err *e);
 /* GET /v1/sandboxes/{id}/budget: limits, spent, remaining per kind (budget__view). */
-int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e);
+int nucleusd__budget(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		     json_t **ret, struct nd_err *e);
 /* The budget kind named by a 402 (code "budget_exhausted", e->budget), or NULL. */
 const char *nd_err__budget_kind(const struct nd_err *e);
 /* Runs the metering and TTL timer's work now (also run every meter interval). */

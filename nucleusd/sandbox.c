@@ -17,7 +17,7 @@
 static int lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		     const struct nd_lifecycle *l, json_t **ret, struct nd_err *e)
 {
-	return nd__lifecycle(nd, who ? (int64_t)who->uid : -1, ref, op, l, NULL, ret, e);
+	return nd__lifecycle(nd, who, ref, op, l, NULL, ret, e);
 }
 
 int nucleusd__sandbox_pause(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
@@ -49,13 +49,13 @@ int nucleusd__sandbox_stop(struct nucleusd *nd, const struct nd_caller *who, con
 
 /* ---- audit access ---- */
 
-int nucleusd__audit_list(struct nucleusd *nd, const char *ref, uint64_t after, unsigned limit,
-			 json_t **ret, struct nd_err *e)
+int nucleusd__audit_list(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			 uint64_t after, unsigned limit, json_t **ret, struct nd_err *e)
 {
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	r = audit__list(nd->store, row.id, after, limit, ret);
@@ -119,17 +119,20 @@ static void verify_done(struct nd_maint_job *m, bool dropped)
 	free(j);
 }
 
-int nucleusd__audit_verify(struct nucleusd *nd, const char *ref, nd_reply_fn reply, void *arg,
-			   struct nd_err *e)
+int nucleusd__audit_verify(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			   nd_reply_fn reply, void *arg, struct nd_err *e)
 {
 	struct sb_row row;
 	int r;
 
 	if (ref) {
-		r = sb_row__load(nd, ref, &row, e);
+		r = sb_row__load(nd, who, ref, &row, e);
 		if (r < 0)
 			return r;
 		sb_row__clear(&row);
+	} else if (!nd_caller__sees_all(who)) {
+		return nd_err__set(e, -EACCES, "forbidden",
+				   "only an admin verifies the whole audit log");
 	}
 	nd__seal(nd); /* what this daemon committed is sealed before it is checked */
 	return nd__maint_queue(nd, sizeof(struct verify_job), verify_run, verify_done, reply, arg,

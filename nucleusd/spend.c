@@ -333,7 +333,7 @@ int nucleusd__usage(struct nucleusd *nd, const struct nd_caller *who, const char
 	json_t *o;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	x.id = row.id;
@@ -400,13 +400,14 @@ out:
 
 static void meter_one(struct nucleusd *nd, const char *id, int64_t pid, bool force);
 
-int nucleusd__budget(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+int nucleusd__budget(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		     json_t **ret, struct nd_err *e)
 {
 	struct budget_limits lim;
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	if (strcmp(row.state, "running") == 0 && row.vmm_pid > 0)

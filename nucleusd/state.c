@@ -53,7 +53,8 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 
 /*
  * A sandbox's policy and spec, parsed: from a small LRU keyed by id, since both columns
- * are written once by the create transaction and ids are never reused. Saves parsing
+ * are written by the create transaction (and the spec once more when the sandbox stops:
+ * forget_env drops its entry) and ids are never reused. Saves parsing
  * a few KiB of JSON on every call; the objects are shared (refcounted), never modified.
  */
 struct nd_sb_json {
@@ -123,16 +124,23 @@ static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 	return 0;
 }
 
-/* Steps @sql (?1 = @ref) for one row; 1 found, 0 none, or -errno. */
-static int row_query(struct nucleusd *nd, const char *sql, const char *ref, struct sb_row *r)
+/*
+ * Steps @sql (?1 = @ref, ?2 = the owner uid a row must have, NULL: any) for one row;
+ * 1 found, 0 none, or -errno.
+ */
+static int row_query(struct nucleusd *nd, const char *sql, const char *ref,
+		     const struct nd_caller *who, struct sb_row *r)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, ret;
 
-	ret = store__stmt(nd->store, sql, &st);
+	ret = store__stmt_text(nd->store, sql, ref, &st);
 	if (ret < 0)
 		return ret;
-	ret = store__errno(sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC));
+	if (nd_caller__sees_all(who))
+		ret = store__errno(sqlite3_bind_null(st, 2));
+	else
+		ret = store__errno(sqlite3_bind_int64(st, 2, (sqlite3_int64)who->uid));
 	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
@@ -142,22 +150,32 @@ static int row_query(struct nucleusd *nd, const char *sql, const char *ref, stru
 	return ret;
 }
 
-/*
- * Finds a sandbox by id, else by name (the live one, else the newest). Two indexed
- * lookups (primary key, then sandboxes_name): one query with "id = ? OR name = ?"
- * scanned every sandbox ever made, on every call.
- */
-int sb_row__load(struct nucleusd *nd, const char *ref, struct sb_row *r, struct nd_err *e)
+bool nd_caller__sees_all(const struct nd_caller *who)
 {
-	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1";
-	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 "
+	return !who || who->admin;
+}
+
+/*
+ * Finds a sandbox by id, else by name (the live one, else the newest), among those @who
+ * may see: its own, or every one for an admin and the daemon itself (@who NULL). Another
+ * owner's sandbox is not found: the same -ENOENT, code and message as an unknown @ref.
+ * Two indexed lookups (primary key, then sandboxes_name): one query with "id = ? OR
+ * name = ?" scanned every sandbox ever made, on every call.
+ */
+int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		 struct sb_row *r, struct nd_err *e)
+{
+	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1 AND "
+				    "(?2 IS NULL OR s.owner_uid = ?2)";
+	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 AND "
+				      "(?2 IS NULL OR s.owner_uid = ?2) "
 				      "ORDER BY s.state NOT IN ('stopped', 'failed') DESC, "
 				      "s.created_us DESC LIMIT 1";
 	int ret;
 
-	ret = row_query(nd, by_id, ref, r);
+	ret = row_query(nd, by_id, ref, who, r);
 	if (ret == 0)
-		ret = row_query(nd, by_name, ref, r);
+		ret = row_query(nd, by_name, ref, who, r);
 	if (ret == 0)
 		return nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
 	if (ret < 0)
@@ -169,12 +187,13 @@ json_t *sb_row__json(const struct sb_row *r)
 {
 	json_t *o;
 
-	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI sO}", "id", r->id, "name", r->name,
+	/* the env values only as digests, whatever the state */
+	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI so}", "id", r->id, "name", r->name,
 		      "state", r->state, "profile", r->profile, "vcpus", (json_int_t)r->vcpus,
 		      "memory_mib", (json_int_t)r->memory_mib, "boot_ms",
 		      r->boot_ms < 0 ? NULL : json_integer(r->boot_ms), "owner_uid",
 		      (json_int_t)r->owner_uid, "created_us", (json_int_t)r->created_us,
-		      "updated_us", (json_int_t)r->updated_us, "spec", r->spec);
+		      "updated_us", (json_int_t)r->updated_us, "spec", nd_env__redact(r->spec));
 	if (o && r->reason)
 		json_object_set_new(o, "reason", json_string(r->reason));
 	if (o && r->vmm_pid > 0)
@@ -272,6 +291,51 @@ static int close_sessions(struct store *s, const char *id)
 	return r;
 }
 
+/*
+ * A sandbox that will not boot or run again needs its env no more: the stored spec keeps
+ * only the values' digests (nd_env__redact), and the parsed copy of the old one leaves
+ * the cache. With secure_delete the old row's bytes do not stay in the database file.
+ */
+static int forget_env(struct store *s, struct nucleusd *nd, const char *id)
+{
+	static const char get[] = "SELECT spec FROM sandboxes WHERE id = ?1";
+	static const char set[] = "UPDATE sandboxes SET spec = ?2 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	json_t *spec = NULL, *red = NULL;
+	char *text = NULL;
+	void *cached;
+	int r, rc;
+
+	r = store__stmt_text(s, get, id, &st);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		spec = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+	r = rc == SQLITE_ROW ? (spec ? 0 : -EBADMSG) : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	store__stmt_done(st);
+	st = NULL;
+	if (r < 0 || !json_object_get(spec, "env"))
+		goto out;
+	red = nd_env__redact(spec);
+	if (red == spec)
+		goto out; /* digests already (a failed sandbox that is now stopped) */
+	text = red ? json_dumps(red, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	r = text ? store__stmt_text(s, set, id, &st) : -ENOMEM;
+	if (r == 0)
+		r = store__errno(sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC));
+	if (r == 0)
+		r = store__errno(sqlite3_step(st));
+	store__stmt_done(st);
+	if (r == 0 && nd->json_cache && (cached = nd_lru__take(nd->json_cache, id)))
+		sb_json_free(cached);
+out:
+	free(text);
+	json_decref(red);
+	json_decref(spec);
+	return r;
+}
+
 static int transition_tx(struct store *s, void *arg)
 {
 	struct transition *t = arg;
@@ -290,6 +354,8 @@ static int transition_tx(struct store *s, void *arg)
 		return r;
 	if (strcmp(t->to, "stopped") == 0 || strcmp(t->to, "failed") == 0) {
 		r = close_sessions(s, t->id);
+		if (r == 0)
+			r = forget_env(s, t->nd, t->id);
 		if (r < 0)
 			return r;
 	}
@@ -319,12 +385,13 @@ int nd__transition(struct transition *t, struct nd_err *e)
 	return 0;
 }
 
-int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_err *e)
+int nd__row_reply(struct nucleusd *nd, const struct nd_caller *who, const char *id, json_t **ret,
+		  struct nd_err *e)
 {
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, id, &row, e);
+	r = sb_row__load(nd, who, id, &row, e);
 	if (r < 0)
 		return r;
 	*ret = sb_row__json(&row);
@@ -334,9 +401,10 @@ int nd__row_reply(struct nucleusd *nd, const char *id, json_t **ret, struct nd_e
 
 /* ---- reading: get, list ---- */
 
-int nucleusd__sandbox_get(struct nucleusd *nd, const char *ref, json_t **ret, struct nd_err *e)
+int nucleusd__sandbox_get(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			  json_t **ret, struct nd_err *e)
 {
-	return nd__row_reply(nd, ref, ret, e);
+	return nd__row_reply(nd, who, ref, ret, e);
 }
 
 struct list_ctx {
@@ -390,32 +458,42 @@ static int cursor_parse(const char *s, int64_t *us, const char **id)
 }
 
 /*
- * Two statements, each in the order of its index (migration 6): the live sandboxes
- * from a partial index of them, every sandbox from sandboxes_created; a page starts
- * after its cursor, a search of that index. One statement with "?1 OR state !=
- * 'stopped'" scanned and sorted the whole table.
+ * Four statements, each in the order of its index (migrations 6 and 7): the live
+ * sandboxes from a partial index of them, every sandbox from sandboxes_created, and
+ * the same two of one owner from the owner's indexes; a page starts after its cursor,
+ * a search of that index. One statement with "?1 OR state != 'stopped'" scanned and
+ * sorted the whole table.
  */
-int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_list_opts *o, json_t **ret,
-			   char **next, struct nd_err *e)
+int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_caller *who,
+			   const struct nd_list_opts *o, json_t **ret, char **next,
+			   struct nd_err *e)
 {
-	static const char every[] = "SELECT " ROW_COLS ROW_FROM
-				    " WHERE (s.created_us, s.id) > (?1, ?2) "
-				    "ORDER BY s.created_us, s.id LIMIT ?3";
-	static const char live[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.state != 'stopped' "
-				   "AND (s.created_us, s.id) > (?1, ?2) "
-				   "ORDER BY s.created_us, s.id LIMIT ?3";
+#define LIST_PAGE " AND (s.created_us, s.id) > (?1, ?2) ORDER BY s.created_us, s.id LIMIT ?3"
+	static const char every[] = "SELECT " ROW_COLS ROW_FROM " WHERE 1" LIST_PAGE;
+	static const char live[] = "SELECT " ROW_COLS ROW_FROM
+				   " WHERE s.state != 'stopped'" LIST_PAGE;
+	static const char every_own[] = "SELECT " ROW_COLS ROW_FROM
+					" WHERE s.owner_uid = ?4" LIST_PAGE;
+	static const char live_own[] = "SELECT " ROW_COLS ROW_FROM
+				       " WHERE s.owner_uid = ?4 AND s.state != 'stopped'" LIST_PAGE;
+#undef LIST_PAGE
+	static const char *const sql[2][2] = {{live, every}, {live_own, every_own}};
 	struct list_ctx c = {nd, NULL, o->limit, false, INT64_MIN, ""};
+	bool own = who && !o->all_owners;
 	sqlite3_stmt *st = NULL;
 	const char *after_id = "";
 	int r, rc;
 
 	*next = NULL;
+	if (o->all_owners && !nd_caller__sees_all(who))
+		return nd_err__set(e, -EACCES, "forbidden",
+				   "only an admin lists every owner's sandboxes (all_owners)");
 	if (o->cursor && cursor_parse(o->cursor, &c.last_us, &after_id) < 0)
 		return nd_err__set(e, -EINVAL, "bad_value", "cursor: not one a list returned");
 	c.arr = json_array();
 	if (!c.arr)
 		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
-	r = store__stmt(nd->store, o->all ? every : live, &st);
+	r = store__stmt(nd->store, sql[own][o->all], &st);
 	if (r < 0)
 		goto fail;
 	rc = sqlite3_bind_int64(st, 1, c.last_us);
@@ -423,6 +501,8 @@ int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_list_opts *o, js
 		rc = sqlite3_bind_text(st, 2, after_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, o->limit ? (sqlite3_int64)o->limit + 1 : -1);
+	if (rc == SQLITE_OK && own)
+		rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)who->uid);
 	r = rc == SQLITE_OK ? store__rows(st, list_row, &c) : store__errno(rc);
 	if (r < 0)
 		goto fail;
@@ -438,20 +518,21 @@ fail:
 	store__stmt_done(st);
 fail_done:
 	json_decref(c.arr);
-	return nd_err__set(e, r, "internal", "cannot list the sandboxes");
+	return nd_err__set(e, r, "internal", "cannot list the sandboxes: %s", strerror(-r));
 }
 
 /* ---- lifecycle ---- */
 
-int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be_op op,
+int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e)
 {
+	int64_t actor_uid = who ? (int64_t)who->uid : -1;
 	struct nd_sandbox_info info;
 	struct sb_row row;
 	struct transition t = {0};
 	int r;
 
-	r = sb_row__load(nd, ref, &row, e);
+	r = sb_row__load(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
 	if (!state_in(row.state, l->from_mask)) {
@@ -484,7 +565,7 @@ int nd__lifecycle(struct nucleusd *nd, int64_t actor_uid, const char *ref, nd_be
 				.reason = reason};
 	r = nd__transition(&t, e);
 	if (r == 0 && ret)
-		r = nd__row_reply(nd, row.id, ret, e);
+		r = nd__row_reply(nd, NULL, row.id, ret, e);
 out:
 	sb_row__clear(&row);
 	return r;
@@ -494,7 +575,7 @@ int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason)
 {
 	static const struct nd_lifecycle l = {SB_RUNNING, "paused", "sandbox.pause", "pause"};
 
-	return nd__lifecycle(nd, -1, id, nd->be->pause, &l, reason, NULL, NULL);
+	return nd__lifecycle(nd, NULL, id, nd->be->pause, &l, reason, NULL, NULL);
 }
 
 int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
@@ -502,7 +583,7 @@ int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason)
 	static const struct nd_lifecycle l = {SB_RUNNING | SB_PAUSED, "stopped", "sandbox.stop",
 					      "stop"};
 
-	return nd__lifecycle(nd, -1, id, nd->be->stop, &l, reason, NULL, NULL);
+	return nd__lifecycle(nd, NULL, id, nd->be->stop, &l, reason, NULL, NULL);
 }
 
 void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *reason)

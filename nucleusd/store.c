@@ -9,12 +9,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
@@ -261,8 +263,17 @@ static const char migration_6[] = "CREATE INDEX sandboxes_created ON sandboxes(c
 				  "CREATE INDEX sandboxes_live_created ON sandboxes(created_us, id)"
 				  "  WHERE state != 'stopped';";
 
+/*
+ * Migration 7: one owner's list (GET /v1/sandboxes of a caller who is not listing every
+ * owner's) reads the owner's sandboxes in list order from these.
+ */
+static const char migration_7[] =
+	"CREATE INDEX sandboxes_owner_created ON sandboxes(owner_uid, created_us, id);"
+	"CREATE INDEX sandboxes_owner_live_created ON sandboxes(owner_uid, created_us, id)"
+	"  WHERE state != 'stopped';";
+
 static const char *const core_migrations[] = {
-	migration_1, migration_2, migration_3, migration_4, migration_5, migration_6,
+	migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
 };
 
 /* A database from before modules had versions: core's version was the one version. */
@@ -874,7 +885,9 @@ static int configure(struct store *s)
 				      "PRAGMA synchronous=NORMAL;"
 				      /* shrinks a WAL that outgrew the checkpoint bound */
 				      "PRAGMA journal_size_limit=83886080;"
-				      "PRAGMA foreign_keys=ON;";
+				      "PRAGMA foreign_keys=ON;"
+				      /* what is deleted (a stopped sandbox's env) is overwritten */
+				      "PRAGMA secure_delete=ON;";
 	static const char mode[] = "SELECT journal_mode = 'wal' FROM pragma_journal_mode";
 	int64_t wal = 0;
 	int r;
@@ -923,6 +936,41 @@ static int sync_file(const char *path)
 	return r;
 }
 
+/*
+ * The database and its -wal and -shm hold secrets (a create's env until the stop): 0600.
+ * Makes the database file 0600 when it does not exist yet (SQLite then gives the -wal
+ * and -shm it creates the database's mode) and narrows any of the three that exists
+ * with another mode. By path only, never open() and close(): closing any descriptor of
+ * a file drops the process's POSIX locks on it, SQLite's included.
+ */
+static int private_files(const char *path)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	char p[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		close(fd); /* new: nobody holds a lock on it yet */
+	else if (errno != EEXIST)
+		return -errno;
+	for (size_t i = 0; i < 3; i++) {
+		if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix[i]) >= sizeof(p))
+			return -ENAMETOOLONG;
+		if (lstat(p, &st) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (!S_ISREG(st.st_mode))
+			return -EINVAL;
+		if ((st.st_mode & 07777) != 0600 && chmod(p, 0600) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 /* A store on no connection yet: its locks and path. */
 static int store_alloc(const char *path, struct store **ret)
 {
@@ -959,12 +1007,19 @@ int store__open(const char *path, const struct store_schema *const *schemas, siz
 	r = store_alloc(path, &s);
 	if (r < 0)
 		return r;
+	r = private_files(path);
+	if (r < 0)
+		goto fail;
 	r = store__errno(sqlite3_open_v2(
 		path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 		NULL));
 	if (r < 0)
 		goto fail;
 	r = configure(s);
+	if (r < 0)
+		goto fail;
+	/* and check what SQLite made of them (the -wal and -shm it just created) */
+	r = private_files(path);
 	if (r < 0)
 		goto fail;
 	r = migrate(s, schemas, n);
@@ -1066,11 +1121,12 @@ int store__backup(struct store *s, const char *path)
 	/* the copy is a rollback-journal database: one file, nothing beside it to lose */
 	if (r == 0)
 		r = store__errno(sqlite3_exec(to, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL));
-	if (r == 0)
-		r = sync_file(tmp);
 out:
 	if (sqlite3_close(to) != SQLITE_OK && r == 0)
 		r = -EIO;
+	/* after the close: closing our descriptor would drop the connection's locks */
+	if (r == 0)
+		r = sync_file(tmp);
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
 	if (r < 0)

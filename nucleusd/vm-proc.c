@@ -30,8 +30,7 @@
 
 extern char **environ;
 
-#define BOOT_WAIT_S  600 /* bounds a hung boot only (nested KVM is slow) */
-#define STOP_GRACE_S 5	 /* control "stop", then SIGKILL */
+#define STOP_GRACE_S 5 /* control "stop", then SIGKILL */
 
 static void exit_text(int status, char *buf, size_t len)
 {
@@ -300,12 +299,25 @@ int vm_proc__agent_client(struct vmb_vm *v, struct guest **ret)
 	return r;
 }
 
+/* " (the VMM's last boot phase: P at N us)" from its control socket, or "" (a hang's where). */
+static const char *boot_phase(struct vmb_vm *v, char *buf, size_t len)
+{
+	struct vmm_control_reply rep;
+
+	if (vmm__control(v->control, "state", &rep) < 0 || !rep.ok || !rep.last_phase[0])
+		return "";
+	snprintf(buf, len, " (the VMM's last boot phase: %s, first KVM_RUN at %lld us)",
+		 rep.last_phase, (long long)rep.first_run_us);
+	return buf;
+}
+
 void vm_proc__wait_agent(struct vmb_job *j)
 {
+	char phase[128];
 	uint32_t ver;
 	int r = -ETIMEDOUT;
 
-	while (vmb_job__age_ms(j) < BOOT_WAIT_S * 1000LL) {
+	while (vmb_job__age_ms(j) < j->b->boot_timeout_s * 1000LL) {
 		if (atomic_load(&j->vm->dead) || atomic_load(&j->b->closing)) {
 			r = -EHOSTDOWN;
 			break;
@@ -317,8 +329,9 @@ void vm_proc__wait_agent(struct vmb_job *j)
 	}
 	j->err = r;
 	if (r == -ETIMEDOUT)
-		snprintf(j->reason, sizeof(j->reason), "the guest agent did not answer within %d s",
-			 BOOT_WAIT_S);
+		snprintf(j->reason, sizeof(j->reason),
+			 "the guest agent did not answer within %d s%s", j->b->boot_timeout_s,
+			 boot_phase(j->vm, phase, sizeof(phase)));
 	else if (r < 0)
 		snprintf(j->reason, sizeof(j->reason), "the guest agent did not come up: %s",
 			 strerror(-r));

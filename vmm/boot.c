@@ -81,34 +81,56 @@ static void get_phdr(const uint8_t *img, const Elf64_Ehdr *eh, unsigned i, Elf64
 	memcpy(ph, img + eh->e_phoff + (uint64_t)i * sizeof(*ph), sizeof(*ph));
 }
 
+typedef int (*segment_fn)(const uint8_t *img, const Elf64_Phdr *ph, void *opaque);
+
+/*
+ * Checks the ELF header into *eh, then calls fn on each PT_LOAD program header (and each
+ * PT_NOTE one too if notes) in order, once its file bytes are known to lie inside the
+ * image. Stops at the first error, of the image or of fn.
+ */
+static int for_each_segment(const uint8_t *img, size_t len, bool notes, Elf64_Ehdr *eh,
+			    segment_fn fn, void *opaque)
+{
+	int r = read_ehdr(img, len, eh);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+		get_phdr(img, eh, i, &ph);
+		if (ph.p_type != PT_LOAD && !(notes && ph.p_type == PT_NOTE))
+			continue;
+		if (!add_ok(ph.p_offset, ph.p_filesz, len))
+			return -ENOEXEC;
+		r = fn(img, &ph, opaque);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* boot__elf_parse's step: the PVH note, or a segment's share of [lo, hi). */
+static int parse_segment(const uint8_t *img, const Elf64_Phdr *ph, void *opaque)
+{
+	struct elf_info *info = opaque;
+	if (ph->p_type == PT_NOTE)
+		return parse_notes(img, ph->p_offset, ph->p_filesz, &info->pvh_entry);
+	if (ph->p_filesz > ph->p_memsz || ph->p_memsz == 0 ||
+	    !add_ok(ph->p_paddr, ph->p_memsz, VM_MMIO_START))
+		return -ENOEXEC;
+	if (ph->p_paddr < info->lo)
+		info->lo = ph->p_paddr;
+	if (ph->p_paddr + ph->p_memsz > info->hi)
+		info->hi = ph->p_paddr + ph->p_memsz;
+	return 0;
+}
+
 int boot__elf_parse(const uint8_t *img, size_t len, struct elf_info *ret)
 {
 	struct elf_info info = {.lo = UINT64_MAX};
 	Elf64_Ehdr eh;
-	int r = read_ehdr(img, len, &eh);
+	int r = for_each_segment(img, len, true, &eh, parse_segment, &info);
 	if (r < 0)
 		return r;
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-		get_phdr(img, &eh, i, &ph);
-		if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE)
-			continue;
-		if (!add_ok(ph.p_offset, ph.p_filesz, len))
-			return -ENOEXEC;
-		if (ph.p_type == PT_NOTE) {
-			r = parse_notes(img, ph.p_offset, ph.p_filesz, &info.pvh_entry);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (ph.p_filesz > ph.p_memsz || ph.p_memsz == 0 ||
-		    !add_ok(ph.p_paddr, ph.p_memsz, VM_MMIO_START))
-			return -ENOEXEC;
-		if (ph.p_paddr < info.lo)
-			info.lo = ph.p_paddr;
-		if (ph.p_paddr + ph.p_memsz > info.hi)
-			info.hi = ph.p_paddr + ph.p_memsz;
-	}
 	if (info.hi == 0)
 		return -ENOEXEC;
 	if (info.pvh_entry && (info.pvh_entry < info.lo || info.pvh_entry >= info.hi))
@@ -121,28 +143,32 @@ int boot__elf_parse(const uint8_t *img, size_t len, struct elf_info *ret)
 	return 0;
 }
 
+struct load_to {
+	const struct vm_mem *m;
+	uint64_t limit;
+};
+
+/* boot__elf_load's step: one segment copied into guest RAM, its bss zeroed. */
+static int load_segment(const uint8_t *img, const Elf64_Phdr *ph, void *opaque)
+{
+	const struct load_to *to = opaque;
+	if (ph->p_filesz > ph->p_memsz)
+		return -ENOEXEC;
+	if (ph->p_paddr < BOOT_KERNEL_MIN || !add_ok(ph->p_paddr, ph->p_memsz, to->limit))
+		return -ERANGE;
+	uint8_t *dst = mem__gpa(to->m, ph->p_paddr, ph->p_memsz);
+	if (!dst)
+		return -ERANGE;
+	memcpy(dst, img + ph->p_offset, ph->p_filesz);
+	memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
+	return 0;
+}
+
 int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, uint64_t limit)
 {
+	struct load_to to = {.m = m, .limit = limit};
 	Elf64_Ehdr eh;
-	int r = read_ehdr(img, len, &eh);
-	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-		get_phdr(img, &eh, i, &ph);
-		if (ph.p_type != PT_LOAD)
-			continue;
-		if (!add_ok(ph.p_offset, ph.p_filesz, len) || ph.p_filesz > ph.p_memsz)
-			return -ENOEXEC;
-		if (ph.p_paddr < BOOT_KERNEL_MIN || !add_ok(ph.p_paddr, ph.p_memsz, limit))
-			return -ERANGE;
-		uint8_t *dst = mem__gpa(m, ph.p_paddr, ph.p_memsz);
-		if (!dst)
-			return -ERANGE;
-		memcpy(dst, img + ph.p_offset, ph.p_filesz);
-		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
-	}
-	return 0;
+	return for_each_segment(img, len, false, &eh, load_segment, &to);
 }
 
 int boot__initrd_addr(const struct vm_mem *m, uint64_t size, uint64_t kernel_end, uint64_t *ret_gpa)

@@ -19,7 +19,7 @@
 
 #include "vmm/core.h"
 
-#define CONTROL_LINE_MAX 512
+#define CONTROL_LINE_MAX 1024
 #define CONTROL_CLIENTS	 8
 #define CLIENT_TIMEOUT_S 60
 
@@ -76,11 +76,13 @@ static const char *state_name(int state)
 
 static json_t *state_reply(struct vm *vm)
 {
-	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:I}", "ok", 1, "state",
+	/* "phases": the boot trace so far (a VM that hangs says where) */
+	return json_pack("{s:b, s:s, s:I, s:I, s:i, s:I, s:o*}", "ok", 1, "state",
 			 state_name(atomic_load(&vm->state)), "boot_us",
 			 (json_int_t)atomic_load(&vm->boot_us), "uptime_us",
 			 (json_int_t)((vm__now_ns() - vm->start_ns) / 1000), "vcpus",
-			 (int)vm->nr_vcpus, "mem_mib", (json_int_t)(vm->mem.size >> 20));
+			 (int)vm->nr_vcpus, "mem_mib", (json_int_t)(vm->mem.size >> 20), "phases",
+			 vm__trace_json());
 }
 
 static json_t *handle(struct vm *vm, const char *line, size_t len)
@@ -290,7 +292,7 @@ static int parse_reply(const char *line, struct vmm_control_reply *out)
 		json_decref(j);
 		return -EPROTO;
 	}
-	struct vmm_control_reply r = {.boot_us = -1};
+	struct vmm_control_reply r = {.boot_us = -1, .first_run_us = -1};
 	r.ok = json_is_true(json_object_get(j, "ok"));
 	const char *s = json_string_value(json_object_get(j, "state"));
 	if (s)
@@ -307,6 +309,23 @@ static int parse_reply(const char *line, struct vmm_control_reply *out)
 		r.vcpus = (uint32_t)json_integer_value(v);
 	if ((v = json_object_get(j, "mem_mib")) && json_is_integer(v))
 		r.mem_mib = (uint32_t)json_integer_value(v);
+	if ((v = json_object_get(j, "phases")) && json_is_object(v)) {
+		json_int_t newest = -1;
+		const char *name;
+		json_t *at;
+
+		json_object_foreach(v, name, at)
+		{
+			if (!json_is_integer(at))
+				continue;
+			if (json_integer_value(at) >= newest) {
+				newest = json_integer_value(at);
+				snprintf(r.last_phase, sizeof(r.last_phase), "%s", name);
+			}
+			if (strcmp(name, "first_run") == 0)
+				r.first_run_us = json_integer_value(at);
+		}
+	}
 	json_decref(j);
 	*out = r;
 	return 0;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #include "vmm/vm-internal.h"
 #include "vmm/vmm.h"
@@ -226,5 +227,34 @@ void vm__join(struct vm *vm);
 int vm__ev_run(struct vm *vm);
 int vm__ev_init(struct vm *vm);
 void vm__ev_fini(struct vm *vm);
+
+/* ---- trace.c: where a VM's life spends its time (--trace-boot) ------------------ */
+
+/* The phases of one VM process, in the order they normally come. */
+enum vm_phase {
+	VM_PH_KVM,	 /* /dev/kvm opened, the VM and its irqchip made */
+	VM_PH_MEMORY,	 /* guest RAM mapped and registered */
+	VM_PH_DEVICES,	 /* console, i8042, status port, virtio devices */
+	VM_PH_LOADED,	 /* kernel, initrd and boot structures in guest RAM */
+	VM_PH_VCPUS,	 /* vCPUs created and set up */
+	VM_PH_FIRST_RUN, /* the first KVM_RUN entered */
+	VM_PH_READY,	 /* the guest wrote VM_STATUS_READY (its agent listens) */
+	VM_PH_SHUTDOWN,	 /* the guest wrote VM_STATUS_SHUTDOWN */
+	VM_PH_RESET,	 /* the guest reset */
+	VM_PH_STOP,	 /* the first stop request (any cause) */
+	VM_PH_JOINED,	 /* every vCPU thread joined */
+	VM_PH_EXIT,	 /* torn down, about to exit */
+	VM_PH__N
+};
+
+/* Process start: the origin of every phase's time (first thing in main). */
+void vm__trace_begin(void);
+/* Log each phase when first reached, so that a VM that hangs shows how far it came. */
+void vm__trace_log(bool on);
+/* Records @ph the first time it is reached (later calls keep the first). Any thread. */
+void vm__phase(enum vm_phase ph);
+/* {"phase": microseconds since process start, ...} for the phases reached (NULL: ENOMEM). */
+json_t *vm__trace_json(void);
+const char *vm__phase_name(enum vm_phase ph);
 
 #endif

@@ -83,7 +83,12 @@ static struct ev_entry *find_locked(struct vm *vm, int fd, struct ev_entry ***re
 	return NULL;
 }
 
-int vm__ev_mod(struct vm *vm, int fd, uint32_t events)
+/*
+ * vm__ev_mod and vm__ev_del: under the lock, finds fd's entry and changes its epoll
+ * registration (op EPOLL_CTL_MOD, to events) or drops it (EPOLL_CTL_DEL: the entry goes
+ * to the dead list). -ENOENT when fd has no entry.
+ */
+static int ev_change(struct vm *vm, int fd, int op, uint32_t events)
 {
 	struct ev_entry **link;
 	int r = 0;
@@ -91,23 +96,10 @@ int vm__ev_mod(struct vm *vm, int fd, uint32_t events)
 	struct ev_entry *e = find_locked(vm, fd, &link);
 	if (!e) {
 		r = -ENOENT;
-	} else {
+	} else if (op == EPOLL_CTL_MOD) {
 		struct epoll_event ev = {.events = events, .data.ptr = e};
 		if (epoll_ctl(vm->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
 			r = -errno;
-	}
-	pthread_mutex_unlock(&vm->ev_lock);
-	return r;
-}
-
-int vm__ev_del(struct vm *vm, int fd)
-{
-	struct ev_entry **link;
-	int r = 0;
-	pthread_mutex_lock(&vm->ev_lock);
-	struct ev_entry *e = find_locked(vm, fd, &link);
-	if (!e) {
-		r = -ENOENT;
 	} else {
 		epoll_ctl(vm->epfd, EPOLL_CTL_DEL, fd, NULL);
 		*link = e->next;
@@ -117,6 +109,16 @@ int vm__ev_del(struct vm *vm, int fd)
 	}
 	pthread_mutex_unlock(&vm->ev_lock);
 	return r;
+}
+
+int vm__ev_mod(struct vm *vm, int fd, uint32_t events)
+{
+	return ev_change(vm, fd, EPOLL_CTL_MOD, events);
+}
+
+int vm__ev_del(struct vm *vm, int fd)
+{
+	return ev_change(vm, fd, EPOLL_CTL_DEL, 0);
 }
 
 static void on_wake(void *opaque, uint32_t events)

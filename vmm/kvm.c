@@ -52,6 +52,7 @@ void vm__request_stop(struct vm *vm, int status)
 	int expected = -1;
 	if (!atomic_compare_exchange_strong(&vm->exit_status, &expected, status))
 		return;
+	vm__phase(VM_PH_STOP);
 	atomic_store(&vm->state, VM_STOPPING);
 	pthread_mutex_lock(&vm->lock);
 	pthread_cond_broadcast(&vm->cond);
@@ -79,6 +80,8 @@ void vm__guest_fault(struct vm *vm, const char *dev, const char *fmt, ...)
 void vm__guest_reset(struct vm *vm, const char *why)
 {
 	bool clean = atomic_load(&vm->shutdown_intent);
+
+	vm__phase(VM_PH_RESET);
 	if (atomic_load(&vm->exit_status) == -1)
 		vm__log(vm, "guest reset (%s): %s", why,
 			clean ? "clean shutdown" : "no shutdown announced: crash");
@@ -338,8 +341,13 @@ int vm__create(struct vm **ret, uint64_t mem_bytes, uint32_t nr_vcpus)
 		r = -errno;
 		goto fail;
 	}
-	if ((r = kvm_setup(vm)) < 0 || (r = mem_setup(vm, mem_bytes)) < 0 ||
-	    (r = vm__ev_init(vm)) < 0)
+	if ((r = kvm_setup(vm)) < 0)
+		goto fail;
+	vm__phase(VM_PH_KVM);
+	if ((r = mem_setup(vm, mem_bytes)) < 0)
+		goto fail;
+	vm__phase(VM_PH_MEMORY);
+	if ((r = vm__ev_init(vm)) < 0)
 		goto fail;
 	*ret = vm;
 	return 0;

@@ -4,7 +4,7 @@
  *
  *   nucleus-vmm --kernel VMLINUX [--initrd FILE] [--cmdline STR] [--mem MIB]
  *               [--vcpus N] [--disk PATH[,ro]]... [--vsock UDS_PATH] [--cid N]
- *               [--console off|stderr|FILE] [--control UDS_PATH]
+ *               [--console off|stderr|FILE] [--control UDS_PATH] [--trace-boot]
  *
  * Exit status: enum vmm_exit (vmm/vmm.h).
  */
@@ -33,6 +33,7 @@ struct opts {
 	uint64_t mem_mib;
 	uint32_t vcpus;
 	uint64_t cid;
+	bool trace; /* --trace-boot */
 };
 
 struct vmm {
@@ -50,7 +51,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nucleus-vmm --kernel VMLINUX [--initrd FILE] [--cmdline STR]\n"
 		   "         [--mem MIB (128)] [--vcpus N (1)] [--disk PATH[,ro]]...\n"
 		   "         [--vsock UDS_PATH] [--cid N (3)] [--console off|stderr|FILE]\n"
-		   "         [--control UDS_PATH]\n");
+		   "         [--control UDS_PATH] [--trace-boot]\n");
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -81,12 +82,19 @@ static int parse_disk(struct opts *o, const char *arg)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
-		{"kernel", required_argument, 0, 'k'},	{"initrd", required_argument, 0, 'i'},
-		{"cmdline", required_argument, 0, 'c'}, {"mem", required_argument, 0, 'm'},
-		{"vcpus", required_argument, 0, 'n'},	{"disk", required_argument, 0, 'd'},
-		{"vsock", required_argument, 0, 'v'},	{"cid", required_argument, 0, 'C'},
-		{"console", required_argument, 0, 'o'}, {"control", required_argument, 0, 's'},
-		{"help", no_argument, 0, 'h'},		{0, 0, 0, 0},
+		{"kernel", required_argument, 0, 'k'},
+		{"initrd", required_argument, 0, 'i'},
+		{"cmdline", required_argument, 0, 'c'},
+		{"mem", required_argument, 0, 'm'},
+		{"vcpus", required_argument, 0, 'n'},
+		{"disk", required_argument, 0, 'd'},
+		{"vsock", required_argument, 0, 'v'},
+		{"cid", required_argument, 0, 'C'},
+		{"console", required_argument, 0, 'o'},
+		{"control", required_argument, 0, 's'},
+		{"trace-boot", no_argument, 0, 't'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
 	};
 	uint64_t v;
 	int c;
@@ -128,6 +136,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'd':
 			if (parse_disk(o, optarg) < 0)
 				return -1;
+			break;
+		case 't':
+			o->trace = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -297,16 +308,19 @@ static int setup(struct vmm *m)
 	    (r = serial__create(vm, m->console_fd, &m->serial)) < 0 ||
 	    (r = i8042__create(vm)) < 0 || (r = status__create(vm)) < 0 || (r = add_devices(m)) < 0)
 		goto fail;
+	vm__phase(VM_PH_DEVICES);
 	if (m->o.cmdline && (r = cmdline__add(&vm->cmdline, m->o.cmdline)) < 0) {
 		vm__log(vm, "kernel command line too long or invalid");
 		goto fail;
 	}
 	if ((r = load_guest(m, &entry, &pvh)) < 0)
 		return r;
+	vm__phase(VM_PH_LOADED);
 	if ((r = vm__vcpus_setup(vm, entry, pvh)) < 0) {
 		vm__log(vm, "vcpu setup: %s", strerror(-r));
 		return r;
 	}
+	vm__phase(VM_PH_VCPUS);
 	if (m->o.control && (r = control__open(vm, m->o.control, &m->control)) < 0) {
 		vm__log(vm, "control socket %s: %s", m->o.control, strerror(-r));
 		return r;
@@ -330,12 +344,36 @@ static void teardown(struct vmm *m)
 		free((char *)m->o.disks[i]);
 }
 
+/* The phases reached, as one JSON line in the log. */
+static void trace_report(void)
+{
+	json_t *j = vm__trace_json();
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	vm__log(NULL, "boot trace %s", text ? text : "(out of memory)");
+	free(text);
+	json_decref(j);
+}
+
+/* Teardown, then the trace's last phase and, with --trace-boot, the whole trace. */
+static int finish(struct vmm *m, int status)
+{
+	bool trace = m->o.trace;
+
+	teardown(m);
+	vm__phase(VM_PH_EXIT);
+	if (trace)
+		trace_report();
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct vmm m = {.console_fd = -1};
 	sigset_t set;
 	int status;
 
+	vm__trace_begin();
 	if (parse_args(argc, argv, &m.o) < 0) {
 		usage(stderr);
 		teardown(&m);
@@ -349,15 +387,15 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	vm__trace_log(m.o.trace);
 
 	if (setup(&m) < 0 || vm__start(m.vm) < 0) {
-		status = VMM_EXIT_SETUP;
 		if (m.vm) {
 			vm__request_stop(m.vm, VMM_EXIT_SETUP);
 			vm__join(m.vm);
+			vm__phase(VM_PH_JOINED);
 		}
-		teardown(&m);
-		return status;
+		return finish(&m, VMM_EXIT_SETUP);
 	}
 	int r = vm__ev_run(m.vm);
 	if (r < 0) {
@@ -366,8 +404,8 @@ int main(int argc, char **argv)
 	}
 	vm__kick_all(m.vm);
 	vm__join(m.vm);
+	vm__phase(VM_PH_JOINED);
 	status = atomic_load(&m.vm->exit_status);
 	vm__log(m.vm, "exit status %d (%s)", status, vmm__exit_name(status));
-	teardown(&m);
-	return status;
+	return finish(&m, status);
 }

@@ -23,10 +23,13 @@ static void status_write(void *opaque, uint64_t off, const void *data, uint32_t 
 		return;
 	if (v == VM_STATUS_READY) {
 		long long expected = -1;
+
+		vm__phase(VM_PH_READY);
 		long long us = (long long)((vm__now_ns() - vm->start_ns) / 1000);
 		if (atomic_compare_exchange_strong(&vm->boot_us, &expected, us))
 			vm__log(vm, "guest ready after %lld us", us);
 	} else if (v == VM_STATUS_SHUTDOWN) {
+		vm__phase(VM_PH_SHUTDOWN);
 		atomic_store(&vm->shutdown_intent, true);
 	}
 }

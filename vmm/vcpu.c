@@ -339,6 +339,7 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
+	bool ran = false;
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -350,6 +351,10 @@ static void *vcpu_thread(void *arg)
 			break;
 		if (atomic_load(&vm->pause_req) && !vcpu_park(v))
 			break;
+		if (!ran) {
+			ran = true;
+			vm__phase(VM_PH_FIRST_RUN);
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

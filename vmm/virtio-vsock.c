@@ -879,15 +879,9 @@ static void vsock_reset(struct virtio_dev *dev)
 	}
 }
 
-static void vsock_free(struct virtio_dev *dev)
+/* Closes the device's own fds (the listener's socket file goes too) and frees vs. */
+static void vsock_release(struct vsock *vs)
 {
-	struct vsock *vs = dev->priv;
-
-	close_all(vs, false);
-	if (vs->listen_ev)
-		vm__ev_del(dev->vm, vs->listen_fd);
-	if (vs->reset_ev)
-		vm__ev_del(dev->vm, vs->reset_fd);
 	if (vs->listen_fd >= 0) {
 		close(vs->listen_fd);
 		unlink(vs->uds_path);
@@ -898,6 +892,18 @@ static void vsock_free(struct virtio_dev *dev)
 		close(vs->spare_fd);
 	free(vs->uds_path);
 	free(vs);
+}
+
+static void vsock_free(struct virtio_dev *dev)
+{
+	struct vsock *vs = dev->priv;
+
+	close_all(vs, false);
+	if (vs->listen_ev)
+		vm__ev_del(dev->vm, vs->listen_fd);
+	if (vs->reset_ev)
+		vm__ev_del(dev->vm, vs->reset_fd);
+	vsock_release(vs);
 }
 
 static const struct virtio_dev_ops vsock_ops = {
@@ -952,6 +958,8 @@ static struct vsock *vsock_alloc(uint64_t cid, const char *uds_path)
 	}
 	vs->uds_path = strdup(uds_path);
 	if (!vs->uds_path) {
+		if (vs->spare_fd >= 0)
+			close(vs->spare_fd);
 		free(vs);
 		return NULL;
 	}
@@ -1003,15 +1011,6 @@ fail_dev:
 	virtio_dev__free(dev);
 	return r;
 fail:
-	if (vs->listen_fd >= 0) {
-		close(vs->listen_fd);
-		unlink(uds_path);
-	}
-	if (vs->reset_fd >= 0)
-		close(vs->reset_fd);
-	if (vs->spare_fd >= 0)
-		close(vs->spare_fd);
-	free(vs->uds_path);
-	free(vs);
+	vsock_release(vs);
 	return r;
 }

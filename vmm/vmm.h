@@ -42,7 +42,10 @@ struct vmm_control_reply {
 	int64_t uptime_us; /* since the VMM started */
 	uint32_t vcpus;
 	uint32_t mem_mib;
-	char error[128]; /* set when !ok */
+	/* the boot trace (docs/vmm.md): the newest phase reached, and when the vCPUs ran */
+	char last_phase[16];
+	int64_t first_run_us; /* VMM start -> first KVM_RUN, -1 if unknown */
+	char error[128];      /* set when !ok */
 };
 
 /* Send one request ("state", "pause", "resume", "stop") to the control socket at path

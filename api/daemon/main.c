@@ -41,13 +41,14 @@ struct opts {
 	char data_dir[PATH_MAX];
 	const char *socket;
 	uid_t owner_uid;
-	gid_t owner_gid;
+	gid_t owner_gid, admin_gid; /* API_NO_GID: none */
 	size_t max_body;
 	int timeout_s;
 	int request_timeout_s; /* --request-timeout */
 	unsigned max_conns;    /* --max-connections */
 	bool fake;
 	const char *vmm, *kernel, *initrd;
+	int boot_timeout_s;  /* --boot-timeout; 0: the backend's default */
 	uint8_t keys[8][32]; /* --approver-key */
 	size_t n_keys;
 	unsigned meter_ms;  /* --meter-interval-ms */
@@ -82,7 +83,11 @@ static void usage(FILE *f)
 		"  --socket PATH      API socket (default $XDG_RUNTIME_DIR/nucleus/nucleusd.sock,\n"
 		"                     /run/nucleus/nucleusd.sock for root)\n"
 		"  --owner-uid UID    uid allowed to use the API (default: own uid)\n"
-		"  --owner-gid GID    primary gid allowed to use the API (default: own gid)\n"
+		"  --owner-gid GID    group whose members (primary or supplementary) may use\n"
+		"                     the API, each seeing only their own sandboxes (default:\n"
+		"                     none; uid 0 and the owner uid are always allowed)\n"
+		"  --admin-gid GID    group whose members may use the API as admins: every\n"
+		"                     owner's sandboxes, like uid 0 (default: none)\n"
 		"  --max-body BYTES   request body limit (default 1048576)\n"
 		"  --timeout SECONDS  idle keep-alive connection, idle pause within a request,\n"
 		"                     unwritten reply: timeout (default 30)\n"
@@ -96,6 +101,9 @@ static void usage(FILE *f)
 		"                     " ND_INSTALL_GUEST_DIR "/vmlinux)\n"
 		"  --initrd PATH      guest initramfs (default: $NUCLEUS_INITRD, the build's,\n"
 		"                     " ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz)\n"
+		"  --boot-timeout SECONDS  a guest agent that does not answer within this of\n"
+		"                     its VMM's start fails the boot; the VMM is killed and its\n"
+		"                     last boot phase named (default 600)\n"
 		"  --approver-key HEX Ed25519 public key (64 hex) whose signed approvals turn\n"
 		"                     an `ask` into `allow`; pinned in new sessions (max 8)\n"
 		"  --fake-backend     run sandboxes on the fake test backend (no VMs)\n"
@@ -149,18 +157,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"socket", required_argument, NULL, 's'},
 					   {"owner-uid", required_argument, NULL, 'u'},
 					   {"owner-gid", required_argument, NULL, 'g'},
+					   {"admin-gid", required_argument, NULL, 'A'},
 					   {"max-body", required_argument, NULL, 'b'},
 					   {"timeout", required_argument, NULL, 't'},
 					   {"request-timeout", required_argument, NULL, 'R'},
 					   {"max-connections", required_argument, NULL, 'C'},
 					   {"fake-backend", no_argument, NULL, 'F'},
+					   {"boot-timeout", required_argument, NULL, 'B'},
 					   {"vmm", required_argument, NULL, 'V'},
 					   {"kernel", required_argument, NULL, 'K'},
 					   {"initrd", required_argument, NULL, 'I'},
 					   {"approver-key", required_argument, NULL, 'k'},
 					   {"meter-interval-ms", required_argument, NULL, 'M'},
 					   {"prices", required_argument, NULL, 'P'},
-					   {"backup-interval", required_argument, NULL, 'B'},
+					   {"backup-interval", required_argument, NULL, 'U'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	unsigned long long v;
@@ -168,7 +178,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 	default_data_dir(o->data_dir, sizeof(o->data_dir));
 	o->owner_uid = getuid();
-	o->owner_gid = getgid();
+	o->owner_gid = API_NO_GID;
+	o->admin_gid = API_NO_GID;
 	o->backup_s = ND_BACKUP_INTERVAL_S;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -180,12 +191,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'u':
 		case 'g':
+		case 'A':
 			if (!parse_num(optarg, UINT_MAX - 1, &v))
 				goto bad;
 			if (c == 'u')
 				o->owner_uid = (uid_t)v;
-			else
+			else if (c == 'g')
 				o->owner_gid = (gid_t)v;
+			else
+				o->admin_gid = (gid_t)v;
 			break;
 		case 'b':
 			if (!parse_num(optarg, 1ULL << 30, &v) || v < 1024)
@@ -210,6 +224,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'F':
 			o->fake = true;
 			break;
+		case 'B':
+			if (!parse_num(optarg, 86400, &v) || v == 0)
+				goto bad;
+			o->boot_timeout_s = (int)v;
+			break;
 		case 'V':
 			o->vmm = optarg;
 			break;
@@ -232,7 +251,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'P':
 			o->prices = optarg;
 			break;
-		case 'B':
+		case 'U':
 			if (!parse_num(optarg, ND_BACKUP_INTERVAL_MAX_S, &v))
 				goto bad;
 			o->backup_s = (unsigned)v;
@@ -247,6 +266,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind != argc) {
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (o->fake && (o->vmm || o->kernel || o->initrd || o->boot_timeout_s)) {
+		fprintf(stderr, "nucleusd: --vmm, --kernel, --initrd and --boot-timeout are the VM "
+				"backend's; --fake-backend runs no VMs\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -270,6 +294,37 @@ static int mkdirs(const char *path, mode_t mode)
 	}
 	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
 		return -errno;
+	return 0;
+}
+
+/*
+ * The data directory holds secrets (nucleus.db, audit.key): it must be the daemon's
+ * uid's and 0700. A looser mode is narrowed (and logged); another uid's, or one that
+ * others may write to (a shared directory), is refused.
+ */
+static int private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (st.st_uid != geteuid()) {
+		logmsg("error", "%s is owned by uid %u, not by this daemon's uid %u: refusing it",
+		       dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if ((st.st_mode & 07777) == 0700)
+		return 0;
+	/* a shared directory (e.g. /tmp given by mistake) is not narrowed for others */
+	if (st.st_mode & (S_ISVTX | S_IWOTH)) {
+		logmsg("error", "%s is mode %04o, writable by others: not a private data directory",
+		       dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	if (chmod(dir, 0700) < 0)
+		return -errno;
+	logmsg("warning", "%s was mode %04o, narrowed to 0700", dir,
+	       (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 
@@ -317,7 +372,7 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	struct nd_vm_config cfg = {.data_dir = o->data_dir};
+	struct nd_vm_config cfg = {.data_dir = o->data_dir, .boot_timeout_s = o->boot_timeout_s};
 	struct nd_err e = {{0}};
 	int r;
 
@@ -399,6 +454,15 @@ static int db_check(const char *data_dir)
 	return r;
 }
 
+/* "none" or the number, in @buf. */
+static const char *gid_name(gid_t g, char buf[16])
+{
+	if (g == API_NO_GID)
+		return "none";
+	snprintf(buf, 16, "%u", (unsigned)g);
+	return buf;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	logmsg("info", "signal %d: shutting down", (int)sig);
@@ -415,6 +479,7 @@ int main(int argc, char **argv)
 	struct api_server *srv = NULL;
 	struct api_server_config scfg = {0};
 	struct nd_config cfg = {0};
+	char gids[2][16];
 	int lock = -1, r;
 
 	r = parse_opts(argc, argv, &o);
@@ -424,6 +489,12 @@ int main(int argc, char **argv)
 	r = mkdirs(o.data_dir, 0700);
 	if (r < 0) {
 		logmsg("error", "cannot create %s: %s", o.data_dir, strerror(-r));
+		goto out;
+	}
+	r = private_dir(o.data_dir);
+	if (r < 0) {
+		if (r != -EPERM)
+			logmsg("error", "cannot make %s private: %s", o.data_dir, strerror(-r));
 		goto out;
 	}
 	lock = lock_data_dir(o.data_dir);
@@ -473,6 +544,7 @@ int main(int argc, char **argv)
 	scfg = (struct api_server_config){.socket_path = o.socket,
 					  .owner_uid = o.owner_uid,
 					  .owner_gid = o.owner_gid,
+					  .admin_gid = o.admin_gid,
 					  .max_body = o.max_body,
 					  .timeout_s = o.timeout_s,
 					  .request_timeout_s = o.request_timeout_s,
@@ -489,9 +561,9 @@ int main(int argc, char **argv)
 		r = -ENOMEM;
 		goto out;
 	}
-	logmsg("info", "listening on %s (data %s, owner uid %u gid %u)",
+	logmsg("info", "listening on %s (data %s, owner uid %u, owner gid %s, admin gid %s)",
 	       api_server__socket_path(srv), o.data_dir, (unsigned)o.owner_uid,
-	       (unsigned)o.owner_gid);
+	       gid_name(o.owner_gid, gids[0]), gid_name(o.admin_gid, gids[1]));
 	r = event_base_dispatch(base) < 0 ? -EIO : 0;
 out:
 	if (sigterm)

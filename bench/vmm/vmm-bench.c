@@ -4,7 +4,7 @@
  * Not a test: run it where KVM works (bench/vmm/run.sh puts it in the nested harness).
  *
  *   vmm-bench --vmm PATH --kernel VMLINUX --initrd INITRAMFS [--runs N (5)]
- *             [--qemu PATH] [--json OUT]
+ *             [--qemu PATH] [--json OUT] [--cycle-initrd INITRAMFS]
  *
  * Per run, nucleus-vmm (128 MiB, 1 vCPU, console to a file, "quiet"):
  *   boot_timer_us  VMM start -> the agent's READY write (the VMM's own boot timer)
@@ -12,10 +12,15 @@
  *   console_us     fork of the VMM -> nucleus-init's "ready:" console line
  *   overhead_kib   Rss of every mapping in /proc/PID/smaps except guest RAM, taken
  *                  at agent ready
+ *   life_us        fork -> agent ready -> SHUTDOWN over vsock -> the VMM reaped
+ *   phases         the VMM's boot trace of that run (--trace-boot, docs/vmm.md)
  * QEMU -M microvm with the same kernel, initramfs and command line, same run:
  *   qemu_ready_us   fork -> the READY byte, caught by an isa-debugcon device on the
  *                   status port (needs a guest kernel with ioperm(), else -1)
  *   qemu_console_us fork -> the same "ready:" console line
+ * With --cycle-initrd (tests/vm's nt initramfs: init prints, announces a shutdown and
+ * resets), both VMMs boot it with nt=shutdown and exit on the reset:
+ *   cycle_us, qemu_cycle_us  fork -> exit, the whole life cycle
  * Prints a table of medians and ratios and writes JSON.
  */
 #include <errno.h>
@@ -29,7 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "guest/guest.h"
+#include "vmm/core.h"
 #include "vmm/vmm.h"
 
 #define MAX_RUNS  50
@@ -37,7 +45,7 @@
 #define GUEST_MIB 128
 
 struct opts {
-	const char *vmm, *kernel, *initrd, *qemu, *json;
+	const char *vmm, *kernel, *initrd, *qemu, *json, *cycle_initrd;
 	int runs;
 };
 
@@ -114,8 +122,37 @@ static long overhead_kib(pid_t pid)
 
 struct sample {
 	int64_t boot_timer_us, first_reply_us, console_us, qemu_ready_us, qemu_console_us;
+	int64_t life_us, cycle_us, qemu_cycle_us;
+	int64_t phase_us[VM_PH__N]; /* the agent run's boot trace; -1: not reached */
 	long overhead_kib;
 };
+
+/* The "boot trace {...}" line of a nucleus-vmm log into @ph (-1 where absent). */
+static void read_trace(const char *log, int64_t ph[VM_PH__N])
+{
+	char buf[65536];
+	int fd = open(log, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	const char *line;
+	json_t *t;
+
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < VM_PH__N; i++)
+		ph[i] = -1;
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	line = strstr(buf, "boot trace {");
+	t = line ? json_loads(line + strlen("boot trace "), JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+	for (int i = 0; t && i < VM_PH__N; i++) {
+		json_t *v = json_object_get(t, vm__phase_name((enum vm_phase)i));
+
+		if (json_is_integer(v))
+			ph[i] = json_integer_value(v);
+	}
+	json_decref(t);
+}
 
 #define READY_LINE "ready: agent listening"
 
@@ -141,9 +178,10 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 	snprintf(vsock, sizeof(vsock), "%s/vsock", dir);
 	snprintf(ctl, sizeof(ctl), "%s/control", dir);
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
-	const char *argv[] = {o->vmm, "--kernel",  o->kernel, "--initrd", o->initrd, "--mem",
-			      "128",  "--vcpus",   "1",	      "--vsock",  vsock,     "--control",
-			      ctl,    "--console", con,	      NULL};
+	const char *argv[] = {o->vmm,	      "--kernel",  o->kernel, "--initrd",  o->initrd,
+			      "--mem",	      "128",	   "--vcpus", "1",	   "--vsock",
+			      vsock,	      "--control", ctl,	      "--console", con,
+			      "--trace-boot", NULL};
 	struct guest *g = NULL;
 	int64_t t0 = now_us();
 	pid_t pid = spawn(argv, log);
@@ -179,6 +217,8 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 		kill(pid, SIGKILL);
 		return -1;
 	}
+	s->life_us = now_us() - t0;
+	read_trace(log, s->phase_us);
 	return 0;
 }
 
@@ -251,6 +291,46 @@ static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 	return s->qemu_console_us < 0 && s->qemu_ready_us < 0 ? -1 : 0;
 }
 
+/* fork -> exit of one boot of the cycle initramfs (nt=shutdown); -1 on a bad exit. */
+static int64_t cycle(const char *const *argv, const char *log)
+{
+	int64_t t0 = now_us();
+	pid_t pid = spawn(argv, log);
+	int st = reap(pid, WAIT_S);
+
+	return st == 0 ? now_us() - t0 : -1;
+}
+
+static void run_cycles(const struct opts *o, const char *dir, struct sample *s)
+{
+	char log[128], qlog[128];
+	const char *vmm[] = {o->vmm,	    "--kernel",	 o->kernel, "--initrd", o->cycle_initrd,
+			     "--mem",	    "128",	 "--vcpus", "1",	"--cmdline",
+			     "nt=shutdown", "--console", "off",	    NULL};
+	const char *qemu[] = {o->qemu,	     "-M",
+			      "microvm",     "-enable-kvm",
+			      "-cpu",	     "host",
+			      "-m",	     "128",
+			      "-smp",	     "1",
+			      "-nodefaults", "-no-user-config",
+			      "-nographic",  "-no-reboot",
+			      "-kernel",     o->kernel,
+			      "-initrd",     o->cycle_initrd,
+			      "-append",     "reboot=k panic=-1 quiet nt=shutdown",
+			      NULL};
+
+	snprintf(log, sizeof(log), "%s/cycle.log", dir);
+	snprintf(qlog, sizeof(qlog), "%s/qemu-cycle.log", dir);
+	s->cycle_us = cycle(vmm, log);
+	if (s->cycle_us < 0)
+		dump_tail(log);
+	if (access(o->qemu, X_OK) == 0) {
+		s->qemu_cycle_us = cycle(qemu, qlog);
+		if (s->qemu_cycle_us < 0)
+			dump_tail(qlog);
+	}
+}
+
 static int cmp64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -291,6 +371,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->json = v;
 		else if (!strcmp(k, "--runs"))
 			o->runs = atoi(v);
+		else if (!strcmp(k, "--cycle-initrd"))
+			o->cycle_initrd = v;
 		else
 			return -1;
 	}
@@ -308,7 +390,7 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: vmm-bench --vmm PATH --kernel VMLINUX --initrd FILE "
-				"[--runs N] [--qemu PATH] [--json OUT]\n");
+				"[--runs N] [--qemu PATH] [--json OUT] [--cycle-initrd FILE]\n");
 		return 2;
 	}
 	if (!mkdtemp(dir))
@@ -320,12 +402,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "run %d: nucleus-vmm did not reach agent ready\n", i);
 		if (access(o.qemu, X_OK) == 0 && run_qemu(&o, dir, &s[i]) < 0)
 			fprintf(stderr, "run %d: qemu microvm did not reach ready\n", i);
+		if (o.cycle_initrd)
+			run_cycles(&o, dir, &s[i]);
 		fprintf(stderr,
 			"run %d: boot_timer %lld us, first_reply %lld us, console %lld us, "
-			"qemu ready %lld us, qemu console %lld us, overhead %ld KiB\n",
+			"qemu ready %lld us, qemu console %lld us, overhead %ld KiB, life %lld us, "
+			"cycle %lld us, qemu cycle %lld us\n",
 			i, (long long)s[i].boot_timer_us, (long long)s[i].first_reply_us,
 			(long long)s[i].console_us, (long long)s[i].qemu_ready_us,
-			(long long)s[i].qemu_console_us, s[i].overhead_kib);
+			(long long)s[i].qemu_console_us, s[i].overhead_kib, (long long)s[i].life_us,
+			(long long)s[i].cycle_us, (long long)s[i].qemu_cycle_us);
 	}
 	int64_t bt = median(s, o.runs, offsetof(struct sample, boot_timer_us));
 	int64_t fr = median(s, o.runs, offsetof(struct sample, first_reply_us));
@@ -336,6 +422,15 @@ int main(int argc, char **argv)
 	double ratio_con = nc > 0 && qc > 0 ? (double)nc / (double)qc : -1;
 	double ratio_bt = bt > 0 && qr > 0 ? (double)bt / (double)qr : -1;
 	double ratio_fr = fr > 0 && qr > 0 ? (double)fr / (double)qr : -1;
+	int64_t life = median(s, o.runs, offsetof(struct sample, life_us));
+	int64_t cy = median(s, o.runs, offsetof(struct sample, cycle_us));
+	int64_t qcy = median(s, o.runs, offsetof(struct sample, qemu_cycle_us));
+	double ratio_cy = cy > 0 && qcy > 0 ? (double)cy / (double)qcy : -1;
+	int64_t ph[VM_PH__N];
+
+	for (int k = 0; k < VM_PH__N; k++)
+		ph[k] = median(s, o.runs,
+			       offsetof(struct sample, phase_us) + (size_t)k * sizeof(int64_t));
 
 	printf("%-44s %14s\n", "metric (median of runs)", "value");
 	printf("%-44s %14lld\n", "nucleus-vmm boot timer (us)", (long long)bt);
@@ -347,6 +442,21 @@ int main(int argc, char **argv)
 	printf("%-44s %14.3f\n", "ratio boot timer / qemu (target <= 0.5)", ratio_bt);
 	printf("%-44s %14.3f\n", "ratio first reply / qemu", ratio_fr);
 	printf("%-44s %14lld\n", "nucleus-vmm overhead RSS (KiB, target <= 2048)", (long long)ov);
+	printf("%-44s %14lld\n", "nucleus-vmm life: start..ready..exit (us)", (long long)life);
+	for (int k = 0; k < VM_PH__N; k++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "  phase %s (us since start)",
+			 vm__phase_name((enum vm_phase)k));
+		printf("%-44s %14lld\n", name, (long long)ph[k]);
+	}
+	if (o.cycle_initrd) {
+		printf("%-44s %14lld\n", "nucleus-vmm cycle: boot..reset..exit (us)",
+		       (long long)cy);
+		printf("%-44s %14lld\n", "qemu microvm cycle: boot..reset..exit (us)",
+		       (long long)qcy);
+		printf("%-44s %14.3f\n", "ratio cycle nucleus / qemu (target <= 0.8)", ratio_cy);
+	}
 
 	FILE *j = fopen(o.json, "w");
 	if (j) {
@@ -355,9 +465,16 @@ int main(int argc, char **argv)
 			"\"nucleus_first_reply_us\":%lld,\"qemu_microvm_ready_us\":%lld,"
 			"\"ratio_boot_timer\":%.4f,\"ratio_first_reply\":%.4f,"
 			"\"overhead_kib\":%lld,\"nucleus_console_us\":%lld,"
-			"\"qemu_console_us\":%lld,\"ratio_console\":%.4f,\"samples\":[",
+			"\"qemu_console_us\":%lld,\"ratio_console\":%.4f,\"nucleus_life_us\":%lld,"
+			"\"nucleus_cycle_us\":%lld,\"qemu_cycle_us\":%lld,\"ratio_cycle\":%.4f,"
+			"\"phases_us\":{",
 			o.runs, (long long)bt, (long long)fr, (long long)qr, ratio_bt, ratio_fr,
-			(long long)ov, (long long)nc, (long long)qc, ratio_con);
+			(long long)ov, (long long)nc, (long long)qc, ratio_con, (long long)life,
+			(long long)cy, (long long)qcy, ratio_cy);
+		for (int k = 0; k < VM_PH__N; k++)
+			fprintf(j, "%s\"%s\":%lld", k ? "," : "", vm__phase_name((enum vm_phase)k),
+				(long long)ph[k]);
+		fprintf(j, "},\"samples\":[");
 		for (int i = 0; i < o.runs; i++)
 			fprintf(j,
 				"%s{\"boot_timer_us\":%lld,\"first_reply_us\":%lld,"

@@ -5,7 +5,7 @@
  * One handler process per connection (fork): whatever goes wrong while serving a
  * request ends that process, never the server (PID 1 in a VM). The parent only
  * accepts, forks, reaps (every orphan in the VM too when it is PID 1) and waits for a
- * handler to ask for the shutdown. Signals reach it through a signalfd.
+ * handler to exit with HANDLER_EXIT_SHUTDOWN. Signals reach it through a signalfd.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +21,12 @@
 #include "guest/init/agent.h"
 
 #define SHUTDOWN_ACK_MS 5000
+/*
+ * A handler that acknowledged a SHUTDOWN exits with this status. The server learns it
+ * when it reaps that handler: the one event that cannot be lost or reordered (a signal
+ * sent before the exit could be read after the reap, when its pid is no handler's).
+ */
+#define HANDLER_EXIT_SHUTDOWN 3
 
 void agent__log(const char *fmt, ...)
 {
@@ -181,31 +187,32 @@ struct server {
 	bool done;
 };
 
-static bool is_handler(const struct server *s, pid_t pid)
-{
-	for (int i = 0; i < s->nhandlers; i++)
-		if (s->handlers[i] == pid)
-			return true;
-	return false;
-}
-
-static void forget_handler(struct server *s, pid_t pid)
+/* Whether @pid was a handler (now forgotten). */
+static bool forget_handler(struct server *s, pid_t pid)
 {
 	for (int i = 0; i < s->nhandlers; i++) {
 		if (s->handlers[i] != pid)
 			continue;
 		s->handlers[i] = s->handlers[--s->nhandlers];
 		registry__release_owner(pid);
-		return;
+		return true;
 	}
+	return false;
 }
 
 static void reap(struct server *s)
 {
 	pid_t pid;
+	int st;
 
-	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-		forget_handler(s, pid);
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		/* Only a handler that acknowledged a SHUTDOWN request asks for it. */
+		if (forget_handler(s, pid) && WIFEXITED(st) &&
+		    WEXITSTATUS(st) == HANDLER_EXIT_SHUTDOWN) {
+			s->result = 1;
+			s->done = true;
+		}
+	}
 }
 
 static void handler_main(struct server *s, int conn)
@@ -221,17 +228,16 @@ static void handler_main(struct server *s, int conn)
 	serve__conn(conn, &shutdown);
 	if (shutdown) {
 		/* The OK must reach the host before the VM goes: wait until the client has
-		 * read it and hung up (bounded), then ask PID 1 to power off. */
+		 * read it and hung up (bounded), then ask PID 1 to power off by exiting so. */
 		struct pollfd pfd = {.fd = conn, .events = POLLIN};
 		char c;
 
 		if (poll(&pfd, 1, SHUTDOWN_ACK_MS) > 0 && read(conn, &c, 1) < 0) {
 			/* gone either way */
 		}
-		kill(getppid(), SIGUSR1);
 	}
 	close(conn);
-	_exit(0);
+	_exit(shutdown ? HANDLER_EXIT_SHUTDOWN : 0);
 }
 
 /* Never blocks the server: the reply fits an empty socket buffer (timeout 0). */
@@ -278,13 +284,6 @@ static void on_signal(struct server *s)
 		case SIGCHLD:
 			reap(s);
 			break;
-		case SIGUSR1:
-			/* Only a handler that acknowledged a SHUTDOWN request asks for it. */
-			if (is_handler(s, (pid_t)si.ssi_pid)) {
-				s->result = 1;
-				s->done = true;
-			}
-			break;
 		case SIGTERM:
 		case SIGINT:
 			if (!s->pid1) {
@@ -305,7 +304,6 @@ static int setup_signals(struct server *s)
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);

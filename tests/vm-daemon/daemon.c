@@ -22,6 +22,7 @@
 
 #include "api/api.h"
 #include "policy/policy.h"
+#include "tests/unit/th_approval.h"
 #include "tests/unit/th_budget.h"
 
 #define HANG_S 600
@@ -185,6 +186,16 @@ static json_t *result(struct api_response *r)
 	return json_object_get(r->json, "result");
 }
 
+/* A run of @args (tool arguments) in @id that succeeds and prints @out. */
+static void expect_run(const char *id, const char *args, const char *out)
+{
+	struct api_response r = tool(id, "run", args);
+
+	cr_assert_eq(r.status, 200, "run %s: %d %s", args, r.status, r.body);
+	cr_assert_str_eq(jstr(result(&r), "stdout"), out, "run %s", args);
+	api_response__clear(&r);
+}
+
 static json_t *get_sandbox(const char *id)
 {
 	char path[96];
@@ -220,37 +231,28 @@ static int sh(const char *cmd, char *out, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The approval of @req (a web_fetch of @url) signed with @sk, as a POST approvals body. */
+static char *signed_approval(json_t *req, const char *url, const unsigned char *sk)
+{
+	char call_json[256];
+
+	cr_assert_str_eq(jstr(req, "tool"), "web_fetch");
+	snprintf(call_json, sizeof(call_json), "{\"op\": \"web_fetch\", \"url\": \"%s\"}", url);
+	return th_approval_body(req, call_json, sk);
+}
+
 /* An approval signed by a key the daemon does not pin is a deny (APPROVAL_BAD_SIG). */
 static void approve_web_fetch(const char *id, json_t *req)
 {
-	struct policy_call_owned *pcall = NULL;
-	struct policy_approval a = {0};
-	struct policy_error pe;
 	struct api_response r;
-	char path[128], body[2048], *aj = NULL;
-	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
 	unsigned char rogue_pk[32], rogue_sk[64];
-
-	cr_assert_str_eq(jstr(req, "tool"), "web_fetch");
-	cr_assert_eq(
-		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/\"}",
-				   &pcall, &pe),
-		0);
-	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
-		     0);
-	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
-	a.op = POLICY_OP_WEB_FETCH;
-	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
-	a.expires = (int64_t)time(NULL) + 120;
-	policy__call_free(pcall);
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	char path[128], *body;
 
 	crypto_sign_keypair(rogue_pk, rogue_sk);
-	cr_assert_eq(policy__approval_sign(&a, rogue_sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
-	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
-	free(aj);
+	body = signed_approval(req, "https://example.com/", rogue_sk);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
 	r = call("POST", path, body);
+	free(body);
 	cr_assert_eq(r.status, 403, "rogue approval: %d %s", r.status, r.body);
 	cr_assert_str_eq(jstr(r.json, "reason"), "APPROVAL_BAD_SIG");
 	cr_assert_str_eq(jstr(r.json, "verdict"), "deny");
@@ -264,36 +266,15 @@ static void approve_web_fetch(const char *id, json_t *req)
  */
 static void approve_good(const char *id)
 {
-	struct policy_call_owned *pcall = NULL;
-	struct policy_approval a = {0};
-	struct policy_error pe;
 	struct api_response r, q;
-	char path[128], body[2048], *aj = NULL, nonce[40];
-	const char *session;
-	json_t *req;
+	char path[128], *body;
 
 	q = tool(id, "web_fetch", "{\"url\": \"https://example.com/x\"}");
 	cr_assert_eq(q.status, 403, "web_fetch: %d %s", q.status, q.body);
-	req = json_object_get(q.json, "approval_request");
-	snprintf(nonce, sizeof(nonce), "%s", jstr(req, "nonce"));
-	session = jstr(req, "session");
-	cr_assert_eq(
-		policy__call_parse("{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}",
-				   &pcall, &pe),
-		0);
-	cr_assert_eq(sodium_hex2bin(a.session_id, 16, session, strlen(session), NULL, NULL, NULL),
-		     0);
-	cr_assert_eq(sodium_hex2bin(a.nonce, 16, nonce, strlen(nonce), NULL, NULL, NULL), 0);
-	a.op = POLICY_OP_WEB_FETCH;
-	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
-	a.expires = (int64_t)time(NULL) + 120;
-	policy__call_free(pcall);
-	cr_assert_eq(policy__approval_sign(&a, D.sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
+	body = signed_approval(json_object_get(q.json, "approval_request"), "https://example.com/x",
+			       D.sk);
 	api_response__clear(&q);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
-	snprintf(body, sizeof(body), "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj);
-	free(aj);
 	r = call("POST", path, body);
 	cr_assert_eq(r.status, 501, "approved web_fetch: %d %s", r.status, r.body);
 	cr_assert_str_eq(jstr(r.json, "error"), "not_implemented");
@@ -301,6 +282,7 @@ static void approve_good(const char *id)
 	r = call("POST", path, body);
 	cr_assert_eq(r.status, 409, "second use: %d %s", r.status, r.body);
 	api_response__clear(&r);
+	free(body);
 }
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 900);
@@ -464,10 +446,7 @@ Test(daemon, killed_vmm_fails_only_its_sandbox)
 	r = tool(a, "run", "{\"argv\": [\"true\"]}");
 	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
 	api_response__clear(&r);
-	r = tool(b, "run", "{\"argv\": [\"echo\", \"still here\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "still here\n");
-	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"still here\"]}", "still here\n");
 
 	/* A daemon restart re-adopts the VM that still runs; the dead one stays failed. */
 	nd_term();
@@ -479,10 +458,7 @@ Test(daemon, killed_vmm_fails_only_its_sandbox)
 	s = get_sandbox(a);
 	cr_assert_str_eq(jstr(s, "state"), "failed");
 	json_decref(s);
-	r = tool(b, "run", "{\"argv\": [\"echo\", \"adopted\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "adopted\n");
-	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"adopted\"]}", "adopted\n");
 	{
 		char path[96];
 
@@ -629,13 +605,7 @@ Test(daemon, custom_image_and_sandbox_env)
 	id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "
 		    "\"image\": \"custom\", \"env\": {\"GREETING\": \"hello from env\"}}",
 		    2);
-	r = tool(id, "run", "{\"argv\": [\"cat\", \"/etc/nucleus-image\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "custom\n");
-	api_response__clear(&r);
-	r = tool(id, "run", "{\"argv\": [\"sh\", \"-c\", \"echo $GREETING\"]}");
-	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(result(&r), "stdout"), "hello from env\n");
-	api_response__clear(&r);
+	expect_run(id, "{\"argv\": [\"cat\", \"/etc/nucleus-image\"]}", "custom\n");
+	expect_run(id, "{\"argv\": [\"sh\", \"-c\", \"echo $GREETING\"]}", "hello from env\n");
 	nd_term();
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tests/vm/vmtest.h"
+#include "vmm/core.h"
 #include "vmm/vmm.h"
 
 static const char *kernel(void)
@@ -56,42 +57,46 @@ static void expect_log(struct vmt *t, const char *needle)
 
 TestSuite(boot, .timeout = VMT_TEST_TIMEOUT_S);
 
-/* A boot with nt=@action: what the console and the VMM log show, and the exit status. */
+/*
+ * A boot with nt=@action: what the console and the VMM log show, and the exit status.
+ * Arrays, not pointers: criterion runs each case in a new process (of its own layout).
+ */
 struct boot_case {
-	const char *what, *action, *vcpus;
-	const char *console[2]; /* each must appear (NULL: none) */
-	const char *log;	/* must appear in the VMM log (NULL: no check) */
+	char what[64], action[16], vcpus[4];
+	char console[2][32]; /* each must appear ("": none) */
+	char log[32];	     /* must appear in the VMM log ("": no check) */
 	int status;
 };
 
 ParameterizedTestParameters(boot, console_and_exit_status)
 {
 	static struct boot_case cases[] = {
-		{"announced shutdown + reset is a clean shutdown",
-		 "shutdown",
-		 "1",
-		 {"NT-BOOTED action=shutdown", NULL},
-		 "clean shutdown",
-		 VMM_EXIT_SHUTDOWN},
-		{"a reboot without announcement is a crash",
-		 "reboot",
-		 "1",
-		 {"NT-BOOTED action=reboot", NULL},
-		 NULL,
-		 VMM_EXIT_CRASH},
-		{"SMP: two vCPUs visible",
-		 "cpus",
-		 "2",
-		 {"NT-CPUS 2\n", NULL},
-		 NULL,
-		 VMM_EXIT_SHUTDOWN},
-		{"four vCPUs visible", "cpus", "4", {"NT-CPUS 4\n", NULL}, NULL, VMM_EXIT_SHUTDOWN},
-		{"init's exit panics the kernel, a crash",
-		 "panic",
-		 "1",
-		 {"NT-EXITING", "Kernel panic"},
-		 NULL,
-		 VMM_EXIT_CRASH},
+		{.what = "announced shutdown + reset is a clean shutdown",
+		 .action = "shutdown",
+		 .vcpus = "1",
+		 .console = {"NT-BOOTED action=shutdown"},
+		 .log = "clean shutdown",
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "a reboot without announcement is a crash",
+		 .action = "reboot",
+		 .vcpus = "1",
+		 .console = {"NT-BOOTED action=reboot"},
+		 .status = VMM_EXIT_CRASH},
+		{.what = "SMP: two vCPUs visible",
+		 .action = "cpus",
+		 .vcpus = "2",
+		 .console = {"NT-CPUS 2\n"},
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "four vCPUs visible",
+		 .action = "cpus",
+		 .vcpus = "4",
+		 .console = {"NT-CPUS 4\n"},
+		 .status = VMM_EXIT_SHUTDOWN},
+		{.what = "init's exit panics the kernel, a crash",
+		 .action = "panic",
+		 .vcpus = "1",
+		 .console = {"NT-EXITING", "Kernel panic"},
+		 .status = VMM_EXIT_CRASH},
 	};
 
 	return cr_make_param_array(struct boot_case, cases, sizeof(cases) / sizeof(cases[0]));
@@ -104,9 +109,9 @@ ParameterizedTest(struct boot_case *c, boot, console_and_exit_status)
 
 	vmt_init(&t);
 	st = boot_action(&t, c->action, c->vcpus);
-	for (size_t i = 0; i < 2 && c->console[i]; i++)
+	for (size_t i = 0; i < 2 && c->console[i][0]; i++)
 		expect_console(&t, c->console[i]);
-	if (c->log)
+	if (c->log[0])
 		expect_log(&t, c->log);
 	cr_expect_eq(st, c->status, "%s: status %d, want %d", c->what, st, c->status);
 	vmt_fini(&t);
@@ -123,6 +128,46 @@ Test(boot, console_off_still_boots)
 	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "status %d", st);
 	struct stat sb;
 	cr_expect(stat(t.console, &sb) < 0 || sb.st_size == 0, "console off wrote output");
+	vmt_fini(&t);
+}
+
+/* --trace-boot: every phase of a clean boot-and-shutdown, once, in order (docs/vmm.md). */
+Test(boot, trace_boot_reports_every_phase_in_order)
+{
+	static const enum vm_phase order[] = {
+		VM_PH_KVM,   VM_PH_MEMORY,    VM_PH_DEVICES,  VM_PH_LOADED,
+		VM_PH_VCPUS, VM_PH_FIRST_RUN, VM_PH_SHUTDOWN, VM_PH_RESET,
+		VM_PH_STOP,  VM_PH_JOINED,    VM_PH_EXIT,
+	};
+	const char *args[] = {"--kernel",  kernel(),	  "--initrd",	  initrd(),
+			      "--cmdline", "nt=shutdown", "--trace-boot", NULL};
+	json_int_t prev = 0;
+	struct vmt t;
+	json_t *trace;
+	char *log, *line;
+	int st;
+
+	vmt_init(&t);
+	vmt_spawn(&t, args);
+	st = vmt_wait(&t, VMT_TIMEOUT_S);
+	cr_expect_eq(st, VMM_EXIT_SHUTDOWN, "status %d", st);
+	log = vmt_read(t.log);
+	/* each phase as it came (a hung VM shows how far it got), then the whole trace */
+	cr_expect_not_null(strstr(log, "trace: first_run at "), "%s", log);
+	line = strstr(log, "boot trace {");
+	cr_assert_not_null(line, "%s", log);
+	trace = json_loads(line + strlen("boot trace "), JSON_DISABLE_EOF_CHECK, NULL);
+	cr_assert(json_is_object(trace), "%s", line);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		json_t *v = json_object_get(trace, vm__phase_name(order[i]));
+
+		cr_assert(json_is_integer(v), "no %s in %s", vm__phase_name(order[i]), line);
+		cr_expect_geq(json_integer_value(v), prev, "%s before the phase ahead of it: %s",
+			      vm__phase_name(order[i]), line);
+		prev = json_integer_value(v);
+	}
+	json_decref(trace);
+	free(log);
 	vmt_fini(&t);
 }
 
@@ -212,6 +257,8 @@ Test(boot, pause_resume_stop_over_the_control_socket)
 	cr_expect_eq(r.mem_mib, 192);
 	cr_expect_gt(r.boot_us, 0, "the guest wrote READY before ticking");
 	cr_expect_geq(r.uptime_us, r.boot_us);
+	cr_expect_str_eq(r.last_phase, "ready", "the boot trace's newest phase");
+	cr_expect_gt(r.first_run_us, 0);
 
 	control(&t, "pause", &r);
 	cr_expect_str_eq(r.state, "paused");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -211,6 +212,83 @@ void thd_expect(struct thd *d, const char *method, const char *path, const char 
 
 	cr_assert_eq(r.status, status, "%s %s: %d %s", method, path, r.status, r.body);
 	api_response__clear(&r);
+}
+
+void thd_expect_intact(struct thd *d, const char *id)
+{
+	char path[160];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
+	r = thd_call(d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s: %d %s", path, r.status, r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s: %s", path, r.body);
+	api_response__clear(&r);
+}
+
+json_t *thd_sandboxes(const struct api_response *r)
+{
+	json_t *a = json_object_get(r->json, "sandboxes");
+
+	cr_assert(json_is_array(a), "not a page of sandboxes: %s", r->body);
+	return a;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	if (write(fd, p, n) != (ssize_t)n)
+		_exit(4);
+}
+
+static void read_all(int fd, void *p, size_t n)
+{
+	cr_assert_eq(read(fd, p, n), (ssize_t)n, "the client child said nothing");
+}
+
+struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
+				const char *method, const char *path, const char *json_body)
+{
+	struct api_response r = {0};
+	int fds[2];
+	size_t len;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct api_client *c = NULL;
+		struct api_response x = {0};
+		json_t *b = json_body ? json_loads(json_body, 0, NULL) : NULL;
+		int st;
+
+		close(fds[0]);
+		if (setgroups(p->extra ? 1 : 0, &p->extra) < 0 || setgid(p->gid) < 0 ||
+		    setuid(p->uid) < 0)
+			_exit(3);
+		st = api_client__new(d->sock, &c);
+		if (st == 0)
+			st = api_client__call(c, method, path, b, &x);
+		if (st == 0)
+			st = x.status;
+		len = x.body ? x.len : 0;
+		write_all(fds[1], &st, sizeof(st));
+		write_all(fds[1], &len, sizeof(len));
+		write_all(fds[1], x.body ? x.body : "", len);
+		_exit(0);
+	}
+	close(fds[1]);
+	read_all(fds[0], &r.status, sizeof(r.status));
+	read_all(fds[0], &len, sizeof(len));
+	r.body = calloc(1, len + 1);
+	cr_assert_not_null(r.body);
+	if (len)
+		read_all(fds[0], r.body, len);
+	r.len = len;
+	r.json = json_loads(r.body, 0, NULL);
+	close(fds[0]);
+	waitpid(pid, NULL, 0);
+	return r;
 }
 
 int thd_dial(const struct thd *d)

@@ -57,6 +57,22 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 /* thd_call that asserts the reply's @status and frees the reply. */
 void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
 		int status);
+/* GET /v1/sandboxes/@id/audit/verify answers 200 with "ok": true. */
+void thd_expect_intact(struct thd *d, const char *id);
+/* A client as another user (tests running as root): uid, primary gid, one more group. */
+struct thd_peer {
+	uid_t uid;
+	gid_t gid;   /* primary */
+	gid_t extra; /* one supplementary group, 0: none */
+};
+/*
+ * thd_call from a child process running as @p (setgroups, setgid, setuid). The status
+ * is -errno when no response came (e.g. -EACCES: the socket's mode refused the connect).
+ */
+struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
+				const char *method, const char *path, const char *json_body);
+/* The sandboxes of a GET /v1/sandboxes reply: every list read of the tests goes here. */
+json_t *thd_sandboxes(const struct api_response *r);
 /* A socket connected to the daemon, receives time out after 20 s; asserts. */
 int thd_dial(const struct thd *d);
 /* Raw bytes on the socket (for malformed requests); asserts a response came. */

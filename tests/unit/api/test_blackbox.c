@@ -47,12 +47,6 @@ static const char *jstr(json_t *o, const char *key)
 	return s ? s : "(none)";
 }
 
-/* The sandboxes of a GET /v1/sandboxes reply (one page). */
-static json_t *sandboxes(const struct api_response *r)
-{
-	return json_object_get(r->json, "sandboxes");
-}
-
 static void expect(const char *method, const char *path, const char *body, int status,
 		   const char *state)
 {
@@ -91,11 +85,11 @@ Test(blackbox, create_show_pause_resume_delete)
 	expect("DELETE", path, NULL, 409, NULL);
 
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	cr_assert_eq(json_array_size(sandboxes(&r)), 0, "%s", r.body);
+	cr_assert_eq(json_array_size(thd_sandboxes(&r)), 0, "%s", r.body);
 	cr_assert_null(json_object_get(r.json, "next_cursor"), "one page: %s", r.body);
 	api_response__clear(&r);
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(sandboxes(&r)), 1, "%s", r.body);
+	cr_assert_eq(json_array_size(thd_sandboxes(&r)), 1, "%s", r.body);
 	api_response__clear(&r);
 
 	snprintf(sub, sizeof(sub), "%s/audit", path);
@@ -106,10 +100,7 @@ Test(blackbox, create_show_pause_resume_delete)
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(r.json, 6), "actor_uid")),
 		     (json_int_t)getuid());
 	api_response__clear(&r);
-	snprintf(sub, sizeof(sub), "%s/audit/verify", path);
-	r = thd_call(&d, "GET", sub, NULL);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	api_response__clear(&r);
+	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }
 
@@ -341,7 +332,7 @@ Test(blackbox, twenty_concurrent_clients)
 		cr_assert_eq(w[i].failures, 0, "client %d: %s", i, w[i].why);
 	}
 	r = thd_call(&d, "GET", "/v1/sandboxes", NULL);
-	cr_assert_eq(json_array_size(sandboxes(&r)), 20);
+	cr_assert_eq(json_array_size(thd_sandboxes(&r)), 20);
 	api_response__clear(&r);
 	/* 1 daemon.start + 20 x (create, running, decision, result, pause, resume) */
 	cr_assert_str_eq(th_query_file(d.db, "SELECT count(*) FROM audit_log"), "121");
@@ -409,18 +400,15 @@ Test(blackbox, kill_9_mid_request_keeps_state_and_chain)
 
 	thd_restart(&d);
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	cr_assert_eq(json_array_size(sandboxes(&r)), 2, "a sandbox vanished: %s", r.body);
+	cr_assert_eq(json_array_size(thd_sandboxes(&r)), 2, "a sandbox vanished: %s", r.body);
 	for (size_t i = 0; i < 2; i++) {
-		json_t *sb = json_array_get(sandboxes(&r), i);
+		json_t *sb = json_array_get(thd_sandboxes(&r), i);
 
 		cr_assert_str_eq(jstr(sb, "state"), "failed", "%s", r.body);
 		cr_assert_not_null(strstr(jstr(sb, "reason"), "restart"), "%s", r.body);
 	}
 	api_response__clear(&r);
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
-	r = thd_call(&d, "GET", path, NULL);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	api_response__clear(&r);
+	thd_expect_intact(&d, id);
 	/* The decision was committed, its result never happened, the failure is recorded. */
 	snprintf(path, sizeof(path),
 		 "SELECT group_concat(kind) FROM (SELECT kind FROM audit_log WHERE sandbox_id = "
@@ -473,55 +461,24 @@ Test(blackbox, kill_9_under_load_leaves_a_consistent_database)
 	api_response__clear(&r);
 	cr_assert_str_eq(th_query_file(d.db, "PRAGMA integrity_check"), "ok");
 	r = thd_call(&d, "GET", "/v1/sandboxes?all=true", NULL);
-	{
-		char path[160];
-		struct api_response v;
-
-		snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify",
-			 jstr(json_array_get(sandboxes(&r), 0), "id"));
-		v = thd_call(&d, "GET", path, NULL);
-		cr_assert(json_is_true(json_object_get(v.json, "ok")), "%s", v.body);
-		api_response__clear(&v);
-	}
+	thd_expect_intact(&d, jstr(json_array_get(thd_sandboxes(&r), 0), "id"));
 	api_response__clear(&r);
 	thd_finish(&d);
 }
 
 /* ---- peer credentials ---- */
 
-/* Runs one GET /v1/health as @uid/@gid in a child; returns its status, or -errno. */
+/* One GET /v1/health as @uid/@gid; its status, or -errno (-1000: a 403 not "forbidden"). */
 static int health_as(uid_t uid, gid_t gid)
 {
-	int fds[2], result = 0;
-	pid_t pid;
+	const struct thd_peer p = {uid, gid, 0};
+	struct api_response r = thd_call_as(&d, &p, "GET", "/v1/health", NULL);
+	int st = r.status;
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct api_client *c = NULL;
-		struct api_response r = {0};
-		int st;
-
-		close(fds[0]);
-		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
-			_exit(3);
-		api_client__new(d.sock, &c);
-		st = api_client__call(c, "GET", "/v1/health", NULL, &r);
-		if (st == 0) {
-			st = r.status;
-			if (st == 403 && strcmp(jstr(r.json, "error"), "forbidden") != 0)
-				st = -1000;
-		}
-		if (write(fds[1], &st, sizeof(st)) != sizeof(st))
-			_exit(4);
-		_exit(0);
-	}
-	close(fds[1]);
-	cr_assert_eq(read(fds[0], &result, sizeof(result)), (ssize_t)sizeof(result));
-	close(fds[0]);
-	waitpid(pid, NULL, 0);
-	return result;
+	if (st == 403 && strcmp(jstr(r.json, "error"), "forbidden") != 0)
+		st = -1000;
+	api_response__clear(&r);
+	return st;
 }
 
 Test(blackbox, the_socket_is_0660)
@@ -680,6 +637,41 @@ Test(blackbox, a_second_daemon_on_the_same_socket_is_refused)
 		 NUCLEUSD_PATH, d.dir, d.sock);
 	cr_assert_neq(system(cmd), 0);
 	expect("GET", "/v1/health", NULL, 200, NULL); /* the first one is untouched */
+	thd_finish(&d);
+}
+
+/* nucleusd with @opts (after --fake-backend and a data dir): its exit status and stderr. */
+static int nucleusd_with(const char *opts, char *out, size_t len)
+{
+	char cmd[1024];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s --fake-backend --data-dir %s/opts --socket %s/opts.sock %s 2>&1",
+		 NUCLEUSD_PATH, d.dir, d.dir, opts);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	return pclose(f);
+}
+
+/* The VM backend's options are refused with the fake one, not accepted and ignored. */
+Test(blackbox, vm_backend_options_are_refused_with_the_fake_backend)
+{
+	static const char *const opts[] = {"--boot-timeout 5", "--vmm /bin/true",
+					   "--kernel /dev/null", "--initrd /dev/null"};
+	char out[2048];
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		cr_assert_neq(nucleusd_with(opts[i], out, sizeof(out)), 0, "%s accepted", opts[i]);
+		cr_assert_not_null(strstr(out, "--fake-backend runs no VMs"), "%s: %s", opts[i],
+				   out);
+	}
+	cr_assert_neq(nucleusd_with("--boot-timeout 0", out, sizeof(out)), 0);
+	cr_assert_not_null(strstr(out, "bad option value '0'"), "%s", out);
+	expect("GET", "/v1/health", NULL, 200, NULL); /* the running one is untouched */
 	thd_finish(&d);
 }
 

@@ -17,6 +17,7 @@
 #include "policy/policy.h"
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_approval.h"
 
 THD_SUITE(realgate);
 
@@ -279,8 +280,7 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 		{"{\"deny\": 5}", "$.deny: unknown key"},
 	};
 	const char *text = policy__builtin_json("research-web");
-	char *body, id[32], path[160];
-	struct api_response r;
+	char *body, id[32];
 	json_t *o;
 
 	cr_assert_not_null(text);
@@ -296,10 +296,7 @@ Test(realgate, an_inline_engine_policy_is_accepted_and_a_malformed_one_records_n
 			 "PATH_NOT_ALLOWED"));
 
 	creates_are_invalid_policies(bad, sizeof(bad) / sizeof(bad[0]));
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit/verify", id);
-	r = thd_call(&d, "GET", path, NULL);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	api_response__clear(&r);
+	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }
 
@@ -316,36 +313,10 @@ Test(realgate, the_removed_deny_ask_dialect_is_a_400_naming_the_key)
 	thd_finish(&d);
 }
 
-/*
- * An approval for the `ask` in @denial (a 403 body), signed with @sk as an approver
- * would: the engine's call @call_json (what it decided: the op and its arguments),
- * the session and nonce of the approval request. Returns the POST approvals body.
- */
+/* The approval for the `ask` in @denial (a 403 body); see th_approval_body. */
 static char *approval_body(json_t *denial, const char *call_json, const unsigned char sk[64])
 {
-	json_t *req = json_object_get(denial, "approval_request");
-	const char *nonce = jstr(req, "nonce"), *session = jstr(req, "session");
-	struct policy_call_owned *pcall = NULL;
-	struct policy_approval a = {0};
-	struct policy_error pe;
-	char *aj = NULL, *body;
-
-	cr_assert_eq(policy__call_parse(call_json, &pcall, &pe), 0, "%s", pe.msg);
-	cr_assert_eq(sodium_hex2bin(a.session_id, sizeof(a.session_id), session, strlen(session),
-				    NULL, NULL, NULL),
-		     0);
-	cr_assert_eq(
-		sodium_hex2bin(a.nonce, sizeof(a.nonce), nonce, strlen(nonce), NULL, NULL, NULL),
-		0);
-	a.op = (uint8_t)policy__call_get(pcall)->op;
-	cr_assert_eq(policy__call_digest(policy__call_get(pcall), a.args_digest), 0);
-	a.expires = (int64_t)time(NULL) + 120;
-	policy__call_free(pcall);
-	cr_assert_eq(policy__approval_sign(&a, sk), 0);
-	cr_assert_eq(policy__approval_to_json(&a, &aj), 0);
-	cr_assert_gt(asprintf(&body, "{\"nonce\": \"%s\", \"approval\": %s}", nonce, aj), 0);
-	free(aj);
-	return body;
+	return th_approval_body(json_object_get(denial, "approval_request"), call_json, sk);
 }
 
 static struct api_response approve(const char *id, const char *body)

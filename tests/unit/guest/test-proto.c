@@ -164,119 +164,119 @@ Test(proto, buffer_bounded_by_payload_max)
 	free(big);
 }
 
-static void pair(int sv[2])
+/* The frame tests' fixture: a connected socketpair (sv[0] writes, sv[1] reads) and what
+ * guest_frame__read gives back. */
+static struct {
+	int sv[2];
+	struct guest_buf pl;
+	struct guest_hdr h;
+} f = {.sv = {-1, -1}};
+
+static void frame_open(void)
 {
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.sv), 0);
 }
 
-Test(proto, frame_io_roundtrip_and_eof)
+static void frame_close(void)
 {
-	struct guest_buf pl = {0};
-	struct guest_hdr h;
-	int sv[2];
-
-	pair(sv);
-	cr_assert_eq(guest_frame__write(sv[0], GUEST_MSG_DATA, 42, "\0\1\2\377", 4, 1000), 0);
-	cr_assert_eq(guest_frame__write(sv[0], GUEST_MSG_END, 42, NULL, 0, 1000), 0);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), 0);
-	cr_assert_eq(h.type, GUEST_MSG_DATA);
-	cr_assert_eq(h.id, 42);
-	cr_assert_eq(pl.len, 4);
-	cr_assert_arr_eq(pl.data, "\0\1\2\377", 4);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), 0);
-	cr_assert_eq(h.type, GUEST_MSG_END);
-	cr_assert_eq(pl.len, 0);
-	close(sv[0]);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), -EPIPE);
-	close(sv[1]);
-	guest_buf__release(&pl);
+	for (int i = 0; i < 2; i++)
+		if (f.sv[i] >= 0)
+			close(f.sv[i]);
+	guest_buf__release(&f.pl);
 }
 
-Test(proto, frame_read_cut_inside_header_or_payload)
+/* The writer hangs up: what it sent stays readable, then EOF. */
+static void hang_up(void)
 {
-	struct guest_buf pl = {0};
-	uint8_t raw[GUEST_HDR_SIZE];
-	struct guest_hdr h;
-	int sv[2];
+	close(f.sv[0]);
+	f.sv[0] = -1;
+}
 
-	pair(sv);
+static int read_frame(int timeout_ms)
+{
+	return guest_frame__read(f.sv[1], &f.h, &f.pl, timeout_ms);
+}
+
+/* A DATA frame that announces 100 payload bytes but is cut after its first n bytes
+ * (the header, then "abc"), and the writer gone: what a read makes of it. */
+static int read_cut_frame(size_t n)
+{
+	uint8_t raw[GUEST_HDR_SIZE + 3];
+
 	hdr_bytes(raw, GUEST_MSG_DATA, 100, 1);
-	cr_assert_eq(write(sv[0], raw, 7), 7);
-	close(sv[0]);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), -ECONNRESET);
-	close(sv[1]);
-
-	pair(sv);
-	cr_assert_eq(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
-	cr_assert_eq(write(sv[0], "abc", 3), 3);
-	close(sv[0]);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), -ECONNRESET);
-	close(sv[1]);
-	guest_buf__release(&pl);
+	memcpy(raw + GUEST_HDR_SIZE, "abc", 3);
+	cr_assert_leq(n, sizeof(raw));
+	cr_assert_eq(write(f.sv[0], raw, n), (ssize_t)n);
+	hang_up();
+	return read_frame(1000);
 }
 
-Test(proto, frame_read_refuses_oversized_without_reading_it)
+Test(proto, frame_io_roundtrip_and_eof, .init = frame_open, .fini = frame_close)
 {
-	struct guest_buf pl = {0};
+	cr_assert_eq(guest_frame__write(f.sv[0], GUEST_MSG_DATA, 42, "\0\1\2\377", 4, 1000), 0);
+	cr_assert_eq(guest_frame__write(f.sv[0], GUEST_MSG_END, 42, NULL, 0, 1000), 0);
+	cr_assert_eq(read_frame(1000), 0);
+	cr_assert_eq(f.h.type, GUEST_MSG_DATA);
+	cr_assert_eq(f.h.id, 42);
+	cr_assert_eq(f.pl.len, 4);
+	cr_assert_arr_eq(f.pl.data, "\0\1\2\377", 4);
+	cr_assert_eq(read_frame(1000), 0);
+	cr_assert_eq(f.h.type, GUEST_MSG_END);
+	cr_assert_eq(f.pl.len, 0);
+	hang_up();
+	cr_assert_eq(read_frame(1000), -EPIPE);
+}
+
+Test(proto, frame_read_cut_inside_header, .init = frame_open, .fini = frame_close)
+{
+	cr_assert_eq(read_cut_frame(7), -ECONNRESET);
+}
+
+Test(proto, frame_read_cut_inside_payload, .init = frame_open, .fini = frame_close)
+{
+	cr_assert_eq(read_cut_frame(GUEST_HDR_SIZE + 3), -ECONNRESET);
+}
+
+Test(proto, frame_read_refuses_oversized_without_reading_it, .init = frame_open,
+     .fini = frame_close)
+{
 	uint8_t raw[GUEST_HDR_SIZE];
-	struct guest_hdr h;
-	int sv[2];
 
-	pair(sv);
 	hdr_bytes(raw, GUEST_MSG_DATA, GUEST_PAYLOAD_MAX + 1, 1);
-	cr_assert_eq(write(sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 1000), -EMSGSIZE);
-	cr_assert_lt(pl.cap, (size_t)GUEST_PAYLOAD_MAX, "no buffer for a payload it refused");
-	cr_assert_eq(guest_frame__write(sv[0], GUEST_MSG_DATA, 1, "", GUEST_PAYLOAD_MAX + 1, 0),
+	cr_assert_eq(write(f.sv[0], raw, sizeof(raw)), (ssize_t)sizeof(raw));
+	cr_assert_eq(read_frame(1000), -EMSGSIZE);
+	cr_assert_lt(f.pl.cap, (size_t)GUEST_PAYLOAD_MAX, "no buffer for a payload it refused");
+	cr_assert_eq(guest_frame__write(f.sv[0], GUEST_MSG_DATA, 1, "", GUEST_PAYLOAD_MAX + 1, 0),
 		     -EMSGSIZE);
-	close(sv[0]);
-	close(sv[1]);
-	guest_buf__release(&pl);
 }
 
-Test(proto, frame_read_times_out)
+Test(proto, frame_read_times_out, .init = frame_open, .fini = frame_close)
 {
-	struct guest_buf pl = {0};
-	struct guest_hdr h;
-	int sv[2];
-
-	pair(sv);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 10), -ETIMEDOUT);
+	cr_assert_eq(read_frame(10), -ETIMEDOUT);
 	/* A half-sent frame times out too instead of waiting forever. */
-	cr_assert_eq(write(sv[0], "NU", 2), 2);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, 10), -ETIMEDOUT);
-	close(sv[0]);
-	close(sv[1]);
-	guest_buf__release(&pl);
+	cr_assert_eq(write(f.sv[0], "NU", 2), 2);
+	cr_assert_eq(read_frame(10), -ETIMEDOUT);
 }
 
-Test(proto, frame_max_payload_passes)
+Test(proto, frame_max_payload_passes, .init = frame_open, .fini = frame_close)
 {
-	struct guest_buf pl = {0};
-	struct guest_hdr h;
 	uint8_t *big = malloc(GUEST_PAYLOAD_MAX);
-	int sv[2];
 	pid_t pid;
+	int st = 0;
 
 	cr_assert_not_null(big);
 	for (size_t i = 0; i < GUEST_PAYLOAD_MAX; i++)
 		big[i] = (uint8_t)(i * 7 + (i >> 8));
-	pair(sv);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0)
-		_exit(guest_frame__write(sv[0], GUEST_MSG_STDOUT, 9, big, GUEST_PAYLOAD_MAX, -1)
+		_exit(guest_frame__write(f.sv[0], GUEST_MSG_STDOUT, 9, big, GUEST_PAYLOAD_MAX, -1)
 			      ? 1
 			      : 0);
-	cr_assert_eq(guest_frame__read(sv[1], &h, &pl, -1), 0);
-	cr_assert_eq(pl.len, GUEST_PAYLOAD_MAX);
-	cr_assert_eq(memcmp(pl.data, big, GUEST_PAYLOAD_MAX), 0);
-	int st = 0;
-
+	cr_assert_eq(read_frame(-1), 0);
+	cr_assert_eq(f.pl.len, GUEST_PAYLOAD_MAX);
+	cr_assert_eq(memcmp(f.pl.data, big, GUEST_PAYLOAD_MAX), 0);
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	close(sv[0]);
-	close(sv[1]);
 	free(big);
-	guest_buf__release(&pl);
 }

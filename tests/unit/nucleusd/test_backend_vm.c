@@ -168,15 +168,16 @@ static void reap(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-/* Ends every child of this process (the VMMs the backend left running). */
-static void reap_children(void)
+/* Children of this process (the VMMs the backend runs) not yet reaped; with @end, killed. */
+static int children(bool end)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
+	int n = 0;
 
 	cr_assert_not_null(d);
 	while ((de = readdir(d))) {
-		char path[300], buf[512], *p;
+		char path[300], buf[512], *p, state = 0;
 		FILE *f;
 		int ppid = 0;
 
@@ -186,10 +187,20 @@ static void reap_children(void)
 			continue;
 		p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
 		fclose(f);
-		if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+		if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2 || ppid != getpid())
+			continue;
+		n++;
+		if (end)
 			reap(atoi(de->d_name));
 	}
 	closedir(d);
+	return n;
+}
+
+/* Ends every child of this process (the VMMs the backend left running). */
+static void reap_children(void)
+{
+	children(true);
 }
 
 Test(backend_vm, boot_tools_and_stop)
@@ -280,6 +291,37 @@ Test(backend_vm, a_vmm_that_dies_fails_the_boot_with_its_status)
 	boot(&w);
 	cr_assert_lt(w.err, 0);
 	cr_assert_not_null(strstr(w.reason, "exited with status 3"), "%s", w.reason);
+}
+
+/*
+ * The boot's watchdog: a guest agent that never answers fails the boot at the backend's
+ * limit, the VMM is killed, and the reason names the VMM's last boot phase.
+ */
+Test(backend_vm, a_guest_that_never_answers_fails_the_boot_naming_the_last_phase)
+{
+	struct nd_vm_config cfg = {.vmm = FAKE_VMM, .data_dir = dir, .boot_timeout_s = 1};
+	char kernel[128], initrd[128];
+	struct nd_err e = {0};
+	struct waiter w;
+
+	nd_backend__free(be);
+	snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
+	snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", dir);
+	cfg.kernel = kernel;
+	cfg.initrd = initrd;
+	cr_assert_eq(nd_vm_backend__new(&cfg, &be, &e), 0, "%s", e.msg);
+	be->attach(be->ctx, base, NULL);
+	setenv("FAKE_VMM_MODE", "mute", 1);
+	boot(&w);
+	cr_assert_eq(w.err, -ETIMEDOUT, "%d %s", w.err, w.reason);
+	cr_assert_not_null(strstr(w.reason, "did not answer within 1 s"), "%s", w.reason);
+	cr_assert_not_null(strstr(w.reason, "last boot phase: first_run"), "%s", w.reason);
+	/* the watchdog killed the VMM, and the backend reaped it */
+	for (int i = 0; i < 5000 && children(false) > 0; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	cr_assert_eq(children(false), 0, "the VMM of the failed boot is still there");
 }
 
 static int64_t now_ms(void)

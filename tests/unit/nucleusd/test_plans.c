@@ -105,11 +105,17 @@ static char *catch_plans(struct caught *c)
 
 Test(plans, the_sandbox_lists_read_an_index_in_order)
 {
-	bool all[] = {false, true};
-	const char *index[] = {"USING INDEX sandboxes_live_created ((created_us,id)>(?,?))",
-			       "USING INDEX sandboxes_created ((created_us,id)>(?,?))"};
+	static const struct nd_caller owner = {.uid = 4242, .gid = 4242, .pid = 1};
+	/* every owner's (the daemon's own list, all_owners) and one owner's */
+	const struct nd_caller *who[] = {NULL, NULL, &owner, &owner};
+	bool all[] = {false, true, false, true};
+	const char *index[] = {
+		"USING INDEX sandboxes_live_created ((created_us,id)>(?,?))",
+		"USING INDEX sandboxes_created ((created_us,id)>(?,?))",
+		"USING INDEX sandboxes_owner_live_created (owner_uid=? AND (created_us,id)>(?,?))",
+		"USING INDEX sandboxes_owner_created (owner_uid=? AND (created_us,id)>(?,?))"};
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		struct caught c;
 		json_t *arr = NULL;
 		char *plans;
@@ -118,13 +124,13 @@ Test(plans, the_sandbox_lists_read_an_index_in_order)
 		char *next = NULL;
 
 		catch_start(&c);
-		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
+		cr_assert_eq(nucleusd__sandbox_list(nd, who[i], &o, &arr, &next, NULL), 0);
 		json_decref(arr);
 		o.cursor = "1.sb-0123456789abcdef";
-		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
+		cr_assert_eq(nucleusd__sandbox_list(nd, who[i], &o, &arr, &next, NULL), 0);
 		json_decref(arr);
 		plans = catch_plans(&c);
-		cr_expect_not_null(strstr(plans, index[i]), "all=%d: %s", all[i], plans);
+		cr_expect_not_null(strstr(plans, index[i]), "case %zu: %s", i, plans);
 		free(plans);
 	}
 }

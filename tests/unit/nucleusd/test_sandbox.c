@@ -101,7 +101,7 @@ static const char *state(const char *id)
 	struct nd_err e;
 	json_t *sb = NULL;
 
-	cr_assert_eq(nucleusd__sandbox_get(nd, id, &sb, &e), 0, "%s", e.msg);
+	cr_assert_eq(nucleusd__sandbox_get(nd, &me, id, &sb, &e), 0, "%s", e.msg);
 	snprintf(buf, sizeof(buf), "%s", state_of(sb));
 	json_decref(sb);
 	return buf;
@@ -116,7 +116,7 @@ static const char *kinds(const char *id)
 	size_t i;
 
 	buf[0] = '\0';
-	cr_assert_eq(nucleusd__audit_list(nd, id, 0, 1000, &arr, &err), 0);
+	cr_assert_eq(nucleusd__audit_list(nd, &me, id, 0, 1000, &arr, &err), 0);
 	json_array_foreach(arr, i, e)
 	{
 		strcat(buf, i ? "," : "");
@@ -132,7 +132,7 @@ static void chain_intact(void)
 	struct reply r = {0};
 	struct nd_err e;
 
-	cr_assert_eq(nucleusd__audit_verify(nd, NULL, on_reply, &r, &e), 0);
+	cr_assert_eq(nucleusd__audit_verify(nd, NULL, NULL, on_reply, &r, &e), 0);
 	cr_assert_not(r.done, "answered on the loop");
 	while (!r.done)
 		event_base_loop(base, EVLOOP_ONCE);
@@ -188,7 +188,7 @@ Test(sandbox, the_caller_uid_is_recorded)
 	struct nd_err e;
 
 	snprintf(id, sizeof(id), "%s", create(BASIC "}", 0));
-	cr_assert_eq(nucleusd__audit_list(nd, id, 0, 10, &arr, &e), 0);
+	cr_assert_eq(nucleusd__audit_list(nd, &me, id, 0, 10, &arr, &e), 0);
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(arr, 0), "actor_uid")),
 		     4242);
 	json_decref(arr);
@@ -434,7 +434,7 @@ Test(sandbox, after_a_restart_nothing_silently_vanishes)
 	start(true);
 	cr_assert_str_eq(state(run), "failed");
 	cr_assert_str_eq(state(booting), "failed");
-	cr_assert_eq(nucleusd__sandbox_get(nd, booting, &o, &e), 0);
+	cr_assert_eq(nucleusd__sandbox_get(nd, &me, booting, &o, &e), 0);
 	cr_assert_not_null(strstr(json_string_value(json_object_get(o, "reason")), "restart"));
 	json_decref(o);
 	cr_assert_eq(nucleusd__sandbox_stop(nd, &me, run, &o, &e), 0); /* failed -> stopped */
@@ -504,7 +504,7 @@ Test(sandbox, the_policy_session_state_commits_with_each_decision)
 		 "WHERE sandbox_id = '%s'",
 		 id);
 	cr_assert_str_eq(th_query(nucleusd__store(nd), sql), "2/1");
-	cr_assert_eq(nucleusd__audit_list(nd, id, 0, 100, &arr, &e), 0);
+	cr_assert_eq(nucleusd__audit_list(nd, &me, id, 0, 100, &arr, &e), 0);
 	cr_assert_eq(
 		json_integer_value(json_object_get(
 			json_object_get(json_object_get(json_array_get(arr, 4), "body"), "trace"),
@@ -530,7 +530,7 @@ static size_t list_pages(bool all, unsigned limit, char *ids, size_t len, size_t
 		size_t i;
 
 		o.cursor = cursor;
-		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, NULL), 0);
+		cr_assert_eq(nucleusd__sandbox_list(nd, NULL, &o, &arr, &next, NULL), 0);
 		cr_assert_leq(json_array_size(arr), limit);
 		if (next)
 			cr_assert_eq(json_array_size(arr), limit, "only the last page is short");
@@ -597,7 +597,7 @@ Test(sandbox, a_bad_cursor_is_refused)
 		json_t *arr = NULL;
 		char *next = NULL;
 
-		cr_assert_eq(nucleusd__sandbox_list(nd, &o, &arr, &next, &e), -EINVAL, "%s",
+		cr_assert_eq(nucleusd__sandbox_list(nd, &me, &o, &arr, &next, &e), -EINVAL, "%s",
 			     bad[i]);
 		cr_assert_str_eq(e.code, "bad_value");
 		cr_assert_null(arr);

@@ -41,6 +41,8 @@ Test(store, migrates_an_empty_database_to_the_newest_version)
 	cr_assert_eq(store__version(s, "nothing"), -ENOENT);
 	cr_assert_str_eq(th_query(s, "PRAGMA journal_mode"), "wal");
 	cr_assert_str_eq(th_query(s, "PRAGMA foreign_keys"), "1");
+	/* deleted secrets (a stopped sandbox's env) do not stay in free pages */
+	cr_assert_str_eq(th_query(s, "PRAGMA secure_delete"), "1");
 	cr_assert_str_eq(th_query(s, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 				     "name IN ('sandboxes', 'profiles', 'sessions', 'approvals', "
 				     "'budget_ledger', 'budget_limits', 'audit_log')"),
@@ -440,7 +442,7 @@ Test(store, a_version_1_database_gets_its_budget_balances_backfilled)
 	cr_assert_str_eq(th_query(s, "SELECT group_concat(module || version || ':' || "
 				     "(applied_us >= 1000000), ' ') FROM (SELECT * FROM "
 				     "schema_versions ORDER BY module, version)"),
-			 "budget1:0 budget2:1 core1:0 core2:1 core3:1 core4:1 core5:1 core6:1",
+			 "budget1:0 budget2:1 core1:0 core2:1 core3:1 core4:1 core5:1 core6:1 core7:1",
 			 "adopted versions keep the old table's times, new ones get now");
 	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'tokens'"), "12");
 	cr_assert_str_eq(th_query(s, "SELECT spent FROM budget_spent WHERE kind = 'cpu_ms'"), "3");

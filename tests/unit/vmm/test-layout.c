@@ -16,11 +16,26 @@ static uint8_t *reserve(uint64_t size)
 	return p;
 }
 
+/* Lays out size bytes of guest RAM over reserved address space; returns the base. */
+static uint8_t *laid_out(struct vm_mem *m, uint64_t size)
+{
+	uint8_t *fake = reserve(size);
+	cr_assert_eq(mem__layout(m, fake, size), 0);
+	return fake;
+}
+
+/* The E820 map of a guest with ram bytes, in a table of max entries. */
+static int e820_of(uint64_t ram, struct e820_entry *e, int max)
+{
+	struct vm_mem m;
+	laid_out(&m, ram);
+	return mem__e820(&m, e, max);
+}
+
 Test(layout, small_ram_is_all_low)
 {
 	struct vm_mem m;
-	uint8_t *fake = reserve(128ULL << 20);
-	cr_assert_eq(mem__layout(&m, fake, 128ULL << 20), 0);
+	laid_out(&m, 128ULL << 20);
 	cr_expect_eq(m.low_size, 128ULL << 20);
 	cr_expect_eq(m.high_size, 0);
 }
@@ -28,8 +43,7 @@ Test(layout, small_ram_is_all_low)
 Test(layout, big_ram_splits_around_the_mmio_hole)
 {
 	struct vm_mem m;
-	uint8_t *fake = reserve(4ULL << 30);
-	cr_assert_eq(mem__layout(&m, fake, 4ULL << 30), 0);
+	uint8_t *fake = laid_out(&m, 4ULL << 30);
 	cr_expect_eq(m.low_size, VM_MMIO_START);
 	cr_expect_eq(m.high_size, (4ULL << 30) - VM_MMIO_START);
 	/* the first byte above 4 GiB follows the last low byte in the host mapping */
@@ -52,8 +66,7 @@ Test(gpa, bounds)
 {
 	struct vm_mem m;
 	const uint64_t sz = 64ULL << 20;
-	uint8_t *fake = reserve(sz);
-	cr_assert_eq(mem__layout(&m, fake, sz), 0);
+	uint8_t *fake = laid_out(&m, sz);
 	cr_expect_eq(mem__gpa(&m, 0, sz), fake);
 	cr_expect_eq(mem__gpa(&m, sz - 1, 1), fake + sz - 1);
 	cr_expect_eq(mem__gpa(&m, sz, 0), fake + sz, "len 0 at the end of RAM is allowed");
@@ -66,8 +79,7 @@ Test(gpa, bounds)
 Test(gpa, overflow_and_wrap)
 {
 	struct vm_mem m;
-	uint8_t *fake = reserve(4ULL << 30);
-	cr_assert_eq(mem__layout(&m, fake, 4ULL << 30), 0);
+	laid_out(&m, 4ULL << 30);
 	cr_expect_null(mem__gpa(&m, UINT64_MAX, 1));
 	cr_expect_null(mem__gpa(&m, UINT64_MAX, 0));
 	cr_expect_null(mem__gpa(&m, 0x1000, UINT64_MAX));
@@ -84,11 +96,8 @@ Test(gpa, vm_wrapper_rejects_null_vm)
 
 Test(e820, small_guest)
 {
-	struct vm_mem m;
 	struct e820_entry e[VM_E820_MAX];
-	uint8_t *fake = reserve(128ULL << 20);
-	cr_assert_eq(mem__layout(&m, fake, 128ULL << 20), 0);
-	int n = mem__e820(&m, e, VM_E820_MAX);
+	int n = e820_of(128ULL << 20, e, VM_E820_MAX);
 	cr_assert_eq(n, 3);
 	cr_expect_eq(e[0].addr, 0);
 	cr_expect_eq(e[0].type, E820_RAM);
@@ -103,11 +112,8 @@ Test(e820, small_guest)
 
 Test(e820, big_guest_has_high_ram_and_no_hole_ram)
 {
-	struct vm_mem m;
 	struct e820_entry e[VM_E820_MAX];
-	uint8_t *fake = reserve(6ULL << 30);
-	cr_assert_eq(mem__layout(&m, fake, 6ULL << 30), 0);
-	int n = mem__e820(&m, e, VM_E820_MAX);
+	int n = e820_of(6ULL << 30, e, VM_E820_MAX);
 	cr_assert_eq(n, 4);
 	uint64_t ram = 0;
 	for (int i = 0; i < n; i++) {
@@ -122,11 +128,8 @@ Test(e820, big_guest_has_high_ram_and_no_hole_ram)
 
 Test(e820, too_small_table)
 {
-	struct vm_mem m;
 	struct e820_entry e[2];
-	uint8_t *fake = reserve(128ULL << 20);
-	cr_assert_eq(mem__layout(&m, fake, 128ULL << 20), 0);
-	cr_expect_lt(mem__e820(&m, e, 2), 0);
+	cr_expect_lt(e820_of(128ULL << 20, e, 2), 0);
 }
 
 Test(cmdline, builds_space_separated)
