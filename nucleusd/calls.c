@@ -405,28 +405,33 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 	return r;
 }
 
-static int save_session(struct store *s, struct decision_tx *d)
+int nd__session_save(struct store *s, const char *session_id, const char *state)
 {
 	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
 				  "AND closed_us IS NULL";
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	if (!d->d->session_state)
-		return 0;
-	if (!d->row->session_id[0])
+	if (!session_id || !session_id[0])
 		return -ENOENT;
 	r = store__stmt(s, sql, &st); /* every decision: prepared once */
 	if (r < 0)
 		return r;
-	rc = sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
+	rc = sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
-	rc = rc ?: sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_text(st, 3, session_id, -1, SQLITE_STATIC);
 	r = store__errno(rc ?: sqlite3_step(st));
 	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
 		r = -ENOENT;
 	store__stmt_done(st);
 	return r;
+}
+
+static int save_session(struct store *s, struct decision_tx *d)
+{
+	if (!d->d->session_state)
+		return 0;
+	return nd__session_save(s, d->row->session_id, d->d->session_state);
 }
 
 static int decision_tx(struct store *s, void *arg)
@@ -461,6 +466,9 @@ static int decision_tx(struct store *s, void *arg)
 		json_object_set(body, "trace", d->d->trace);
 	r = audit__append(s, d->nd->key, d->row->id, d->actor_uid, "tool.decision", body, NULL);
 	json_decref(body);
+	if (r == 0 && d->d->quarantined)
+		r = nd__policy_quarantined_tx(s, d->nd, d->row->id, d->actor_uid, d->tool,
+					      d->d->quarantine_reason, d->d->trace);
 	if (r < 0 || d->charged <= 0)
 		return r;
 	snprintf(reason, sizeof(reason), "tool:%s", d->tool);
@@ -636,6 +644,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 		goto out;
 	}
 	nd->m.decisions[dec.verdict]++;
+	nd->m.quarantines += dec.quarantined;
 	if (dec.verdict != ND_ALLOW) {
 		r = denial(&d, ret_denial, e);
 		goto out;

@@ -200,7 +200,8 @@ int policy__request_widen(struct policy_session *s, const struct policy *p, int6
  * Widening signed by a pinned approver: @p becomes the envelope as it is (legs, counters
  * and quarantine stay) when @a is a valid widen approval for this session and @p's digest
  * (policy__widen_message); else WIDEN_REFUSED or the APPROVAL_* reason, counted as a probe
- * like every refused widening. @a's op is not part of the message (set it to 0).
+ * like every refused widening; @a NULL: always WIDEN_REFUSED (recorded, a probe), even for
+ * a policy below the envelope. @a's op is not part of the message (set it to 0).
  */
 int policy__widen(struct policy_session *s, const struct policy *p,
 		  const struct policy_approval *a, int64_t now, struct policy_decision *ret);

@@ -400,8 +400,9 @@ int policy__decide(struct policy_session *s, const struct policy_call *call, int
 	return 0;
 }
 
+/* @widen 0: narrow, 1: a widening request, 2: a widening that only @a can allow. */
 static int envelope_step(struct policy_session *s, const struct policy *p,
-			 const struct policy_approval *a, int64_t now, bool widen,
+			 const struct policy_approval *a, int64_t now, int widen,
 			 struct policy_decision *ret)
 {
 	struct policy_decision d;
@@ -416,7 +417,7 @@ static int envelope_step(struct policy_session *s, const struct policy *p,
 	d.reason = POLICY_R_NARROWED;
 	if (a)
 		d.reason = approval__check_widen(s, a, d.trace.args_digest, now);
-	else if (widen && !policy__leq(p, s->env))
+	else if (widen == 2 || (widen && !policy__leq(p, s->env)))
 		d.reason = POLICY_R_WIDEN_REFUSED;
 	if (d.reason != POLICY_R_NARROWED && d.reason != POLICY_R_APPROVED) {
 		d.verdict = POLICY_DENY;
@@ -447,19 +448,17 @@ static int envelope_step(struct policy_session *s, const struct policy *p,
 int policy__narrow(struct policy_session *s, const struct policy *p, int64_t now,
 		   struct policy_decision *ret)
 {
-	return envelope_step(s, p, NULL, now, false, ret);
+	return envelope_step(s, p, NULL, now, 0, ret);
 }
 
 int policy__request_widen(struct policy_session *s, const struct policy *p, int64_t now,
 			  struct policy_decision *ret)
 {
-	return envelope_step(s, p, NULL, now, true, ret);
+	return envelope_step(s, p, NULL, now, 1, ret);
 }
 
 int policy__widen(struct policy_session *s, const struct policy *p,
 		  const struct policy_approval *a, int64_t now, struct policy_decision *ret)
 {
-	if (!a)
-		return -EINVAL;
-	return envelope_step(s, p, a, now, true, ret);
+	return envelope_step(s, p, a, now, 2, ret);
 }

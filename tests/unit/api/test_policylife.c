@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The policy's life through the API (#15), black-box on the fake backend: GET
+ * /v1/sandboxes/{id}/policy, POST .../policy/narrow and .../policy/widen, and quarantine
+ * that counts probes, not approved asks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <criterion/criterion.h>
+#include <sodium.h>
+
+#include "policy/policy.h"
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_approval.h"
+
+THD_SUITE(policylife);
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "(none)";
+}
+
+/* ---- random policies (seeded xorshift: reproducible) ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static unsigned pick(unsigned n)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (unsigned)((rng * 0x2545f4914f6cdd1dull) >> 33) % n;
+}
+
+/* A JSON list of some of @pool, or "all"/"none" now and then. */
+static void rand_list(FILE *f, const char *const *pool, unsigned n)
+{
+	unsigned k = pick(8);
+
+	if (k == 0) {
+		fputs("\"all\"", f);
+		return;
+	}
+	if (k == 1) {
+		fputs("\"none\"", f);
+		return;
+	}
+	fputc('[', f);
+	for (unsigned i = 0, first = 1; i < n; i++)
+		if (pick(2)) {
+			fprintf(f, "%s\"%s\"", first ? "" : ", ", pool[i]);
+			first = 0;
+		}
+	fputs("]", f);
+}
+
+/* A random engine policy (profile JSON, malloc'd). */
+static char *rand_policy(void)
+{
+	static const char *const ops[] = {"read_file", "write_file", "list",	    "search",
+					  "run",       "web_fetch",  "web_search",  "net_connect",
+					  "git_commit", "git_push",  "create_pr",   "spawn_agent"};
+	static const char *const levels[] = {"deny", "ask", "allow"};
+	static const char *const paths[] = {"/workspace/**", "/workspace/src/**", "/tmp/**",
+					    "/workspace/a.c", "/etc/**"};
+	static const char *const cmds[] = {"git **", "make", "make **", "ls **", "cc **"};
+	static const char *const interps[] = {"python3 **", "bash -c **", "sh **"};
+	static const char *const hosts[] = {"github.com:443", "*.example.com:*", "localhost:*",
+					    "10.0.0.0/8:22"};
+	static const char *const refs[] = {"refs/heads/**", "refs/heads/main", "refs/tags/v*"};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	cr_assert_not_null(f);
+	fputs("{\"levels\": {", f);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", ops[i], levels[pick(3)]);
+	fputs("}, \"paths\": {\"read\": ", f);
+	rand_list(f, paths, 5);
+	fputs(", \"write\": ", f);
+	rand_list(f, paths, 5);
+	fputs("}, \"commands\": {\"allow\": ", f);
+	rand_list(f, cmds, 5);
+	fputs(", \"interpreters\": ", f);
+	rand_list(f, interps, 3);
+	fputs("}, \"egress\": {\"allow\": ", f);
+	rand_list(f, hosts, 4);
+	fputs("}, \"git\": {\"refs\": ", f);
+	rand_list(f, refs, 3);
+	fprintf(f, "}, \"budget\": {\"max_calls\": %u}, \"uninhabitable\": \"%s\", ",
+		100 + pick(1000), pick(2) ? "ask" : "deny");
+	if (pick(4))
+		fprintf(f, "\"quarantine_after\": %u}", 1 + pick(9));
+	else
+		fputs("\"quarantine_after\": \"never\"}", f);
+	fclose(f);
+	return text;
+}
+
+static struct policy *parse(const char *text)
+{
+	struct policy *p = NULL;
+	struct policy_error pe = {{0}};
+
+	cr_assert_eq(policy__profile_parse(text, &p, &pe), 0, "%s: %s", pe.msg, text);
+	return p;
+}
+
+/* The engine's policy of a reply's "policy" (the one in force). */
+static struct policy *in_force(json_t *reply)
+{
+	char *text = json_dumps(json_object_get(reply, "policy"), JSON_COMPACT);
+	struct policy *p;
+
+	cr_assert_not_null(text, "no policy in the reply");
+	p = parse(text);
+	free(text);
+	return p;
+}
+
+static const char *create_with(const char *policy)
+{
+	char *body;
+	const char *id;
+
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
+			      policy),
+		     0);
+	id = thd_create(&d, body);
+	free(body);
+	return id;
+}
+
+/* POST .../policy/@verb {"policy": @policy}: asserts @status; the reply (clear it). */
+static struct api_response change(const char *id, const char *verb, const char *policy,
+				  const char *approval, int status)
+{
+	char path[160], *body;
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy/%s", id, verb);
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s%s%s}", policy,
+			      approval ? ", \"approval\": " : "", approval ? approval : ""),
+		     0);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, status, "%s %s: %d %s", verb, policy, r.status, r.body);
+	return r;
+}
+
+static struct api_response show(const char *id)
+{
+	char path[160];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	return r;
+}
+
+/* Narrows @id by @policy; the policy in force afterwards. */
+static struct policy *narrowed(const char *id, const char *policy)
+{
+	struct api_response r = change(id, "narrow", policy, NULL, 200);
+	struct policy *p = in_force(r.json);
+
+	api_response__clear(&r);
+	return p;
+}
+
+/*
+ * Through the API, for random policies: the result of a narrowing is below the running
+ * policy and the given one; narrowing again with the same policy changes nothing; two
+ * narrowings give the same policy in either order.
+ */
+Test(policylife, narrowing_is_never_wider_idempotent_and_order_free)
+{
+	for (int round = 0; round < 20; round++) {
+		char *a = rand_policy(), *b = rand_policy(), *c = rand_policy();
+		struct policy *pa = parse(a), *pb = parse(b), *pc = parse(c), *x, *y, *x2;
+		char id1[32], id2[32];
+		struct api_response r;
+
+		snprintf(id1, sizeof(id1), "%s", create_with(a));
+		snprintf(id2, sizeof(id2), "%s", create_with(a));
+		x = narrowed(id1, b);
+		cr_assert(policy__leq(x, pa), "round %d: above the running policy", round);
+		cr_assert(policy__leq(x, pb), "round %d: above the given policy", round);
+		r = change(id1, "narrow", b, NULL, 200);
+		cr_assert(json_is_false(json_object_get(json_object_get(r.json, "narrowed"),
+							"changed")),
+			  "round %d: %s", round, r.body);
+		x2 = in_force(r.json);
+		cr_assert(policy__eq(x, x2), "round %d: not idempotent", round);
+		api_response__clear(&r);
+		policy__free(x);
+		policy__free(x2);
+
+		x = narrowed(id1, c);
+		policy__free(narrowed(id2, c));
+		y = narrowed(id2, b);
+		cr_assert(policy__eq(x, y), "round %d: b then c differs from c then b", round);
+		cr_assert(policy__leq(x, pc));
+		policy__free(x);
+		policy__free(y);
+		policy__free(pa);
+		policy__free(pb);
+		policy__free(pc);
+		free(a);
+		free(b);
+		free(c);
+	}
+	thd_finish(&d);
+}
+
+/*
+ * A narrowing is in effect for the next call, audited with the digests, kept across a
+ * restart, and an operation left with nothing allowed becomes deny in the reply.
+ */
+Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
+{
+	static const char open_p[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				     "\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}}";
+	static const char other[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				    "\"allow\"}, \"egress\": {\"allow\": [\"b.example.com:443\"]}}";
+	char id[32], path[160], digest[65];
+	struct api_response r;
+	json_t *v, *en, *found = NULL;
+	size_t i;
+
+	snprintf(id, sizeof(id), "%s", create_with(open_p));
+	r = show(id);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 1, "%s", r.body);
+	cr_assert_str_eq(jstr(json_object_get(r.json, "policy"), "uninhabitable"), "deny");
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 0), "how"),
+			 "create");
+	cr_assert(json_is_false(json_object_get(json_object_get(r.json, "session"),
+						"quarantined")),
+		  "%s", r.body);
+	api_response__clear(&r);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
+
+	r = change(id, "narrow", other, NULL, 200);
+	v = json_object_get(r.json, "narrowed");
+	cr_assert(json_is_true(json_object_get(v, "changed")), "%s", r.body);
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(v, "denied_ops"), 0)),
+			 "web_fetch", "%s", r.body);
+	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "policy"), "levels"),
+			      "web_fetch"),
+			 "deny", "%s", r.body);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
+	snprintf(digest, sizeof(digest), "%s", jstr(r.json, "digest"));
+	cr_assert_str_eq(jstr(v, "after"), digest);
+	cr_assert_eq(json_integer_value(json_object_get(
+			     json_object_get(json_object_get(r.json, "session"), "counters"),
+			     "calls")),
+		     1, "the session goes on: %s", r.body);
+	api_response__clear(&r);
+
+	r = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "OP_DENIED", "%s", r.body);
+	api_response__clear(&r);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(&d, "GET", path, NULL);
+	json_array_foreach(r.json, i, en)
+	{
+		if (strcmp(jstr(en, "kind"), "policy.narrow") == 0)
+			found = json_object_get(en, "body");
+	}
+	cr_assert_not_null(found, "no policy.narrow entry: %s", r.body);
+	cr_assert_str_eq(jstr(found, "after"), digest);
+	cr_assert_eq(strlen(jstr(found, "before")), 64);
+	cr_assert_eq(strlen(jstr(found, "given")), 64);
+	cr_assert_str_eq(jstr(found, "how"), "narrow");
+	cr_assert_not_null(json_object_get(found, "policy"));
+	api_response__clear(&r);
+
+	thd_kill9(&d);
+	thd_restart(&d);
+	r = show(id);
+	/* the fake backend cannot adopt a sandbox: failed, its session closed as it was */
+	cr_assert_str_eq(jstr(r.json, "digest"), digest, "after a restart: %s", r.body);
+	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "session"), "closed")),
+		  "%s", r.body);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "versions")), 2, "%s", r.body);
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
+			 "narrow");
+	api_response__clear(&r);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/* Bad input is a 400 naming the problem and changes nothing; a stopped sandbox is 409. */
+Test(policylife, bad_narrowing_is_400_and_changes_nothing)
+{
+	static const struct {
+		const char *body, *code;
+	} cases[] = {
+		{"{}", "missing_field"},
+		{"{\"policy\": 3}", "wrong_type"},
+		{"{\"policy\": {\"levels\": {\"fly\": \"allow\"}}}", "invalid_policy"},
+		{"{\"policy\": {}, \"x\": 1}", "unknown_field"},
+	};
+	char id[32], path[160], *before;
+	struct api_response r;
+
+	snprintf(id, sizeof(id), "%s", create_with("{\"levels\": {\"read_file\": \"allow\"}}"));
+	before = thd_dump(&d);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (int w = 0; w < 2; w++) {
+			snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy/%s", id,
+				 w ? "widen" : "narrow");
+			r = thd_call(&d, "POST", path, cases[i].body);
+			cr_assert_eq(r.status, 400, "%s %s: %d %s", path, cases[i].body, r.status,
+				     r.body);
+			cr_assert_str_eq(jstr(r.json, "error"), cases[i].code, "%s", r.body);
+			cr_assert_neq(jstr(r.json, "message")[0], '\0');
+			api_response__clear(&r);
+		}
+	r = thd_call(&d, "POST", "/v1/sandboxes/sb-0000000000000000/policy/narrow",
+		     "{\"policy\": {}}");
+	cr_assert_eq(r.status, 404, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "bad narrowings");
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	thd_expect(&d, "DELETE", path, NULL, 200);
+	r = change(id, "narrow", "{}", NULL, 409);
+	cr_assert_str_eq(jstr(r.json, "error"), "wrong_state", "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* nucleusctl policy show (a table) and policy narrow FILE. */
+Test(policylife, nucleusctl_policy_show_and_narrow)
+{
+	char id[32], file[400];
+	struct thd_run *r;
+	FILE *f;
+
+	snprintf(id, sizeof(id), "%s",
+		 create_with("{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+			     "\"allow\"}, \"quarantine_after\": 4}"));
+	r = thd_ctl(d.sock, "policy", "show", id, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "write_file     allow"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "quarantined      no"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "1        create"), "%s", r->out);
+
+	snprintf(file, sizeof(file), "%s/narrow.json", d.dir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs("{\"levels\": {\"read_file\": \"allow\"}}", f);
+	fclose(f);
+	r = thd_ctl(d.sock, "policy", "narrow", id, file, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "write_file     deny"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "2        narrow"), "%s", r->out);
+	r = thd_ctl(d.sock, "--json", "policy", "show", id, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "\"version\": 2"), "%s", r->out);
+	r = thd_ctl(d.sock, "policy", "narrow", id, "/nonexistent/x.json", NULL);
+	cr_assert_eq(r->code, 2, "%s %s", r->out, r->err);
+	thd_finish(&d);
+}
