@@ -150,8 +150,8 @@ static void print_table(json_t *arr)
 	size_t i;
 	json_t *sb;
 
-	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s\n", "ID", "NAME", "STATE", "PROFILE",
-	       "VCPUS", "MEM_MIB", "BOOT_MS");
+	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s  %s\n", "ID", "NAME", "STATE", "PROFILE",
+	       "VCPUS", "MEM_MIB", "BOOT_MS", "POLICY");
 	json_array_foreach(arr, i, sb)
 	{
 		json_t *boot = json_object_get(sb, "boot_ms");
@@ -159,10 +159,11 @@ static void print_table(json_t *arr)
 
 		if (json_is_integer(boot))
 			snprintf(bm, sizeof(bm), "%lld", (long long)json_integer_value(boot));
-		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s\n", str(sb, "id"),
+		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s  %s\n", str(sb, "id"),
 		       str(sb, "name"), str(sb, "state"), str(sb, "profile"),
 		       (long long)json_integer_value(json_object_get(sb, "vcpus")),
-		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm);
+		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm,
+		       json_is_true(json_object_get(sb, "quarantined")) ? "QUARANTINED" : "-");
 	}
 }
 

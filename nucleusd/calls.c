@@ -405,28 +405,6 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 	return r;
 }
 
-int nd__session_save(struct store *s, const char *session_id, const char *state)
-{
-	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
-				  "AND closed_us IS NULL";
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
-	if (!session_id || !session_id[0])
-		return -ENOENT;
-	r = store__stmt(s, sql, &st); /* every decision: prepared once */
-	if (r < 0)
-		return r;
-	rc = sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
-	rc = rc ?: sqlite3_bind_text(st, 3, session_id, -1, SQLITE_STATIC);
-	r = store__errno(rc ?: sqlite3_step(st));
-	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
-		r = -ENOENT;
-	store__stmt_done(st);
-	return r;
-}
-
 static int save_session(struct store *s, struct decision_tx *d)
 {
 	if (!d->d->session_state)

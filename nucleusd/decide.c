@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "nucleusd/clock.h"
 #include "nucleusd/lru.h"
@@ -120,6 +121,57 @@ void nd_session_cache__drop(struct nd_session_cache *c, const char *session_id)
 {
 	if (c && session_id)
 		cached_free(nd_lru__take(c->lru, session_id));
+}
+
+/* ---- the session's row ---- */
+
+int nd__session_save(struct store *s, const char *session_id, const char *state)
+{
+	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
+				  "AND closed_us IS NULL";
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if (!session_id || !session_id[0])
+		return -ENOENT;
+	r = store__stmt(s, sql, &st); /* every decision: prepared once */
+	if (r < 0)
+		return r;
+	rc = sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
+	rc = rc ?: sqlite3_bind_text(st, 3, session_id, -1, SQLITE_STATIC);
+	r = store__errno(rc ?: sqlite3_step(st));
+	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
+		r = -ENOENT;
+	store__stmt_done(st);
+	return r;
+}
+
+/* ---- quarantine ---- */
+
+static void quarantine_reason(unsigned probes, char *buf, size_t len)
+{
+	snprintf(buf, len,
+		 "%u refused calls after untrusted content reached quarantine_after (%u)",
+		 probes, probes);
+}
+
+json_t *nd_session__quarantine_json(const char *state)
+{
+	json_t *st, *o = NULL;
+	char reason[160];
+
+	/* canonical compact JSON: the flag is only ever spelled this way */
+	if (!state || !strstr(state, "\"quarantined\":true"))
+		return NULL;
+	st = json_loads(state, 0, NULL);
+	if (json_is_true(json_object_get(st, "quarantined"))) {
+		quarantine_reason((unsigned)json_integer_value(json_object_get(st, "suspicion")),
+				  reason, sizeof(reason));
+		o = json_pack("{ss ss}", "rule", "quarantine_after", "reason", reason);
+	}
+	json_decref(st);
+	return o;
 }
 
 /* ---- decisions ---- */
@@ -273,10 +325,8 @@ int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_k
 	}
 	d.quarantined = !was && policy__session_quarantined(s);
 	if (d.quarantined)
-		snprintf(d.quarantine_reason, sizeof(d.quarantine_reason),
-			 "%u refused calls after untrusted content reached quarantine_after; the "
-			 "last: %s (%s)",
-			 (unsigned)policy__session_suspicion(s), tool, policy__reason_name(pd.reason));
+		quarantine_reason((unsigned)policy__session_suspicion(s), d.quarantine_reason,
+				  sizeof(d.quarantine_reason));
 	d.verdict = pd.verdict == POLICY_ALLOW ? ND_ALLOW
 		    : pd.verdict == POLICY_ASK ? ND_ASK
 					       : ND_DENY;

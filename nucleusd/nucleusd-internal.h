@@ -298,6 +298,11 @@ void nd__session_keep(struct nucleusd *nd, const struct nd_sandbox_info *sb, con
 		      struct policy_session *s);
 /* In a transaction: sessions.state of open session @session_id := @state (-ENOENT: none). */
 int nd__session_save(struct store *s, const char *session_id, const char *state);
+/*
+ * A session state (sessions.state) that is quarantined: {"rule": "quarantine_after",
+ * "reason"} (a new reference; the same reason as its policy.quarantine entry); else NULL.
+ */
+json_t *nd_session__quarantine_json(const char *state);
 
 /* ---- the policy's life through the API (policylife.c) ---- */
 

@@ -43,10 +43,9 @@ static json_t *policy_json(const struct policy *p)
 /* ---- versions ---- */
 
 struct history {
-	json_t *versions;   /* [{version, digest, at_us, how}] */
-	json_t *quarantine; /* the newest policy.quarantine entry's body, borrowed, or NULL */
-	json_t *entries;    /* the sandbox's policy.* entries (owns the above's bodies) */
-	json_int_t last;    /* the newest version */
+	json_t *versions; /* [{version, digest, at_us, how}] */
+	json_t *entries;  /* the sandbox's policy.* entries */
+	json_int_t last;  /* the newest version */
 };
 
 static void history_clear(struct history *h)
@@ -82,8 +81,6 @@ static int history_load(struct store *s, const struct sb_row *row, struct histor
 	json_array_foreach(h->entries, i, en)
 	{
 		body = json_object_get(en, "body");
-		if (strcmp(json_string_value(json_object_get(en, "kind")), "policy.quarantine") == 0)
-			h->quarantine = body;
 		if (!json_is_integer(json_object_get(body, "version")))
 			continue;
 		h->last = json_integer_value(json_object_get(body, "version"));
@@ -158,8 +155,7 @@ int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *
 /* ---- the view ---- */
 
 /* The session as a person reads it, from its state text (policy__session_to_json). */
-static json_t *session_view(const char *session_id, const char *state, json_t *envelope,
-			    json_t *quarantine)
+static json_t *session_view(const char *session_id, const char *state, json_t *envelope)
 {
 	json_t *st = json_loads(state, 0, NULL), *o = NULL, *q;
 
@@ -170,12 +166,9 @@ static json_t *session_view(const char *session_id, const char *state, json_t *e
 		      json_object_get(st, "counters"), "suspicion", json_object_get(st, "suspicion"),
 		      "quarantine_after", json_object_get(envelope, "quarantine_after"),
 		      "quarantined", json_object_get(st, "quarantined"));
-	if (o && json_is_true(json_object_get(st, "quarantined"))) {
-		q = quarantine ? json_pack("{sO sO}", "rule", json_object_get(quarantine, "rule"),
-					   "reason", json_object_get(quarantine, "reason"))
-			       : NULL;
-		json_object_set_new(o, "quarantine", q ? q : json_null());
-	}
+	q = o ? nd_session__quarantine_json(state) : NULL;
+	if (q)
+		json_object_set_new(o, "quarantine", q);
 	json_decref(st);
 	return o;
 }
@@ -200,8 +193,7 @@ static json_t *view(const struct sb_row *row, struct policy_session *s, const ch
 	env = policy_json(policy__session_envelope(s));
 	digest_hex(policy__session_envelope(s), hex);
 	if (!env || json_object_set_new(o, "digest", json_string(hex)) < 0 ||
-	    json_object_set_new(o, "session", session_view(row->session_id, state, env,
-							   h->quarantine)) < 0 ||
+	    json_object_set_new(o, "session", session_view(row->session_id, state, env)) < 0 ||
 	    json_object_set_new(o, "policy", env) < 0) {
 		json_decref(o);
 		return NULL;

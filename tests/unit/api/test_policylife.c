@@ -374,3 +374,275 @@ Test(policylife, nucleusctl_policy_show_and_narrow)
 	cr_assert_eq(r->code, 2, "%s %s", r->out, r->err);
 	thd_finish(&d);
 }
+
+/* A widen approval of @id's session for @policy (JSON text), signed with @sk (malloc'd). */
+static char *widen_approval(const char *id, const char *policy, const unsigned char sk[64],
+			    uint8_t nonce)
+{
+	struct api_response r = show(id);
+	const char *session = jstr(json_object_get(r.json, "session"), "id");
+	struct policy_approval a = {0};
+	struct policy *p = parse(policy);
+	char *json = NULL;
+
+	cr_assert_eq(sodium_hex2bin(a.session_id, sizeof(a.session_id), session, strlen(session),
+				    NULL, NULL, NULL),
+		     0, "%s", r.body);
+	policy__digest(p, a.args_digest);
+	memset(a.nonce, nonce, sizeof(a.nonce));
+	a.expires = (int64_t)time(NULL) + 120;
+	cr_assert_eq(policy__widen_sign(&a, sk), 0);
+	cr_assert_eq(policy__widen_approval_to_json(&a, &json), 0);
+	policy__free(p);
+	api_response__clear(&r);
+	return json;
+}
+
+/* The newest audit entry of @id of @kind (its body, a new reference), or NULL. */
+static json_t *last_entry(const char *id, const char *kind)
+{
+	char path[160];
+	struct api_response r;
+	json_t *en, *body = NULL;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	json_array_foreach(r.json, i, en)
+	{
+		if (strcmp(jstr(en, "kind"), kind) == 0)
+			body = json_object_get(en, "body");
+	}
+	json_incref(body);
+	api_response__clear(&r);
+	return body;
+}
+
+/* 403 widen_refused with @reason; cleared. */
+static void refused(struct api_response *r, const char *reason)
+{
+	cr_assert_str_eq(jstr(r->json, "error"), "widen_refused", "%s", r->body);
+	cr_assert_str_eq(jstr(r->json, "reason"), reason, "%s", r->body);
+	api_response__clear(r);
+}
+
+/*
+ * Widening: without an approval always 403 and audited with what was asked; with one
+ * signed by a pinned approver key for this session and this policy, a new version
+ * whose legs are the session's as they were; never twice with the same approval.
+ */
+Test(policylife, widening_needs_an_approver_signature)
+{
+	static const char small[] = "{\"levels\": {\"read_file\": \"allow\"}}";
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+				   "\"allow\"}}";
+	unsigned char pk[32], sk[64], rogue_pk[32], rogue_sk[64];
+	char hex[65], id[32], other[32], path[160], *appr, *before;
+	struct api_response r;
+	json_t *b;
+
+	crypto_sign_keypair(pk, sk);
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+	snprintf(id, sizeof(id), "%s", create_with(small));
+	snprintf(other, sizeof(other), "%s", create_with(small));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}",
+		   403);
+
+	/* no approval: refused, even for a policy below the running one */
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	b = last_entry(id, "policy.widen_refused");
+	cr_assert_not_null(b);
+	cr_assert_eq(strlen(jstr(b, "given")), 64);
+	cr_assert_str_eq(jstr(json_object_get(json_object_get(b, "policy"), "levels"),
+			      "write_file"),
+			 "allow");
+	json_decref(b);
+	r = change(id, "widen", small, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+
+	appr = widen_approval(id, wide, rogue_sk, 1);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_BAD_SIG");
+	free(appr);
+	appr = widen_approval(other, wide, sk, 2);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_WRONG_SESSION");
+	free(appr);
+	appr = widen_approval(id, small, sk, 3);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_WRONG_ARGS");
+	free(appr);
+	before = thd_dump(&d);
+	r = change(id, "widen", wide, "{\"session\": \"00\"}", 400);
+	cr_assert_str_eq(jstr(r.json, "error"), "bad_approval", "%s", r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "a malformed approval");
+
+	appr = widen_approval(id, wide, sk, 4);
+	r = change(id, "widen", wide, appr, 200);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
+	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "policy"), "levels"),
+			      "write_file"),
+			 "allow", "%s", r.body);
+	cr_assert_str_eq(json_string_value(json_array_get(
+				 json_object_get(json_object_get(r.json, "session"), "legs"), 0)),
+			 "private", "the legs stay: %s", r.body);
+	cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "session"), "legs")),
+		     1, "%s", r.body);
+	api_response__clear(&r);
+	b = last_entry(id, "policy.widen");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "how"), "widen");
+	cr_assert_not_null(json_object_get(b, "approval"));
+	json_decref(b);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}",
+		   200);
+	r = change(id, "widen", wide, appr, 403); /* the same approval again */
+	refused(&r, "APPROVAL_REPLAY");
+	free(appr);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/* POST tools/@tool with @args; 403 approval_required answered by an approval: 200. */
+static void approved_call(const char *id, const char *tool, const char *args,
+			  const char *call_json, const unsigned char sk[64])
+{
+	char path[160], *body;
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/%s", id, tool);
+	cr_assert_gt(asprintf(&body, "{\"args\": %s}", args), 0);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "%s: %d %s", tool, r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
+	body = th_approval_body(json_object_get(r.json, "approval_request"), call_json, sk);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, 200, "approved %s: %d %s", tool, r.status, r.body);
+	api_response__clear(&r);
+}
+
+/* The value of metric @name in GET /v1/metrics. */
+static long long metric(const char *name)
+{
+	struct api_response r = thd_call(&d, "GET", "/v1/metrics", NULL);
+	char key[128];
+	const char *at;
+	long long v;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	at = r.body ? strstr(r.body, key) : NULL;
+	cr_assert_not_null(at, "no %s in %s", name, r.body);
+	v = strtoll(at + strlen(key), NULL, 10);
+	api_response__clear(&r);
+	return v;
+}
+
+static json_t *sandbox(const char *id)
+{
+	char path[160];
+	struct api_response r;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	o = json_incref(r.json);
+	api_response__clear(&r);
+	return o;
+}
+
+/*
+ * Quarantine counts probes (#15): after untrusted content, with uninhabitable "ask"
+ * (permissive-local, quarantine_after 5), twenty pushes each approved by a person run
+ * without quarantine; five refused calls then quarantine the session: visible in the
+ * sandbox's JSON, nucleusctl ls, GET .../policy, the metrics and the audit log.
+ */
+Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
+{
+	static const char push[] = "{\"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}";
+	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
+					"\"https://github.com/o/r\", \"ref\": \"main\"}";
+	unsigned char pk[32], sk[64];
+	char hex[65], id[32], path[160];
+	struct api_response r;
+	struct thd_run *run;
+	json_t *o, *b;
+
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d, "{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+				"\"memory_mib\": 128}"));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	approved_call(id, "web_fetch", "{\"url\": \"http://localhost:8000/x\"}",
+		      "{\"op\": \"web_fetch\", \"url\": \"http://localhost:8000/x\"}", sk);
+	for (int i = 0; i < 20; i++)
+		approved_call(id, "git_push", push, push_call, sk);
+	o = sandbox(id);
+	cr_assert(json_is_false(json_object_get(o, "quarantined")), "%s",
+		  json_dumps(o, JSON_COMPACT));
+	json_decref(o);
+	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 0);
+	r = show(id);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "session"),
+							"suspicion")),
+		     0, "%s", r.body);
+	api_response__clear(&r);
+
+	/* unapproved probing still quarantines */
+	for (int i = 0; i < 5; i++)
+		thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/root/secret\"}}", 403);
+	o = sandbox(id);
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
+		  json_dumps(o, JSON_COMPACT));
+	cr_assert_str_eq(jstr(json_object_get(o, "quarantine"), "rule"), "quarantine_after");
+	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
+				  "5 refused calls"));
+	json_decref(o);
+	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 1);
+	cr_assert_eq(metric("nucleus_quarantines_total"), 1);
+	b = last_entry(id, "policy.quarantine");
+	cr_assert_not_null(b, "no policy.quarantine entry");
+	cr_assert_str_eq(jstr(b, "how"), "quarantine");
+	cr_assert_str_eq(jstr(b, "tool"), "read_file");
+	json_decref(b);
+	r = show(id);
+	o = json_object_get(r.json, "session");
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s", r.body);
+	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
+				  "quarantine_after"));
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
+			 "quarantine", "%s", r.body);
+	api_response__clear(&r);
+	run = thd_ctl(d.sock, "ls", NULL);
+	cr_assert_eq(run->code, 0, "%s", run->err);
+	cr_assert_not_null(strstr(run->out, "QUARANTINED"), "%s", run->out);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
+	r = thd_call(&d, "POST", path, "{\"args\": {\"remote\": \"https://github.com/o/r\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "QUARANTINED", "%s", r.body);
+	api_response__clear(&r);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
