@@ -635,13 +635,28 @@ out:
 	return r;
 }
 
+/*
+ * One way to answer an ask: POST .../approvals, which uses up the pending request. An
+ * approval inside a call's own args would leave that request pending: refused (400),
+ * before anything is decided or recorded.
+ */
+static int no_approval_in_args(json_t *args, struct nd_err *e)
+{
+	if (!json_object_get(args, "approval"))
+		return 0;
+	return nd_err__set(e, -EINVAL, "bad_args",
+			   "args.approval: answer an approval request with POST "
+			   "/v1/sandboxes/{id}/approvals {\"nonce\", \"approval\"}");
+}
+
 int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
 			json_t **ret_denial, struct nd_err *e)
 {
 	struct tool_sink sink = {.reply = reply, .arg = arg};
+	int r = no_approval_in_args(args, e);
 
-	return tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+	return r < 0 ? r : tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
 }
 
 int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
@@ -656,7 +671,9 @@ int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who,
 	if (!nd->be->tool_stream || !nd->be->stream_resume)
 		return nd_err__set(e, -EOPNOTSUPP, "not_implemented",
 				   "backend '%s' cannot stream output", nd->be->name);
-	r = tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+	r = no_approval_in_args(args, e);
+	if (r == 0)
+		r = tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
 	if (r == 0)
 		*ret_stream = sink.op;
 	return r;
@@ -747,6 +764,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 				.nonce = nonce,
 				.actor_uid = who ? (int64_t)who->uid : -1,
 				.approval = approval};
+	struct tool_sink sink = {.reply = reply, .arg = arg};
 	struct sb_row row;
 	json_t *args = NULL;
 	int r;
@@ -776,7 +794,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 	}
 	/* The call again, with the signed approval: the policy engine judges it. */
 	json_object_set(args, "approval", approval);
-	r = nucleusd__tool_call(nd, who, row.id, x.tool, args, reply, arg, ret_denial, e);
+	r = tool_call(nd, who, row.id, x.tool, args, &sink, ret_denial, e);
 out:
 	json_decref(args);
 	free(x.request);

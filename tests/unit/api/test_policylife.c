@@ -646,3 +646,64 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }
+
+/*
+ * One approval path: an approval inside a call's args is refused (400, nothing recorded)
+ * and names POST .../approvals; that route answers the pending request once (then 409).
+ */
+Test(policylife, approvals_go_through_the_approvals_route_only)
+{
+	static const char fetch_call[] =
+		"{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}";
+	unsigned char pk[32], sk[64];
+	char hex[65], id[32], path[160], *body, *args, *before;
+	struct api_response r, ask;
+	json_t *req;
+
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d, "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	ask = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://example.com/x\"}}");
+	cr_assert_eq(ask.status, 403, "%d %s", ask.status, ask.body);
+	req = json_object_get(ask.json, "approval_request");
+	body = th_approval_body(req, fetch_call, sk);
+	/* the same signed approval inside the call's args */
+	{
+		json_t *b = json_loads(body, 0, NULL);
+		char *aj = json_dumps(json_object_get(b, "approval"), JSON_COMPACT);
+
+		cr_assert_gt(asprintf(&args,
+				      "{\"args\": {\"url\": \"https://example.com/x\", "
+				      "\"approval\": %s}}",
+				      aj),
+			     0);
+		free(aj);
+		json_decref(b);
+	}
+	before = thd_dump(&d);
+	r = thd_call(&d, "POST", path, args);
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "bad_args", "%s", r.body);
+	cr_assert_not_null(strstr(jstr(r.json, "message"), "/approvals"), "%s", r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "an approval in args");
+	free(args);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
+	api_response__clear(&r);
+	free(body);
+	api_response__clear(&ask);
+	thd_finish(&d);
+}
