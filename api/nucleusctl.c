@@ -224,17 +224,24 @@ static int cmd_ls(struct ctl *c)
 	return r ? r : finish(c, &resp, print_table);
 }
 
-static int cmd_simple(struct ctl *c, const char *method, const char *suffix)
+/* @method on sandbox @ref's path + @suffix without a body; the reply shown by @human. */
+static int sandbox_request(struct ctl *c, const char *method, const char *ref,
+			   const char *suffix, void (*human)(json_t *))
 {
 	struct api_response resp;
 	char path[256];
-	int r = need_args(c, 1, 0);
+	int r = sandbox_path(ref, suffix, path, sizeof(path));
 
 	if (r == 0)
-		r = sandbox_path(c->args[0], suffix, path, sizeof(path));
-	if (r == 0)
 		r = request(c, method, path, NULL, &resp);
-	return r ? r : finish(c, &resp, print_sandbox);
+	return r ? r : finish(c, &resp, human);
+}
+
+static int cmd_simple(struct ctl *c, const char *method, const char *suffix)
+{
+	int r = need_args(c, 1, 0);
+
+	return r ? r : sandbox_request(c, method, c->args[0], suffix, print_sandbox);
 }
 
 static int set_int(json_t *o, const char *key, const char *val)
@@ -950,17 +957,6 @@ static void print_policy(json_t *o)
 		       (long long)json_integer_value(json_object_get(v, "at_us")), str(v, "digest"));
 }
 
-static int policy_show(struct ctl *c, const char *ref)
-{
-	struct api_response resp;
-	char path[256];
-	int r = sandbox_path(ref, "/policy", path, sizeof(path));
-
-	if (r == 0)
-		r = request(c, "GET", path, NULL, &resp);
-	return r ? r : finish(c, &resp, print_policy);
-}
-
 /* POST .../policy/narrow with the policy of @file ("-": stdin). */
 static int policy_narrow(struct ctl *c, const char *ref, const char *file)
 {
@@ -982,7 +978,7 @@ static int policy_narrow(struct ctl *c, const char *ref, const char *file)
 static int cmd_policy(struct ctl *c)
 {
 	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "show") == 0)
-		return policy_show(c, c->args[1]);
+		return sandbox_request(c, "GET", c->args[1], "/policy", print_policy);
 	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "narrow") == 0)
 		return policy_narrow(c, c->args[1], c->args[2]);
 	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "check") == 0)

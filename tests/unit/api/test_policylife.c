@@ -67,32 +67,36 @@ static char *rand_policy(void)
 					  "git_commit", "git_push",  "create_pr",   "spawn_agent"};
 	static const char *const levels[] = {"deny", "ask", "allow"};
 	static const char *const paths[] = {"/workspace/**", "/workspace/src/**", "/tmp/**",
-					    "/workspace/a.c", "/etc/**"};
-	static const char *const cmds[] = {"git **", "make", "make **", "ls **", "cc **"};
-	static const char *const interps[] = {"python3 **", "bash -c **", "sh **"};
+					    "/workspace/a.c", "/etc/**", NULL};
+	static const char *const cmds[] = {"git **", "make", "make **", "ls **", "cc **", NULL};
+	static const char *const interps[] = {"python3 **", "bash -c **", "sh **", NULL};
 	static const char *const hosts[] = {"github.com:443", "*.example.com:*", "localhost:*",
-					    "10.0.0.0/8:22"};
-	static const char *const refs[] = {"refs/heads/**", "refs/heads/main", "refs/tags/v*"};
+					    "10.0.0.0/8:22", NULL};
+	static const char *const refs[] = {"refs/heads/**", "refs/heads/main", "refs/tags/v*",
+					   NULL};
+	/* each rule set: the JSON before it and its pool */
+	static const struct {
+		const char *before;
+		const char *const *pool;
+	} sets[] = {
+		{"}, \"paths\": {\"read\": ", paths},     {", \"write\": ", paths},
+		{"}, \"commands\": {\"allow\": ", cmds},   {", \"interpreters\": ", interps},
+		{"}, \"egress\": {\"allow\": ", hosts},    {"}, \"git\": {\"refs\": ", refs},
+	};
 	char *text = NULL;
-	size_t len = 0;
+	size_t len = 0, n;
 	FILE *f = open_memstream(&text, &len);
 
 	cr_assert_not_null(f);
 	fputs("{\"levels\": {", f);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", ops[i], levels[pick(3)]);
-	fputs("}, \"paths\": {\"read\": ", f);
-	rand_list(f, paths, 5);
-	fputs(", \"write\": ", f);
-	rand_list(f, paths, 5);
-	fputs("}, \"commands\": {\"allow\": ", f);
-	rand_list(f, cmds, 5);
-	fputs(", \"interpreters\": ", f);
-	rand_list(f, interps, 3);
-	fputs("}, \"egress\": {\"allow\": ", f);
-	rand_list(f, hosts, 4);
-	fputs("}, \"git\": {\"refs\": ", f);
-	rand_list(f, refs, 3);
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		for (n = 0; sets[i].pool[n]; n++)
+			;
+		fputs(sets[i].before, f);
+		rand_list(f, sets[i].pool, (unsigned)n);
+	}
 	fprintf(f, "}, \"budget\": {\"max_calls\": %u}, \"uninhabitable\": \"%s\", ",
 		100 + pick(1000), pick(2) ? "ask" : "deny");
 	if (pick(4))
@@ -163,6 +167,19 @@ static struct api_response show(const char *id)
 	r = thd_call(&d, "GET", path, NULL);
 	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
 	return r;
+}
+
+/* Restarts the daemon pinning a new approver key: its secret key in @sk (hex in @hex). */
+static void with_approver(unsigned char sk[64], char hex[65])
+{
+	unsigned char pk[32];
+
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(hex, 65, pk, sizeof(pk));
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
 }
 
 /* Narrows @id by @policy; the policy in force afterwards. */
@@ -398,27 +415,6 @@ static char *widen_approval(const char *id, const char *policy, const unsigned c
 	return json;
 }
 
-/* The newest audit entry of @id of @kind (its body, a new reference), or NULL. */
-static json_t *last_entry(const char *id, const char *kind)
-{
-	char path[160];
-	struct api_response r;
-	json_t *en, *body = NULL;
-	size_t i;
-
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
-	r = thd_call(&d, "GET", path, NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	json_array_foreach(r.json, i, en)
-	{
-		if (strcmp(jstr(en, "kind"), kind) == 0)
-			body = json_object_get(en, "body");
-	}
-	json_incref(body);
-	api_response__clear(&r);
-	return body;
-}
-
 /* 403 widen_refused with @reason; cleared. */
 static void refused(struct api_response *r, const char *reason)
 {
@@ -437,18 +433,13 @@ Test(policylife, widening_needs_an_approver_signature)
 	static const char small[] = "{\"levels\": {\"read_file\": \"allow\"}}";
 	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
 				   "\"allow\"}}";
-	unsigned char pk[32], sk[64], rogue_pk[32], rogue_sk[64];
+	unsigned char sk[64], rogue_pk[32], rogue_sk[64];
 	char hex[65], id[32], other[32], path[160], *appr, *before;
 	struct api_response r;
 	json_t *b;
 
-	crypto_sign_keypair(pk, sk);
 	crypto_sign_keypair(rogue_pk, rogue_sk);
-	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
-	thd_stop(&d);
-	d.extra[0] = "--approver-key";
-	d.extra[1] = hex;
-	thd_restart(&d);
+	with_approver(sk, hex);
 	snprintf(id, sizeof(id), "%s", create_with(small));
 	snprintf(other, sizeof(other), "%s", create_with(small));
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
@@ -460,7 +451,7 @@ Test(policylife, widening_needs_an_approver_signature)
 	/* no approval: refused, even for a policy below the running one */
 	r = change(id, "widen", wide, NULL, 403);
 	refused(&r, "WIDEN_REFUSED");
-	b = last_entry(id, "policy.widen_refused");
+	b = thd_last_entry(&d, id, "policy.widen_refused");
 	cr_assert_not_null(b);
 	cr_assert_eq(strlen(jstr(b, "given")), 64);
 	cr_assert_str_eq(jstr(json_object_get(json_object_get(b, "policy"), "levels"),
@@ -500,7 +491,7 @@ Test(policylife, widening_needs_an_approver_signature)
 	cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "session"), "legs")),
 		     1, "%s", r.body);
 	api_response__clear(&r);
-	b = last_entry(id, "policy.widen");
+	b = thd_last_entry(&d, id, "policy.widen");
 	cr_assert_not_null(b);
 	cr_assert_str_eq(jstr(b, "how"), "widen");
 	cr_assert_not_null(json_object_get(b, "approval"));
@@ -578,18 +569,13 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	static const char push[] = "{\"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}";
 	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
 					"\"https://github.com/o/r\", \"ref\": \"main\"}";
-	unsigned char pk[32], sk[64];
+	unsigned char sk[64];
 	char hex[65], id[32], path[160];
 	struct api_response r;
 	struct thd_run *run;
 	json_t *o, *b;
 
-	crypto_sign_keypair(pk, sk);
-	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
-	thd_stop(&d);
-	d.extra[0] = "--approver-key";
-	d.extra[1] = hex;
-	thd_restart(&d);
+	with_approver(sk, hex);
 	snprintf(id, sizeof(id), "%s",
 		 thd_create(&d, "{\"profile\": \"permissive-local\", \"vcpus\": 1, "
 				"\"memory_mib\": 128}"));
@@ -622,7 +608,7 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	json_decref(o);
 	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 1);
 	cr_assert_eq(metric("nucleus_quarantines_total"), 1);
-	b = last_entry(id, "policy.quarantine");
+	b = thd_last_entry(&d, id, "policy.quarantine");
 	cr_assert_not_null(b, "no policy.quarantine entry");
 	cr_assert_str_eq(jstr(b, "how"), "quarantine");
 	cr_assert_str_eq(jstr(b, "tool"), "read_file");
@@ -655,17 +641,12 @@ Test(policylife, approvals_go_through_the_approvals_route_only)
 {
 	static const char fetch_call[] =
 		"{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}";
-	unsigned char pk[32], sk[64];
+	unsigned char sk[64];
 	char hex[65], id[32], path[160], *body, *args, *before;
 	struct api_response r, ask;
 	json_t *req;
 
-	crypto_sign_keypair(pk, sk);
-	sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
-	thd_stop(&d);
-	d.extra[0] = "--approver-key";
-	d.extra[1] = hex;
-	thd_restart(&d);
+	with_approver(sk, hex);
 	snprintf(id, sizeof(id), "%s",
 		 thd_create(&d, "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"));
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);

@@ -174,13 +174,21 @@ Test(session, quarantine_after_probing_is_absorbing)
 	cr_expect_eq(decide(&w, 1000000).reason, POLICY_R_QUARANTINED);
 }
 
+/* @a for this session, expiring at @expires, with nonce @n repeated. */
+static struct policy_approval stamp(struct policy_approval a, int64_t expires, uint8_t n)
+{
+	memcpy(a.session_id, policy__session_id(s), POLICY_SESSION_ID_LEN);
+	a.expires = expires;
+	memset(a.nonce, n, sizeof(a.nonce));
+	return a;
+}
+
 static struct policy_approval approval(const struct policy_call *c, int64_t expires, uint8_t n)
 {
-	struct policy_approval a = {.op = (uint8_t)c->op, .expires = expires};
+	struct policy_approval a = {.op = (uint8_t)c->op};
 
-	memcpy(a.session_id, policy__session_id(s), POLICY_SESSION_ID_LEN);
 	policy__call_digest(c, a.args_digest);
-	memset(a.nonce, n, sizeof(a.nonce));
+	a = stamp(a, expires, n);
 	cr_assert_eq(policy__approval_sign(&a, sk), 0);
 	return a;
 }
@@ -271,11 +279,10 @@ Test(session, approved_pushes_are_not_probes_refused_calls_are)
 static struct policy_approval widen_approval(const struct policy *p, int64_t expires, uint8_t n,
 					     const uint8_t *key)
 {
-	struct policy_approval a = {.expires = expires};
+	struct policy_approval a = {0};
 
-	memcpy(a.session_id, policy__session_id(s), POLICY_SESSION_ID_LEN);
 	policy__digest(p, a.args_digest);
-	memset(a.nonce, n, sizeof(a.nonce));
+	a = stamp(a, expires, n);
 	cr_assert_eq(policy__widen_sign(&a, key), 0);
 	return a;
 }
