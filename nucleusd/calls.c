@@ -446,7 +446,7 @@ static int decision_tx(struct store *s, void *arg)
 	json_decref(body);
 	if (r == 0 && d->d->quarantined)
 		r = nd__policy_quarantined_tx(s, d->nd, d->row->id, d->actor_uid, d->tool,
-					      d->d->quarantine_reason, d->d->trace);
+					      d->d->probes, d->d->trace);
 	if (r < 0 || d->charged <= 0)
 		return r;
 	snprintf(reason, sizeof(reason), "tool:%s", d->tool);

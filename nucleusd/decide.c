@@ -149,27 +149,17 @@ int nd__session_save(struct store *s, const char *session_id, const char *state)
 
 /* ---- quarantine ---- */
 
-static void quarantine_reason(unsigned probes, char *buf, size_t len)
-{
-	snprintf(buf, len,
-		 "%u refused calls after untrusted content reached quarantine_after (%u)",
-		 probes, probes);
-}
-
 json_t *nd_session__quarantine_json(const char *state)
 {
 	json_t *st, *o = NULL;
-	char reason[160];
 
 	/* canonical compact JSON: the flag is only ever spelled this way */
 	if (!state || !strstr(state, "\"quarantined\":true"))
 		return NULL;
 	st = json_loads(state, 0, NULL);
-	if (json_is_true(json_object_get(st, "quarantined"))) {
-		quarantine_reason((unsigned)json_integer_value(json_object_get(st, "suspicion")),
-				  reason, sizeof(reason));
-		o = json_pack("{ss ss}", "rule", "quarantine_after", "reason", reason);
-	}
+	if (json_is_true(json_object_get(st, "quarantined")))
+		o = json_pack("{ss ss sO}", "rule", "quarantine_after", "reason",
+			      ND_QUARANTINE_REASON, "probes", json_object_get(st, "suspicion"));
 	json_decref(st);
 	return o;
 }
@@ -324,9 +314,7 @@ int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_k
 		goto out;
 	}
 	d.quarantined = !was && policy__session_quarantined(s);
-	if (d.quarantined)
-		quarantine_reason((unsigned)policy__session_suspicion(s), d.quarantine_reason,
-				  sizeof(d.quarantine_reason));
+	d.probes = policy__session_suspicion(s);
 	d.verdict = pd.verdict == POLICY_ALLOW ? ND_ALLOW
 		    : pd.verdict == POLICY_ASK ? ND_ASK
 					       : ND_DENY;

@@ -250,9 +250,9 @@ struct nd_decision {
 	 */
 	json_t *trace;
 	char *session_state;
-	/* This decision quarantined the session: why (audited as policy.quarantine). */
+	/* This decision quarantined the session (audited as policy.quarantine). */
 	bool quarantined;
-	char quarantine_reason[192];
+	uint32_t probes; /* the session's probes after it */
 };
 
 /* Parsed policy sessions keyed by the state text they were serialized to. */
@@ -298,20 +298,24 @@ void nd__session_keep(struct nucleusd *nd, const struct nd_sandbox_info *sb, con
 		      struct policy_session *s);
 /* In a transaction: sessions.state of open session @session_id := @state (-ENOENT: none). */
 int nd__session_save(struct store *s, const char *session_id, const char *state);
+/* Why a session is quarantined (policy.md "Quarantine"). */
+#define ND_QUARANTINE_REASON                                                                       \
+	"probes (refused calls and widenings) after untrusted content reached quarantine_after"
 /*
  * A session state (sessions.state) that is quarantined: {"rule": "quarantine_after",
- * "reason"} (a new reference; the same reason as its policy.quarantine entry); else NULL.
+ * "reason", "probes": N so far} (a new reference); else NULL.
  */
 json_t *nd_session__quarantine_json(const char *state);
 
 /* ---- the policy's life through the API (policylife.c) ---- */
 
 /*
- * Appends the policy.quarantine entry of a decision that quarantined @sandbox's session
- * (@trace: its trace record) with the new version of the policy (in decision_tx).
+ * In a transaction: appends the policy.quarantine entry of a step that quarantined
+ * @sandbox's session (@what: the tool, or "policy.widen"; @probes: the session's count;
+ * @trace: the step's trace record), a new version of the policy.
  */
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
-			      int64_t actor_uid, const char *tool, const char *reason,
+			      int64_t actor_uid, const char *what, uint32_t probes,
 			      json_t *trace);
 /* The quarantine series of /v1/metrics. */
 int nd__policy_metrics(struct nucleusd *nd, FILE *f);

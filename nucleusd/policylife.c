@@ -135,12 +135,13 @@ static int new_version(struct store *s, const char *sandbox, const char *how, js
 }
 
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
-			      int64_t actor_uid, const char *tool, const char *reason,
+			      int64_t actor_uid, const char *what, uint32_t probes,
 			      json_t *trace)
 {
-	json_t *body = json_pack("{ss ss ss sO sO}", "rule", "quarantine_after", "reason", reason,
-				 "tool", tool, "before", json_object_get(trace, "envelope_before"),
-				 "after", json_object_get(trace, "envelope_after"));
+	json_t *body = json_pack("{ss ss sI ss sO sO}", "rule", "quarantine_after", "reason",
+				 ND_QUARANTINE_REASON, "probes", (json_int_t)probes, "tool", what,
+				 "before", json_object_get(trace, "envelope_before"), "after",
+				 json_object_get(trace, "envelope_after"));
 	int r;
 
 	if (!body)
@@ -290,6 +291,8 @@ struct change_tx {
 	const char *kind, *how; /* how: a new version, or NULL */
 	const char *state;
 	json_t *body;
+	bool quarantined; /* the step quarantined the session: also policy.quarantine */
+	uint32_t probes;
 };
 
 static int change_tx(struct store *s, void *arg)
@@ -302,6 +305,9 @@ static int change_tx(struct store *s, void *arg)
 		r = new_version(s, c->row->id, c->how, c->body);
 	if (r == 0)
 		r = audit__append(s, c->nd->key, c->row->id, c->actor_uid, c->kind, c->body, NULL);
+	if (r == 0 && c->quarantined)
+		r = nd__policy_quarantined_tx(s, c->nd, c->row->id, c->actor_uid, c->kind,
+					      c->probes, json_object_get(c->body, "trace"));
 	return r;
 }
 
@@ -389,9 +395,12 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 	r = nd__session_take(nd, &info, &s, e);
 	if (r < 0)
 		goto out;
+	c.quarantined = policy__session_quarantined(s); /* before: so not newly */
 	r = policy__dup(policy__session_envelope(s), &before);
 	if (r == 0)
 		r = step(s, q, p, ap, &d);
+	c.quarantined = !c.quarantined && policy__session_quarantined(s);
+	c.probes = policy__session_suspicion(s);
 	if (r == 0)
 		r = policy__session_to_json(s, &state);
 	trace = r == 0 ? policy__trace_json(&d.trace) : NULL;
@@ -417,6 +426,7 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 				strerror(-r));
 		goto out;
 	}
+	nd->m.quarantines += c.quarantined;
 	if (d.verdict != POLICY_ALLOW) {
 		o = json_pack("{ss ss ss}", "reason", policy__reason_name(d.reason), "requested",
 			      json_string_value(json_object_get(c.body, "given")), "digest", bh);

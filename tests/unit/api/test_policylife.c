@@ -604,7 +604,9 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 		  json_dumps(o, JSON_COMPACT));
 	cr_assert_str_eq(jstr(json_object_get(o, "quarantine"), "rule"), "quarantine_after");
 	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
-				  "5 refused calls"));
+				  "reached quarantine_after"));
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "quarantine"), "probes")),
+		     5);
 	json_decref(o);
 	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 1);
 	cr_assert_eq(metric("nucleus_quarantines_total"), 1);
@@ -686,5 +688,41 @@ Test(policylife, approvals_go_through_the_approvals_route_only)
 	api_response__clear(&r);
 	free(body);
 	api_response__clear(&ask);
+	thd_finish(&d);
+}
+
+/* Refused widenings after untrusted content are probes: they quarantine too, audited. */
+Test(policylife, refused_widenings_are_probes)
+{
+	static const char pol[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				  "\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}, "
+				  "\"quarantine_after\": 2}";
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				   "\"allow\", \"run\": \"allow\"}}";
+	char id[32], path[160];
+	struct api_response r;
+	json_t *o, *b;
+
+	snprintf(id, sizeof(id), "%s", create_with(pol));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	o = sandbox(id);
+	cr_assert(json_is_false(json_object_get(o, "quarantined")));
+	json_decref(o);
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	o = sandbox(id);
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
+		  json_dumps(o, JSON_COMPACT));
+	json_decref(o);
+	b = thd_last_entry(&d, id, "policy.quarantine");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "tool"), "policy.widen_refused");
+	cr_assert_eq(json_integer_value(json_object_get(b, "probes")), 2);
+	json_decref(b);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 403);
+	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }
