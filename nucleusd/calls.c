@@ -596,6 +596,16 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 		goto out;
 	}
 	nd__meter_sandbox(nd, &row); /* a sample on every call; may pause the sandbox */
+	r = nd__expire_asks(nd, &row, e);
+	if (r > 0) { /* the session moved on: the row again */
+		char id[sizeof(row.id)];
+
+		memcpy(id, row.id, sizeof(id));
+		sb_row__clear(&row);
+		r = sb_row__load(nd, who, id, &row, e);
+	}
+	if (r < 0)
+		goto out;
 	sb_row__info(&row, &info);
 	r = nd__decide(nd, &info, tool, args, &dec, e);
 	if (r == 0 && dec.verdict != ND_ALLOW && dec.verdict != ND_DENY && dec.verdict != ND_ASK)
@@ -730,7 +740,8 @@ static int approval_take_tx(struct store *s, void *arg)
 	}
 	snprintf(x->tool, sizeof(x->tool), "%s", tool);
 	x->request = strdup(request);
-	r = strcmp(state, "pending") != 0			 ? -EBUSY
+	r = strcmp(state, "expired") == 0 ? -ETIME
+	    : strcmp(state, "pending") != 0 ? -EBUSY
 	    : sqlite3_column_int64(st, 3) <= nd_clock__wall_us() ? -ETIME
 								 : 0;
 	store__stmt_done(st);

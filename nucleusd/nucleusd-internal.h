@@ -317,6 +317,13 @@ json_t *nd_session__quarantine_json(const char *state);
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
 			      int64_t actor_uid, const char *what, uint32_t probes,
 			      json_t *trace);
+/*
+ * Before a decision: @row's approval requests that expired while pending are asks
+ * nobody approved, each a probe of its session (policy__ask_expired), marked 'expired'
+ * and audited (approval.expired) in one transaction. 1 when the session changed (read
+ * @row again), 0 when there were none, < 0 on errors.
+ */
+int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e);
 /* The quarantine series of /v1/metrics. */
 int nd__policy_metrics(struct nucleusd *nd, FILE *f);
 

@@ -482,6 +482,116 @@ int nucleusd__policy_widen(struct nucleusd *nd, const struct nd_caller *who, con
 	return change(nd, who, ref, &q, ret, ret_denial, e);
 }
 
+/* ---- asks nobody approved in time ---- */
+
+struct expire_tx {
+	struct nucleusd *nd;
+	const struct sb_row *row;
+	int64_t cutoff_us;
+	const char *state;
+	json_t *body;
+	bool quarantined; /* newly */
+	uint32_t probes;
+};
+
+static int expire_tx(struct store *s, void *arg)
+{
+	static const char upd[] = "UPDATE approvals SET state = 'expired', decided_us = ?2 WHERE "
+				  "sandbox_id = ?1 AND state = 'pending' AND expires_us <= ?2";
+	struct expire_tx *x = arg;
+	sqlite3_stmt *st = NULL;
+	int r = store__stmt_text(s, upd, x->row->id, &st);
+
+	if (r < 0)
+		return r;
+	r = store__errno(sqlite3_bind_int64(st, 2, x->cutoff_us) ?: sqlite3_step(st));
+	store__stmt_done(st);
+	if (r == 0)
+		r = nd__session_save(s, x->row->session_id, x->state);
+	if (r == 0)
+		r = audit__append(s, x->nd->key, x->row->id, -1, "approval.expired", x->body, NULL);
+	if (r == 0 && x->quarantined)
+		r = nd__policy_quarantined_tx(s, x->nd, x->row->id, -1, "approval.expired",
+					      x->probes, x->body);
+	return r;
+}
+
+/* The nonces of @row's approval requests still pending at @cutoff_us, which has passed. */
+static int expired_asks(struct store *s, const char *sandbox, int64_t cutoff_us, json_t **ret)
+{
+	static const char sel[] = "SELECT nonce FROM approvals WHERE sandbox_id = ?1 AND "
+				  "state = 'pending' AND expires_us <= ?2 ORDER BY expires_us";
+	sqlite3_stmt *st = NULL;
+	json_t *arr = json_array();
+	int r = arr ? store__stmt_text(s, sel, sandbox, &st) : -ENOMEM, rc;
+
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	rc = sqlite3_bind_int64(st, 2, cutoff_us);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW &&
+		    json_array_append_new(
+			    arr, json_string((const char *)sqlite3_column_text(st, 0))) < 0)
+			rc = SQLITE_NOMEM;
+	}
+	r = store__errno(rc);
+	store__stmt_done(st);
+	if (r < 0)
+		json_decref(arr);
+	else
+		*ret = arr;
+	return r;
+}
+
+int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e)
+{
+	struct expire_tx x = {.nd = nd, .row = row, .cutoff_us = nd_clock__wall_us()};
+	struct policy_session *s = NULL;
+	struct nd_sandbox_info info;
+	json_t *nonces = NULL;
+	char bh[65], ah[65], *state = NULL;
+	int r;
+
+	r = expired_asks(nd->store, row->id, x.cutoff_us, &nonces);
+	if (r < 0 || json_array_size(nonces) == 0)
+		goto out;
+	sb_row__info(row, &info);
+	r = nd__session_take(nd, &info, &s, e);
+	if (r < 0)
+		goto out;
+	x.quarantined = policy__session_quarantined(s);
+	digest_hex(policy__session_envelope(s), bh);
+	for (size_t i = 0; i < json_array_size(nonces); i++)
+		policy__ask_expired(s);
+	x.quarantined = !x.quarantined && policy__session_quarantined(s);
+	x.probes = policy__session_suspicion(s);
+	digest_hex(policy__session_envelope(s), ah);
+	r = policy__session_to_json(s, &state);
+	x.state = state;
+	x.body = r == 0 ? json_pack("{sO sI ss ss}", "nonces", nonces, "probes",
+				    (json_int_t)x.probes, "envelope_before", bh, "envelope_after",
+				    ah)
+			: NULL;
+	r = x.body ? store__tx(nd->store, expire_tx, &x) : -ENOMEM;
+	if (r == 0) {
+		nd->m.quarantines += x.quarantined;
+		nd__session_keep(nd, &info, state, s);
+		s = NULL;
+		r = 1;
+	}
+out:
+	if (r < 0)
+		r = nd_err__set(e, r, "internal", "cannot record expired approval requests");
+	json_decref(x.body);
+	json_decref(nonces);
+	policy__session_free(s);
+	free(state);
+	return r;
+}
+
 /* ---- metrics ---- */
 
 int nd__policy_metrics(struct nucleusd *nd, FILE *f)

@@ -205,6 +205,12 @@ int policy__request_widen(struct policy_session *s, const struct policy *p, int6
  */
 int policy__widen(struct policy_session *s, const struct policy *p,
 		  const struct policy_approval *a, int64_t now, struct policy_decision *ret);
+/*
+ * An ask of this session that nobody approved before it expired: a probe, like a refused
+ * call (counted once untrusted content is among the legs; may quarantine the session).
+ * The caller tracks its asks (the daemon's approval requests).
+ */
+void policy__ask_expired(struct policy_session *s);
 const struct policy *policy__session_envelope(const struct policy_session *s);
 unsigned policy__session_legs(const struct policy_session *s);
 bool policy__session_quarantined(const struct policy_session *s);

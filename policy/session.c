@@ -339,6 +339,12 @@ static void suspect(struct policy_session *s)
 		session__quarantine(s);
 }
 
+void policy__ask_expired(struct policy_session *s)
+{
+	if (s)
+		suspect(s);
+}
+
 static void trace_begin(struct policy_session *s, struct policy_trace *t, int64_t now,
 			enum policy_event ev)
 {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <criterion/criterion.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "policy/policy.h"
 #include "tests/unit/api/daemon.h"
@@ -528,6 +529,25 @@ static void approved_call(const char *id, const char *tool, const char *args,
 	api_response__clear(&r);
 }
 
+/*
+ * A permissive-local sandbox (uninhabitable "ask", quarantine_after 5) of a daemon with a
+ * new approver key (@sk, @hex) whose session has read a file and fetched a page (approved):
+ * private and untrusted content. Its id in @id.
+ */
+static void untrusted_session(char id[32], unsigned char sk[64], char hex[65])
+{
+	char path[160];
+
+	with_approver(sk, hex);
+	snprintf(id, 32, "%s",
+		 thd_create(&d, "{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+				"\"memory_mib\": 128}"));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	approved_call(id, "web_fetch", "{\"url\": \"http://localhost:8000/x\"}",
+		      "{\"op\": \"web_fetch\", \"url\": \"http://localhost:8000/x\"}", sk);
+}
+
 /* The value of metric @name in GET /v1/metrics. */
 static long long metric(const char *name)
 {
@@ -575,14 +595,8 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	struct thd_run *run;
 	json_t *o, *b;
 
-	with_approver(sk, hex);
-	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, "{\"profile\": \"permissive-local\", \"vcpus\": 1, "
-				"\"memory_mib\": 128}"));
+	untrusted_session(id, sk, hex);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
-	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
-	approved_call(id, "web_fetch", "{\"url\": \"http://localhost:8000/x\"}",
-		      "{\"op\": \"web_fetch\", \"url\": \"http://localhost:8000/x\"}", sk);
 	for (int i = 0; i < 20; i++)
 		approved_call(id, "git_push", push, push_call, sk);
 	o = sandbox(id);
@@ -723,6 +737,71 @@ Test(policylife, refused_widenings_are_probes)
 	cr_assert_eq(json_integer_value(json_object_get(b, "probes")), 2);
 	json_decref(b);
 	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 403);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/*
+ * Asks nobody approved before they expired are probes: five pushes asked and left
+ * unanswered quarantine the session (quarantine_after 5) once they expire; their
+ * requests are then expired (409 approval_expired), audited as approval.expired.
+ */
+Test(policylife, expired_asks_are_probes)
+{
+	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
+				   "\"ref\": \"main\"}}";
+	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
+					"\"https://github.com/o/r\", \"ref\": \"main\"}";
+	unsigned char sk[64];
+	char hex[65], id[32], path[160], rd[160], *body = NULL;
+	struct api_response r;
+	sqlite3 *db;
+	json_t *o, *b;
+
+	untrusted_session(id, sk, hex);
+	snprintf(rd, sizeof(rd), "/v1/sandboxes/%s/tools/read_file", id);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
+	for (int i = 0; i < 5; i++) {
+		r = thd_call(&d, "POST", path, push);
+		cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+		cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
+		if (!body)
+			body = th_approval_body(json_object_get(r.json, "approval_request"),
+						push_call, sk);
+		api_response__clear(&r);
+	}
+	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	o = sandbox(id);
+	cr_assert(json_is_false(json_object_get(o, "quarantined")), "asks are not probes");
+	json_decref(o);
+
+	/* the ten minutes pass for the pending requests (and only for them) */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db,
+				  "UPDATE approvals SET expires_us = 1 WHERE state = 'pending'",
+				  NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	o = sandbox(id);
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
+		  json_dumps(o, JSON_COMPACT));
+	json_decref(o);
+	b = thd_last_entry(&d, id, "approval.expired");
+	cr_assert_not_null(b);
+	cr_assert_eq(json_array_size(json_object_get(b, "nonces")), 5);
+	json_decref(b);
+	b = thd_last_entry(&d, id, "policy.quarantine");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "tool"), "approval.expired");
+	json_decref(b);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_expired", "%s", r.body);
+	api_response__clear(&r);
+	free(body);
 	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }

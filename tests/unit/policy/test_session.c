@@ -276,6 +276,24 @@ Test(session, approved_pushes_are_not_probes_refused_calls_are)
 	cr_expect_eq(decide(&push, now++).reason, POLICY_R_QUARANTINED);
 }
 
+/* An ask nobody approved in time is a probe once untrusted content is in the session. */
+Test(session, expired_asks_are_probes_after_untrusted_content)
+{
+	struct policy_call web = {.op = POLICY_OP_WEB_FETCH, .url = "http://localhost:8000/x"};
+	struct policy_approval a = approval(&web, 160, 9);
+
+	policy__ask_expired(s);
+	cr_expect_eq(policy__session_suspicion(s), 0, "no untrusted content yet");
+	web.approval = &a;
+	cr_expect_eq(decide(&web, 100).reason, POLICY_R_APPROVED);
+	for (int i = 0; i < 4; i++)
+		policy__ask_expired(s);
+	cr_expect_eq(policy__session_suspicion(s), 4);
+	cr_expect(!policy__session_quarantined(s));
+	policy__ask_expired(s); /* permissive-local: quarantine_after 5 */
+	cr_expect(policy__session_quarantined(s));
+}
+
 static struct policy_approval widen_approval(const struct policy *p, int64_t expires, uint8_t n,
 					     const uint8_t *key)
 {
