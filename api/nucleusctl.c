@@ -66,7 +66,7 @@ static void usage(FILE *f)
 		"  policy check FILE                  validate a policy/profile file\n"
 		"  policy explain PROFILE|@FILE CALL_JSON  decide one call in a fresh session of\n"
 		"                                     the profile or policy, and explain\n"
-		"  policy show ID                     the policy in force, its versions, the session\n"
+		"  policy show ID                     the policy in force, versions, session\n"
 		"  policy narrow ID FILE|-            meet the running policy with a policy file\n"
 		"  budget ID                          limits, spent and remaining per budget\n"
 		"  health                             daemon status\n");
@@ -225,8 +225,8 @@ static int cmd_ls(struct ctl *c)
 }
 
 /* @method on sandbox @ref's path + @suffix without a body; the reply shown by @human. */
-static int sandbox_request(struct ctl *c, const char *method, const char *ref,
-			   const char *suffix, void (*human)(json_t *))
+static int sandbox_request(struct ctl *c, const char *method, const char *ref, const char *suffix,
+			   void (*human)(json_t *))
 {
 	struct api_response resp;
 	char path[256];
@@ -906,7 +906,9 @@ static void print_legs(json_t *legs)
 	if (!json_array_size(legs))
 		printf("none");
 	json_array_foreach(legs, i, l)
+	{
 		printf("%s%s", i ? "+" : "", json_string_value(l));
+	}
 	putchar('\n');
 }
 
@@ -925,11 +927,15 @@ static void print_policy(json_t *o)
 		       json_is_true(json_object_get(ch, "changed")) ? "changed" : "no change",
 		       json_array_size(json_object_get(ch, "denied_ops")) ? "" : "none");
 	json_array_foreach(json_object_get(ch, "denied_ops"), i, v)
+	{
 		printf("  %s\n", json_string_value(v));
+	}
 	if (json_is_object(p)) {
 		printf("\n%-14s %s\n", "OPERATION", "LEVEL");
 		json_object_foreach(json_object_get(p, "levels"), key, v)
+		{
 			printf("%-14s %s\n", key, json_string_value(v));
+		}
 		printf("\nrules\n");
 		print_kv("paths", json_object_get(p, "paths"));
 		print_kv("commands", json_object_get(p, "commands"));
@@ -952,9 +958,12 @@ static void print_policy(json_t *o)
 	}
 	printf("\n%-7s  %-10s  %-16s  %s\n", "VERSION", "HOW", "AT_US", "DIGEST");
 	json_array_foreach(json_object_get(o, "versions"), i, v)
+	{
 		printf("%-7lld  %-10s  %-16lld  %.16s\n",
 		       (long long)json_integer_value(json_object_get(v, "version")), str(v, "how"),
-		       (long long)json_integer_value(json_object_get(v, "at_us")), str(v, "digest"));
+		       (long long)json_integer_value(json_object_get(v, "at_us")),
+		       str(v, "digest"));
+	}
 }
 
 /* POST .../policy/narrow with the policy of @file ("-": stdin). */
@@ -985,8 +994,9 @@ static int cmd_policy(struct ctl *c)
 		return policy_check(c, c->args[1]);
 	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "explain") == 0)
 		return policy_explain(c, c->args[1], c->args[2]);
-	return fail(EXIT_USAGE, "usage: nucleusctl policy check FILE | policy explain "
-				"PROFILE|@FILE CALL_JSON | policy show ID | policy narrow ID FILE|-");
+	return fail(EXIT_USAGE,
+		    "usage: nucleusctl policy check FILE | policy explain "
+		    "PROFILE|@FILE CALL_JSON | policy show ID | policy narrow ID FILE|-");
 }
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)

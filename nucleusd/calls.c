@@ -740,8 +740,8 @@ static int approval_take_tx(struct store *s, void *arg)
 	}
 	snprintf(x->tool, sizeof(x->tool), "%s", tool);
 	x->request = strdup(request);
-	r = strcmp(state, "expired") == 0 ? -ETIME
-	    : strcmp(state, "pending") != 0 ? -EBUSY
+	r = strcmp(state, "expired") == 0			 ? -ETIME
+	    : strcmp(state, "pending") != 0			 ? -EBUSY
 	    : sqlite3_column_int64(st, 3) <= nd_clock__wall_us() ? -ETIME
 								 : 0;
 	store__stmt_done(st);

@@ -186,7 +186,8 @@ int nd_policy__parse(json_t *policy, struct policy **ret, struct nd_err *e)
 	int r = parse_policy(policy, ret, &pe);
 
 	if (r < 0)
-		return nd_err__set(e, r, r == -ENOMEM ? "internal" : "invalid_policy", "%s", pe.msg);
+		return nd_err__set(e, r, r == -ENOMEM ? "internal" : "invalid_policy", "%s",
+				   pe.msg);
 	return 0;
 }
 
@@ -231,8 +232,8 @@ int nd__session_take(struct nucleusd *nd, const struct nd_sandbox_info *sb,
 		     struct policy_session **ret, struct nd_err *e)
 {
 	if (!sb->session_id)
-		return nd_err__set(e, -EBUSY, "wrong_state", "sandbox %s has no open policy session",
-				   sb->id);
+		return nd_err__set(e, -EBUSY, "wrong_state",
+				   "sandbox %s has no open policy session", sb->id);
 	return session_get(nd->sessions, (const uint8_t(*)[32])nd->approver_keys,
 			   nd->n_approver_keys, sb, ret, e);
 }

@@ -315,8 +315,7 @@ json_t *nd_session__quarantine_json(const char *state);
  * @trace: the step's trace record), a new version of the policy.
  */
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
-			      int64_t actor_uid, const char *what, uint32_t probes,
-			      json_t *trace);
+			      int64_t actor_uid, const char *what, uint32_t probes, json_t *trace);
 /*
  * Before a decision: @row's approval requests that expired while pending are asks
  * nobody approved, each a probe of its session (policy__ask_expired), marked 'expired'

@@ -73,8 +73,8 @@ static int history_load(struct store *s, const struct sb_row *row, struct histor
 	digest_hex(p, hex);
 	policy__free(p);
 	h->last = 1;
-	h->versions = json_pack("[{sI ss sI ss}]", "version", (json_int_t)1, "digest", hex,
-				"at_us", (json_int_t)row->created_us, "how", "create");
+	h->versions = json_pack("[{sI ss sI ss}]", "version", (json_int_t)1, "digest", hex, "at_us",
+				(json_int_t)row->created_us, "how", "create");
 	r = -ENOMEM;
 	if (!h->versions)
 		goto fail;
@@ -135,8 +135,7 @@ static int new_version(struct store *s, const char *sandbox, const char *how, js
 }
 
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
-			      int64_t actor_uid, const char *what, uint32_t probes,
-			      json_t *trace)
+			      int64_t actor_uid, const char *what, uint32_t probes, json_t *trace)
 {
 	json_t *body = json_pack("{ss ss sI ss sO sO}", "rule", "quarantine_after", "reason",
 				 ND_QUARANTINE_REASON, "probes", (json_int_t)probes, "tool", what,
@@ -162,11 +161,12 @@ static json_t *session_view(const char *session_id, const char *state, json_t *e
 
 	if (!st)
 		return NULL;
-	o = json_pack("{ss sO sO sO sO sO sO}", "id", session_id, "seq",
-		      json_object_get(st, "seq"), "legs", json_object_get(st, "legs"), "counters",
-		      json_object_get(st, "counters"), "suspicion", json_object_get(st, "suspicion"),
-		      "quarantine_after", json_object_get(envelope, "quarantine_after"),
-		      "quarantined", json_object_get(st, "quarantined"));
+	o = json_pack("{ss sO sO sO sO sO sO}", "id", session_id, "seq", json_object_get(st, "seq"),
+		      "legs", json_object_get(st, "legs"), "counters",
+		      json_object_get(st, "counters"), "suspicion",
+		      json_object_get(st, "suspicion"), "quarantine_after",
+		      json_object_get(envelope, "quarantine_after"), "quarantined",
+		      json_object_get(st, "quarantined"));
 	q = o ? nd_session__quarantine_json(state) : NULL;
 	if (q)
 		json_object_set_new(o, "quarantine", q);
@@ -413,8 +413,9 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 	c.row = &row;
 	c.state = state;
 	c.body = change_body(&d, q->policy, bh, ah, trace);
-	c.kind = !q->widen ? "policy.narrow" : d.verdict == POLICY_ALLOW ? "policy.widen"
-									  : "policy.widen_refused";
+	c.kind = !q->widen		     ? "policy.narrow"
+		 : d.verdict == POLICY_ALLOW ? "policy.widen"
+					     : "policy.widen_refused";
 	c.how = d.verdict != POLICY_ALLOW || strcmp(bh, ah) == 0 ? NULL
 		: q->widen					 ? "widen"
 								 : "narrow";

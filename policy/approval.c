@@ -351,8 +351,9 @@ static int from_json(const char *json_text, bool widen, struct policy_approval *
 		return -EINVAL;
 	}
 	if (!json_is_object(j) || json_object_size(j) != (widen ? 5 : 6)) {
-		perr(err, "$", widen ? "expected exactly session, policy_digest, nonce, expires, sig"
-				     : "expected exactly session, op, args_digest, nonce, expires, sig");
+		perr(err, "$",
+		     widen ? "expected exactly session, policy_digest, nonce, expires, sig"
+			   : "expected exactly session, op, args_digest, nonce, expires, sig");
 		goto out;
 	}
 	if (!widen) {

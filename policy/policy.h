@@ -203,8 +203,8 @@ int policy__request_widen(struct policy_session *s, const struct policy *p, int6
  * like every refused widening; @a NULL: always WIDEN_REFUSED (recorded, a probe), even for
  * a policy below the envelope. @a's op is not part of the message (set it to 0).
  */
-int policy__widen(struct policy_session *s, const struct policy *p,
-		  const struct policy_approval *a, int64_t now, struct policy_decision *ret);
+int policy__widen(struct policy_session *s, const struct policy *p, const struct policy_approval *a,
+		  int64_t now, struct policy_decision *ret);
 /*
  * An ask of this session that nobody approved before it expired: a probe, like a refused
  * call (counted once untrusted content is among the legs; may quarantine the session).

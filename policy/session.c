@@ -463,8 +463,8 @@ int policy__request_widen(struct policy_session *s, const struct policy *p, int6
 	return envelope_step(s, p, NULL, now, 1, ret);
 }
 
-int policy__widen(struct policy_session *s, const struct policy *p,
-		  const struct policy_approval *a, int64_t now, struct policy_decision *ret)
+int policy__widen(struct policy_session *s, const struct policy *p, const struct policy_approval *a,
+		  int64_t now, struct policy_decision *ret)
 {
 	return envelope_step(s, p, a, now, 2, ret);
 }

@@ -63,12 +63,12 @@ static void rand_list(FILE *f, const char *const *pool, unsigned n)
 /* A random engine policy (profile JSON, malloc'd). */
 static char *rand_policy(void)
 {
-	static const char *const ops[] = {"read_file", "write_file", "list",	    "search",
-					  "run",       "web_fetch",  "web_search",  "net_connect",
-					  "git_commit", "git_push",  "create_pr",   "spawn_agent"};
+	static const char *const ops[] = {"read_file",	"write_file", "list",	    "search",
+					  "run",	"web_fetch",  "web_search", "net_connect",
+					  "git_commit", "git_push",   "create_pr",  "spawn_agent"};
 	static const char *const levels[] = {"deny", "ask", "allow"};
-	static const char *const paths[] = {"/workspace/**", "/workspace/src/**", "/tmp/**",
-					    "/workspace/a.c", "/etc/**", NULL};
+	static const char *const paths[] = {"/workspace/**",  "/workspace/src/**", "/tmp/**",
+					    "/workspace/a.c", "/etc/**",	   NULL};
 	static const char *const cmds[] = {"git **", "make", "make **", "ls **", "cc **", NULL};
 	static const char *const interps[] = {"python3 **", "bash -c **", "sh **", NULL};
 	static const char *const hosts[] = {"github.com:443", "*.example.com:*", "localhost:*",
@@ -80,9 +80,9 @@ static char *rand_policy(void)
 		const char *before;
 		const char *const *pool;
 	} sets[] = {
-		{"}, \"paths\": {\"read\": ", paths},     {", \"write\": ", paths},
-		{"}, \"commands\": {\"allow\": ", cmds},   {", \"interpreters\": ", interps},
-		{"}, \"egress\": {\"allow\": ", hosts},    {"}, \"git\": {\"refs\": ", refs},
+		{"}, \"paths\": {\"read\": ", paths},	 {", \"write\": ", paths},
+		{"}, \"commands\": {\"allow\": ", cmds}, {", \"interpreters\": ", interps},
+		{"}, \"egress\": {\"allow\": ", hosts},	 {"}, \"git\": {\"refs\": ", refs},
 	};
 	char *text = NULL;
 	size_t len = 0, n;
@@ -134,8 +134,7 @@ static const char *create_with(const char *policy)
 	char *body;
 	const char *id;
 
-	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}",
-			      policy),
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}", policy),
 		     0);
 	id = thd_create(&d, body);
 	free(body);
@@ -212,8 +211,8 @@ Test(policylife, narrowing_is_never_wider_idempotent_and_order_free)
 		cr_assert(policy__leq(x, pa), "round %d: above the running policy", round);
 		cr_assert(policy__leq(x, pb), "round %d: above the given policy", round);
 		r = change(id1, "narrow", b, NULL, 200);
-		cr_assert(json_is_false(json_object_get(json_object_get(r.json, "narrowed"),
-							"changed")),
+		cr_assert(json_is_false(
+				  json_object_get(json_object_get(r.json, "narrowed"), "changed")),
 			  "round %d: %s", round, r.body);
 		x2 = in_force(r.json);
 		cr_assert(policy__eq(x, x2), "round %d: not idempotent", round);
@@ -244,8 +243,9 @@ Test(policylife, narrowing_is_never_wider_idempotent_and_order_free)
  */
 Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
 {
-	static const char open_p[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
-				     "\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}}";
+	static const char open_p[] =
+		"{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+		"\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}}";
 	static const char other[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
 				    "\"allow\"}, \"egress\": {\"allow\": [\"b.example.com:443\"]}}";
 	char id[32], path[160], digest[65];
@@ -259,8 +259,7 @@ Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
 	cr_assert_str_eq(jstr(json_object_get(r.json, "policy"), "uninhabitable"), "deny");
 	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 0), "how"),
 			 "create");
-	cr_assert(json_is_false(json_object_get(json_object_get(r.json, "session"),
-						"quarantined")),
+	cr_assert(json_is_false(json_object_get(json_object_get(r.json, "session"), "quarantined")),
 		  "%s", r.body);
 	api_response__clear(&r);
 
@@ -272,16 +271,16 @@ Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
 	cr_assert(json_is_true(json_object_get(v, "changed")), "%s", r.body);
 	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(v, "denied_ops"), 0)),
 			 "web_fetch", "%s", r.body);
-	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "policy"), "levels"),
-			      "web_fetch"),
-			 "deny", "%s", r.body);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(r.json, "policy"), "levels"), "web_fetch"),
+		"deny", "%s", r.body);
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
 	snprintf(digest, sizeof(digest), "%s", jstr(r.json, "digest"));
 	cr_assert_str_eq(jstr(v, "after"), digest);
-	cr_assert_eq(json_integer_value(json_object_get(
-			     json_object_get(json_object_get(r.json, "session"), "counters"),
-			     "calls")),
-		     1, "the session goes on: %s", r.body);
+	cr_assert_eq(
+		json_integer_value(json_object_get(
+			json_object_get(json_object_get(r.json, "session"), "counters"), "calls")),
+		1, "the session goes on: %s", r.body);
 	api_response__clear(&r);
 
 	r = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}");
@@ -309,8 +308,8 @@ Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
 	r = show(id);
 	/* the fake backend cannot adopt a sandbox: failed, its session closed as it was */
 	cr_assert_str_eq(jstr(r.json, "digest"), digest, "after a restart: %s", r.body);
-	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "session"), "closed")),
-		  "%s", r.body);
+	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "session"), "closed")), "%s",
+		  r.body);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "versions")), 2, "%s", r.body);
 	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
 			 "narrow");
@@ -455,9 +454,9 @@ Test(policylife, widening_needs_an_approver_signature)
 	b = thd_last_entry(&d, id, "policy.widen_refused");
 	cr_assert_not_null(b);
 	cr_assert_eq(strlen(jstr(b, "given")), 64);
-	cr_assert_str_eq(jstr(json_object_get(json_object_get(b, "policy"), "levels"),
-			      "write_file"),
-			 "allow");
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(b, "policy"), "levels"), "write_file"),
+		"allow");
 	json_decref(b);
 	r = change(id, "widen", small, NULL, 403);
 	refused(&r, "WIDEN_REFUSED");
@@ -483,9 +482,9 @@ Test(policylife, widening_needs_an_approver_signature)
 	appr = widen_approval(id, wide, sk, 4);
 	r = change(id, "widen", wide, appr, 200);
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
-	cr_assert_str_eq(jstr(json_object_get(json_object_get(r.json, "policy"), "levels"),
-			      "write_file"),
-			 "allow", "%s", r.body);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(r.json, "policy"), "levels"), "write_file"),
+		"allow", "%s", r.body);
 	cr_assert_str_eq(json_string_value(json_array_get(
 				 json_object_get(json_object_get(r.json, "session"), "legs"), 0)),
 			 "private", "the legs stay: %s", r.body);
@@ -508,8 +507,8 @@ Test(policylife, widening_needs_an_approver_signature)
 }
 
 /* POST tools/@tool with @args; 403 approval_required answered by an approval: 200. */
-static void approved_call(const char *id, const char *tool, const char *args,
-			  const char *call_json, const unsigned char sk[64])
+static void approved_call(const char *id, const char *tool, const char *args, const char *call_json,
+			  const unsigned char sk[64])
 {
 	char path[160], *body;
 	struct api_response r;
@@ -605,8 +604,8 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	json_decref(o);
 	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 0);
 	r = show(id);
-	cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "session"),
-							"suspicion")),
+	cr_assert_eq(json_integer_value(
+			     json_object_get(json_object_get(r.json, "session"), "suspicion")),
 		     0, "%s", r.body);
 	api_response__clear(&r);
 
@@ -619,8 +618,8 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	cr_assert_str_eq(jstr(json_object_get(o, "quarantine"), "rule"), "quarantine_after");
 	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
 				  "reached quarantine_after"));
-	cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "quarantine"), "probes")),
-		     5);
+	cr_assert_eq(
+		json_integer_value(json_object_get(json_object_get(o, "quarantine"), "probes")), 5);
 	json_decref(o);
 	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 1);
 	cr_assert_eq(metric("nucleus_quarantines_total"), 1);
@@ -632,8 +631,8 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	r = show(id);
 	o = json_object_get(r.json, "session");
 	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s", r.body);
-	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
-				  "quarantine_after"));
+	cr_assert_not_null(
+		strstr(jstr(json_object_get(o, "quarantine"), "reason"), "quarantine_after"));
 	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
 			 "quarantine", "%s", r.body);
 	api_response__clear(&r);
@@ -664,7 +663,8 @@ Test(policylife, approvals_go_through_the_approvals_route_only)
 
 	with_approver(sk, hex);
 	snprintf(id, sizeof(id), "%s",
-		 thd_create(&d, "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"));
+		 thd_create(&d,
+			    "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"));
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
 	ask = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://example.com/x\"}}");
 	cr_assert_eq(ask.status, 403, "%d %s", ask.status, ask.body);
@@ -778,8 +778,7 @@ Test(policylife, expired_asks_are_probes)
 	/* the ten minutes pass for the pending requests (and only for them) */
 	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	cr_assert_eq(sqlite3_exec(db,
-				  "UPDATE approvals SET expires_us = 1 WHERE state = 'pending'",
+	cr_assert_eq(sqlite3_exec(db, "UPDATE approvals SET expires_us = 1 WHERE state = 'pending'",
 				  NULL, NULL, NULL),
 		     SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);

@@ -255,7 +255,8 @@ Test(session, approved_pushes_are_not_probes_refused_calls_are)
 	for (uint8_t i = 0; i < 20; i++) {
 		push.approval = NULL;
 		d = decide(&push, now++);
-		cr_assert_eq(d.verdict, POLICY_ASK, "push %u: %s", i, policy__reason_name(d.reason));
+		cr_assert_eq(d.verdict, POLICY_ASK, "push %u: %s", i,
+			     policy__reason_name(d.reason));
 		a = approval(&push, now + 60, i);
 		push.approval = &a;
 		d = decide(&push, now++);
