@@ -816,41 +816,64 @@ static json_t *row_json(sqlite3_stmt *st)
 	return o;
 }
 
+/* Appends every row of @st (bound, not stepped yet) to a new array *@ret. */
+static int collect(sqlite3_stmt *st, int rc, json_t **ret)
+{
+	json_t *arr = json_array();
+	int r;
+
+	if (!arr)
+		return -ENOMEM;
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && json_array_append_new(arr, row_json(st)) < 0) {
+			json_decref(arr);
+			return -ENOMEM;
+		}
+	}
+	r = store__errno(rc);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret = arr;
+	return 0;
+}
+
 int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret)
 {
 	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
 				  "FROM audit_log WHERE seq > ?1 AND (?2 IS NULL OR sandbox_id = "
 				  "?2) ORDER BY seq LIMIT ?3";
 	sqlite3_stmt *st = NULL;
-	json_t *arr;
 	int r, rc;
 
-	arr = json_array();
-	if (!arr)
-		return -ENOMEM;
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
-		goto fail;
+		return r;
 	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
 	if (rc == SQLITE_OK && sandbox)
 		rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, limit);
-	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW && json_array_append_new(arr, row_json(st)) < 0) {
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
-	r = store__errno(rc);
+	r = collect(st, rc, ret);
+	store__stmt_done(st);
+	return r;
+}
+
+int audit__list_kinds(struct store *s, const char *sandbox, const char *kind_glob, json_t **ret)
+{
+	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
+				  "FROM audit_log WHERE sandbox_id = ?1 AND kind GLOB ?2 "
+				  "ORDER BY seq";
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__stmt_text(s, sql, sandbox, &st);
 	if (r < 0)
-		goto fail;
+		return r;
+	rc = sqlite3_bind_text(st, 2, kind_glob, -1, SQLITE_STATIC);
+	r = collect(st, rc, ret);
 	store__stmt_done(st);
-	*ret = arr;
-	return 0;
-fail:
-	store__stmt_done(st);
-	json_decref(arr);
 	return r;
 }

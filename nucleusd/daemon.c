@@ -337,6 +337,8 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		(unsigned long long)audit__unsealed(nd->key),
 		(unsigned long long)ops_in_flight(nd));
 	r = nd__budget_metrics(nd, f);
+	if (r == 0)
+		r = nd__policy_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);
 		return -ENOMEM;

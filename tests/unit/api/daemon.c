@@ -373,6 +373,26 @@ void thd_assert_same_db(char *before, char *after, const char *what)
 	cr_assert(same, "%s: %s", what, diff);
 }
 
+json_t *thd_last_entry(struct thd *d, const char *id, const char *kind)
+{
+	char path[160];
+	struct api_response r;
+	json_t *en, *body = NULL;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	json_array_foreach(r.json, i, en)
+	{
+		if (strcmp(json_string_value(json_object_get(en, "kind")), kind) == 0)
+			body = json_object_get(en, "body");
+	}
+	json_incref(body);
+	api_response__clear(&r);
+	return body;
+}
+
 const char *thd_create(struct thd *d, const char *json_body)
 {
 	static char id[32];
