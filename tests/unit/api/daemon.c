@@ -220,24 +220,20 @@ static void read_all(int fd, void *p, size_t n)
 	cr_assert_eq(read(fd, p, n), (ssize_t)n, "the client child said nothing");
 }
 
-struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
-				const char *method, const char *path, const char *json_body)
+struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p, const char *method,
+				const char *path, const char *json_body)
 {
 	struct api_response r = {0};
-	int fds[2];
 	size_t len;
-	pid_t pid;
+	int fd;
+	pid_t pid = th_fork_piped(&fd);
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct api_client *c = NULL;
 		struct api_response x = {0};
 		json_t *b = json_body ? json_loads(json_body, 0, NULL) : NULL;
 		int st;
 
-		close(fds[0]);
 		if (setgroups(p->extra ? 1 : 0, &p->extra) < 0 || setgid(p->gid) < 0 ||
 		    setuid(p->uid) < 0)
 			_exit(3);
@@ -247,21 +243,20 @@ struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
 		if (st == 0)
 			st = x.status;
 		len = x.body ? x.len : 0;
-		write_all(fds[1], &st, sizeof(st));
-		write_all(fds[1], &len, sizeof(len));
-		write_all(fds[1], x.body ? x.body : "", len);
+		write_all(fd, &st, sizeof(st));
+		write_all(fd, &len, sizeof(len));
+		write_all(fd, x.body ? x.body : "", len);
 		_exit(0);
 	}
-	close(fds[1]);
-	read_all(fds[0], &r.status, sizeof(r.status));
-	read_all(fds[0], &len, sizeof(len));
+	read_all(fd, &r.status, sizeof(r.status));
+	read_all(fd, &len, sizeof(len));
 	r.body = calloc(1, len + 1);
 	cr_assert_not_null(r.body);
 	if (len)
-		read_all(fds[0], r.body, len);
+		read_all(fd, r.body, len);
 	r.len = len;
 	r.json = json_loads(r.body, 0, NULL);
-	close(fds[0]);
+	close(fd);
 	waitpid(pid, NULL, 0);
 	return r;
 }
