@@ -577,6 +577,17 @@ static json_t *sandbox(const char *id)
 	return o;
 }
 
+/* The sandbox's JSON says whether it is quarantined: @want. */
+static void expect_quarantined(const char *id, bool want)
+{
+	json_t *o = sandbox(id);
+	char *text = json_dumps(o, JSON_COMPACT);
+
+	cr_assert_eq(json_is_true(json_object_get(o, "quarantined")), want, "%s", text);
+	free(text);
+	json_decref(o);
+}
+
 /*
  * Quarantine counts probes (#15): after untrusted content, with uninhabitable "ask"
  * (permissive-local, quarantine_after 5), twenty pushes each approved by a person run
@@ -598,10 +609,7 @@ Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
 	for (int i = 0; i < 20; i++)
 		approved_call(id, "git_push", push, push_call, sk);
-	o = sandbox(id);
-	cr_assert(json_is_false(json_object_get(o, "quarantined")), "%s",
-		  json_dumps(o, JSON_COMPACT));
-	json_decref(o);
+	expect_quarantined(id, false);
 	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 0);
 	r = show(id);
 	cr_assert_eq(json_integer_value(
@@ -715,22 +723,17 @@ Test(policylife, refused_widenings_are_probes)
 				   "\"allow\", \"run\": \"allow\"}}";
 	char id[32], path[160];
 	struct api_response r;
-	json_t *o, *b;
+	json_t *b;
 
 	snprintf(id, sizeof(id), "%s", create_with(pol));
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
 	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
 	r = change(id, "widen", wide, NULL, 403);
 	refused(&r, "WIDEN_REFUSED");
-	o = sandbox(id);
-	cr_assert(json_is_false(json_object_get(o, "quarantined")));
-	json_decref(o);
+	expect_quarantined(id, false);
 	r = change(id, "widen", wide, NULL, 403);
 	refused(&r, "WIDEN_REFUSED");
-	o = sandbox(id);
-	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
-		  json_dumps(o, JSON_COMPACT));
-	json_decref(o);
+	expect_quarantined(id, true);
 	b = thd_last_entry(&d, id, "policy.quarantine");
 	cr_assert_not_null(b);
 	cr_assert_str_eq(jstr(b, "tool"), "policy.widen_refused");
@@ -783,10 +786,7 @@ Test(policylife, expired_asks_are_probes)
 		     SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);
 	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
-	o = sandbox(id);
-	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
-		  json_dumps(o, JSON_COMPACT));
-	json_decref(o);
+	expect_quarantined(id, true);
 	b = thd_last_entry(&d, id, "approval.expired");
 	cr_assert_not_null(b);
 	cr_assert_eq(json_array_size(json_object_get(b, "nonces")), 5);
