@@ -131,5 +131,9 @@ void api__h_usage(struct api_req *r);
 void api__h_budget(struct api_req *r);
 void api__h_policy_check(struct api_req *r);
 void api__h_policy_explain(struct api_req *r);
+/* h_policy.c: the policy of a sandbox */
+void api__h_policy_show(struct api_req *r);
+void api__h_policy_narrow(struct api_req *r);
+void api__h_policy_widen(struct api_req *r);
 
 #endif

@@ -61,6 +61,8 @@ extern const struct api_field api__approval_spec[];
 extern const struct api_field api__usage_spec[];	  /* POST /v1/sandboxes/{id}/usage */
 extern const struct api_field api__policy_check_spec[];	  /* POST /v1/policy/check */
 extern const struct api_field api__policy_explain_spec[]; /* POST /v1/policy/explain */
+/* POST /v1/sandboxes/{id}/policy/widen (narrow takes api__policy_check_spec's shape) */
+extern const struct api_field api__policy_widen_spec[];
 
 /* ---- server ---- */
 

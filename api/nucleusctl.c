@@ -66,6 +66,8 @@ static void usage(FILE *f)
 		"  policy check FILE                  validate a policy/profile file\n"
 		"  policy explain PROFILE|@FILE CALL_JSON  decide one call in a fresh session of\n"
 		"                                     the profile or policy, and explain\n"
+		"  policy show ID                     the policy in force, versions, session\n"
+		"  policy narrow ID FILE|-            meet the running policy with a policy file\n"
 		"  budget ID                          limits, spent and remaining per budget\n"
 		"  health                             daemon status\n"
 		"  db check                           PRAGMA quick_check of the daemon's database\n"
@@ -150,8 +152,8 @@ static void print_table(json_t *arr)
 	size_t i;
 	json_t *sb;
 
-	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s\n", "ID", "NAME", "STATE", "PROFILE",
-	       "VCPUS", "MEM_MIB", "BOOT_MS");
+	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s  %s\n", "ID", "NAME", "STATE", "PROFILE",
+	       "VCPUS", "MEM_MIB", "BOOT_MS", "POLICY");
 	json_array_foreach(arr, i, sb)
 	{
 		json_t *boot = json_object_get(sb, "boot_ms");
@@ -159,10 +161,11 @@ static void print_table(json_t *arr)
 
 		if (json_is_integer(boot))
 			snprintf(bm, sizeof(bm), "%lld", (long long)json_integer_value(boot));
-		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s\n", str(sb, "id"),
+		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s  %s\n", str(sb, "id"),
 		       str(sb, "name"), str(sb, "state"), str(sb, "profile"),
 		       (long long)json_integer_value(json_object_get(sb, "vcpus")),
-		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm);
+		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm,
+		       json_is_true(json_object_get(sb, "quarantined")) ? "QUARANTINED" : "-");
 	}
 }
 
@@ -249,17 +252,24 @@ static int cmd_ls(struct ctl *c)
 	return r;
 }
 
-static int cmd_simple(struct ctl *c, const char *method, const char *suffix)
+/* @method on sandbox @ref's path + @suffix without a body; the reply shown by @human. */
+static int sandbox_request(struct ctl *c, const char *method, const char *ref, const char *suffix,
+			   void (*human)(json_t *))
 {
 	struct api_response resp;
 	char path[256];
-	int r = need_args(c, 1, 0);
+	int r = sandbox_path(ref, suffix, path, sizeof(path));
 
 	if (r == 0)
-		r = sandbox_path(c->args[0], suffix, path, sizeof(path));
-	if (r == 0)
 		r = request(c, method, path, NULL, &resp);
-	return r ? r : finish(c, &resp, print_sandbox);
+	return r ? r : finish(c, &resp, human);
+}
+
+static int cmd_simple(struct ctl *c, const char *method, const char *suffix)
+{
+	int r = need_args(c, 1, 0);
+
+	return r ? r : sandbox_request(c, method, c->args[0], suffix, print_sandbox);
 }
 
 static int set_int(json_t *o, const char *key, const char *val)
@@ -939,14 +949,115 @@ static int policy_explain(struct ctl *c, const char *which, const char *call_tex
 	return r;
 }
 
+/* Compact JSON of @v on one line, after @label. */
+static void print_kv(const char *label, json_t *v)
+{
+	char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+	printf("  %-16s %s\n", label, t ? t : "-");
+	free(t);
+}
+
+static void print_legs(json_t *legs)
+{
+	size_t i;
+	json_t *l;
+
+	printf("  %-16s ", "legs");
+	if (!json_array_size(legs))
+		printf("none");
+	json_array_foreach(legs, i, l)
+	{
+		printf("%s%s", i ? "+" : "", json_string_value(l));
+	}
+	putchar('\n');
+}
+
+/* The reply of GET /v1/sandboxes/{id}/policy as a person reads it. */
+static void print_policy(json_t *o)
+{
+	json_t *p = json_object_get(o, "policy"), *s = json_object_get(o, "session"), *v, *q;
+	json_t *ch = json_object_get(o, "narrowed");
+	const char *key;
+	size_t i;
+
+	printf("sandbox %s  policy version %lld  digest %.16s\n", str(o, "sandbox"),
+	       (long long)json_integer_value(json_object_get(o, "version")), str(o, "digest"));
+	if (ch)
+		printf("narrowed: %s; denied now: %s\n",
+		       json_is_true(json_object_get(ch, "changed")) ? "changed" : "no change",
+		       json_array_size(json_object_get(ch, "denied_ops")) ? "" : "none");
+	json_array_foreach(json_object_get(ch, "denied_ops"), i, v)
+	{
+		printf("  %s\n", json_string_value(v));
+	}
+	if (json_is_object(p)) {
+		printf("\n%-14s %s\n", "OPERATION", "LEVEL");
+		json_object_foreach(json_object_get(p, "levels"), key, v)
+		{
+			printf("%-14s %s\n", key, json_string_value(v));
+		}
+		printf("\nrules\n");
+		print_kv("paths", json_object_get(p, "paths"));
+		print_kv("commands", json_object_get(p, "commands"));
+		print_kv("egress", json_object_get(p, "egress"));
+		print_kv("git", json_object_get(p, "git"));
+		print_kv("budget", json_object_get(p, "budget"));
+		print_kv("uninhabitable", json_object_get(p, "uninhabitable"));
+		print_kv("quarantine_after", json_object_get(p, "quarantine_after"));
+	}
+	if (json_is_object(s)) {
+		q = json_object_get(s, "quarantine");
+		printf("\nsession %s%s\n", str(s, "id"),
+		       json_is_true(json_object_get(s, "closed")) ? " (closed)" : "");
+		print_legs(json_object_get(s, "legs"));
+		print_kv("counters", json_object_get(s, "counters"));
+		print_kv("probes", json_object_get(s, "suspicion"));
+		printf("  %-16s %s%s%s\n", "quarantined",
+		       json_is_true(json_object_get(s, "quarantined")) ? "YES" : "no",
+		       q ? ": " : "", q ? str(q, "reason") : "");
+	}
+	printf("\n%-7s  %-10s  %-16s  %s\n", "VERSION", "HOW", "AT_US", "DIGEST");
+	json_array_foreach(json_object_get(o, "versions"), i, v)
+	{
+		printf("%-7lld  %-10s  %-16lld  %.16s\n",
+		       (long long)json_integer_value(json_object_get(v, "version")), str(v, "how"),
+		       (long long)json_integer_value(json_object_get(v, "at_us")),
+		       str(v, "digest"));
+	}
+}
+
+/* POST .../policy/narrow with the policy of @file ("-": stdin). */
+static int policy_narrow(struct ctl *c, const char *ref, const char *file)
+{
+	struct api_response resp;
+	char path[256];
+	json_t *p = NULL, *body = NULL;
+	int r = sandbox_path(ref, "/policy/narrow", path, sizeof(path));
+
+	if (r == 0)
+		r = load_policy_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, &p);
+	if (r == 0) {
+		body = json_pack("{so}", "policy", p);
+		r = request(c, "POST", path, body, &resp);
+		json_decref(body);
+	}
+	return r ? r : finish(c, &resp, print_policy);
+}
+
 static int cmd_policy(struct ctl *c)
 {
+	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "show") == 0)
+		return sandbox_request(c, "GET", c->args[1], "/policy", print_policy);
+	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "narrow") == 0)
+		return policy_narrow(c, c->args[1], c->args[2]);
 	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "check") == 0)
 		return policy_check(c, c->args[1]);
 	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "explain") == 0)
 		return policy_explain(c, c->args[1], c->args[2]);
-	return fail(EXIT_USAGE, "usage: nucleusctl policy check FILE | policy explain "
-				"PROFILE|@FILE CALL_JSON");
+	return fail(EXIT_USAGE,
+		    "usage: nucleusctl policy check FILE | policy explain "
+		    "PROFILE|@FILE CALL_JSON | policy show ID | policy narrow ID FILE|-");
 }
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)

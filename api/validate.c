@@ -51,6 +51,12 @@ const struct api_field api__policy_check_spec[] = {
 	{NULL},
 };
 
+const struct api_field api__policy_widen_spec[] = {
+	{"policy", API_OBJECT, true},
+	{"approval", API_OBJECT, false},
+	{NULL},
+};
+
 /*
  * One of profile and policy: nucleusd says which is missing or both. A profile name that
  * create would refuse is simply not in the table (unknown_profile).

@@ -821,6 +821,26 @@ static int row_append(sqlite3_stmt *st, void *arr)
 	return json_array_append_new(arr, row_json(st)) < 0 ? -ENOMEM : 0;
 }
 
+/* Every row of @st (bound, not stepped yet; @rc: the binds' result) in a new array *@ret. */
+static int collect(sqlite3_stmt *st, int rc, json_t **ret)
+{
+	json_t *arr;
+	int r;
+
+	if (rc != SQLITE_OK)
+		return store__errno(rc);
+	arr = json_array();
+	if (!arr)
+		return -ENOMEM;
+	r = store__rows(st, row_append, arr);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret = arr;
+	return 0;
+}
+
 /*
  * Two statements, so that each reads an index: one sandbox's entries through
  * audit_log_sandbox (sandbox_id, seq), every entry through the primary key. One
@@ -834,28 +854,34 @@ int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned l
 	static const char every[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
 				    "FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?3";
 	sqlite3_stmt *st = NULL;
-	json_t *arr;
 	int r, rc;
 
-	arr = json_array();
-	if (!arr)
-		return -ENOMEM;
 	r = store__stmt(s, sandbox ? one : every, &st);
 	if (r < 0)
-		goto fail;
+		return r;
 	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
 	if (rc == SQLITE_OK && sandbox)
 		rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, limit);
-	r = rc == SQLITE_OK ? store__rows(st, row_append, arr) : store__errno(rc);
+	r = collect(st, rc, ret);
+	store__stmt_done(st);
+	return r;
+}
+
+int audit__list_kinds(struct store *s, const char *sandbox, const char *kind_glob, json_t **ret)
+{
+	static const char sql[] = "SELECT seq, at_us, sandbox_id, actor_uid, kind, body, hash "
+				  "FROM audit_log WHERE sandbox_id = ?1 AND kind GLOB ?2 "
+				  "ORDER BY seq";
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = store__stmt_text(s, sql, sandbox, &st);
 	if (r < 0)
-		goto fail;
+		return r;
+	rc = sqlite3_bind_text(st, 2, kind_glob, -1, SQLITE_STATIC);
+	r = collect(st, rc, ret);
 	store__stmt_done(st);
-	*ret = arr;
-	return 0;
-fail:
-	store__stmt_done(st);
-	json_decref(arr);
 	return r;
 }

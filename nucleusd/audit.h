@@ -100,5 +100,8 @@ int audit__verify(struct store *s, const struct audit_key *k, struct audit_verif
 
 /* Entries (of one sandbox, or all when @sandbox is NULL) with seq > @after, oldest first. */
 int audit__list(struct store *s, const char *sandbox, uint64_t after, unsigned limit, json_t **ret);
+/* Every entry of @sandbox whose kind matches the GLOB @kind_glob (e.g. "policy.*"), oldest first.
+ */
+int audit__list_kinds(struct store *s, const char *sandbox, const char *kind_glob, json_t **ret);
 
 #endif

@@ -407,26 +407,9 @@ static int insert_approval(struct store *s, struct decision_tx *d)
 
 static int save_session(struct store *s, struct decision_tx *d)
 {
-	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
-				  "AND closed_us IS NULL";
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
 	if (!d->d->session_state)
 		return 0;
-	if (!d->row->session_id[0])
-		return -ENOENT;
-	r = store__stmt(s, sql, &st); /* every decision: prepared once */
-	if (r < 0)
-		return r;
-	rc = sqlite3_bind_text(st, 1, d->d->session_state, -1, SQLITE_STATIC);
-	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
-	rc = rc ?: sqlite3_bind_text(st, 3, d->row->session_id, -1, SQLITE_STATIC);
-	r = store__errno(rc ?: sqlite3_step(st));
-	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
-		r = -ENOENT;
-	store__stmt_done(st);
-	return r;
+	return nd__session_save(s, d->row->session_id, d->d->session_state);
 }
 
 static int decision_tx(struct store *s, void *arg)
@@ -461,6 +444,9 @@ static int decision_tx(struct store *s, void *arg)
 		json_object_set(body, "trace", d->d->trace);
 	r = audit__append(s, d->nd->key, d->row->id, d->actor_uid, "tool.decision", body, NULL);
 	json_decref(body);
+	if (r == 0 && d->d->quarantined)
+		r = nd__policy_quarantined_tx(s, d->nd, d->row->id, d->actor_uid, d->tool,
+					      d->d->probes, d->d->trace);
 	if (r < 0 || d->charged <= 0)
 		return r;
 	snprintf(reason, sizeof(reason), "tool:%s", d->tool);
@@ -610,6 +596,16 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 		goto out;
 	}
 	nd__meter_sandbox(nd, &row); /* a sample on every call; may pause the sandbox */
+	r = nd__expire_asks(nd, &row, e);
+	if (r > 0) { /* the session moved on: the row again */
+		char id[sizeof(row.id)];
+
+		memcpy(id, row.id, sizeof(id));
+		sb_row__clear(&row);
+		r = sb_row__load(nd, who, id, &row, e);
+	}
+	if (r < 0)
+		goto out;
 	sb_row__info(&row, &info);
 	r = nd__decide(nd, &info, tool, args, &dec, e);
 	if (r == 0 && dec.verdict != ND_ALLOW && dec.verdict != ND_DENY && dec.verdict != ND_ASK)
@@ -636,6 +632,7 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 		goto out;
 	}
 	nd->m.decisions[dec.verdict]++;
+	nd->m.quarantines += dec.quarantined;
 	if (dec.verdict != ND_ALLOW) {
 		r = denial(&d, ret_denial, e);
 		goto out;
@@ -648,13 +645,28 @@ out:
 	return r;
 }
 
+/*
+ * One way to answer an ask: POST .../approvals, which uses up the pending request. An
+ * approval inside a call's own args would leave that request pending: refused (400),
+ * before anything is decided or recorded.
+ */
+static int no_approval_in_args(json_t *args, struct nd_err *e)
+{
+	if (!json_object_get(args, "approval"))
+		return 0;
+	return nd_err__set(e, -EINVAL, "bad_args",
+			   "args.approval: answer an approval request with POST "
+			   "/v1/sandboxes/{id}/approvals {\"nonce\", \"approval\"}");
+}
+
 int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
 			json_t **ret_denial, struct nd_err *e)
 {
 	struct tool_sink sink = {.reply = reply, .arg = arg};
+	int r = no_approval_in_args(args, e);
 
-	return tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+	return r < 0 ? r : tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
 }
 
 int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
@@ -669,7 +681,9 @@ int nucleusd__tool_call_stream(struct nucleusd *nd, const struct nd_caller *who,
 	if (!nd->be->tool_stream || !nd->be->stream_resume)
 		return nd_err__set(e, -EOPNOTSUPP, "not_implemented",
 				   "backend '%s' cannot stream output", nd->be->name);
-	r = tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
+	r = no_approval_in_args(args, e);
+	if (r == 0)
+		r = tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
 	if (r == 0)
 		*ret_stream = sink.op;
 	return r;
@@ -726,7 +740,8 @@ static int approval_take_tx(struct store *s, void *arg)
 	}
 	snprintf(x->tool, sizeof(x->tool), "%s", tool);
 	x->request = strdup(request);
-	r = strcmp(state, "pending") != 0			 ? -EBUSY
+	r = strcmp(state, "expired") == 0			 ? -ETIME
+	    : strcmp(state, "pending") != 0			 ? -EBUSY
 	    : sqlite3_column_int64(st, 3) <= nd_clock__wall_us() ? -ETIME
 								 : 0;
 	store__stmt_done(st);
@@ -760,6 +775,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 				.nonce = nonce,
 				.actor_uid = who ? (int64_t)who->uid : -1,
 				.approval = approval};
+	struct tool_sink sink = {.reply = reply, .arg = arg};
 	struct sb_row row;
 	json_t *args = NULL;
 	int r;
@@ -789,7 +805,7 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 	}
 	/* The call again, with the signed approval: the policy engine judges it. */
 	json_object_set(args, "approval", approval);
-	r = nucleusd__tool_call(nd, who, row.id, x.tool, args, reply, arg, ret_denial, e);
+	r = tool_call(nd, who, row.id, x.tool, args, &sink, ret_denial, e);
 out:
 	json_decref(args);
 	free(x.request);

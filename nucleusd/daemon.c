@@ -343,6 +343,8 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		(unsigned long long)ops_in_flight(nd));
 	nd__maint_metrics(nd, f);
 	r = nd__budget_metrics(nd, f);
+	if (r == 0)
+		r = nd__policy_metrics(nd, f);
 	if (fclose(f) != 0 || r < 0) {
 		free(buf);
 		return -ENOMEM;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "nucleusd/clock.h"
 #include "nucleusd/lru.h"
@@ -122,7 +123,73 @@ void nd_session_cache__drop(struct nd_session_cache *c, const char *session_id)
 		cached_free(nd_lru__take(c->lru, session_id));
 }
 
+/* ---- the session's row ---- */
+
+int nd__session_save(struct store *s, const char *session_id, const char *state)
+{
+	static const char sql[] = "UPDATE sessions SET state = ?1, updated_us = ?2 WHERE id = ?3 "
+				  "AND closed_us IS NULL";
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if (!session_id || !session_id[0])
+		return -ENOENT;
+	r = store__stmt(s, sql, &st); /* every decision: prepared once */
+	if (r < 0)
+		return r;
+	rc = sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	rc = rc ?: sqlite3_bind_int64(st, 2, nd_clock__wall_us());
+	rc = rc ?: sqlite3_bind_text(st, 3, session_id, -1, SQLITE_STATIC);
+	r = store__errno(rc ?: sqlite3_step(st));
+	if (r == 0 && sqlite3_changes(store__db(s)) != 1)
+		r = -ENOENT;
+	store__stmt_done(st);
+	return r;
+}
+
+/* ---- quarantine ---- */
+
+json_t *nd_session__quarantine_json(const char *state)
+{
+	json_t *st, *o = NULL;
+
+	/* canonical compact JSON: the flag is only ever spelled this way */
+	if (!state || !strstr(state, "\"quarantined\":true"))
+		return NULL;
+	st = json_loads(state, 0, NULL);
+	if (json_is_true(json_object_get(st, "quarantined")))
+		o = json_pack("{ss ss sO}", "rule", "quarantine_after", "reason",
+			      ND_QUARANTINE_REASON, "probes", json_object_get(st, "suspicion"));
+	json_decref(st);
+	return o;
+}
+
 /* ---- decisions ---- */
+
+static int parse_policy(json_t *policy, struct policy **ret, struct policy_error *pe)
+{
+	char *text = json_dumps(policy, JSON_COMPACT);
+	int r;
+
+	if (!text) {
+		snprintf(pe->msg, sizeof(pe->msg), "out of memory");
+		return -ENOMEM;
+	}
+	r = policy__profile_parse(text, ret, pe);
+	free(text);
+	return r;
+}
+
+int nd_policy__parse(json_t *policy, struct policy **ret, struct nd_err *e)
+{
+	struct policy_error pe = {{0}};
+	int r = parse_policy(policy, ret, &pe);
+
+	if (r < 0)
+		return nd_err__set(e, r, r == -ENOMEM ? "internal" : "invalid_policy", "%s",
+				   pe.msg);
+	return 0;
+}
 
 static int load_session(const uint8_t (*approver_keys)[32], size_t n_keys,
 			const struct nd_sandbox_info *sb, struct policy_session **ret,
@@ -132,7 +199,6 @@ static int load_session(const uint8_t (*approver_keys)[32], size_t n_keys,
 					    .n_approver_keys = n_keys};
 	struct policy_error pe = {{0}};
 	struct policy *p = NULL;
-	char *text;
 	int r;
 
 	if (sb->session_state) {
@@ -143,11 +209,7 @@ static int load_session(const uint8_t (*approver_keys)[32], size_t n_keys,
 	}
 	if (hex16(sb->session_id, cfg.id) < 0)
 		return nd_err__set(e, -EINVAL, "policy_error", "bad session id");
-	text = json_dumps(sb->policy, JSON_COMPACT);
-	if (!text)
-		return nd_err__set(e, -ENOMEM, "internal", "out of memory");
-	r = policy__profile_parse(text, &p, &pe);
-	free(text);
+	r = parse_policy(sb->policy, &p, &pe);
 	if (r < 0)
 		return nd_err__set(e, r, "policy_error", "policy: %s", pe.msg);
 	r = policy__session_new(p, &cfg, ret);
@@ -155,6 +217,31 @@ static int load_session(const uint8_t (*approver_keys)[32], size_t n_keys,
 	if (r < 0)
 		return nd_err__set(e, r, "policy_error", "cannot open the policy session");
 	return 0;
+}
+
+/* @sb's session at its last committed state: the cached one, or parsed/opened. */
+static int session_get(struct nd_session_cache *cache, const uint8_t (*approver_keys)[32],
+		       size_t n_keys, const struct nd_sandbox_info *sb, struct policy_session **ret,
+		       struct nd_err *e)
+{
+	*ret = cache_take(cache, sb->session_id, sb->session_state);
+	return *ret ? 0 : load_session(approver_keys, n_keys, sb, ret, e);
+}
+
+int nd__session_take(struct nucleusd *nd, const struct nd_sandbox_info *sb,
+		     struct policy_session **ret, struct nd_err *e)
+{
+	if (!sb->session_id)
+		return nd_err__set(e, -EBUSY, "wrong_state",
+				   "sandbox %s has no open policy session", sb->id);
+	return session_get(nd->sessions, (const uint8_t(*)[32])nd->approver_keys,
+			   nd->n_approver_keys, sb, ret, e);
+}
+
+void nd__session_keep(struct nucleusd *nd, const struct nd_sandbox_info *sb, const char *state,
+		      struct policy_session *s)
+{
+	cache_put(nd->sessions, sb->session_id, state, s);
 }
 
 /* The policy engine's view of a tool call: {"op": tool} + the arguments it knows. */
@@ -191,6 +278,7 @@ int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_k
 	struct policy_call pc;
 	char *text = NULL;
 	json_t *cj, *aj = json_object_get(args, "approval");
+	bool was;
 	int r;
 
 	if (policy__op_from_name(tool) < 0)
@@ -217,17 +305,17 @@ int nd_policy__decide(struct nd_session_cache *cache, const uint8_t (*approver_k
 		}
 		pc.approval = &appr;
 	}
-	s = cache_take(cache, sb->session_id, sb->session_state);
-	if (!s) {
-		r = load_session(approver_keys, n_keys, sb, &s, e);
-		if (r < 0)
-			goto out;
-	}
+	r = session_get(cache, approver_keys, n_keys, sb, &s, e);
+	if (r < 0)
+		goto out;
+	was = policy__session_quarantined(s);
 	r = policy__decide(s, &pc, nd_clock__wall_us() / 1000000, &pd);
 	if (r < 0) {
 		r = nd_err__set(e, r, "policy_error", "the policy engine failed: %s", strerror(-r));
 		goto out;
 	}
+	d.quarantined = !was && policy__session_quarantined(s);
+	d.probes = policy__session_suspicion(s);
 	d.verdict = pd.verdict == POLICY_ALLOW ? ND_ALLOW
 		    : pd.verdict == POLICY_ASK ? ND_ASK
 					       : ND_DENY;

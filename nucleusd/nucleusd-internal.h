@@ -40,6 +40,7 @@ struct nd_metrics {
 	uint64_t meter_errors;		       /* meter/TTL failures (spend.c), each retried */
 	uint64_t backups, backup_failures;     /* online backups written / failed (maint.c) */
 	int64_t backup_mono_us;		       /* when the newest one was written; 0: none */
+	uint64_t quarantines;		       /* policy sessions quarantined (policylife.c) */
 };
 
 extern const unsigned nd_boot_buckets_ms[ND_BOOT_BUCKETS];
@@ -302,6 +303,9 @@ struct nd_decision {
 	 */
 	json_t *trace;
 	char *session_state;
+	/* This decision quarantined the session (audited as policy.quarantine). */
+	bool quarantined;
+	uint32_t probes; /* the session's probes after it */
 };
 
 /* Parsed policy sessions keyed by the state text they were serialized to. */
@@ -331,5 +335,48 @@ int nd__decide(struct nucleusd *nd, const struct nd_sandbox_info *sb, const char
 void nd__decision_abort(struct nucleusd *nd, const struct nd_sandbox_info *sb);
 /* Checks a policy (profile JSON) for the engine; -EINVAL with invalid_policy. */
 int nd_policy__check(json_t *policy, struct nd_err *e);
+/* The engine's policy of @policy (profile JSON); -EINVAL with invalid_policy. */
+struct policy;
+int nd_policy__parse(json_t *policy, struct policy **ret, struct nd_err *e);
+/*
+ * @sb's policy session at its last committed state (the cached one, or parsed, or a new
+ * one from its policy), now the caller's; -EBUSY wrong_state when it has none open (a
+ * stopped sandbox). After committing its new state, nd__session_keep hands it back
+ * (takes @s): the next decision starts from it.
+ */
+struct policy_session;
+int nd__session_take(struct nucleusd *nd, const struct nd_sandbox_info *sb,
+		     struct policy_session **ret, struct nd_err *e);
+void nd__session_keep(struct nucleusd *nd, const struct nd_sandbox_info *sb, const char *state,
+		      struct policy_session *s);
+/* In a transaction: sessions.state of open session @session_id := @state (-ENOENT: none). */
+int nd__session_save(struct store *s, const char *session_id, const char *state);
+/* Why a session is quarantined (policy.md "Quarantine"). */
+#define ND_QUARANTINE_REASON                                                                       \
+	"probes (refused calls and widenings) after untrusted content reached quarantine_after"
+/*
+ * A session state (sessions.state) that is quarantined: {"rule": "quarantine_after",
+ * "reason", "probes": N so far} (a new reference); else NULL.
+ */
+json_t *nd_session__quarantine_json(const char *state);
+
+/* ---- the policy's life through the API (policylife.c) ---- */
+
+/*
+ * In a transaction: appends the policy.quarantine entry of a step that quarantined
+ * @sandbox's session (@what: the tool, or "policy.widen"; @probes: the session's count;
+ * @trace: the step's trace record), a new version of the policy.
+ */
+int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
+			      int64_t actor_uid, const char *what, uint32_t probes, json_t *trace);
+/*
+ * Before a decision: @row's approval requests that expired while pending are asks
+ * nobody approved, each a probe of its session (policy__ask_expired), marked 'expired'
+ * and audited (approval.expired) in one transaction. 1 when the session changed (read
+ * @row again), 0 when there were none, < 0 on errors.
+ */
+int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e);
+/* The quarantine series of /v1/metrics. */
+int nd__policy_metrics(struct nucleusd *nd, FILE *f);
 
 #endif

@@ -352,6 +352,22 @@ const char *nd_verdict__name(enum nd_verdict v);
  */
 int nucleusd__usage(struct nucleusd *nd, const struct nd_caller *who, const char *ref, json_t *req,
 		    json_t **ret, struct nd_err *e);
+/*
+ * The policy's life (policylife.c, docs/api.md): GET /v1/sandboxes/{id}/policy (the policy
+ * in force, its versions, the session); POST .../policy/narrow (@policy: profile JSON; the
+ * meet, one transaction, audited policy.narrow); POST .../policy/widen: -EACCES
+ * widen_refused (audited policy.widen_refused, @ret_denial names the reason) unless
+ * @approval is a valid widen approval of a pinned approver key (then audited policy.widen).
+ * Both reply with the GET view plus "narrowed"/"widened": {before, given, after, changed,
+ * denied_ops}. -EBUSY wrong_state: the sandbox has no open session (stopped).
+ */
+int nucleusd__policy_show(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			  json_t **ret, struct nd_err *e);
+int nucleusd__policy_narrow(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			    json_t *policy, json_t **ret, struct nd_err *e);
+int nucleusd__policy_widen(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			   json_t *policy, json_t *approval, json_t **ret, json_t **ret_denial,
+			   struct nd_err *e);
 /* GET /v1/sandboxes/{id}/budget: limits, spent, remaining per kind (budget__view). */
 int nucleusd__budget(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 		     json_t **ret, struct nd_err *e);

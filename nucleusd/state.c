@@ -185,7 +185,7 @@ int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *r
 
 json_t *sb_row__json(const struct sb_row *r)
 {
-	json_t *o;
+	json_t *o, *q;
 
 	/* the env values only as digests, whatever the state */
 	o = json_pack("{ss s:s? ss s:s? sI sI s:o? sI sI sI so}", "id", r->id, "name", r->name,
@@ -198,6 +198,11 @@ json_t *sb_row__json(const struct sb_row *r)
 		json_object_set_new(o, "reason", json_string(r->reason));
 	if (o && r->vmm_pid > 0)
 		json_object_set_new(o, "vmm_pid", json_integer((json_int_t)r->vmm_pid));
+	q = o ? nd_session__quarantine_json(r->session_state) : NULL;
+	if (o)
+		json_object_set_new(o, "quarantined", json_boolean(q != NULL));
+	if (q)
+		json_object_set_new(o, "quarantine", q);
 	return o;
 }
 

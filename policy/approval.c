@@ -15,6 +15,7 @@
 
 static const char call_tag[] = "nucleus-call-v1";
 static const char approval_tag[20] = "nucleus-approval-v1"; /* 19 chars + NUL */
+static const char widen_tag[17] = "nucleus-widen-v1";	    /* 16 chars + NUL */
 
 /*
  * The canonical encoding of a call, fed to BLAKE2b through a small stack buffer so that
@@ -136,10 +137,11 @@ int policy__call_digest(const struct policy_call *c, uint8_t out[POLICY_DIGEST_L
 	return 0;
 }
 
+static void put_tail(uint8_t *w, const struct policy_approval *a);
+
 void policy__approval_message(const struct policy_approval *a, uint8_t out[POLICY_APPROVAL_MSG_LEN])
 {
 	uint8_t *w = out;
-	uint64_t e = (uint64_t)a->expires;
 
 	memcpy(w, approval_tag, sizeof(approval_tag));
 	w += sizeof(approval_tag);
@@ -147,11 +149,7 @@ void policy__approval_message(const struct policy_approval *a, uint8_t out[POLIC
 	w += POLICY_SESSION_ID_LEN;
 	*w++ = a->op;
 	memcpy(w, a->args_digest, POLICY_DIGEST_LEN);
-	w += POLICY_DIGEST_LEN;
-	memcpy(w, a->nonce, POLICY_NONCE_LEN);
-	w += POLICY_NONCE_LEN;
-	for (int i = 0; i < 8; i++)
-		*w++ = (uint8_t)(e >> (56 - 8 * i));
+	put_tail(w + POLICY_DIGEST_LEN, a);
 }
 
 int policy__approval_sign(struct policy_approval *a, const uint8_t secret_key[64])
@@ -167,13 +165,46 @@ int policy__approval_sign(struct policy_approval *a, const uint8_t secret_key[64
 	return 0;
 }
 
-static bool sig_ok(const struct policy_session *s, const struct policy_approval *a)
+static void put_tail(uint8_t *w, const struct policy_approval *a)
 {
-	uint8_t msg[POLICY_APPROVAL_MSG_LEN];
+	uint64_t e = (uint64_t)a->expires;
 
-	policy__approval_message(a, msg);
+	memcpy(w, a->nonce, POLICY_NONCE_LEN);
+	w += POLICY_NONCE_LEN;
+	for (int i = 0; i < 8; i++)
+		*w++ = (uint8_t)(e >> (56 - 8 * i));
+}
+
+void policy__widen_message(const struct policy_approval *a, uint8_t out[POLICY_WIDEN_MSG_LEN])
+{
+	uint8_t *w = out;
+
+	memcpy(w, widen_tag, sizeof(widen_tag));
+	w += sizeof(widen_tag);
+	memcpy(w, a->session_id, POLICY_SESSION_ID_LEN);
+	w += POLICY_SESSION_ID_LEN;
+	memcpy(w, a->args_digest, POLICY_DIGEST_LEN);
+	put_tail(w + POLICY_DIGEST_LEN, a);
+}
+
+int policy__widen_sign(struct policy_approval *a, const uint8_t secret_key[64])
+{
+	uint8_t msg[POLICY_WIDEN_MSG_LEN];
+
+	if (!a || !secret_key)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -EIO;
+	policy__widen_message(a, msg);
+	crypto_sign_detached(a->sig, NULL, msg, sizeof(msg), secret_key);
+	return 0;
+}
+
+static bool sig_ok(const struct policy_session *s, const struct policy_approval *a,
+		   const uint8_t *msg, size_t len)
+{
 	for (size_t i = 0; i < s->nkeys; i++)
-		if (crypto_sign_verify_detached(a->sig, msg, sizeof(msg), s->keys[i]) == 0)
+		if (crypto_sign_verify_detached(a->sig, msg, len, s->keys[i]) == 0)
 			return true;
 	return false;
 }
@@ -210,19 +241,10 @@ int session__remember_nonce(struct policy_session *s, const uint8_t *nonce, int6
 }
 
 /* The signature first: only a genuine approval earns a precise reason about its fields. */
-enum policy_reason approval__check(struct policy_session *s, const struct policy_call *call,
-				   const uint8_t digest[POLICY_DIGEST_LEN], int64_t now)
+/* The checks after the signature's: session, expiry, nonce (remembered when fresh). */
+static enum policy_reason check_rest(struct policy_session *s, const struct policy_approval *a,
+				     int64_t now)
 {
-	const struct policy_approval *a = call->approval;
-
-	if (!sig_ok(s, a))
-		return POLICY_R_APPROVAL_BAD_SIG;
-	if (memcmp(a->session_id, s->id, POLICY_SESSION_ID_LEN) != 0)
-		return POLICY_R_APPROVAL_WRONG_SESSION;
-	if (a->op != (uint8_t)call->op)
-		return POLICY_R_APPROVAL_WRONG_OP;
-	if (memcmp(a->args_digest, digest, POLICY_DIGEST_LEN) != 0)
-		return POLICY_R_APPROVAL_WRONG_ARGS;
 	if (a->expires <= now)
 		return POLICY_R_APPROVAL_EXPIRED;
 	if (a->expires - now > POLICY_APPROVAL_MAX_TTL)
@@ -236,23 +258,70 @@ enum policy_reason approval__check(struct policy_session *s, const struct policy
 	return POLICY_R_APPROVED;
 }
 
-/* ---- JSON ---- */
+enum policy_reason approval__check(struct policy_session *s, const struct policy_call *call,
+				   const uint8_t digest[POLICY_DIGEST_LEN], int64_t now)
+{
+	const struct policy_approval *a = call->approval;
+	uint8_t msg[POLICY_APPROVAL_MSG_LEN];
 
-int policy__approval_to_json(const struct policy_approval *a, char **ret)
+	policy__approval_message(a, msg);
+	if (!sig_ok(s, a, msg, sizeof(msg)))
+		return POLICY_R_APPROVAL_BAD_SIG;
+	if (memcmp(a->session_id, s->id, POLICY_SESSION_ID_LEN) != 0)
+		return POLICY_R_APPROVAL_WRONG_SESSION;
+	if (a->op != (uint8_t)call->op)
+		return POLICY_R_APPROVAL_WRONG_OP;
+	if (memcmp(a->args_digest, digest, POLICY_DIGEST_LEN) != 0)
+		return POLICY_R_APPROVAL_WRONG_ARGS;
+	return check_rest(s, a, now);
+}
+
+enum policy_reason approval__check_widen(struct policy_session *s, const struct policy_approval *a,
+					 const uint8_t digest[POLICY_DIGEST_LEN], int64_t now)
+{
+	uint8_t msg[POLICY_WIDEN_MSG_LEN];
+
+	policy__widen_message(a, msg);
+	if (!sig_ok(s, a, msg, sizeof(msg)))
+		return POLICY_R_APPROVAL_BAD_SIG;
+	if (memcmp(a->session_id, s->id, POLICY_SESSION_ID_LEN) != 0)
+		return POLICY_R_APPROVAL_WRONG_SESSION;
+	if (memcmp(a->args_digest, digest, POLICY_DIGEST_LEN) != 0)
+		return POLICY_R_APPROVAL_WRONG_ARGS;
+	return check_rest(s, a, now);
+}
+
+/* A call approval (op, args_digest) or, with @widen, a widen approval (policy_digest). */
+static int to_json(const struct policy_approval *a, bool widen, char **ret)
 {
 	char sid[2 * POLICY_SESSION_ID_LEN + 1], dig[2 * POLICY_DIGEST_LEN + 1];
 	char non[2 * POLICY_NONCE_LEN + 1], sig[2 * 64 + 1];
+	json_t *o;
 
-	if ((unsigned)a->op >= POLICY_OP_COUNT)
+	if (!widen && (unsigned)a->op >= POLICY_OP_COUNT)
 		return -EINVAL;
 	hex__encode(a->session_id, sizeof(a->session_id), sid);
 	hex__encode(a->args_digest, sizeof(a->args_digest), dig);
 	hex__encode(a->nonce, sizeof(a->nonce), non);
 	hex__encode(a->sig, sizeof(a->sig), sig);
-	return json__dump_take(json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "session", sid, "op",
-					 policy__op_name(a->op), "args_digest", dig, "nonce", non,
-					 "expires", (json_int_t)a->expires, "sig", sig),
-			       JSON_SORT_KEYS | JSON_COMPACT, ret);
+	o = json_pack("{s:s, s:s, s:s, s:I, s:s}", "session", sid,
+		      widen ? "policy_digest" : "args_digest", dig, "nonce", non, "expires",
+		      (json_int_t)a->expires, "sig", sig);
+	if (o && !widen && json_object_set_new(o, "op", json_string(policy__op_name(a->op))) < 0) {
+		json_decref(o);
+		o = NULL;
+	}
+	return json__dump_take(o, JSON_SORT_KEYS | JSON_COMPACT, ret);
+}
+
+int policy__approval_to_json(const struct policy_approval *a, char **ret)
+{
+	return to_json(a, false, ret);
+}
+
+int policy__widen_approval_to_json(const struct policy_approval *a, char **ret)
+{
+	return to_json(a, true, ret);
 }
 
 static int hex_field(json_t *o, const char *key, uint8_t *out, size_t n, struct policy_error *err)
@@ -268,10 +337,10 @@ static int hex_field(json_t *o, const char *key, uint8_t *out, size_t n, struct 
 	return 0;
 }
 
-int policy__approval_from_json(const char *json_text, struct policy_approval *ret,
-			       struct policy_error *err)
+static int from_json(const char *json_text, bool widen, struct policy_approval *ret,
+		     struct policy_error *err)
 {
-	struct policy_approval a;
+	struct policy_approval a = {0};
 	json_error_t je;
 	json_t *j = json_loads(json_text ? json_text : "", 0, &je), *v;
 	int rc = -EINVAL, op;
@@ -281,16 +350,20 @@ int policy__approval_from_json(const char *json_text, struct policy_approval *re
 		     je.text);
 		return -EINVAL;
 	}
-	if (json_object_size(j) != 6) {
-		perr(err, "$", "expected exactly session, op, args_digest, nonce, expires, sig");
+	if (!json_is_object(j) || json_object_size(j) != (widen ? 5 : 6)) {
+		perr(err, "$",
+		     widen ? "expected exactly session, policy_digest, nonce, expires, sig"
+			   : "expected exactly session, op, args_digest, nonce, expires, sig");
 		goto out;
 	}
-	op = policy__op_from_name(json_string_value(json_object_get(j, "op")));
-	if (op < 0) {
-		perr(err, "$.op", "unknown operation");
-		goto out;
+	if (!widen) {
+		op = policy__op_from_name(json_string_value(json_object_get(j, "op")));
+		if (op < 0) {
+			perr(err, "$.op", "unknown operation");
+			goto out;
+		}
+		a.op = (uint8_t)op;
 	}
-	a.op = (uint8_t)op;
 	v = json_object_get(j, "expires");
 	if (!json_is_integer(v)) {
 		perr(err, "$.expires", "expected integer");
@@ -298,7 +371,8 @@ int policy__approval_from_json(const char *json_text, struct policy_approval *re
 	}
 	a.expires = json_integer_value(v);
 	if (hex_field(j, "session", a.session_id, sizeof(a.session_id), err) < 0 ||
-	    hex_field(j, "args_digest", a.args_digest, sizeof(a.args_digest), err) < 0 ||
+	    hex_field(j, widen ? "policy_digest" : "args_digest", a.args_digest,
+		      sizeof(a.args_digest), err) < 0 ||
 	    hex_field(j, "nonce", a.nonce, sizeof(a.nonce), err) < 0 ||
 	    hex_field(j, "sig", a.sig, sizeof(a.sig), err) < 0)
 		goto out;
@@ -307,4 +381,16 @@ int policy__approval_from_json(const char *json_text, struct policy_approval *re
 out:
 	json_decref(j);
 	return rc;
+}
+
+int policy__approval_from_json(const char *json_text, struct policy_approval *ret,
+			       struct policy_error *err)
+{
+	return from_json(json_text, false, ret, err);
+}
+
+int policy__widen_approval_from_json(const char *json_text, struct policy_approval *ret,
+				     struct policy_error *err)
+{
+	return from_json(json_text, true, ret, err);
 }

@@ -158,7 +158,12 @@ struct policy_session {
 
 enum policy_reason approval__check(struct policy_session *s, const struct policy_call *call,
 				   const uint8_t digest[POLICY_DIGEST_LEN], int64_t now);
+/* A widen approval (policy__widen_message) of @s for the policy of @digest. */
+enum policy_reason approval__check_widen(struct policy_session *s, const struct policy_approval *a,
+					 const uint8_t digest[POLICY_DIGEST_LEN], int64_t now);
 int session__quarantine(struct policy_session *s);
+/* After a narrowing: an operation whose allow-set is empty becomes deny (visibly). */
+void policy__deny_empty(struct policy *p);
 /* Makes @p (owned) the session's envelope: digest, and drops the cached envelope text. */
 void session__set_envelope(struct policy_session *s, struct policy *p);
 int session__remember_nonce(struct policy_session *s, const uint8_t *nonce, int64_t expires);

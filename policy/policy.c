@@ -66,6 +66,7 @@ static const struct {
 	[POLICY_R_NARROWED] = {"NARROWED", "the envelope was narrowed"},
 	[POLICY_R_WIDEN_REFUSED] = {"WIDEN_REFUSED",
 				    "the request is not below the envelope; refused"},
+	[POLICY_R_WIDENED] = {"WIDENED", "the envelope was widened by a signed approval"},
 };
 
 const char *policy__op_name(enum policy_op op)
@@ -259,6 +260,31 @@ fail:
 int policy__meet(const struct policy *a, const struct policy *b, struct policy **ret)
 {
 	return combine(a, b, true, ret);
+}
+
+static bool empty(const struct pset *s)
+{
+	return !s->all && s->n == 0;
+}
+
+void policy__deny_empty(struct policy *p)
+{
+	/* the allow-sets an operation is judged by: with none left it can allow nothing */
+	const bool none[POLICY_OP_COUNT] = {
+		[POLICY_OP_READ_FILE] = empty(&p->read),
+		[POLICY_OP_LIST] = empty(&p->read),
+		[POLICY_OP_SEARCH] = empty(&p->read),
+		[POLICY_OP_WRITE_FILE] = empty(&p->write),
+		[POLICY_OP_RUN] = empty(&p->cmd) && empty(&p->interp),
+		[POLICY_OP_WEB_FETCH] = empty(&p->egress),
+		[POLICY_OP_NET_CONNECT] = empty(&p->egress),
+		[POLICY_OP_GIT_PUSH] = empty(&p->egress) || empty(&p->refs),
+		[POLICY_OP_CREATE_PR] = empty(&p->egress),
+	};
+
+	for (int i = 0; i < POLICY_OP_COUNT; i++)
+		if (none[i])
+			p->level[i] = POLICY_DENY;
 }
 
 int policy__join(const struct policy *a, const struct policy *b, struct policy **ret)

@@ -73,6 +73,7 @@ enum policy_reason {
 	POLICY_R_APPROVAL_WRONG_SESSION,
 	POLICY_R_NARROWED,
 	POLICY_R_WIDEN_REFUSED,
+	POLICY_R_WIDENED,
 	POLICY_R_COUNT
 };
 
@@ -195,6 +196,21 @@ int policy__narrow(struct policy_session *s, const struct policy *p, int64_t now
 		   struct policy_decision *ret);
 int policy__request_widen(struct policy_session *s, const struct policy *p, int64_t now,
 			  struct policy_decision *ret);
+/*
+ * Widening signed by a pinned approver: @p becomes the envelope as it is (legs, counters
+ * and quarantine stay) when @a is a valid widen approval for this session and @p's digest
+ * (policy__widen_message); else WIDEN_REFUSED or the APPROVAL_* reason, counted as a probe
+ * like every refused widening; @a NULL: always WIDEN_REFUSED (recorded, a probe), even for
+ * a policy below the envelope. @a's op is not part of the message (set it to 0).
+ */
+int policy__widen(struct policy_session *s, const struct policy *p, const struct policy_approval *a,
+		  int64_t now, struct policy_decision *ret);
+/*
+ * An ask of this session that nobody approved before it expired: a probe, like a refused
+ * call (counted once untrusted content is among the legs; may quarantine the session).
+ * The caller tracks its asks (the daemon's approval requests).
+ */
+void policy__ask_expired(struct policy_session *s);
 const struct policy *policy__session_envelope(const struct policy_session *s);
 unsigned policy__session_legs(const struct policy_session *s);
 bool policy__session_quarantined(const struct policy_session *s);
@@ -207,6 +223,17 @@ int policy__session_from_json(const char *json_text, struct policy_session **ret
 			      struct policy_error *err);
 
 /* Approvals. */
+/*
+ * Signed message of a widen approval: "nucleus-widen-v1" NUL (17 bytes), session id (16),
+ * policy digest (32, in args_digest), nonce (16), expiry BE64: POLICY_WIDEN_MSG_LEN bytes.
+ */
+#define POLICY_WIDEN_MSG_LEN (17 + POLICY_SESSION_ID_LEN + POLICY_DIGEST_LEN + POLICY_NONCE_LEN + 8)
+void policy__widen_message(const struct policy_approval *a, uint8_t out[POLICY_WIDEN_MSG_LEN]);
+int policy__widen_sign(struct policy_approval *a, const uint8_t secret_key[64]);
+/* {"session", "policy_digest", "nonce", "expires", "sig"} (hex, expires an integer). */
+int policy__widen_approval_to_json(const struct policy_approval *a, char **ret);
+int policy__widen_approval_from_json(const char *json_text, struct policy_approval *ret,
+				     struct policy_error *err);
 int policy__call_digest(const struct policy_call *call, uint8_t out[POLICY_DIGEST_LEN]);
 void policy__approval_message(const struct policy_approval *a,
 			      uint8_t out[POLICY_APPROVAL_MSG_LEN]);

@@ -339,6 +339,12 @@ static void suspect(struct policy_session *s)
 		session__quarantine(s);
 }
 
+void policy__ask_expired(struct policy_session *s)
+{
+	if (s)
+		suspect(s);
+}
+
 static void trace_begin(struct policy_session *s, struct policy_trace *t, int64_t now,
 			enum policy_event ev)
 {
@@ -391,7 +397,8 @@ int policy__decide(struct policy_session *s, const struct policy_call *call, int
 	if (d.verdict == POLICY_ALLOW) {
 		s->legs |= e.legs;
 		record_allowed(s, call, e.net);
-	} else if (e.outside || (e.legs & POLICY_LEG_EXFIL)) {
+	} else if (d.verdict == POLICY_DENY && (e.outside || (e.legs & POLICY_LEG_EXFIL))) {
+		/* a probe: refused. An ask is not (yet): a person may approve it. */
 		suspect(s);
 	}
 	trace_end(s, &d);
@@ -399,7 +406,9 @@ int policy__decide(struct policy_session *s, const struct policy_call *call, int
 	return 0;
 }
 
-static int envelope_step(struct policy_session *s, const struct policy *p, int64_t now, bool widen,
+/* @widen 0: narrow, 1: a widening request, 2: a widening that only @a can allow. */
+static int envelope_step(struct policy_session *s, const struct policy *p,
+			 const struct policy_approval *a, int64_t now, int widen,
 			 struct policy_decision *ret)
 {
 	struct policy_decision d;
@@ -411,19 +420,30 @@ static int envelope_step(struct policy_session *s, const struct policy *p, int64
 	memset(&d, 0, sizeof(d));
 	trace_begin(s, &d.trace, now, widen ? POLICY_EV_WIDEN : POLICY_EV_NARROW);
 	policy__digest(p, d.trace.args_digest);
-	if (widen && !policy__leq(p, s->env)) {
-		d.verdict = POLICY_DENY;
+	d.reason = POLICY_R_NARROWED;
+	if (a)
+		d.reason = approval__check_widen(s, a, d.trace.args_digest, now);
+	else if (widen == 2 || (widen && !policy__leq(p, s->env)))
 		d.reason = POLICY_R_WIDEN_REFUSED;
+	if (d.reason != POLICY_R_NARROWED && d.reason != POLICY_R_APPROVED) {
+		d.verdict = POLICY_DENY;
 		suspect(s);
 	} else {
-		rc = policy__meet(s->env, p, &m);
+		/* approved: @p as it is; else the meet, with unusable operations denied */
+		rc = a ? policy__dup(p, &m) : policy__meet(s->env, p, &m);
 		if (rc < 0) {
 			s->seq--;
 			return rc;
 		}
+		if (!a)
+			policy__deny_empty(m);
 		session__set_envelope(s, m);
+		if (a && s->quarantined && session__quarantine(s) < 0) {
+			s->seq--; /* still quarantined by the flag; the caller does not commit */
+			return -ENOMEM;
+		}
 		d.verdict = POLICY_ALLOW;
-		d.reason = POLICY_R_NARROWED;
+		d.reason = a ? POLICY_R_WIDENED : POLICY_R_NARROWED;
 	}
 	set_detail(d.detail, policy__name(p), strlen(policy__name(p)));
 	trace_end(s, &d);
@@ -434,11 +454,17 @@ static int envelope_step(struct policy_session *s, const struct policy *p, int64
 int policy__narrow(struct policy_session *s, const struct policy *p, int64_t now,
 		   struct policy_decision *ret)
 {
-	return envelope_step(s, p, now, false, ret);
+	return envelope_step(s, p, NULL, now, 0, ret);
 }
 
 int policy__request_widen(struct policy_session *s, const struct policy *p, int64_t now,
 			  struct policy_decision *ret)
 {
-	return envelope_step(s, p, now, true, ret);
+	return envelope_step(s, p, NULL, now, 1, ret);
+}
+
+int policy__widen(struct policy_session *s, const struct policy *p, const struct policy_approval *a,
+		  int64_t now, struct policy_decision *ret)
+{
+	return envelope_step(s, p, a, now, 2, ret);
 }

@@ -237,6 +237,27 @@ static void dump_tail(const char *path)
 		fprintf(stderr, "--- %s ---\n%.*s\n", path, (int)n, buf);
 }
 
+#define QEMU_ARGV_MAX 40
+
+/* QEMU microvm as nucleus-vmm runs (128 MiB, 1 vCPU, no reboot) with @initrd, @append and
+ * the NULL-terminated @extra (may be NULL), into @argv (QEMU_ARGV_MAX). */
+static void qemu_argv(const struct opts *o, const char *initrd, const char *append,
+		      const char *const *extra, const char **argv)
+{
+	const char *base[] = {o->qemu,	    "-M",	  "microvm",	 "-enable-kvm",
+			      "-cpu",	    "host",	  "-m",		 "128",
+			      "-smp",	    "1",	  "-nodefaults", "-no-user-config",
+			      "-nographic", "-no-reboot", "-kernel",	 o->kernel,
+			      "-initrd",    initrd,	  "-append",	 append};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
+		argv[n++] = base[i];
+	for (size_t i = 0; extra && extra[i] && n + 1 < QEMU_ARGV_MAX; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+}
+
 static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 {
 	char status[128], chardev[160], log[128], con[128], serial[160];
@@ -247,20 +268,12 @@ static int run_qemu(const struct opts *o, const char *dir, struct sample *s)
 	snprintf(chardev, sizeof(chardev), "file,id=st,path=%s", status);
 	snprintf(log, sizeof(log), "%s/qemu.log", dir);
 	unlink(status);
-	const char *argv[] = {o->qemu,	     "-M",
-			      "microvm",     "-enable-kvm",
-			      "-cpu",	     "host",
-			      "-m",	     "128",
-			      "-smp",	     "1",
-			      "-nodefaults", "-no-user-config",
-			      "-nographic",  "-no-reboot",
-			      "-kernel",     o->kernel,
-			      "-initrd",     o->initrd,
-			      "-append",     "console=ttyS0 reboot=k panic=-1 quiet",
-			      "-serial",     serial,
-			      "-chardev",    chardev,
-			      "-device",     "isa-debugcon,iobase=0x440,chardev=st",
-			      NULL};
+	const char *extra[] = {"-serial", serial,    "-chardev",
+			       chardev,	  "-device", "isa-debugcon,iobase=0x440,chardev=st",
+			       NULL};
+	const char *argv[QEMU_ARGV_MAX];
+
+	qemu_argv(o, o->initrd, "console=ttyS0 reboot=k panic=-1 quiet", extra, argv);
 	int64_t t0 = now_us();
 	pid_t pid = spawn(argv, log);
 	s->qemu_ready_us = -1;
@@ -307,17 +320,9 @@ static void run_cycles(const struct opts *o, const char *dir, struct sample *s)
 	const char *vmm[] = {o->vmm,	    "--kernel",	 o->kernel, "--initrd", o->cycle_initrd,
 			     "--mem",	    "128",	 "--vcpus", "1",	"--cmdline",
 			     "nt=shutdown", "--console", "off",	    NULL};
-	const char *qemu[] = {o->qemu,	     "-M",
-			      "microvm",     "-enable-kvm",
-			      "-cpu",	     "host",
-			      "-m",	     "128",
-			      "-smp",	     "1",
-			      "-nodefaults", "-no-user-config",
-			      "-nographic",  "-no-reboot",
-			      "-kernel",     o->kernel,
-			      "-initrd",     o->cycle_initrd,
-			      "-append",     "reboot=k panic=-1 quiet nt=shutdown",
-			      NULL};
+	const char *qemu[QEMU_ARGV_MAX];
+
+	qemu_argv(o, o->cycle_initrd, "reboot=k panic=-1 quiet nt=shutdown", NULL, qemu);
 
 	snprintf(log, sizeof(log), "%s/cycle.log", dir);
 	snprintf(qlog, sizeof(qlog), "%s/qemu-cycle.log", dir);

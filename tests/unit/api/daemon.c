@@ -245,24 +245,20 @@ static void read_all(int fd, void *p, size_t n)
 	cr_assert_eq(read(fd, p, n), (ssize_t)n, "the client child said nothing");
 }
 
-struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
-				const char *method, const char *path, const char *json_body)
+struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p, const char *method,
+				const char *path, const char *json_body)
 {
 	struct api_response r = {0};
-	int fds[2];
 	size_t len;
-	pid_t pid;
+	int fd;
+	pid_t pid = th_fork_piped(&fd);
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct api_client *c = NULL;
 		struct api_response x = {0};
 		json_t *b = json_body ? json_loads(json_body, 0, NULL) : NULL;
 		int st;
 
-		close(fds[0]);
 		if (setgroups(p->extra ? 1 : 0, &p->extra) < 0 || setgid(p->gid) < 0 ||
 		    setuid(p->uid) < 0)
 			_exit(3);
@@ -272,21 +268,20 @@ struct api_response thd_call_as(const struct thd *d, const struct thd_peer *p,
 		if (st == 0)
 			st = x.status;
 		len = x.body ? x.len : 0;
-		write_all(fds[1], &st, sizeof(st));
-		write_all(fds[1], &len, sizeof(len));
-		write_all(fds[1], x.body ? x.body : "", len);
+		write_all(fd, &st, sizeof(st));
+		write_all(fd, &len, sizeof(len));
+		write_all(fd, x.body ? x.body : "", len);
 		_exit(0);
 	}
-	close(fds[1]);
-	read_all(fds[0], &r.status, sizeof(r.status));
-	read_all(fds[0], &len, sizeof(len));
+	read_all(fd, &r.status, sizeof(r.status));
+	read_all(fd, &len, sizeof(len));
 	r.body = calloc(1, len + 1);
 	cr_assert_not_null(r.body);
 	if (len)
-		read_all(fds[0], r.body, len);
+		read_all(fd, r.body, len);
 	r.len = len;
 	r.json = json_loads(r.body, 0, NULL);
-	close(fds[0]);
+	close(fd);
 	waitpid(pid, NULL, 0);
 	return r;
 }
@@ -407,6 +402,26 @@ void thd_assert_same_db(char *before, char *after, const char *what)
 	free(before);
 	free(after);
 	cr_assert(same, "%s: %s", what, diff);
+}
+
+json_t *thd_last_entry(struct thd *d, const char *id, const char *kind)
+{
+	char path[160];
+	struct api_response r;
+	json_t *en, *body = NULL;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	json_array_foreach(r.json, i, en)
+	{
+		if (strcmp(json_string_value(json_object_get(en, "kind")), kind) == 0)
+			body = json_object_get(en, "body");
+	}
+	json_incref(body);
+	api_response__clear(&r);
+	return body;
 }
 
 const char *thd_create(struct thd *d, const char *json_body)

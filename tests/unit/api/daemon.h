@@ -57,6 +57,8 @@ struct api_response thd_call(struct thd *d, const char *method, const char *path
 /* thd_call that asserts the reply's @status and frees the reply. */
 void thd_expect(struct thd *d, const char *method, const char *path, const char *json_body,
 		int status);
+/* The body of sandbox @id's newest audit entry of @kind (a new reference), or NULL. */
+json_t *thd_last_entry(struct thd *d, const char *id, const char *kind);
 /* GET /v1/sandboxes/@id/audit/verify answers 200 with "ok": true. */
 void thd_expect_intact(struct thd *d, const char *id);
 /* A client as another user (tests running as root): uid, primary gid, one more group. */

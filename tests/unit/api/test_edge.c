@@ -136,19 +136,15 @@ static long metric(const char *name)
 static const char *refused_as_nobody(const char *send_first)
 {
 	static char why[512];
-	int fds[2];
-	pid_t pid;
 	ssize_t n;
+	int pfd;
+	pid_t pid = th_fork_piped(&pfd);
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		char buf[4096], msg[512] = "";
 		bool eof = false;
 		int fd;
 
-		close(fds[0]);
 		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0) {
 			snprintf(msg, sizeof(msg), "cannot become nobody: %s", strerror(errno));
 		} else if ((fd = dial()) < 0) {
@@ -166,12 +162,11 @@ static const char *refused_as_nobody(const char *send_first)
 			else if (!*msg && !eof)
 				snprintf(msg, sizeof(msg), "no EOF after the 403: '%.300s'", buf);
 		}
-		n = write(fds[1], msg, strlen(msg) + 1);
+		n = write(pfd, msg, strlen(msg) + 1);
 		_exit(n > 0 ? 0 : 1);
 	}
-	close(fds[1]);
-	n = read(fds[0], why, sizeof(why) - 1);
-	close(fds[0]);
+	n = read(pfd, why, sizeof(why) - 1);
+	close(pfd);
 	waitpid(pid, NULL, 0);
 	why[n > 0 ? n : 0] = '\0';
 	return n > 0 ? why : "the child said nothing";

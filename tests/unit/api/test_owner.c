@@ -109,6 +109,9 @@ static const struct {
 	{"POST", "/usage", "{\"key\": \"k1\", \"input_tokens\": 10, \"output_tokens\": 10}"},
 	{"POST", "/approvals", "{\"nonce\": \"0123456789abcdef0123456789abcdef\", "
 			       "\"approval\": {}}"},
+	{"GET", "/policy", NULL},
+	{"POST", "/policy/narrow", "{\"policy\": {}}"},
+	{"POST", "/policy/widen", "{\"policy\": {}}"},
 	{"POST", "/pause", NULL},
 	{"POST", "/resume", NULL},
 	{"DELETE", "", NULL},

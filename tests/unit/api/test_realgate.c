@@ -60,22 +60,9 @@ static json_t *call(const char *id, const char *tool, const char *args, int stat
 /* The body of the sandbox's last tool.decision audit entry (a new reference). */
 static json_t *last_decision(const char *id)
 {
-	char path[160];
-	struct api_response r;
-	json_t *e, *body = NULL;
-	size_t i;
+	json_t *body = thd_last_entry(&d, id, "tool.decision");
 
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
-	r = thd_call(&d, "GET", path, NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	json_array_foreach(r.json, i, e)
-	{
-		if (strcmp(jstr(e, "kind"), "tool.decision") == 0)
-			body = json_object_get(e, "body");
-	}
-	cr_assert_not_null(body, "no tool.decision in %s", r.body);
-	json_incref(body);
-	api_response__clear(&r);
+	cr_assert_not_null(body, "no tool.decision for %s", id);
 	return body;
 }
 

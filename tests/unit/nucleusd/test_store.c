@@ -242,20 +242,14 @@ static void crash_child(int ready_fd, const char *path)
 Test(store, kill_9_inside_a_transaction_loses_only_that_transaction)
 {
 	struct store *s = NULL;
-	int fds[2], status;
+	int fd, status;
 	char c;
-	pid_t pid;
+	pid_t pid = th_fork_piped(&fd);
 
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		close(fds[0]);
-		crash_child(fds[1], db);
-	}
-	close(fds[1]);
-	cr_assert_eq(read(fds[0], &c, 1), 1, "child did not reach the open transaction");
-	close(fds[0]);
+	if (pid == 0)
+		crash_child(fd, db);
+	cr_assert_eq(read(fd, &c, 1), 1, "child did not reach the open transaction");
+	close(fd);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	cr_assert(WIFSIGNALED(status));

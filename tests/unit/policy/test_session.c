@@ -174,13 +174,21 @@ Test(session, quarantine_after_probing_is_absorbing)
 	cr_expect_eq(decide(&w, 1000000).reason, POLICY_R_QUARANTINED);
 }
 
+/* @a for this session, expiring at @expires, with nonce @n repeated. */
+static struct policy_approval stamp(struct policy_approval a, int64_t expires, uint8_t n)
+{
+	memcpy(a.session_id, policy__session_id(s), POLICY_SESSION_ID_LEN);
+	a.expires = expires;
+	memset(a.nonce, n, sizeof(a.nonce));
+	return a;
+}
+
 static struct policy_approval approval(const struct policy_call *c, int64_t expires, uint8_t n)
 {
-	struct policy_approval a = {.op = (uint8_t)c->op, .expires = expires};
+	struct policy_approval a = {.op = (uint8_t)c->op};
 
-	memcpy(a.session_id, policy__session_id(s), POLICY_SESSION_ID_LEN);
 	policy__call_digest(c, a.args_digest);
-	memset(a.nonce, n, sizeof(a.nonce));
+	a = stamp(a, expires, n);
 	cr_assert_eq(policy__approval_sign(&a, sk), 0);
 	return a;
 }
@@ -220,6 +228,133 @@ Test(session, approvals)
 	free(json);
 	push.approval = &b;
 	cr_expect_eq(decide(&push, 100).reason, POLICY_R_APPROVED);
+}
+
+/*
+ * Quarantine counts probes, not asks (#15): with uninhabitable "ask", every push after
+ * untrusted content asks and a person approves it; twenty of them do not quarantine the
+ * session. Refused calls still do: a push with a bad approval, and calls outside the
+ * envelope, reach quarantine_after (5).
+ */
+Test(session, approved_pushes_are_not_probes_refused_calls_are)
+{
+	struct policy_call rd = {.op = POLICY_OP_READ_FILE, .path = "/workspace/a.c"};
+	struct policy_call web = {.op = POLICY_OP_WEB_FETCH, .url = "http://localhost:8000/x"};
+	struct policy_call push = {
+		.op = POLICY_OP_GIT_PUSH, .remote = "https://github.com/o/r", .ref = "main"};
+	struct policy_call bad = {.op = POLICY_OP_READ_FILE, .path = "/root/x"};
+	struct policy_approval a;
+	struct policy_decision d;
+	int64_t now = 100;
+
+	cr_expect_eq(decide(&rd, now++).verdict, POLICY_ALLOW);
+	a = approval(&web, now + 60, 200);
+	web.approval = &a;
+	cr_expect_eq(decide(&web, now++).reason, POLICY_R_APPROVED);
+	cr_assert(policy__session_legs(s) & POLICY_LEG_UNTRUSTED);
+	for (uint8_t i = 0; i < 20; i++) {
+		push.approval = NULL;
+		d = decide(&push, now++);
+		cr_assert_eq(d.verdict, POLICY_ASK, "push %u: %s", i,
+			     policy__reason_name(d.reason));
+		a = approval(&push, now + 60, i);
+		push.approval = &a;
+		d = decide(&push, now++);
+		cr_assert_eq(d.reason, POLICY_R_APPROVED, "push %u: %s", i,
+			     policy__reason_name(d.reason));
+	}
+	cr_expect(!policy__session_quarantined(s));
+	cr_expect_eq(policy__session_suspicion(s), 0);
+	/* a push whose approval is refused is a probe; so are calls outside the envelope */
+	a = approval(&push, now + 60, 3); /* a used nonce */
+	push.approval = &a;
+	cr_expect_eq(decide(&push, now++).reason, POLICY_R_APPROVAL_REPLAY);
+	cr_expect_eq(policy__session_suspicion(s), 1);
+	for (int i = 0; i < 4; i++)
+		cr_expect_eq(decide(&bad, now++).reason, POLICY_R_PATH_NOT_ALLOWED);
+	cr_expect(policy__session_quarantined(s));
+	push.approval = NULL;
+	cr_expect_eq(decide(&push, now++).reason, POLICY_R_QUARANTINED);
+}
+
+/* An ask nobody approved in time is a probe once untrusted content is in the session. */
+Test(session, expired_asks_are_probes_after_untrusted_content)
+{
+	struct policy_call web = {.op = POLICY_OP_WEB_FETCH, .url = "http://localhost:8000/x"};
+	struct policy_approval a = approval(&web, 160, 9);
+
+	policy__ask_expired(s);
+	cr_expect_eq(policy__session_suspicion(s), 0, "no untrusted content yet");
+	web.approval = &a;
+	cr_expect_eq(decide(&web, 100).reason, POLICY_R_APPROVED);
+	for (int i = 0; i < 4; i++)
+		policy__ask_expired(s);
+	cr_expect_eq(policy__session_suspicion(s), 4);
+	cr_expect(!policy__session_quarantined(s));
+	policy__ask_expired(s); /* permissive-local: quarantine_after 5 */
+	cr_expect(policy__session_quarantined(s));
+}
+
+static struct policy_approval widen_approval(const struct policy *p, int64_t expires, uint8_t n,
+					     const uint8_t *key)
+{
+	struct policy_approval a = {0};
+
+	policy__digest(p, a.args_digest);
+	a = stamp(a, expires, n);
+	cr_assert_eq(policy__widen_sign(&a, key), 0);
+	return a;
+}
+
+/* A signed widening adopts the policy as it is, once; the legs stay. */
+Test(session, widening_signed_by_an_approver)
+{
+	struct policy_call rd = {.op = POLICY_OP_READ_FILE, .path = "/workspace/a.c"};
+	struct policy_call w = {.op = POLICY_OP_WRITE_FILE, .path = "/workspace/a.c"};
+	struct policy *ro = NULL, *top = NULL;
+	struct policy_approval a, b;
+	struct policy_decision d;
+	uint8_t rogue_pk[32], rogue_sk[64], dig[32];
+	char *json = NULL;
+
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	cr_assert_eq(policy__read_only(&ro), 0);
+	cr_assert_eq(policy__top(&top), 0);
+	cr_expect_eq(decide(&rd, 100).verdict, POLICY_ALLOW);
+	cr_assert_eq(policy__narrow(s, ro, 101, &d), 0);
+	cr_expect_eq(decide(&w, 102).reason, POLICY_R_OP_DENIED);
+
+	a = widen_approval(top, 160, 1, rogue_sk);
+	cr_assert_eq(policy__widen(s, top, &a, 103, &d), 0);
+	cr_expect_eq(d.reason, POLICY_R_APPROVAL_BAD_SIG);
+	a = widen_approval(ro, 160, 2, sk); /* signed for another policy */
+	cr_assert_eq(policy__widen(s, top, &a, 104, &d), 0);
+	cr_expect_eq(d.reason, POLICY_R_APPROVAL_WRONG_ARGS);
+	a = widen_approval(top, 104 + 301, 3, sk);
+	cr_assert_eq(policy__widen(s, top, &a, 104, &d), 0);
+	cr_expect_eq(d.reason, POLICY_R_APPROVAL_TOO_LONG);
+	cr_expect(policy__leq(policy__session_envelope(s), ro));
+
+	a = widen_approval(top, 160, 4, sk);
+	cr_assert_eq(policy__widen_approval_to_json(&a, &json), 0);
+	cr_expect(strstr(json, "\"policy_digest\""), "%s", json);
+	cr_assert_eq(policy__widen_approval_from_json(json, &b, NULL), 0);
+	cr_expect_neq(policy__approval_from_json(json, &b, NULL), 0, "not a call approval");
+	free(json);
+	cr_assert_eq(policy__widen(s, top, &b, 105, &d), 0);
+	cr_expect_eq(d.verdict, POLICY_ALLOW);
+	cr_expect_eq(d.reason, POLICY_R_WIDENED);
+	cr_expect_eq(d.trace.event, POLICY_EV_WIDEN);
+	policy__digest(top, dig);
+	cr_expect_arr_eq(d.trace.envelope_after, dig, 32);
+	cr_expect(policy__eq(policy__session_envelope(s), top));
+	cr_expect_eq(policy__session_legs(s), POLICY_LEG_PRIVATE, "the legs stay");
+	cr_expect_eq(decide(&w, 106).verdict, POLICY_ALLOW);
+	cr_assert_eq(policy__widen(s, top, &b, 107, &d), 0);
+	cr_expect_eq(d.reason, POLICY_R_APPROVAL_REPLAY);
+	cr_expect_eq(d.verdict, POLICY_DENY);
+	policy__free(ro);
+	policy__free(top);
 }
 
 Test(session, json_round_trip_preserves_behaviour)

@@ -1,0 +1,806 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The policy's life through the API (#15), black-box on the fake backend: GET
+ * /v1/sandboxes/{id}/policy, POST .../policy/narrow and .../policy/widen, and quarantine
+ * that counts probes, not approved asks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "policy/policy.h"
+#include "tests/unit/api/daemon.h"
+#include "tests/unit/nucleusd/helpers.h"
+#include "tests/unit/th_approval.h"
+
+THD_SUITE(policylife);
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "(none)";
+}
+
+/* ---- random policies (seeded xorshift: reproducible) ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static unsigned pick(unsigned n)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (unsigned)((rng * 0x2545f4914f6cdd1dull) >> 33) % n;
+}
+
+/* A JSON list of some of @pool, or "all"/"none" now and then. */
+static void rand_list(FILE *f, const char *const *pool, unsigned n)
+{
+	unsigned k = pick(8);
+
+	if (k == 0) {
+		fputs("\"all\"", f);
+		return;
+	}
+	if (k == 1) {
+		fputs("\"none\"", f);
+		return;
+	}
+	fputc('[', f);
+	for (unsigned i = 0, first = 1; i < n; i++)
+		if (pick(2)) {
+			fprintf(f, "%s\"%s\"", first ? "" : ", ", pool[i]);
+			first = 0;
+		}
+	fputs("]", f);
+}
+
+/* A random engine policy (profile JSON, malloc'd). */
+static char *rand_policy(void)
+{
+	static const char *const ops[] = {"read_file",	"write_file", "list",	    "search",
+					  "run",	"web_fetch",  "web_search", "net_connect",
+					  "git_commit", "git_push",   "create_pr",  "spawn_agent"};
+	static const char *const levels[] = {"deny", "ask", "allow"};
+	static const char *const paths[] = {"/workspace/**",  "/workspace/src/**", "/tmp/**",
+					    "/workspace/a.c", "/etc/**",	   NULL};
+	static const char *const cmds[] = {"git **", "make", "make **", "ls **", "cc **", NULL};
+	static const char *const interps[] = {"python3 **", "bash -c **", "sh **", NULL};
+	static const char *const hosts[] = {"github.com:443", "*.example.com:*", "localhost:*",
+					    "10.0.0.0/8:22", NULL};
+	static const char *const refs[] = {"refs/heads/**", "refs/heads/main", "refs/tags/v*",
+					   NULL};
+	/* each rule set: the JSON before it and its pool */
+	static const struct {
+		const char *before;
+		const char *const *pool;
+	} sets[] = {
+		{"}, \"paths\": {\"read\": ", paths},	 {", \"write\": ", paths},
+		{"}, \"commands\": {\"allow\": ", cmds}, {", \"interpreters\": ", interps},
+		{"}, \"egress\": {\"allow\": ", hosts},	 {"}, \"git\": {\"refs\": ", refs},
+	};
+	char *text = NULL;
+	size_t len = 0, n;
+	FILE *f = open_memstream(&text, &len);
+
+	cr_assert_not_null(f);
+	fputs("{\"levels\": {", f);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		fprintf(f, "%s\"%s\": \"%s\"", i ? ", " : "", ops[i], levels[pick(3)]);
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		for (n = 0; sets[i].pool[n]; n++)
+			;
+		fputs(sets[i].before, f);
+		rand_list(f, sets[i].pool, (unsigned)n);
+	}
+	fprintf(f, "}, \"budget\": {\"max_calls\": %u}, \"uninhabitable\": \"%s\", ",
+		100 + pick(1000), pick(2) ? "ask" : "deny");
+	if (pick(4))
+		fprintf(f, "\"quarantine_after\": %u}", 1 + pick(9));
+	else
+		fputs("\"quarantine_after\": \"never\"}", f);
+	fclose(f);
+	return text;
+}
+
+static struct policy *parse(const char *text)
+{
+	struct policy *p = NULL;
+	struct policy_error pe = {{0}};
+
+	cr_assert_eq(policy__profile_parse(text, &p, &pe), 0, "%s: %s", pe.msg, text);
+	return p;
+}
+
+/* The engine's policy of a reply's "policy" (the one in force). */
+static struct policy *in_force(json_t *reply)
+{
+	char *text = json_dumps(json_object_get(reply, "policy"), JSON_COMPACT);
+	struct policy *p;
+
+	cr_assert_not_null(text, "no policy in the reply");
+	p = parse(text);
+	free(text);
+	return p;
+}
+
+static const char *create_with(const char *policy)
+{
+	char *body;
+	const char *id;
+
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"vcpus\": 1, \"memory_mib\": 128}", policy),
+		     0);
+	id = thd_create(&d, body);
+	free(body);
+	return id;
+}
+
+/* POST .../policy/@verb {"policy": @policy}: asserts @status; the reply (clear it). */
+static struct api_response change(const char *id, const char *verb, const char *policy,
+				  const char *approval, int status)
+{
+	char path[160], *body;
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy/%s", id, verb);
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s%s%s}", policy,
+			      approval ? ", \"approval\": " : "", approval ? approval : ""),
+		     0);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, status, "%s %s: %d %s", verb, policy, r.status, r.body);
+	return r;
+}
+
+static struct api_response show(const char *id)
+{
+	char path[160];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	return r;
+}
+
+/* Restarts the daemon pinning a new approver key: its secret key in @sk (hex in @hex). */
+static void with_approver(unsigned char sk[64], char hex[65])
+{
+	unsigned char pk[32];
+
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(hex, 65, pk, sizeof(pk));
+	thd_stop(&d);
+	d.extra[0] = "--approver-key";
+	d.extra[1] = hex;
+	thd_restart(&d);
+}
+
+/* Narrows @id by @policy; the policy in force afterwards. */
+static struct policy *narrowed(const char *id, const char *policy)
+{
+	struct api_response r = change(id, "narrow", policy, NULL, 200);
+	struct policy *p = in_force(r.json);
+
+	api_response__clear(&r);
+	return p;
+}
+
+/*
+ * Through the API, for random policies: the result of a narrowing is below the running
+ * policy and the given one; narrowing again with the same policy changes nothing; two
+ * narrowings give the same policy in either order.
+ */
+Test(policylife, narrowing_is_never_wider_idempotent_and_order_free)
+{
+	for (int round = 0; round < 20; round++) {
+		char *a = rand_policy(), *b = rand_policy(), *c = rand_policy();
+		struct policy *pa = parse(a), *pb = parse(b), *pc = parse(c), *x, *y, *x2;
+		char id1[32], id2[32];
+		struct api_response r;
+
+		snprintf(id1, sizeof(id1), "%s", create_with(a));
+		snprintf(id2, sizeof(id2), "%s", create_with(a));
+		x = narrowed(id1, b);
+		cr_assert(policy__leq(x, pa), "round %d: above the running policy", round);
+		cr_assert(policy__leq(x, pb), "round %d: above the given policy", round);
+		r = change(id1, "narrow", b, NULL, 200);
+		cr_assert(json_is_false(
+				  json_object_get(json_object_get(r.json, "narrowed"), "changed")),
+			  "round %d: %s", round, r.body);
+		x2 = in_force(r.json);
+		cr_assert(policy__eq(x, x2), "round %d: not idempotent", round);
+		api_response__clear(&r);
+		policy__free(x);
+		policy__free(x2);
+
+		x = narrowed(id1, c);
+		policy__free(narrowed(id2, c));
+		y = narrowed(id2, b);
+		cr_assert(policy__eq(x, y), "round %d: b then c differs from c then b", round);
+		cr_assert(policy__leq(x, pc));
+		policy__free(x);
+		policy__free(y);
+		policy__free(pa);
+		policy__free(pb);
+		policy__free(pc);
+		free(a);
+		free(b);
+		free(c);
+	}
+	thd_finish(&d);
+}
+
+/*
+ * A narrowing is in effect for the next call, audited with the digests, kept across a
+ * restart, and an operation left with nothing allowed becomes deny in the reply.
+ */
+Test(policylife, narrowing_takes_effect_is_audited_and_survives_a_restart)
+{
+	static const char open_p[] =
+		"{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+		"\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}}";
+	static const char other[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				    "\"allow\"}, \"egress\": {\"allow\": [\"b.example.com:443\"]}}";
+	char id[32], path[160], digest[65];
+	struct api_response r;
+	json_t *v, *en, *found = NULL;
+	size_t i;
+
+	snprintf(id, sizeof(id), "%s", create_with(open_p));
+	r = show(id);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 1, "%s", r.body);
+	cr_assert_str_eq(jstr(json_object_get(r.json, "policy"), "uninhabitable"), "deny");
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 0), "how"),
+			 "create");
+	cr_assert(json_is_false(json_object_get(json_object_get(r.json, "session"), "quarantined")),
+		  "%s", r.body);
+	api_response__clear(&r);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
+
+	r = change(id, "narrow", other, NULL, 200);
+	v = json_object_get(r.json, "narrowed");
+	cr_assert(json_is_true(json_object_get(v, "changed")), "%s", r.body);
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(v, "denied_ops"), 0)),
+			 "web_fetch", "%s", r.body);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(r.json, "policy"), "levels"), "web_fetch"),
+		"deny", "%s", r.body);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
+	snprintf(digest, sizeof(digest), "%s", jstr(r.json, "digest"));
+	cr_assert_str_eq(jstr(v, "after"), digest);
+	cr_assert_eq(
+		json_integer_value(json_object_get(
+			json_object_get(json_object_get(r.json, "session"), "counters"), "calls")),
+		1, "the session goes on: %s", r.body);
+	api_response__clear(&r);
+
+	r = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "OP_DENIED", "%s", r.body);
+	api_response__clear(&r);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
+	r = thd_call(&d, "GET", path, NULL);
+	json_array_foreach(r.json, i, en)
+	{
+		if (strcmp(jstr(en, "kind"), "policy.narrow") == 0)
+			found = json_object_get(en, "body");
+	}
+	cr_assert_not_null(found, "no policy.narrow entry: %s", r.body);
+	cr_assert_str_eq(jstr(found, "after"), digest);
+	cr_assert_eq(strlen(jstr(found, "before")), 64);
+	cr_assert_eq(strlen(jstr(found, "given")), 64);
+	cr_assert_str_eq(jstr(found, "how"), "narrow");
+	cr_assert_not_null(json_object_get(found, "policy"));
+	api_response__clear(&r);
+
+	thd_kill9(&d);
+	thd_restart(&d);
+	r = show(id);
+	/* the fake backend cannot adopt a sandbox: failed, its session closed as it was */
+	cr_assert_str_eq(jstr(r.json, "digest"), digest, "after a restart: %s", r.body);
+	cr_assert(json_is_true(json_object_get(json_object_get(r.json, "session"), "closed")), "%s",
+		  r.body);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "versions")), 2, "%s", r.body);
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
+			 "narrow");
+	api_response__clear(&r);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/* Bad input is a 400 naming the problem and changes nothing; a stopped sandbox is 409. */
+Test(policylife, bad_narrowing_is_400_and_changes_nothing)
+{
+	static const struct {
+		const char *body, *code;
+	} cases[] = {
+		{"{}", "missing_field"},
+		{"{\"policy\": 3}", "wrong_type"},
+		{"{\"policy\": {\"levels\": {\"fly\": \"allow\"}}}", "invalid_policy"},
+		{"{\"policy\": {}, \"x\": 1}", "unknown_field"},
+	};
+	char id[32], path[160], *before;
+	struct api_response r;
+
+	snprintf(id, sizeof(id), "%s", create_with("{\"levels\": {\"read_file\": \"allow\"}}"));
+	before = thd_dump(&d);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (int w = 0; w < 2; w++) {
+			snprintf(path, sizeof(path), "/v1/sandboxes/%s/policy/%s", id,
+				 w ? "widen" : "narrow");
+			r = thd_call(&d, "POST", path, cases[i].body);
+			cr_assert_eq(r.status, 400, "%s %s: %d %s", path, cases[i].body, r.status,
+				     r.body);
+			cr_assert_str_eq(jstr(r.json, "error"), cases[i].code, "%s", r.body);
+			cr_assert_neq(jstr(r.json, "message")[0], '\0');
+			api_response__clear(&r);
+		}
+	r = thd_call(&d, "POST", "/v1/sandboxes/sb-0000000000000000/policy/narrow",
+		     "{\"policy\": {}}");
+	cr_assert_eq(r.status, 404, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "bad narrowings");
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	thd_expect(&d, "DELETE", path, NULL, 200);
+	r = change(id, "narrow", "{}", NULL, 409);
+	cr_assert_str_eq(jstr(r.json, "error"), "wrong_state", "%s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* nucleusctl policy show (a table) and policy narrow FILE. */
+Test(policylife, nucleusctl_policy_show_and_narrow)
+{
+	char id[32], file[400];
+	struct thd_run *r;
+	FILE *f;
+
+	snprintf(id, sizeof(id), "%s",
+		 create_with("{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+			     "\"allow\"}, \"quarantine_after\": 4}"));
+	r = thd_ctl(d.sock, "policy", "show", id, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "write_file     allow"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "quarantined      no"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "1        create"), "%s", r->out);
+
+	snprintf(file, sizeof(file), "%s/narrow.json", d.dir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs("{\"levels\": {\"read_file\": \"allow\"}}", f);
+	fclose(f);
+	r = thd_ctl(d.sock, "policy", "narrow", id, file, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "write_file     deny"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "2        narrow"), "%s", r->out);
+	r = thd_ctl(d.sock, "--json", "policy", "show", id, NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "\"version\": 2"), "%s", r->out);
+	r = thd_ctl(d.sock, "policy", "narrow", id, "/nonexistent/x.json", NULL);
+	cr_assert_eq(r->code, 2, "%s %s", r->out, r->err);
+	thd_finish(&d);
+}
+
+/* A widen approval of @id's session for @policy (JSON text), signed with @sk (malloc'd). */
+static char *widen_approval(const char *id, const char *policy, const unsigned char sk[64],
+			    uint8_t nonce)
+{
+	struct api_response r = show(id);
+	const char *session = jstr(json_object_get(r.json, "session"), "id");
+	struct policy_approval a = {0};
+	struct policy *p = parse(policy);
+	char *json = NULL;
+
+	cr_assert_eq(sodium_hex2bin(a.session_id, sizeof(a.session_id), session, strlen(session),
+				    NULL, NULL, NULL),
+		     0, "%s", r.body);
+	policy__digest(p, a.args_digest);
+	memset(a.nonce, nonce, sizeof(a.nonce));
+	a.expires = (int64_t)time(NULL) + 120;
+	cr_assert_eq(policy__widen_sign(&a, sk), 0);
+	cr_assert_eq(policy__widen_approval_to_json(&a, &json), 0);
+	policy__free(p);
+	api_response__clear(&r);
+	return json;
+}
+
+/* 403 widen_refused with @reason; cleared. */
+static void refused(struct api_response *r, const char *reason)
+{
+	cr_assert_str_eq(jstr(r->json, "error"), "widen_refused", "%s", r->body);
+	cr_assert_str_eq(jstr(r->json, "reason"), reason, "%s", r->body);
+	api_response__clear(r);
+}
+
+/*
+ * Widening: without an approval always 403 and audited with what was asked; with one
+ * signed by a pinned approver key for this session and this policy, a new version
+ * whose legs are the session's as they were; never twice with the same approval.
+ */
+Test(policylife, widening_needs_an_approver_signature)
+{
+	static const char small[] = "{\"levels\": {\"read_file\": \"allow\"}}";
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+				   "\"allow\"}}";
+	unsigned char sk[64], rogue_pk[32], rogue_sk[64];
+	char hex[65], id[32], other[32], path[160], *appr, *before;
+	struct api_response r;
+	json_t *b;
+
+	crypto_sign_keypair(rogue_pk, rogue_sk);
+	with_approver(sk, hex);
+	snprintf(id, sizeof(id), "%s", create_with(small));
+	snprintf(other, sizeof(other), "%s", create_with(small));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}",
+		   403);
+
+	/* no approval: refused, even for a policy below the running one */
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	b = thd_last_entry(&d, id, "policy.widen_refused");
+	cr_assert_not_null(b);
+	cr_assert_eq(strlen(jstr(b, "given")), 64);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(b, "policy"), "levels"), "write_file"),
+		"allow");
+	json_decref(b);
+	r = change(id, "widen", small, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+
+	appr = widen_approval(id, wide, rogue_sk, 1);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_BAD_SIG");
+	free(appr);
+	appr = widen_approval(other, wide, sk, 2);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_WRONG_SESSION");
+	free(appr);
+	appr = widen_approval(id, small, sk, 3);
+	r = change(id, "widen", wide, appr, 403);
+	refused(&r, "APPROVAL_WRONG_ARGS");
+	free(appr);
+	before = thd_dump(&d);
+	r = change(id, "widen", wide, "{\"session\": \"00\"}", 400);
+	cr_assert_str_eq(jstr(r.json, "error"), "bad_approval", "%s", r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "a malformed approval");
+
+	appr = widen_approval(id, wide, sk, 4);
+	r = change(id, "widen", wide, appr, 200);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(r.json, "policy"), "levels"), "write_file"),
+		"allow", "%s", r.body);
+	cr_assert_str_eq(json_string_value(json_array_get(
+				 json_object_get(json_object_get(r.json, "session"), "legs"), 0)),
+			 "private", "the legs stay: %s", r.body);
+	cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "session"), "legs")),
+		     1, "%s", r.body);
+	api_response__clear(&r);
+	b = thd_last_entry(&d, id, "policy.widen");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "how"), "widen");
+	cr_assert_not_null(json_object_get(b, "approval"));
+	json_decref(b);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}",
+		   200);
+	r = change(id, "widen", wide, appr, 403); /* the same approval again */
+	refused(&r, "APPROVAL_REPLAY");
+	free(appr);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/* POST tools/@tool with @args; 403 approval_required answered by an approval: 200. */
+static void approved_call(const char *id, const char *tool, const char *args, const char *call_json,
+			  const unsigned char sk[64])
+{
+	char path[160], *body;
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/%s", id, tool);
+	cr_assert_gt(asprintf(&body, "{\"args\": %s}", args), 0);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, 403, "%s: %d %s", tool, r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
+	body = th_approval_body(json_object_get(r.json, "approval_request"), call_json, sk);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	free(body);
+	cr_assert_eq(r.status, 200, "approved %s: %d %s", tool, r.status, r.body);
+	api_response__clear(&r);
+}
+
+/*
+ * A permissive-local sandbox (uninhabitable "ask", quarantine_after 5) of a daemon with a
+ * new approver key (@sk, @hex) whose session has read a file and fetched a page (approved):
+ * private and untrusted content. Its id in @id.
+ */
+static void untrusted_session(char id[32], unsigned char sk[64], char hex[65])
+{
+	char path[160];
+
+	with_approver(sk, hex);
+	snprintf(id, 32, "%s",
+		 thd_create(&d, "{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+				"\"memory_mib\": 128}"));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	approved_call(id, "web_fetch", "{\"url\": \"http://localhost:8000/x\"}",
+		      "{\"op\": \"web_fetch\", \"url\": \"http://localhost:8000/x\"}", sk);
+}
+
+/* The value of metric @name in GET /v1/metrics. */
+static long long metric(const char *name)
+{
+	struct api_response r = thd_call(&d, "GET", "/v1/metrics", NULL);
+	char key[128];
+	const char *at;
+	long long v;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	at = r.body ? strstr(r.body, key) : NULL;
+	cr_assert_not_null(at, "no %s in %s", name, r.body);
+	v = strtoll(at + strlen(key), NULL, 10);
+	api_response__clear(&r);
+	return v;
+}
+
+static json_t *sandbox(const char *id)
+{
+	char path[160];
+	struct api_response r;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	r = thd_call(&d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	o = json_incref(r.json);
+	api_response__clear(&r);
+	return o;
+}
+
+/* The sandbox's JSON says whether it is quarantined: @want. */
+static void expect_quarantined(const char *id, bool want)
+{
+	json_t *o = sandbox(id);
+	char *text = json_dumps(o, JSON_COMPACT);
+
+	cr_assert_eq(json_is_true(json_object_get(o, "quarantined")), want, "%s", text);
+	free(text);
+	json_decref(o);
+}
+
+/*
+ * Quarantine counts probes (#15): after untrusted content, with uninhabitable "ask"
+ * (permissive-local, quarantine_after 5), twenty pushes each approved by a person run
+ * without quarantine; five refused calls then quarantine the session: visible in the
+ * sandbox's JSON, nucleusctl ls, GET .../policy, the metrics and the audit log.
+ */
+Test(policylife, approved_pushes_are_not_probes_refused_calls_quarantine)
+{
+	static const char push[] = "{\"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}";
+	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
+					"\"https://github.com/o/r\", \"ref\": \"main\"}";
+	unsigned char sk[64];
+	char hex[65], id[32], path[160];
+	struct api_response r;
+	struct thd_run *run;
+	json_t *o, *b;
+
+	untrusted_session(id, sk, hex);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", id);
+	for (int i = 0; i < 20; i++)
+		approved_call(id, "git_push", push, push_call, sk);
+	expect_quarantined(id, false);
+	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 0);
+	r = show(id);
+	cr_assert_eq(json_integer_value(
+			     json_object_get(json_object_get(r.json, "session"), "suspicion")),
+		     0, "%s", r.body);
+	api_response__clear(&r);
+
+	/* unapproved probing still quarantines */
+	for (int i = 0; i < 5; i++)
+		thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/root/secret\"}}", 403);
+	o = sandbox(id);
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s",
+		  json_dumps(o, JSON_COMPACT));
+	cr_assert_str_eq(jstr(json_object_get(o, "quarantine"), "rule"), "quarantine_after");
+	cr_assert_not_null(strstr(jstr(json_object_get(o, "quarantine"), "reason"),
+				  "reached quarantine_after"));
+	cr_assert_eq(
+		json_integer_value(json_object_get(json_object_get(o, "quarantine"), "probes")), 5);
+	json_decref(o);
+	cr_assert_eq(metric("nucleus_sandboxes_quarantined"), 1);
+	cr_assert_eq(metric("nucleus_quarantines_total"), 1);
+	b = thd_last_entry(&d, id, "policy.quarantine");
+	cr_assert_not_null(b, "no policy.quarantine entry");
+	cr_assert_str_eq(jstr(b, "how"), "quarantine");
+	cr_assert_str_eq(jstr(b, "tool"), "read_file");
+	json_decref(b);
+	r = show(id);
+	o = json_object_get(r.json, "session");
+	cr_assert(json_is_true(json_object_get(o, "quarantined")), "%s", r.body);
+	cr_assert_not_null(
+		strstr(jstr(json_object_get(o, "quarantine"), "reason"), "quarantine_after"));
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "versions"), 1), "how"),
+			 "quarantine", "%s", r.body);
+	api_response__clear(&r);
+	run = thd_ctl(d.sock, "ls", NULL);
+	cr_assert_eq(run->code, 0, "%s", run->err);
+	cr_assert_not_null(strstr(run->out, "QUARANTINED"), "%s", run->out);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
+	r = thd_call(&d, "POST", path, "{\"args\": {\"remote\": \"https://github.com/o/r\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "QUARANTINED", "%s", r.body);
+	api_response__clear(&r);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/*
+ * One approval path: an approval inside a call's args is refused (400, nothing recorded)
+ * and names POST .../approvals; that route answers the pending request once (then 409).
+ */
+Test(policylife, approvals_go_through_the_approvals_route_only)
+{
+	static const char fetch_call[] =
+		"{\"op\": \"web_fetch\", \"url\": \"https://example.com/x\"}";
+	unsigned char sk[64];
+	char hex[65], id[32], path[160], *body, *args, *before;
+	struct api_response r, ask;
+	json_t *req;
+
+	with_approver(sk, hex);
+	snprintf(id, sizeof(id), "%s",
+		 thd_create(&d,
+			    "{\"profile\": \"fake-strict\", \"vcpus\": 1, \"memory_mib\": 128}"));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	ask = thd_call(&d, "POST", path, "{\"args\": {\"url\": \"https://example.com/x\"}}");
+	cr_assert_eq(ask.status, 403, "%d %s", ask.status, ask.body);
+	req = json_object_get(ask.json, "approval_request");
+	body = th_approval_body(req, fetch_call, sk);
+	/* the same signed approval inside the call's args */
+	{
+		json_t *b = json_loads(body, 0, NULL);
+		char *aj = json_dumps(json_object_get(b, "approval"), JSON_COMPACT);
+
+		cr_assert_gt(asprintf(&args,
+				      "{\"args\": {\"url\": \"https://example.com/x\", "
+				      "\"approval\": %s}}",
+				      aj),
+			     0);
+		free(aj);
+		json_decref(b);
+	}
+	before = thd_dump(&d);
+	r = thd_call(&d, "POST", path, args);
+	cr_assert_eq(r.status, 400, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "bad_args", "%s", r.body);
+	cr_assert_not_null(strstr(jstr(r.json, "message"), "/approvals"), "%s", r.body);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "an approval in args");
+	free(args);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
+	api_response__clear(&r);
+	free(body);
+	api_response__clear(&ask);
+	thd_finish(&d);
+}
+
+/* Refused widenings after untrusted content are probes: they quarantine too, audited. */
+Test(policylife, refused_widenings_are_probes)
+{
+	static const char pol[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				  "\"allow\"}, \"egress\": {\"allow\": [\"a.example.com:443\"]}, "
+				  "\"quarantine_after\": 2}";
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": "
+				   "\"allow\", \"run\": \"allow\"}}";
+	char id[32], path[160];
+	struct api_response r;
+	json_t *b;
+
+	snprintf(id, sizeof(id), "%s", create_with(pol));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", id);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	expect_quarantined(id, false);
+	r = change(id, "widen", wide, NULL, 403);
+	refused(&r, "WIDEN_REFUSED");
+	expect_quarantined(id, true);
+	b = thd_last_entry(&d, id, "policy.quarantine");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "tool"), "policy.widen_refused");
+	cr_assert_eq(json_integer_value(json_object_get(b, "probes")), 2);
+	json_decref(b);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 403);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
+/*
+ * Asks nobody approved before they expired are probes: five pushes asked and left
+ * unanswered quarantine the session (quarantine_after 5) once they expire; their
+ * requests are then expired (409 approval_expired), audited as approval.expired.
+ */
+Test(policylife, expired_asks_are_probes)
+{
+	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
+				   "\"ref\": \"main\"}}";
+	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
+					"\"https://github.com/o/r\", \"ref\": \"main\"}";
+	unsigned char sk[64];
+	char hex[65], id[32], path[160], rd[160], *body = NULL;
+	struct api_response r;
+	sqlite3 *db;
+	json_t *o, *b;
+
+	untrusted_session(id, sk, hex);
+	snprintf(rd, sizeof(rd), "/v1/sandboxes/%s/tools/read_file", id);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
+	for (int i = 0; i < 5; i++) {
+		r = thd_call(&d, "POST", path, push);
+		cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+		cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
+		if (!body)
+			body = th_approval_body(json_object_get(r.json, "approval_request"),
+						push_call, sk);
+		api_response__clear(&r);
+	}
+	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	o = sandbox(id);
+	cr_assert(json_is_false(json_object_get(o, "quarantined")), "asks are not probes");
+	json_decref(o);
+
+	/* the ten minutes pass for the pending requests (and only for them) */
+	cr_assert_eq(sqlite3_open(d.db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	cr_assert_eq(sqlite3_exec(db, "UPDATE approvals SET expires_us = 1 WHERE state = 'pending'",
+				  NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
+	expect_quarantined(id, true);
+	b = thd_last_entry(&d, id, "approval.expired");
+	cr_assert_not_null(b);
+	cr_assert_eq(json_array_size(json_object_get(b, "nonces")), 5);
+	json_decref(b);
+	b = thd_last_entry(&d, id, "policy.quarantine");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "tool"), "approval.expired");
+	json_decref(b);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_expired", "%s", r.body);
+	api_response__clear(&r);
+	free(body);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
