@@ -270,7 +270,7 @@ Test(owner, no_group_is_admitted_unless_named_and_supplementary_groups_count)
 	thd_finish(&d);
 }
 
-Test(owner, the_whole_log_is_verified_by_an_admin_only)
+Test(owner, the_whole_log_is_verified_and_the_database_checked_by_an_admin_only)
 {
 	char path[160];
 	struct api_response r;
@@ -286,6 +286,13 @@ Test(owner, the_whole_log_is_verified_by_an_admin_only)
 	r = call_as(&alice, "GET", "/v1/audit/verify", NULL);
 	expect_error(&r, 403, "forbidden");
 	r = call_as(&dave, "GET", "/v1/audit/verify", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	api_response__clear(&r);
+	/* the whole database too */
+	r = call_as(&alice, "POST", "/v1/db/check", NULL);
+	expect_error(&r, 403, "forbidden");
+	r = call_as(&dave, "POST", "/v1/db/check", NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
 	api_response__clear(&r);
