@@ -141,6 +141,10 @@ static int row_query(struct nucleusd *nd, const char *sql, const char *ref,
 		ret = store__errno(sqlite3_bind_null(st, 2));
 	else
 		ret = store__errno(sqlite3_bind_int64(st, 2, (sqlite3_int64)who->uid));
+	/* ?3, where the statement has it: the caller's uid, whose own come first */
+	if (ret == 0 && sqlite3_bind_parameter_count(st) >= 3)
+		ret = store__errno(who ? sqlite3_bind_int64(st, 3, (sqlite3_int64)who->uid)
+				       : sqlite3_bind_null(st, 3));
 	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ret = row_read(nd, st, r) < 0 ? -EBADMSG : 1;
@@ -167,9 +171,11 @@ int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *r
 {
 	static const char by_id[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.id = ?1 AND "
 				    "(?2 IS NULL OR s.owner_uid = ?2)";
+	/* names are unique per owner: an admin's own sandbox of a name comes first */
 	static const char by_name[] = "SELECT " ROW_COLS ROW_FROM " WHERE s.name = ?1 AND "
 				      "(?2 IS NULL OR s.owner_uid = ?2) "
-				      "ORDER BY s.state NOT IN ('stopped', 'failed') DESC, "
+				      "ORDER BY s.owner_uid IS ?3 DESC, "
+				      "s.state NOT IN ('stopped', 'failed') DESC, "
 				      "s.created_us DESC LIMIT 1";
 	int ret;
 

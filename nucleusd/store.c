@@ -272,8 +272,18 @@ static const char migration_7[] =
 	"CREATE INDEX sandboxes_owner_live_created ON sandboxes(owner_uid, created_us, id)"
 	"  WHERE state != 'stopped';";
 
+/*
+ * Migration 8: a name is unique among one owner's live sandboxes, not across owners: a
+ * create refused as "name taken" told one user that another's sandbox of that name lived.
+ */
+static const char migration_8[] =
+	"DROP INDEX sandboxes_live_name;"
+	"CREATE UNIQUE INDEX sandboxes_live_name ON sandboxes(owner_uid, name)"
+	"  WHERE name IS NOT NULL AND state NOT IN ('stopped', 'failed');";
+
 static const char *const core_migrations[] = {
-	migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
+	migration_1, migration_2, migration_3, migration_4,
+	migration_5, migration_6, migration_7, migration_8,
 };
 
 /* A database from before modules had versions: core's version was the one version. */

@@ -32,10 +32,9 @@ THD_SUITE(owner);
 #define OWNER_GID "4000"
 #define ADMIN_GID "4100"
 static const struct thd_peer alice = {5555, 4000, 0}, bob = {5556, 4000, 0},
-			 carol = {5557, 4000, 4100}, /* admin by a supplementary group */
+			     carol = {5557, 4000, 4100}, /* admin by a supplementary group */
 	/* admin by the primary group; the owner group lets it open the socket (0660) */
-	dave = {5558, 4100, 4000},
-	root = {0, 0, 0};
+	dave = {5558, 4100, 4000}, root = {0, 0, 0};
 
 static void need_root(void)
 {
@@ -54,8 +53,8 @@ static void restart_with_groups(void)
 	thd_restart(&d);
 }
 
-static struct api_response call_as(const struct thd_peer *p, const char *method,
-				   const char *path, const char *body)
+static struct api_response call_as(const struct thd_peer *p, const char *method, const char *path,
+				   const char *body)
 {
 	return thd_call_as(&d, p, method, path, body);
 }
@@ -107,8 +106,9 @@ static const struct {
 	{"POST", "/tools/echo", "{\"args\": {\"msg\": \"hi\"}}"},
 	{"POST", "/tools/run", "{\"args\": {\"argv\": [\"true\"]}, \"stream\": true}"},
 	{"POST", "/usage", "{\"key\": \"k1\", \"input_tokens\": 10, \"output_tokens\": 10}"},
-	{"POST", "/approvals", "{\"nonce\": \"0123456789abcdef0123456789abcdef\", "
-			       "\"approval\": {}}"},
+	{"POST", "/approvals",
+	 "{\"nonce\": \"0123456789abcdef0123456789abcdef\", "
+	 "\"approval\": {}}"},
 	{"GET", "/policy", NULL},
 	{"POST", "/policy/narrow", "{\"policy\": {}}"},
 	{"POST", "/policy/widen", "{\"policy\": {}}"},
@@ -174,9 +174,9 @@ Test(owner, another_owners_sandbox_is_an_unknown_id)
 	r = call_as(&alice, "GET", path, NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	for (size_t i = 0; i < json_array_size(r.json); i++)
-		cr_assert_eq(json_integer_value(
-				     json_object_get(json_array_get(r.json, i), "actor_uid")),
-			     alice.uid, "an entry by another uid: %s", r.body);
+		cr_assert_eq(
+			json_integer_value(json_object_get(json_array_get(r.json, i), "actor_uid")),
+			alice.uid, "an entry by another uid: %s", r.body);
 	api_response__clear(&r);
 	/* the owner, root and both kinds of admin reach it */
 	expect_state(&root, id, "running");
@@ -193,6 +193,41 @@ Test(owner, another_owners_sandbox_is_an_unknown_id)
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
 	r = call_as(&alice, "DELETE", path, NULL);
 	cr_assert_eq(r.status, 200, "the owner stops: %s", r.body);
+	api_response__clear(&r);
+	thd_finish(&d);
+}
+
+/* A name is one owner's: another's live sandbox of that name is no 409, and names resolve
+ * to one's own (an admin's own first). */
+Test(owner, names_are_unique_per_owner_and_resolve_to_ones_own)
+{
+	char a[32], b[32], c[32], path[160];
+	struct api_response r;
+
+	need_root();
+	restart_with_groups();
+	snprintf(a, sizeof(a), "%s", create_as(&alice, SPEC(", \"name\": \"web\"")));
+	snprintf(b, sizeof(b), "%s", create_as(&bob, SPEC(", \"name\": \"web\"")));
+	r = call_as(&alice, "POST", "/v1/sandboxes", SPEC(", \"name\": \"web\""));
+	expect_error(&r, 409, "name_taken"); /* one's own live name is still taken */
+	/* each owner's "web" is its own */
+	r = call_as(&alice, "GET", "/v1/sandboxes/web", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "id"), a);
+	api_response__clear(&r);
+	r = call_as(&bob, "GET", "/v1/sandboxes/web", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "id"), b);
+	api_response__clear(&r);
+	/* an admin's own sandbox of the name comes before the others' */
+	snprintf(c, sizeof(c), "%s", create_as(&carol, SPEC(", \"name\": \"web\"")));
+	r = call_as(&carol, "GET", "/v1/sandboxes/web", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, "id"), c);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", a);
+	r = call_as(&carol, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "an admin reaches another's by id: %s", r.body);
 	api_response__clear(&r);
 	thd_finish(&d);
 }
@@ -302,8 +337,8 @@ Test(owner, the_whole_log_is_verified_and_the_database_checked_by_an_admin_only)
 /* One image name rule whatever the backend: the fake too refuses a path. */
 Test(owner, the_fake_backend_refuses_a_path_as_image)
 {
-	static const char *const bad[] = {"../../../../etc/passwd", "/etc/passwd", "a/b",
-					  ".hidden", "UPPER", ""};
+	static const char *const bad[] = {
+		"../../../../etc/passwd", "/etc/passwd", "a/b", ".hidden", "UPPER", ""};
 	char body[256];
 	struct api_response r;
 
