@@ -56,6 +56,7 @@ static void usage(FILE *f)
 		"  pause ID | resume ID\n"
 		"  audit ID [--after SEQ] [--limit N] the sandbox's audit entries\n"
 		"  audit ID verify                    check the signed hash chain\n"
+		"  audit --all-owners verify          check the whole log (admin)\n"
 		"  run ID -- CMD [ARGS...]            run a command in the sandbox "
 		"(policy-gated);\n"
 		"                                     prints its output, exits with its code\n"
@@ -406,10 +407,11 @@ static int cmd_verify(struct ctl *c)
 	json_t *bad;
 	int r;
 
-	if (c->given)
+	if (c->given & ~O_ALL_OWNERS)
 		return fail(EXIT_USAGE, "option not valid for 'audit verify'");
-	r = sandbox_path(c->args[0], "/audit/verify", path, sizeof(path));
-	if (r == 0)
+	if (c->given & O_ALL_OWNERS) /* the whole log: every owner's sandboxes and more */
+		r = request(c, "GET", "/v1/audit/verify", NULL, &resp);
+	else if ((r = sandbox_path(c->args[0], "/audit/verify", path, sizeof(path))) == 0)
 		r = request(c, "GET", path, NULL, &resp);
 	if (r)
 		return r;
@@ -427,8 +429,9 @@ static int cmd_verify(struct ctl *c)
 		r = fail(EXIT_API, "audit chain broken at seq %lld: %s",
 			 (long long)json_integer_value(bad), str(resp.json, "problem"));
 	else if (uncovered[0])
-		r = fail(EXIT_API, "audit entries not covered by a seal made while they were known: "
-				   "seq %s (found unsealed at a daemon start, or not sealed yet)",
+		r = fail(EXIT_API,
+			 "audit entries not covered by a seal made while they were known: "
+			 "seq %s (found unsealed at a daemon start, or not sealed yet)",
 			 uncovered);
 	api_response__clear(&resp);
 	return r;
@@ -440,7 +443,9 @@ static int cmd_audit(struct ctl *c)
 	char path[320], suffix[96];
 	int r;
 
-	if (c->nargs == 2 && strcmp(c->args[1], "verify") == 0)
+	if (c->nargs == 2 && strcmp(c->args[1], "verify") == 0 && !(c->given & O_ALL_OWNERS))
+		return cmd_verify(c);
+	if (c->nargs == 1 && strcmp(c->args[0], "verify") == 0 && (c->given & O_ALL_OWNERS))
 		return cmd_verify(c);
 	r = need_args(c, 1, O_AFTER | O_LIMIT);
 	if (r)
@@ -534,8 +539,9 @@ static int cmd_db(struct ctl *c)
 		if (!c->json)
 			json_array_foreach(problems, i, p)
 				printf("problem: %s\n", json_string_value(p));
-		r = fail(EXIT_API, "database corrupt (%zu problems): restore nucleus.db from %s "
-				   "(docs/daemon.md, \"Recovery\")",
+		r = fail(EXIT_API,
+			 "database corrupt (%zu problems): restore nucleus.db from %s "
+			 "(docs/daemon.md, \"Recovery\")",
 			 json_array_size(problems),
 			 json_is_object(backup) ? str(backup, "path") : "a backup");
 	}
@@ -1062,22 +1068,15 @@ static int cmd_policy(struct ctl *c)
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 {
-	static const struct option lo[] = {{"socket", required_argument, NULL, 'S'},
-					   {"json", no_argument, NULL, 'j'},
-					   {"help", no_argument, NULL, 'h'},
-					   {"name", required_argument, NULL, 'n'},
-					   {"profile", required_argument, NULL, 'p'},
-					   {"policy", required_argument, NULL, 'P'},
-					   {"vcpus", required_argument, NULL, 'c'},
-					   {"memory", required_argument, NULL, 'm'},
-					   {"image", required_argument, NULL, 'i'},
-					   {"ttl", required_argument, NULL, 't'},
-					   {"all", no_argument, NULL, 'a'},
-					   {"all-owners", no_argument, NULL, 'O'},
-					   {"after", required_argument, NULL, 'A'},
-					   {"limit", required_argument, NULL, 'l'},
-					   {"budget", required_argument, NULL, 'B'},
-					   {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+		{"socket", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},	   {"name", required_argument, NULL, 'n'},
+		{"profile", required_argument, NULL, 'p'}, {"policy", required_argument, NULL, 'P'},
+		{"vcpus", required_argument, NULL, 'c'},   {"memory", required_argument, NULL, 'm'},
+		{"image", required_argument, NULL, 'i'},   {"ttl", required_argument, NULL, 't'},
+		{"all", no_argument, NULL, 'a'},	   {"all-owners", no_argument, NULL, 'O'},
+		{"after", required_argument, NULL, 'A'},   {"limit", required_argument, NULL, 'l'},
+		{"budget", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
 	int o;
 
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {

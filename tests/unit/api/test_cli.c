@@ -197,6 +197,25 @@ static void ctl_create(char id[32])
 	json_decref(j);
 }
 
+/* `audit --all-owners verify`: the whole log (an admin's; the tests run as root). */
+Test(cli, audit_all_owners_verify_checks_the_whole_log)
+{
+	char id[32];
+	struct thd_run *r;
+
+	ctl_create(id);
+	r = thd_ctl(d.sock, "audit", "--all-owners", "verify", NULL);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "audit chain intact"), "%s", r->out);
+	r = thd_ctl(d.sock, "--json", "audit", "--all-owners", "verify", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert_not_null(strstr(r->out, "\"ok\": true"), "%s", r->out);
+	/* the listing is one sandbox's: --all-owners is not one of its options */
+	r = thd_ctl(d.sock, "audit", "--all-owners", id, NULL);
+	cr_assert_eq(r->code, 2, "%s", r->err);
+	thd_finish(&d);
+}
+
 /* `audit ID verify` after a restart: exit 1 naming uncovered entries from @from on. */
 static void assert_not_covered_from(const char *id, long long from)
 {
@@ -214,8 +233,8 @@ static void assert_not_covered_from(const char *id, long long from)
 	j = json_loads(r->out, 0, NULL);
 	cr_assert(json_is_true(json_object_get(j, "ok")), "the chain itself is intact: %s", r->out);
 	nc = json_object_get(j, "not_covered");
-	cr_assert_eq(json_integer_value(json_object_get(json_array_get(nc, 0), "from")), from,
-		     "%s", r->out);
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(nc, 0), "from")), from, "%s",
+		     r->out);
 	cr_assert_geq(json_integer_value(json_object_get(j, "unsealed_at_start")), 1, "%s", r->out);
 	json_decref(j);
 }
@@ -243,8 +262,7 @@ static long long launder(const char *edit, const char *from_sql)
 				  "audit_seals_no_delete",
 				  NULL, NULL, NULL),
 		     SQLITE_OK, "%s", sqlite3_errmsg(db));
-	cr_assert_eq(sqlite3_exec(db, edit, NULL, NULL, NULL), SQLITE_OK, "%s",
-		     sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_exec(db, edit, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
 	th_rehash_from(db, (uint64_t)from);
 	snprintf(sql, sizeof(sql), "DELETE FROM audit_seals WHERE seq >= %lld", from);
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
@@ -310,8 +328,9 @@ Test(cli, a_tail_a_killed_daemon_left_unsealed_is_not_sealed_at_restart)
 		snprintf(path, sizeof(path), "/v1/sandboxes/%s/pause", id);
 		thd_expect(&d, "POST", path, NULL, 200);
 		thd_kill9(&d);
-		tail = atoll(th_query_file(d.db, "SELECT (SELECT max(seq) FROM audit_log) - "
-						 "(SELECT coalesce(max(seq), 0) FROM audit_seals)"));
+		tail = atoll(th_query_file(d.db,
+					   "SELECT (SELECT max(seq) FROM audit_log) - "
+					   "(SELECT coalesce(max(seq), 0) FROM audit_seals)"));
 		thd_restart(&d);
 	}
 	cr_assert_gt(tail, 0, "the daemon was never killed before its seal");
