@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,60 +153,96 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* Whole file into memory, at most max bytes. */
-static int read_file(const char *path, uint64_t max, uint8_t **ret, size_t *ret_len)
+/* A regular file of 1..@max bytes, opened: its fd and size. */
+static int open_file(const char *path, uint64_t max, int *ret_fd, size_t *ret_len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
 	if (fd < 0)
 		return -errno;
-	struct stat st;
-	int r = 0;
-	uint8_t *buf = NULL;
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, &st) < 0)
 		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > max) {
+	else if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > max)
 		r = -EFBIG;
-		goto out;
+	if (r < 0) {
+		close(fd);
+		return r;
 	}
-	buf = malloc((size_t)st.st_size);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	size_t off = 0;
-	while (off < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	*ret = buf;
-	*ret_len = off;
-	buf = NULL;
-out:
-	free(buf);
-	close(fd);
-	return r;
+	*ret_fd = fd;
+	*ret_len = (size_t)st.st_size;
+	return 0;
 }
 
-/* Kernel, initrd, command line, MP table; returns the entry point. */
+/* @len bytes of @fd into @buf (guest RAM: the one copy). */
+static int read_into(int fd, uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = read(fd, buf + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * The kernel image, mapped: only what the loader reads (headers, PT_LOAD segments) is
+ * read from the file, not its symbol tables (about 40 % of a vmlinux), and nothing is
+ * copied twice. A file system that cannot map falls back to one read into the heap.
+ */
+static int map_file(const char *path, uint64_t max, const uint8_t **ret, size_t *ret_len,
+		    bool *ret_mapped)
+{
+	uint8_t *buf;
+	size_t len;
+	int fd, r = open_file(path, max, &fd, &len);
+
+	if (r < 0)
+		return r;
+	buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	*ret_mapped = buf != MAP_FAILED;
+	if (buf == MAP_FAILED) {
+		buf = malloc(len);
+		r = buf ? read_into(fd, buf, len) : -ENOMEM;
+		if (r < 0) {
+			free(buf);
+			buf = NULL;
+		}
+	}
+	close(fd);
+	if (r < 0)
+		return r;
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static void unmap_file(const uint8_t *buf, size_t len, bool mapped)
+{
+	if (mapped)
+		munmap((void *)buf, len);
+	else
+		free((void *)buf);
+}
+
 static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 {
 	struct vm *vm = m->vm;
 	struct boot_params_in in = {.cmdline = vm->cmdline.buf};
 	struct elf_info ei;
-	uint8_t *img = NULL, *rd = NULL;
+	const uint8_t *img = NULL;
 	size_t len = 0, rdlen = 0;
 	uint64_t limit = vm->mem.low_size;
-	int r;
+	bool mapped = false;
+	int r, rd = -1;
 
-	if ((r = read_file(m->o.kernel, KERNEL_MAX, &img, &len)) < 0) {
+	if ((r = map_file(m->o.kernel, KERNEL_MAX, &img, &len, &mapped)) < 0) {
 		vm__log(vm, "kernel %s: %s", m->o.kernel, strerror(-r));
 		goto out;
 	}
@@ -214,13 +251,13 @@ static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 		goto out;
 	}
 	if (m->o.initrd) {
-		if ((r = read_file(m->o.initrd, vm->mem.low_size, &rd, &rdlen)) < 0 ||
-		    (r = boot__initrd_addr(&vm->mem, rdlen, ei.hi, &in.initrd_gpa)) < 0) {
+		if ((r = open_file(m->o.initrd, vm->mem.low_size, &rd, &rdlen)) < 0 ||
+		    (r = boot__initrd_addr(&vm->mem, rdlen, ei.hi, &in.initrd_gpa)) < 0 ||
+		    (r = read_into(rd, mem__gpa(&vm->mem, in.initrd_gpa, rdlen), rdlen)) < 0) {
 			vm__log(vm, "initrd %s: %s", m->o.initrd,
 				r == -E2BIG ? "does not fit in guest RAM" : strerror(-r));
 			goto out;
 		}
-		memcpy(mem__gpa(&vm->mem, in.initrd_gpa, rdlen), rd, rdlen);
 		in.initrd_size = rdlen;
 		limit = in.initrd_gpa;
 	}
@@ -241,8 +278,10 @@ static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 	*ret_entry = ei.pvh_entry ? ei.pvh_entry : ei.entry64;
 	r = 0;
 out:
-	free(img);
-	free(rd);
+	if (img)
+		unmap_file(img, len, mapped);
+	if (rd >= 0)
+		close(rd);
 	return r;
 }
 
@@ -281,8 +320,8 @@ static int add_devices(struct vmm *m)
 static int setup(struct vmm *m)
 {
 	struct vm *vm;
-	uint64_t entry;
-	bool pvh;
+	uint64_t entry = 0;
+	bool pvh = false;
 	int r;
 
 	const char *why = vm__kvm_unsupported();
