@@ -82,21 +82,17 @@ static int parse_disk(struct opts *o, const char *arg)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+	/* clang-format off */
 	static const struct option lo[] = {
-		{"kernel", required_argument, 0, 'k'},
-		{"initrd", required_argument, 0, 'i'},
-		{"cmdline", required_argument, 0, 'c'},
-		{"mem", required_argument, 0, 'm'},
-		{"vcpus", required_argument, 0, 'n'},
-		{"disk", required_argument, 0, 'd'},
-		{"vsock", required_argument, 0, 'v'},
-		{"cid", required_argument, 0, 'C'},
-		{"console", required_argument, 0, 'o'},
-		{"control", required_argument, 0, 's'},
-		{"trace-boot", no_argument, 0, 't'},
-		{"help", no_argument, 0, 'h'},
+		{"kernel", required_argument, 0, 'k'},	{"initrd", required_argument, 0, 'i'},
+		{"cmdline", required_argument, 0, 'c'}, {"mem", required_argument, 0, 'm'},
+		{"vcpus", required_argument, 0, 'n'},	{"disk", required_argument, 0, 'd'},
+		{"vsock", required_argument, 0, 'v'},	{"cid", required_argument, 0, 'C'},
+		{"console", required_argument, 0, 'o'}, {"control", required_argument, 0, 's'},
+		{"trace-boot", no_argument, 0, 't'},	{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
+	/* clang-format on */
 	uint64_t v;
 	int c;
 

@@ -145,7 +145,9 @@ static void expect_unknown_to(const struct thd_peer *p, const char *ref)
 	}
 }
 
-static void expect_state(const struct thd_peer *p, const char *ref, const char *state)
+/* GET /v1/sandboxes/@ref as @p: 200, and its @field is @want. */
+static void expect_sandbox(const struct thd_peer *p, const char *ref, const char *field,
+			   const char *want)
 {
 	char path[160];
 	struct api_response r;
@@ -154,7 +156,7 @@ static void expect_state(const struct thd_peer *p, const char *ref, const char *
 	r = call_as(p, "GET", path, NULL);
 	cr_assert_eq(r.status, 200, "uid %u: GET %s: %d %s", (unsigned)p->uid, ref, r.status,
 		     r.body);
-	cr_assert_str_eq(jstr(r.json, "state"), state, "%s", r.body);
+	cr_assert_str_eq(jstr(r.json, field), want, "uid %u: %s", (unsigned)p->uid, r.body);
 	api_response__clear(&r);
 }
 
@@ -169,7 +171,7 @@ Test(owner, another_owners_sandbox_is_an_unknown_id)
 	expect_unknown_to(&bob, id);
 	expect_unknown_to(&bob, "alices"); /* by name too */
 	/* nothing bob did touched it: still running, nothing charged, no call audited */
-	expect_state(&alice, id, "running");
+	expect_sandbox(&alice, id, "state", "running");
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/audit", id);
 	r = call_as(&alice, "GET", path, NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
@@ -179,9 +181,9 @@ Test(owner, another_owners_sandbox_is_an_unknown_id)
 			alice.uid, "an entry by another uid: %s", r.body);
 	api_response__clear(&r);
 	/* the owner, root and both kinds of admin reach it */
-	expect_state(&root, id, "running");
-	expect_state(&carol, "alices", "running");
-	expect_state(&dave, id, "running");
+	expect_sandbox(&root, id, "state", "running");
+	expect_sandbox(&carol, "alices", "state", "running");
+	expect_sandbox(&dave, id, "state", "running");
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/echo", id);
 	r = call_as(&alice, "POST", path, "{\"args\": {\"msg\": \"mine\"}}");
 	cr_assert_eq(r.status, 200, "%s", r.body);
@@ -201,7 +203,7 @@ Test(owner, another_owners_sandbox_is_an_unknown_id)
  * to one's own (an admin's own first). */
 Test(owner, names_are_unique_per_owner_and_resolve_to_ones_own)
 {
-	char a[32], b[32], c[32], path[160];
+	char a[32], b[32], c[32];
 	struct api_response r;
 
 	need_root();
@@ -211,24 +213,12 @@ Test(owner, names_are_unique_per_owner_and_resolve_to_ones_own)
 	r = call_as(&alice, "POST", "/v1/sandboxes", SPEC(", \"name\": \"web\""));
 	expect_error(&r, 409, "name_taken"); /* one's own live name is still taken */
 	/* each owner's "web" is its own */
-	r = call_as(&alice, "GET", "/v1/sandboxes/web", NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "id"), a);
-	api_response__clear(&r);
-	r = call_as(&bob, "GET", "/v1/sandboxes/web", NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "id"), b);
-	api_response__clear(&r);
+	expect_sandbox(&alice, "web", "id", a);
+	expect_sandbox(&bob, "web", "id", b);
 	/* an admin's own sandbox of the name comes before the others' */
 	snprintf(c, sizeof(c), "%s", create_as(&carol, SPEC(", \"name\": \"web\"")));
-	r = call_as(&carol, "GET", "/v1/sandboxes/web", NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert_str_eq(jstr(r.json, "id"), c);
-	api_response__clear(&r);
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s", a);
-	r = call_as(&carol, "GET", path, NULL);
-	cr_assert_eq(r.status, 200, "an admin reaches another's by id: %s", r.body);
-	api_response__clear(&r);
+	expect_sandbox(&carol, "web", "id", c);
+	expect_sandbox(&carol, a, "id", a); /* an admin reaches another's by id */
 	thd_finish(&d);
 }
 
@@ -305,6 +295,18 @@ Test(owner, no_group_is_admitted_unless_named_and_supplementary_groups_count)
 	thd_finish(&d);
 }
 
+/* A daemon-wide check: 403 forbidden to an owner, "ok": true to an admin. */
+static void admin_only(const char *method, const char *path)
+{
+	struct api_response r = call_as(&alice, method, path, NULL);
+
+	expect_error(&r, 403, "forbidden");
+	r = call_as(&dave, method, path, NULL);
+	cr_assert_eq(r.status, 200, "%s %s: %s", method, path, r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
+	api_response__clear(&r);
+}
+
 Test(owner, the_whole_log_is_verified_and_the_database_checked_by_an_admin_only)
 {
 	char path[160];
@@ -318,19 +320,8 @@ Test(owner, the_whole_log_is_verified_and_the_database_checked_by_an_admin_only)
 	r = call_as(&alice, "GET", path, NULL);
 	cr_assert_eq(r.status, 200, "the owner verifies its sandbox's: %s", r.body);
 	api_response__clear(&r);
-	r = call_as(&alice, "GET", "/v1/audit/verify", NULL);
-	expect_error(&r, 403, "forbidden");
-	r = call_as(&dave, "GET", "/v1/audit/verify", NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	api_response__clear(&r);
-	/* the whole database too */
-	r = call_as(&alice, "POST", "/v1/db/check", NULL);
-	expect_error(&r, 403, "forbidden");
-	r = call_as(&dave, "POST", "/v1/db/check", NULL);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert(json_is_true(json_object_get(r.json, "ok")), "%s", r.body);
-	api_response__clear(&r);
+	admin_only("GET", "/v1/audit/verify");
+	admin_only("POST", "/v1/db/check"); /* the whole database too */
 	thd_finish(&d);
 }
 
