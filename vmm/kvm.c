@@ -281,33 +281,10 @@ static int kvm_setup(struct vm *vm)
 	return 0;
 }
 
-#define HUGE_2M (2ULL << 20)
-
-/*
- * Guest RAM: anonymous, zero-filled on demand, 2 MiB aligned and marked for transparent
- * huge pages (as QEMU does): loading a 10 MiB kernel then takes a handful of faults
- * instead of thousands, and the guest runs on 2 MiB mappings. Where THP is off, the
- * advice is a no-op.
- */
-static void *ram_map(uint64_t bytes)
-{
-	uint8_t *p = mmap(NULL, bytes + HUGE_2M, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint64_t head;
-
-	if (p == MAP_FAILED)
-		return MAP_FAILED;
-	head = (HUGE_2M - ((uintptr_t)p & (HUGE_2M - 1))) & (HUGE_2M - 1);
-	if (head)
-		munmap(p, head);
-	munmap(p + head + bytes, HUGE_2M - head);
-	madvise(p + head, bytes, MADV_HUGEPAGE);
-	return p + head;
-}
-
 static int mem_setup(struct vm *vm, uint64_t bytes)
 {
-	void *p = ram_map(bytes);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	int r = mem__layout(&vm->mem, p, bytes);
