@@ -69,6 +69,8 @@ static void usage(FILE *f)
 		"                                     the profile or policy, and explain\n"
 		"  policy show ID                     the policy in force, versions, session\n"
 		"  policy narrow ID FILE|-            meet the running policy with a policy file\n"
+		"  policy widen ID FILE|- [APPROVAL_JSON|@FILE]  ask for a wider policy: refused\n"
+		"                                     (exit 1) unless an approver signed it\n"
 		"  budget ID                          limits, spent and remaining per budget\n"
 		"  health                             daemon status\n"
 		"  db check                           PRAGMA quick_check of the daemon's database\n"
@@ -1033,21 +1035,31 @@ static void print_policy(json_t *o)
 	}
 }
 
-/* POST .../policy/narrow with the policy of @file ("-": stdin). */
-static int policy_narrow(struct ctl *c, const char *ref, const char *file)
+/*
+ * POST .../policy/@how (narrow, widen) with the policy of @file ("-": stdin) and, for a
+ * widening, the signed approval @approval (JSON or @FILE; NULL: none, which is refused).
+ */
+static int policy_change(struct ctl *c, const char *how, const char *ref, const char *file,
+			 const char *approval)
 {
 	struct api_response resp;
-	char path[256];
-	json_t *p = NULL, *body = NULL;
-	int r = sandbox_path(ref, "/policy/narrow", path, sizeof(path));
+	char suffix[32], path[256];
+	json_t *p = NULL, *body = NULL, *appr = NULL;
+	int r;
 
+	snprintf(suffix, sizeof(suffix), "/policy/%s", how);
+	r = sandbox_path(ref, suffix, path, sizeof(path));
+	if (r == 0 && approval && !(appr = load_policy(approval)))
+		r = EXIT_USAGE;
 	if (r == 0)
 		r = load_policy_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, &p);
 	if (r == 0) {
-		body = json_pack("{so}", "policy", p);
+		body = json_pack("{so s:o*}", "policy", p, "approval", appr);
+		appr = NULL;
 		r = request(c, "POST", path, body, &resp);
 		json_decref(body);
 	}
+	json_decref(appr);
 	return r ? r : finish(c, &resp, print_policy);
 }
 
@@ -1056,14 +1068,18 @@ static int cmd_policy(struct ctl *c)
 	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "show") == 0)
 		return sandbox_request(c, "GET", c->args[1], "/policy", print_policy);
 	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "narrow") == 0)
-		return policy_narrow(c, c->args[1], c->args[2]);
+		return policy_change(c, "narrow", c->args[1], c->args[2], NULL);
+	if (c->given == 0 && (c->nargs == 3 || c->nargs == 4) && strcmp(c->args[0], "widen") == 0)
+		return policy_change(c, "widen", c->args[1], c->args[2],
+				     c->nargs == 4 ? c->args[3] : NULL);
 	if (c->given == 0 && c->nargs == 2 && strcmp(c->args[0], "check") == 0)
 		return policy_check(c, c->args[1]);
 	if (c->given == 0 && c->nargs == 3 && strcmp(c->args[0], "explain") == 0)
 		return policy_explain(c, c->args[1], c->args[2]);
 	return fail(EXIT_USAGE,
 		    "usage: nucleusctl policy check FILE | policy explain "
-		    "PROFILE|@FILE CALL_JSON | policy show ID | policy narrow ID FILE|-");
+		    "PROFILE|@FILE CALL_JSON | policy show ID | policy narrow ID FILE|- | policy "
+		    "widen ID FILE|- [APPROVAL_JSON|@FILE]");
 }
 
 static int parse(int argc, char **argv, struct ctl *c, const char **socket)

@@ -506,6 +506,38 @@ Test(policylife, widening_needs_an_approver_signature)
 	thd_finish(&d);
 }
 
+/* nucleusctl policy widen: refused (exit 1) without a signature, applied with one. */
+Test(policylife, nucleusctl_policy_widen)
+{
+	static const char small[] = "{\"levels\": {\"read_file\": \"allow\"}}";
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+				   "\"allow\"}}";
+	unsigned char sk[64];
+	char hex[65], id[32], file[400], *appr;
+	struct thd_run *r;
+	FILE *f;
+
+	with_approver(sk, hex);
+	snprintf(id, sizeof(id), "%s", create_with(small));
+	snprintf(file, sizeof(file), "%s/wide.json", d.dir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs(wide, f);
+	fclose(f);
+	r = thd_ctl(d.sock, "policy", "widen", id, file, NULL);
+	cr_assert_eq(r->code, 1, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->err, "widen_refused"), "%s", r->err);
+	appr = widen_approval(id, wide, sk, 9);
+	r = thd_ctl(d.sock, "policy", "widen", id, file, appr, NULL);
+	free(appr);
+	cr_assert_eq(r->code, 0, "%s %s", r->out, r->err);
+	cr_assert_not_null(strstr(r->out, "write_file     allow"), "%s", r->out);
+	cr_assert_not_null(strstr(r->out, "2        widen"), "%s", r->out);
+	r = thd_ctl(d.sock, "policy", "widen", id, file, "{not json", NULL);
+	cr_assert_eq(r->code, 2, "a malformed approval is a usage error: %s", r->err);
+	thd_finish(&d);
+}
+
 /* POST tools/@tool with @args; 403 approval_required answered by an approval: 200. */
 static void approved_call(const char *id, const char *tool, const char *args, const char *call_json,
 			  const unsigned char sk[64])
