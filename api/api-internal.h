@@ -124,6 +124,7 @@ void api__h_pause(struct api_req *r);
 void api__h_resume(struct api_req *r);
 void api__h_tool(struct api_req *r);
 void api__h_approve(struct api_req *r);
+void api__h_approval_refuse(struct api_req *r);
 void api__h_audit(struct api_req *r);
 void api__h_audit_verify(struct api_req *r);
 void api__h_db_check(struct api_req *r);

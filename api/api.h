@@ -58,6 +58,7 @@ int api__validate(json_t *v, const struct api_field *spec, struct api_verr *err)
 extern const struct api_field api__create_spec[];
 extern const struct api_field api__tool_spec[];
 extern const struct api_field api__approval_spec[];
+extern const struct api_field api__refusal_spec[];
 extern const struct api_field api__usage_spec[];	  /* POST /v1/sandboxes/{id}/usage */
 extern const struct api_field api__policy_check_spec[];	  /* POST /v1/policy/check */
 extern const struct api_field api__policy_explain_spec[]; /* POST /v1/policy/explain */

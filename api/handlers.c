@@ -406,7 +406,8 @@ void api__h_audit(struct api_req *r)
 		return;
 	}
 	api__query_clear(&q);
-	rc = nucleusd__audit_list(r->srv->nd, &r->who, r->segs[2], after, (unsigned)limit, &arr, &e);
+	rc = nucleusd__audit_list(r->srv->nd, &r->who, r->segs[2], after, (unsigned)limit, &arr,
+				  &e);
 	if (rc < 0) {
 		api__reply_nd_error(r, rc, &e, NULL);
 		return;
@@ -472,6 +473,28 @@ void api__h_approve(struct api_req *r)
 	if (rc < 0)
 		reply_nd(r, rc, &e, denial);
 	json_decref(denial);
+}
+
+void api__h_approval_refuse(struct api_req *r)
+{
+	struct nd_err e = {0};
+	json_t *o = NULL;
+	const char *nonce;
+	int rc;
+
+	if (!api__req_body(r, api__refusal_spec, true))
+		return;
+	nonce = json_string_value(json_object_get(r->body, "nonce"));
+	if (strspn(nonce, "0123456789abcdef") != 32) {
+		api__reply_error(r, 400, "bad_nonce", "nonce: 32 lower-case hex digits");
+		return;
+	}
+	rc = nucleusd__approval_refuse(r->srv->nd, &r->who, r->segs[2], nonce, &o, &e);
+	if (rc < 0)
+		reply_nd(r, rc, &e, NULL);
+	else
+		api__reply_json(r, 200, o);
+	json_decref(o);
 }
 
 void api__h_usage(struct api_req *r)

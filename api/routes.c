@@ -11,6 +11,7 @@ const struct api_route api__routes[] = {
 	{{"v1", "sandboxes", "*", "resume"}, .post = api__h_resume},
 	{{"v1", "sandboxes", "*", "tools", "*"}, .post = api__h_tool},
 	{{"v1", "sandboxes", "*", "approvals"}, .post = api__h_approve},
+	{{"v1", "sandboxes", "*", "approvals", "refuse"}, .post = api__h_approval_refuse},
 	{{"v1", "sandboxes", "*", "audit"}, .get = api__h_audit},
 	{{"v1", "sandboxes", "*", "audit", "verify"}, .get = api__h_audit_verify},
 	{{"v1", "sandboxes", "*", "usage"}, .post = api__h_usage},

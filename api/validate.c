@@ -38,6 +38,11 @@ const struct api_field api__approval_spec[] = {
 	{NULL},
 };
 
+const struct api_field api__refusal_spec[] = {
+	{"nonce", API_STRING, true, 32, 32},
+	{NULL},
+};
+
 const struct api_field api__usage_spec[] = {
 	{"key", API_STRING, true, 1, 128},
 	{"model", API_STRING, false, 1, 128},

@@ -304,6 +304,14 @@ void nucleusd__stream_resume(struct nucleusd *nd, void *stream);
 int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 		      const char *nonce, json_t *approval, nd_reply_fn reply, void *arg,
 		      json_t **ret_denial, struct nd_err *e);
+/*
+ * POST /v1/sandboxes/{id}/approvals/refuse: a person says no to the pending request
+ * @nonce (its row becomes 'denied'): a probe of the session like a refused call, in one
+ * transaction with the audit entry approval.refused. @ret: {sandbox, nonce, state,
+ * probes, quarantined}. 404 unknown_approval, 409 approval_used / approval_expired.
+ */
+int nucleusd__approval_refuse(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			      const char *nonce, json_t **ret, struct nd_err *e);
 
 int nucleusd__audit_list(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			 uint64_t after, unsigned limit, json_t **ret, struct nd_err *e);

@@ -483,36 +483,73 @@ int nucleusd__policy_widen(struct nucleusd *nd, const struct nd_caller *who, con
 	return change(nd, who, ref, &q, ret, ret_denial, e);
 }
 
-/* ---- asks nobody approved in time ---- */
+/* ---- asks nobody approved: expired, or refused by a person ---- */
 
-struct expire_tx {
+struct unanswered_tx {
 	struct nucleusd *nd;
 	const struct sb_row *row;
-	int64_t cutoff_us;
+	int64_t now_us, actor_uid;
+	const char *refused; /* the one nonce a person refused; NULL: every expired one */
+	const char *kind;    /* approval.expired, approval.refused */
 	const char *state;
 	json_t *body;
-	bool quarantined; /* newly */
+	bool quarantined, in_quarantine; /* newly; now */
 	uint32_t probes;
 };
 
-static int expire_tx(struct store *s, void *arg)
+/* Why @nonce of @sandbox could not be refused: unknown, answered, or expired. */
+static int not_pending(struct store *s, const char *sandbox, const char *nonce, int64_t now_us)
 {
-	static const char upd[] = "UPDATE approvals SET state = 'expired', decided_us = ?2 WHERE "
-				  "sandbox_id = ?1 AND state = 'pending' AND expires_us <= ?2";
-	struct expire_tx *x = arg;
+	static const char sel[] = "SELECT state, expires_us FROM approvals WHERE nonce = ?1 AND "
+				  "sandbox_id = ?2";
 	sqlite3_stmt *st = NULL;
-	int r = store__stmt_text(s, upd, x->row->id, &st);
+	int r = store__stmt_text(s, sel, nonce, &st), rc;
 
 	if (r < 0)
 		return r;
-	r = store__errno(sqlite3_bind_int64(st, 2, x->cutoff_us) ?: sqlite3_step(st));
+	rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC) ?: sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+
+		r = state && strcmp(state, "expired") != 0 &&
+				    (strcmp(state, "pending") != 0 ||
+				     sqlite3_column_int64(st, 1) > now_us)
+			    ? -EBUSY
+			    : -ETIME;
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	}
 	store__stmt_done(st);
+	return r;
+}
+
+static int unanswered_tx(struct store *s, void *arg)
+{
+	static const char expire[] = "UPDATE approvals SET state = 'expired', decided_us = ?2 "
+				     "WHERE sandbox_id = ?1 AND state = 'pending' AND "
+				     "expires_us <= ?2";
+	static const char refuse[] = "UPDATE approvals SET state = 'denied', decided_us = ?2 "
+				     "WHERE sandbox_id = ?1 AND state = 'pending' AND "
+				     "expires_us > ?2 AND nonce = ?3";
+	struct unanswered_tx *x = arg;
+	sqlite3_stmt *st = NULL;
+	int r = store__stmt_text(s, x->refused ? refuse : expire, x->row->id, &st), rc;
+
+	if (r < 0)
+		return r;
+	rc = sqlite3_bind_int64(st, 2, x->now_us);
+	if (x->refused)
+		rc = rc ?: sqlite3_bind_text(st, 3, x->refused, -1, SQLITE_STATIC);
+	r = store__errno(rc ?: sqlite3_step(st));
+	store__stmt_done(st);
+	if (r == 0 && x->refused && sqlite3_changes(store__db(s)) != 1)
+		r = not_pending(s, x->row->id, x->refused, x->now_us);
 	if (r == 0)
 		r = nd__session_save(s, x->row->session_id, x->state);
 	if (r == 0)
-		r = audit__append(s, x->nd->key, x->row->id, -1, "approval.expired", x->body, NULL);
+		r = audit__append(s, x->nd->key, x->row->id, x->actor_uid, x->kind, x->body, NULL);
 	if (r == 0 && x->quarantined)
-		r = nd__policy_quarantined_tx(s, x->nd, x->row->id, -1, "approval.expired",
+		r = nd__policy_quarantined_tx(s, x->nd, x->row->id, x->actor_uid, x->kind,
 					      x->probes, x->body);
 	return r;
 }
@@ -547,49 +584,111 @@ static int expired_asks(struct store *s, const char *sandbox, int64_t cutoff_us,
 	return r;
 }
 
-int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e)
+/*
+ * The asks @nonces of @row nobody approved, each a probe of its session (it may be
+ * quarantined), recorded in one transaction with the session (x->refused, x->kind and
+ * x->actor_uid say which and by whom). 0 or -errno (the transaction's own when it failed).
+ */
+static int unanswered(struct unanswered_tx *x, json_t *nonces, struct nd_err *e)
 {
-	struct expire_tx x = {.nd = nd, .row = row, .cutoff_us = nd_clock__wall_us()};
 	struct policy_session *s = NULL;
 	struct nd_sandbox_info info;
-	json_t *nonces = NULL;
 	char bh[65], ah[65], *state = NULL;
 	int r;
 
-	r = expired_asks(nd->store, row->id, x.cutoff_us, &nonces);
-	if (r < 0 || json_array_size(nonces) == 0)
-		goto out;
-	sb_row__info(row, &info);
-	r = nd__session_take(nd, &info, &s, e);
+	sb_row__info(x->row, &info);
+	r = nd__session_take(x->nd, &info, &s, e);
 	if (r < 0)
-		goto out;
-	x.quarantined = policy__session_quarantined(s);
+		return r;
+	x->quarantined = policy__session_quarantined(s);
 	digest_hex(policy__session_envelope(s), bh);
 	for (size_t i = 0; i < json_array_size(nonces); i++)
 		policy__ask_expired(s);
-	x.quarantined = !x.quarantined && policy__session_quarantined(s);
-	x.probes = policy__session_suspicion(s);
+	x->in_quarantine = policy__session_quarantined(s);
+	x->quarantined = !x->quarantined && x->in_quarantine;
+	x->probes = policy__session_suspicion(s);
 	digest_hex(policy__session_envelope(s), ah);
 	r = policy__session_to_json(s, &state);
-	x.state = state;
-	x.body = r == 0 ? json_pack("{sO sI ss ss}", "nonces", nonces, "probes",
-				    (json_int_t)x.probes, "envelope_before", bh, "envelope_after",
-				    ah)
-			: NULL;
-	r = x.body ? store__tx(nd->store, expire_tx, &x) : -ENOMEM;
+	x->state = state;
+	x->body = r == 0 ? json_pack("{sO sI ss ss}", "nonces", nonces, "probes",
+				     (json_int_t)x->probes, "envelope_before", bh, "envelope_after",
+				     ah)
+			 : NULL;
+	r = x->body ? store__tx(x->nd->store, unanswered_tx, x) : -ENOMEM;
 	if (r == 0) {
-		nd->m.quarantines += x.quarantined;
-		nd__session_keep(nd, &info, state, s);
+		x->nd->m.quarantines += x->quarantined;
+		nd__session_keep(x->nd, &info, state, s);
 		s = NULL;
-		r = 1;
 	}
-out:
-	if (r < 0)
-		r = nd_err__set(e, r, "internal", "cannot record expired approval requests");
-	json_decref(x.body);
-	json_decref(nonces);
+	json_decref(x->body);
+	x->body = NULL;
 	policy__session_free(s);
 	free(state);
+	return r;
+}
+
+int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e)
+{
+	struct unanswered_tx x = {.nd = nd,
+				  .row = row,
+				  .now_us = nd_clock__wall_us(),
+				  .actor_uid = -1,
+				  .kind = "approval.expired"};
+	json_t *nonces = NULL;
+	int r;
+
+	r = expired_asks(nd->store, row->id, x.now_us, &nonces);
+	if (r == 0 && json_array_size(nonces) > 0)
+		r = unanswered(&x, nonces, e) ?: 1;
+	if (r < 0 && !e->code[0])
+		r = nd_err__set(e, r, "internal", "cannot record expired approval requests");
+	json_decref(nonces);
+	return r;
+}
+
+int nucleusd__approval_refuse(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			      const char *nonce, json_t **ret, struct nd_err *e)
+{
+	struct unanswered_tx x = {.nd = nd,
+				  .now_us = nd_clock__wall_us(),
+				  .actor_uid = who ? (int64_t)who->uid : -1,
+				  .refused = nonce,
+				  .kind = "approval.refused"};
+	json_t *nonces = NULL;
+	struct sb_row row;
+	int r;
+
+	r = sb_row__load(nd, who, ref, &row, e);
+	if (r < 0)
+		return r;
+	x.row = &row;
+	if (!row.session_id[0]) {
+		r = nd_err__set(e, -EBUSY, "wrong_state", "sandbox %s is %s: nothing to refuse",
+				row.id, row.state);
+		goto out;
+	}
+	nonces = json_pack("[s]", nonce);
+	r = nonces ? unanswered(&x, nonces, e) : -ENOMEM;
+	if (r == -ENOENT)
+		r = nd_err__set(e, r, "unknown_approval", "no approval request %s for sandbox %s",
+				nonce, row.id);
+	else if (r == -EBUSY && !e->code[0])
+		r = nd_err__set(e, r, "approval_used", "approval request %s was already answered",
+				nonce);
+	else if (r == -ETIME)
+		r = nd_err__set(e, -EBUSY, "approval_expired", "approval request %s expired",
+				nonce);
+	else if (r < 0 && !e->code[0])
+		r = nd_err__set(e, r, "internal", "cannot record the refusal");
+	if (r == 0) {
+		*ret = json_pack("{ss ss ss sI sb}", "sandbox", row.id, "nonce", nonce, "state",
+				 "denied", "probes", (json_int_t)x.probes, "quarantined",
+				 x.in_quarantine);
+		r = *ret ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	}
+out:
+	json_decref(nonces);
+	sb_row__clear(&row);
 	return r;
 }
 

@@ -206,9 +206,9 @@ int policy__request_widen(struct policy_session *s, const struct policy *p, int6
 int policy__widen(struct policy_session *s, const struct policy *p, const struct policy_approval *a,
 		  int64_t now, struct policy_decision *ret);
 /*
- * An ask of this session that nobody approved before it expired: a probe, like a refused
- * call (counted once untrusted content is among the legs; may quarantine the session).
- * The caller tracks its asks (the daemon's approval requests).
+ * An ask of this session that nobody approved (it expired, or a person refused it): a
+ * probe, like a refused call (counted once untrusted content is among the legs; may
+ * quarantine the session). The caller tracks its asks (the daemon's approval requests).
  */
 void policy__ask_expired(struct policy_session *s);
 const struct policy *policy__session_envelope(const struct policy_session *s);

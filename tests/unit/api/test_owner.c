@@ -109,6 +109,7 @@ static const struct {
 	{"POST", "/approvals",
 	 "{\"nonce\": \"0123456789abcdef0123456789abcdef\", "
 	 "\"approval\": {}}"},
+	{"POST", "/approvals/refuse", "{\"nonce\": \"0123456789abcdef0123456789abcdef\"}"},
 	{"GET", "/policy", NULL},
 	{"POST", "/policy/narrow", "{\"policy\": {}}"},
 	{"POST", "/policy/widen", "{\"policy\": {}}"},

@@ -781,6 +781,81 @@ Test(policylife, refused_widenings_are_probes)
  * unanswered quarantine the session (quarantine_after 5) once they expire; their
  * requests are then expired (409 approval_expired), audited as approval.expired.
  */
+/* POST .../approvals/refuse with @nonce: @status, and the reply (caller clears it). */
+static struct api_response refuse(const char *id, const char *nonce, int status)
+{
+	char path[160], body[96];
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals/refuse", id);
+	snprintf(body, sizeof(body), "{\"nonce\": \"%s\"}", nonce);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, status, "refuse %s: %d %s", nonce, r.status, r.body);
+	return r;
+}
+
+/* A person's refusal: the request is answered (no later approval), and it is a probe. */
+Test(policylife, refused_asks_are_answered_and_are_probes)
+{
+	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
+				   "\"ref\": \"main\"}}";
+	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
+					"\"https://github.com/o/r\", \"ref\": \"main\"}";
+	unsigned char sk[64];
+	char hex[65], id[32], path[160], nonces[5][33], *before;
+	struct api_response r;
+	json_int_t probes = 0;
+	json_t *b, *req = NULL;
+
+	untrusted_session(id, sk, hex);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
+	for (int i = 0; i < 5; i++) {
+		r = thd_call(&d, "POST", path, push);
+		cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+		snprintf(nonces[i], sizeof(nonces[i]), "%s",
+			 jstr(json_object_get(r.json, "approval_request"), "nonce"));
+		if (!req)
+			req = json_incref(json_object_get(r.json, "approval_request"));
+		api_response__clear(&r);
+	}
+	/* bad input changes nothing */
+	before = thd_dump(&d);
+	r = refuse(id, "00000000000000000000000000000000", 404);
+	cr_assert_str_eq(jstr(r.json, "error"), "unknown_approval", "%s", r.body);
+	api_response__clear(&r);
+	r = refuse(id, "XYZ", 400);
+	api_response__clear(&r);
+	thd_assert_same_db(before, thd_dump(&d), "a refusal of nothing");
+	for (int i = 0; i < 5; i++) {
+		r = refuse(id, nonces[i], 200);
+		cr_assert_str_eq(jstr(r.json, "state"), "denied", "%s", r.body);
+		cr_assert_gt(json_integer_value(json_object_get(r.json, "probes")), probes,
+			     "each refusal is a probe: %s", r.body);
+		probes = json_integer_value(json_object_get(r.json, "probes"));
+		api_response__clear(&r);
+	}
+	expect_quarantined(id, true);
+	b = thd_last_entry(&d, id, "approval.refused");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(b, "nonces"), 0)),
+			 nonces[4]);
+	json_decref(b);
+	/* answered: neither refused again nor approved later */
+	r = refuse(id, nonces[0], 409);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
+	api_response__clear(&r);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
+	before = th_approval_body(req, push_call, sk);
+	r = thd_call(&d, "POST", path, before);
+	free(before);
+	cr_assert_eq(r.status, 409, "approving a refused request: %d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
+	api_response__clear(&r);
+	json_decref(req);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
+
 Test(policylife, expired_asks_are_probes)
 {
 	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
