@@ -781,6 +781,21 @@ Test(policylife, refused_widenings_are_probes)
  * unanswered quarantine the session (quarantine_after 5) once they expire; their
  * requests are then expired (409 approval_expired), audited as approval.expired.
  */
+/* A git_push tool call's body, and the engine call it is decided as. */
+#define PUSH_BODY "{\"args\": {\"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}}"
+#define PUSH_CALL_JSON                                                                             \
+	"{\"op\": \"git_push\", \"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}"
+
+/* POST @body to @path: 409 with the error @code. */
+static void expect_conflict(const char *path, const char *body, const char *code)
+{
+	struct api_response r = thd_call(&d, "POST", path, body);
+
+	cr_assert_eq(r.status, 409, "%s: %d %s", path, r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "error"), code, "%s", r.body);
+	api_response__clear(&r);
+}
+
 /* POST .../approvals/refuse with @nonce: @status, and the reply (caller clears it). */
 static struct api_response refuse(const char *id, const char *nonce, int status)
 {
@@ -797,10 +812,6 @@ static struct api_response refuse(const char *id, const char *nonce, int status)
 /* A person's refusal: the request is answered (no later approval), and it is a probe. */
 Test(policylife, refused_asks_are_answered_and_are_probes)
 {
-	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
-				   "\"ref\": \"main\"}}";
-	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
-					"\"https://github.com/o/r\", \"ref\": \"main\"}";
 	unsigned char sk[64];
 	char hex[65], id[32], path[160], nonces[5][33], *before;
 	struct api_response r;
@@ -810,7 +821,7 @@ Test(policylife, refused_asks_are_answered_and_are_probes)
 	untrusted_session(id, sk, hex);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
 	for (int i = 0; i < 5; i++) {
-		r = thd_call(&d, "POST", path, push);
+		r = thd_call(&d, "POST", path, PUSH_BODY);
 		cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
 		snprintf(nonces[i], sizeof(nonces[i]), "%s",
 			 jstr(json_object_get(r.json, "approval_request"), "nonce"));
@@ -845,12 +856,9 @@ Test(policylife, refused_asks_are_answered_and_are_probes)
 	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
 	api_response__clear(&r);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
-	before = th_approval_body(req, push_call, sk);
-	r = thd_call(&d, "POST", path, before);
+	before = th_approval_body(req, PUSH_CALL_JSON, sk);
+	expect_conflict(path, before, "approval_used"); /* a refused request is answered */
 	free(before);
-	cr_assert_eq(r.status, 409, "approving a refused request: %d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(r.json, "error"), "approval_used", "%s", r.body);
-	api_response__clear(&r);
 	json_decref(req);
 	thd_expect_intact(&d, id);
 	thd_finish(&d);
@@ -858,10 +866,6 @@ Test(policylife, refused_asks_are_answered_and_are_probes)
 
 Test(policylife, expired_asks_are_probes)
 {
-	static const char push[] = "{\"args\": {\"remote\": \"https://github.com/o/r\", "
-				   "\"ref\": \"main\"}}";
-	static const char push_call[] = "{\"op\": \"git_push\", \"remote\": "
-					"\"https://github.com/o/r\", \"ref\": \"main\"}";
 	unsigned char sk[64];
 	char hex[65], id[32], path[160], rd[160], *body = NULL;
 	struct api_response r;
@@ -872,12 +876,12 @@ Test(policylife, expired_asks_are_probes)
 	snprintf(rd, sizeof(rd), "/v1/sandboxes/%s/tools/read_file", id);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/git_push", id);
 	for (int i = 0; i < 5; i++) {
-		r = thd_call(&d, "POST", path, push);
+		r = thd_call(&d, "POST", path, PUSH_BODY);
 		cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
 		cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
 		if (!body)
 			body = th_approval_body(json_object_get(r.json, "approval_request"),
-						push_call, sk);
+						PUSH_CALL_JSON, sk);
 		api_response__clear(&r);
 	}
 	thd_expect(&d, "POST", rd, "{\"args\": {\"path\": \"/workspace/a\"}}", 200);
@@ -903,10 +907,7 @@ Test(policylife, expired_asks_are_probes)
 	cr_assert_str_eq(jstr(b, "tool"), "approval.expired");
 	json_decref(b);
 	snprintf(path, sizeof(path), "/v1/sandboxes/%s/approvals", id);
-	r = thd_call(&d, "POST", path, body);
-	cr_assert_eq(r.status, 409, "%d %s", r.status, r.body);
-	cr_assert_str_eq(jstr(r.json, "error"), "approval_expired", "%s", r.body);
-	api_response__clear(&r);
+	expect_conflict(path, body, "approval_expired");
 	free(body);
 	thd_expect_intact(&d, id);
 	thd_finish(&d);
