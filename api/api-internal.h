@@ -123,6 +123,11 @@ void api__h_delete(struct api_req *r);
 void api__h_pause(struct api_req *r);
 void api__h_resume(struct api_req *r);
 void api__h_tool(struct api_req *r);
+/*
+ * A handler's reply to a nucleusd__* result: 200 with @o, or the error (with @extra, and
+ * the budget of a 402). Consumes @o and @extra.
+ */
+void api__reply_result(struct api_req *r, int rc, const struct nd_err *e, json_t *o, json_t *extra);
 void api__h_approve(struct api_req *r);
 void api__h_approval_refuse(struct api_req *r);
 void api__h_audit(struct api_req *r);

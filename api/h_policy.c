@@ -3,19 +3,7 @@
  * The policy of a sandbox (docs/api.md): GET /v1/sandboxes/{id}/policy, POST
  * .../policy/narrow {"policy"} and .../policy/widen {"policy", "approval"?}.
  */
-#include <errno.h>
-
 #include "api/api-internal.h"
-
-static void reply(struct api_req *r, int rc, const struct nd_err *e, json_t *o, json_t *extra)
-{
-	if (rc < 0)
-		api__reply_nd_error(r, rc, e, extra);
-	else
-		api__reply_json(r, 200, o);
-	json_decref(o);
-	json_decref(extra);
-}
 
 void api__h_policy_show(struct api_req *r)
 {
@@ -26,7 +14,7 @@ void api__h_policy_show(struct api_req *r)
 	if (!api__req_body(r, NULL, false))
 		return;
 	rc = nucleusd__policy_show(r->srv->nd, &r->who, r->segs[2], &o, &e);
-	reply(r, rc, &e, o, NULL);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_policy_narrow(struct api_req *r)
@@ -39,7 +27,7 @@ void api__h_policy_narrow(struct api_req *r)
 		return;
 	rc = nucleusd__policy_narrow(r->srv->nd, &r->who, r->segs[2],
 				     json_object_get(r->body, "policy"), &o, &e);
-	reply(r, rc, &e, o, NULL);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_policy_widen(struct api_req *r)
@@ -53,5 +41,5 @@ void api__h_policy_widen(struct api_req *r)
 	rc = nucleusd__policy_widen(r->srv->nd, &r->who, r->segs[2],
 				    json_object_get(r->body, "policy"),
 				    json_object_get(r->body, "approval"), &o, &denial, &e);
-	reply(r, rc, &e, o, denial);
+	api__reply_result(r, rc, &e, o, denial);
 }

@@ -27,6 +27,16 @@ static void reply_nd(struct api_req *r, int rc, const struct nd_err *e, json_t *
 	json_decref(o);
 }
 
+void api__reply_result(struct api_req *r, int rc, const struct nd_err *e, json_t *o, json_t *extra)
+{
+	if (rc < 0)
+		reply_nd(r, rc, e, extra);
+	else
+		api__reply_json(r, 200, o);
+	json_decref(o);
+	json_decref(extra);
+}
+
 void api__h_health(struct api_req *r)
 {
 	json_t *o = NULL;
@@ -190,12 +200,7 @@ void api__h_get(struct api_req *r)
 	if (!api__req_body(r, NULL, false))
 		return;
 	rc = nucleusd__sandbox_get(r->srv->nd, &r->who, r->segs[2], &o, &e);
-	if (rc < 0) {
-		api__reply_nd_error(r, rc, &e, NULL);
-		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 typedef int (*lifecycle_fn)(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
@@ -210,12 +215,7 @@ static void lifecycle(struct api_req *r, lifecycle_fn fn, const struct api_field
 	if (!api__req_body(r, spec, false))
 		return;
 	rc = fn(r->srv->nd, &r->who, r->segs[2], &o, &e);
-	if (rc < 0) {
-		reply_nd(r, rc, &e, NULL);
-		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_delete(struct api_req *r)
@@ -453,6 +453,17 @@ void api__h_db_check(struct api_req *r)
 		api__reply_nd_error(r, rc, &e, NULL);
 }
 
+/* The body's "nonce" of an approval request (32 lower-case hex), or NULL after a 400. */
+static const char *nonce_of(struct api_req *r)
+{
+	const char *nonce = json_string_value(json_object_get(r->body, "nonce"));
+
+	if (strlen(nonce) == 32 && strspn(nonce, "0123456789abcdef") == 32)
+		return nonce;
+	api__reply_error(r, 400, "bad_nonce", "nonce: 32 lower-case hex digits");
+	return NULL;
+}
+
 void api__h_approve(struct api_req *r)
 {
 	struct nd_err e = {0};
@@ -460,13 +471,8 @@ void api__h_approve(struct api_req *r)
 	const char *nonce;
 	int rc;
 
-	if (!api__req_body(r, api__approval_spec, true))
+	if (!api__req_body(r, api__approval_spec, true) || !(nonce = nonce_of(r)))
 		return;
-	nonce = json_string_value(json_object_get(r->body, "nonce"));
-	if (strlen(nonce) != 32 || strspn(nonce, "0123456789abcdef") != 32) {
-		api__reply_error(r, 400, "bad_nonce", "nonce: 32 lower-case hex digits");
-		return;
-	}
 	api__req_hold(r);
 	rc = nucleusd__approve(r->srv->nd, &r->who, r->segs[2], nonce,
 			       json_object_get(r->body, "approval"), tool_replied, r, &denial, &e);
@@ -482,19 +488,10 @@ void api__h_approval_refuse(struct api_req *r)
 	const char *nonce;
 	int rc;
 
-	if (!api__req_body(r, api__refusal_spec, true))
+	if (!api__req_body(r, api__refusal_spec, true) || !(nonce = nonce_of(r)))
 		return;
-	nonce = json_string_value(json_object_get(r->body, "nonce"));
-	if (strspn(nonce, "0123456789abcdef") != 32) {
-		api__reply_error(r, 400, "bad_nonce", "nonce: 32 lower-case hex digits");
-		return;
-	}
 	rc = nucleusd__approval_refuse(r->srv->nd, &r->who, r->segs[2], nonce, &o, &e);
-	if (rc < 0)
-		reply_nd(r, rc, &e, NULL);
-	else
-		api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_usage(struct api_req *r)
@@ -506,12 +503,7 @@ void api__h_usage(struct api_req *r)
 	if (!api__req_body(r, api__usage_spec, true))
 		return;
 	rc = nucleusd__usage(r->srv->nd, &r->who, r->segs[2], r->body, &o, &e);
-	if (rc < 0) {
-		reply_nd(r, rc, &e, NULL);
-		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_budget(struct api_req *r)
@@ -523,12 +515,7 @@ void api__h_budget(struct api_req *r)
 	if (!api__req_body(r, NULL, false))
 		return;
 	rc = nucleusd__budget(r->srv->nd, &r->who, r->segs[2], &o, &e);
-	if (rc < 0) {
-		api__reply_nd_error(r, rc, &e, NULL);
-		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 /* ---- the policy engine for clients: check a policy, explain one decision ---- */
@@ -542,12 +529,7 @@ static void policy_reply(struct api_req *r, policy_fn fn, json_t *arg)
 	int rc;
 
 	rc = fn(r->srv->nd, arg, &o, &e);
-	if (rc < 0) {
-		api__reply_nd_error(r, rc, &e, NULL);
-		return;
-	}
-	api__reply_json(r, 200, o);
-	json_decref(o);
+	api__reply_result(r, rc, &e, o, NULL);
 }
 
 void api__h_policy_check(struct api_req *r)

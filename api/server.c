@@ -958,34 +958,49 @@ static void refuse(struct api_conn *c, const char *fmt, ...)
 		conn_free(c);
 }
 
-/* Whether the peer on @fd is in group @gid: its primary gid or one of its supplementary. */
-static bool peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+/* Whether the peer (@cred, supplementary groups @groups) is in group @gid. */
+static bool peer_in_group(const struct ucred *cred, const gid_t *groups, size_t n, gid_t gid)
 {
-	gid_t groups[64], *g = groups;
-	socklen_t len = sizeof(groups);
-	bool in = false;
-
 	if (gid == API_NO_GID)
 		return false;
 	if (cred->gid == gid)
 		return true;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
-		if (errno != ERANGE || !(g = malloc(len)) ||
-		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
-			len = 0; /* unknown groups: not a member */
+	for (size_t i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/*
+ * The peer's supplementary groups (SO_PEERGROUPS), once per connection, into @buf or,
+ * when more than @cap, a malloc'd array in *@ret (free it when it is not @buf). Unknown
+ * groups count as none.
+ */
+static size_t peer_groups(int fd, gid_t *buf, size_t cap, gid_t **ret)
+{
+	socklen_t len = (socklen_t)(cap * sizeof(gid_t));
+
+	*ret = buf;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) == 0)
+		return len / sizeof(gid_t);
+	if (errno != ERANGE || !(*ret = malloc(len)) ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, *ret, &len) < 0) {
+		if (*ret != buf)
+			free(*ret);
+		*ret = buf;
+		return 0;
 	}
-	for (size_t i = 0; i < len / sizeof(gid_t); i++)
-		in = in || g[i] == gid;
-	if (g != groups)
-		free(g);
-	return in;
+	return len / sizeof(gid_t);
 }
 
 static void conn_new(struct api_server *srv, int fd)
 {
 	struct api_conn *c = calloc(1, sizeof(*c));
+	gid_t gbuf[64], *groups = gbuf;
+	size_t ngroups = 0;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	bool allowed;
 
 	if (!c) {
 		close(fd);
@@ -1005,12 +1020,18 @@ static void conn_new(struct api_server *srv, int fd)
 		refuse(c, "cannot identify the peer");
 		return;
 	}
+	if (cred.uid != 0 && (srv->admin_gid != API_NO_GID || srv->owner_gid != API_NO_GID))
+		ngroups = peer_groups(fd, gbuf, sizeof(gbuf) / sizeof(gbuf[0]), &groups);
 	c->who = (struct nd_caller){.uid = cred.uid,
 				    .gid = cred.gid,
 				    .pid = cred.pid,
-				    .admin = cred.uid == 0 || peer_in_group(fd, &cred, srv->admin_gid)};
-	if (!c->who.admin && cred.uid != srv->owner_uid &&
-	    !peer_in_group(fd, &cred, srv->owner_gid)) {
+				    .admin = cred.uid == 0 ||
+					     peer_in_group(&cred, groups, ngroups, srv->admin_gid)};
+	allowed = c->who.admin || cred.uid == srv->owner_uid ||
+		  peer_in_group(&cred, groups, ngroups, srv->owner_gid);
+	if (groups != gbuf)
+		free(groups);
+	if (!allowed) {
 		srv->peer_denied++;
 		logf_limited(srv, &srv->rl_denied, LOG_DENIED_S, API_LOG_WARN,
 			     "refused request from uid %u gid %u pid %d: not the owner",

@@ -227,6 +227,7 @@ static void unmap_file(const uint8_t *buf, size_t len, bool mapped)
 		free((void *)buf);
 }
 
+/* Kernel, initrd, command line, MP table; returns the entry point. */
 static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 {
 	struct vm *vm = m->vm;
