@@ -233,7 +233,8 @@ void api__h_resume(struct api_req *r)
 	lifecycle(r, nucleusd__sandbox_resume, no_fields);
 }
 
-static void tool_replied(void *arg, int rc, const struct nd_err *e, json_t *body)
+/* The late reply of a request answered after its handler returned (a tool call, a verify). */
+static void replied(void *arg, int rc, const struct nd_err *e, json_t *body)
 {
 	struct api_req *r = arg;
 
@@ -376,7 +377,7 @@ void api__h_tool(struct api_req *r)
 		return;
 	}
 	api__req_hold(r);
-	rc = nucleusd__tool_call(r->srv->nd, &r->who, r->segs[2], r->segs[4], args, tool_replied, r,
+	rc = nucleusd__tool_call(r->srv->nd, &r->who, r->segs[2], r->segs[4], args, replied, r,
 				 &denial, &e);
 	json_decref(args);
 	if (rc < 0)
@@ -414,15 +415,6 @@ void api__h_audit(struct api_req *r)
 	}
 	api__reply_json(r, 200, arr);
 	json_decref(arr);
-}
-
-/* The late 200 of a request answered on the maintenance thread. */
-static void replied(void *arg, int rc, const struct nd_err *e, json_t *body)
-{
-	if (rc < 0)
-		api__reply_nd_error(arg, rc, e, NULL);
-	else
-		api__reply_json(arg, 200, body);
 }
 
 /* GET /v1/sandboxes/{id}/audit/verify, and GET /v1/audit/verify (the whole log: admin). */
@@ -475,7 +467,7 @@ void api__h_approve(struct api_req *r)
 		return;
 	api__req_hold(r);
 	rc = nucleusd__approve(r->srv->nd, &r->who, r->segs[2], nonce,
-			       json_object_get(r->body, "approval"), tool_replied, r, &denial, &e);
+			       json_object_get(r->body, "approval"), replied, r, &denial, &e);
 	if (rc < 0)
 		reply_nd(r, rc, &e, denial);
 	json_decref(denial);

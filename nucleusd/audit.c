@@ -442,8 +442,8 @@ static int epoch_tx(struct store *s, void *arg)
 	json_t *body;
 	int r;
 
-	body = json_pack("{ss sI sI}", "reason", "entries found unsealed at start",
-			 "unsealed_from", (json_int_t)x->from, "unsealed_to", (json_int_t)x->to);
+	body = json_pack("{ss sI sI}", "reason", "entries found unsealed at start", "unsealed_from",
+			 (json_int_t)x->from, "unsealed_to", (json_int_t)x->to);
 	if (!body)
 		return -ENOMEM;
 	r = audit__append(s, x->k, NULL, -1, EPOCH_KIND, body, NULL);
@@ -708,7 +708,8 @@ static void coverage(struct audit_verify *v)
 		v->unsealed_at_start += f->to - f->from + 1;
 		if (f->from > next && next <= v->sealed_through)
 			v->covered[v->n_covered++] = (struct audit_range){
-				next, f->from - 1 < v->sealed_through ? f->from - 1 : v->sealed_through};
+				next,
+				f->from - 1 < v->sealed_through ? f->from - 1 : v->sealed_through};
 		next = f->to + 1;
 	}
 	if (next <= v->sealed_through)
@@ -725,9 +726,10 @@ static void coverage(struct audit_verify *v)
 			 (unsigned long long)missing);
 }
 
+/* A damaged page or file, by the one SQLite -> errno map. */
 static bool corrupt(int rc)
 {
-	return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+	return store__errno(rc) == -EBADMSG;
 }
 
 static void bad_corrupt(struct audit_verify *v, uint64_t seq)

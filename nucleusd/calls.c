@@ -707,6 +707,31 @@ struct approval_tx {
 	json_t *approval;
 };
 
+int nd__approval_state(const char *state, int64_t expires_us, int64_t now_us)
+{
+	if (!state)
+		return -ENOMEM;
+	if (strcmp(state, "expired") == 0)
+		return -ETIME;
+	if (strcmp(state, "pending") != 0)
+		return -EBUSY;
+	return expires_us <= now_us ? -ETIME : 0;
+}
+
+int nd__approval_err(int r, const char *nonce, const char *sandbox, struct nd_err *e)
+{
+	if (r == -ENOENT)
+		return nd_err__set(e, r, "unknown_approval",
+				   "no approval request %s for sandbox %s", nonce, sandbox);
+	if (r == -EBUSY)
+		return nd_err__set(e, r, "approval_used",
+				   "approval request %s was already answered", nonce);
+	if (r == -ETIME)
+		return nd_err__set(e, -EBUSY, "approval_expired", "approval request %s expired",
+				   nonce);
+	return nd_err__set(e, r, "internal", "cannot read the approval request");
+}
+
 /* Takes the pending approval row (it becomes 'used' whatever the verdict). */
 static int approval_take_tx(struct store *s, void *arg)
 {
@@ -740,10 +765,7 @@ static int approval_take_tx(struct store *s, void *arg)
 	}
 	snprintf(x->tool, sizeof(x->tool), "%s", tool);
 	x->request = strdup(request);
-	r = strcmp(state, "expired") == 0			 ? -ETIME
-	    : strcmp(state, "pending") != 0			 ? -EBUSY
-	    : sqlite3_column_int64(st, 3) <= nd_clock__wall_us() ? -ETIME
-								 : 0;
+	r = nd__approval_state(state, sqlite3_column_int64(st, 3), nd_clock__wall_us());
 	store__stmt_done(st);
 	if (r < 0 || !x->request)
 		return r < 0 ? r : -ENOMEM;
@@ -785,17 +807,8 @@ int nucleusd__approve(struct nucleusd *nd, const struct nd_caller *who, const ch
 		return r;
 	x.sandbox = row.id;
 	r = store__tx(nd->store, approval_take_tx, &x);
-	if (r == -ENOENT)
-		r = nd_err__set(e, r, "unknown_approval", "no approval request %s for sandbox %s",
-				nonce, row.id);
-	else if (r == -EBUSY)
-		r = nd_err__set(e, r, "approval_used", "approval request %s was already answered",
-				nonce);
-	else if (r == -ETIME)
-		r = nd_err__set(e, -EBUSY, "approval_expired", "approval request %s expired",
-				nonce);
-	else if (r < 0)
-		r = nd_err__set(e, r, "internal", "cannot read the approval request");
+	if (r < 0)
+		r = nd__approval_err(r, nonce, row.id, e);
 	if (r < 0)
 		goto out;
 	args = json_loads(x.request, 0, NULL);

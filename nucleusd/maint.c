@@ -27,7 +27,7 @@ struct first_problem {
  * One problem of quick_check as one line: its rows start with a header line ("*** in
  * database main ***") when the problems are SQLite's b-tree ones.
  */
-void nd__problem_line(const char *text, char *buf, size_t len)
+static void problem_line(const char *text, char *buf, size_t len)
 {
 	const char *nl;
 
@@ -45,7 +45,7 @@ static int first_problem(sqlite3_stmt *st, void *arg)
 	struct first_problem *f = arg;
 
 	if (!f->buf[0])
-		nd__problem_line((const char *)sqlite3_column_text(st, 0), f->buf, f->len);
+		problem_line((const char *)sqlite3_column_text(st, 0), f->buf, f->len);
 	return 0;
 }
 
@@ -279,7 +279,7 @@ static int add_problem(sqlite3_stmt *st, void *arg)
 {
 	char line[512];
 
-	nd__problem_line((const char *)sqlite3_column_text(st, 0), line, sizeof(line));
+	problem_line((const char *)sqlite3_column_text(st, 0), line, sizeof(line));
 	return json_array_append_new(arg, json_string(line)) < 0 ? -ENOMEM : 0;
 }
 
@@ -301,7 +301,7 @@ static int check_run(struct nd_maint_job *m, struct store *reader)
 	return r < 0 ? r : 0;
 }
 
-json_t *nd__backup_json(struct nucleusd *nd)
+static json_t *backup_json(struct nucleusd *nd)
 {
 	struct stat st;
 
@@ -317,11 +317,10 @@ static void check_done(struct nd_maint_job *m, bool dropped)
 
 	if (!dropped)
 		nd__maint_reply(m->reply, m->arg, m->rc,
-				m->rc < 0
-					? NULL
-					: json_pack("{sb sO so}", "ok",
-						    json_array_size(j->problems) == 0, "problems",
-						    j->problems, "backup", nd__backup_json(m->nd)),
+				m->rc < 0 ? NULL
+					  : json_pack("{sb sO so}", "ok",
+						      json_array_size(j->problems) == 0, "problems",
+						      j->problems, "backup", backup_json(m->nd)),
 				"cannot check the database");
 	json_decref(j->problems);
 	free(j);

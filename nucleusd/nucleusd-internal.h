@@ -81,7 +81,7 @@ struct nucleusd {
 	/* maintenance (maint.c): one thread with its read-only connection, off the loop */
 	struct store *reader; /* the maintenance thread's only */
 	struct nd_pool *maint;
-	char backup_path[4096]; /* DATA_DIR/ND_BACKUP_FILE */
+	char backup_path[4096];	 /* DATA_DIR/ND_BACKUP_FILE */
 	struct event *backup_ev; /* the period's timer; NULL: no backups */
 	bool backup_queued;	 /* a backup job is queued or running */
 };
@@ -151,8 +151,9 @@ struct nd_lifecycle {
 		    struct nd_err *e);
 };
 /*
- * Loads @ref as @who (NULL: the daemon; the actor of the audit entry), checks its state, runs @l's gate, then @op (may be NULL) and the
- * transition; @reason (may be NULL) is recorded in the row and the audit entry. With
+ * Loads @ref as @who (NULL: the daemon; the actor of the audit entry), checks its state, runs @l's
+ * gate, then @op (may be NULL) and the transition; @reason (may be NULL) is recorded in the row and
+ * the audit entry. With
  * @ret, the sandbox's JSON afterwards.
  */
 int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
@@ -169,9 +170,6 @@ int nd__recover(struct nucleusd *nd);
 /* The parsed policy/spec cache of sb_row__load (state.c): made by nucleusd__new. */
 int nd__json_cache_new(struct nucleusd *nd);
 /* ---- the database's health (maint.c) ---- */
-
-/* quick_check's text of one problem as one line into @buf (no header, no newlines). */
-void nd__problem_line(const char *text, char *buf, size_t len);
 
 /* Jobs waiting for the maintenance thread at most (more: 503 busy). */
 #define ND_MAINT_QUEUE 16
@@ -201,8 +199,8 @@ void nd__maint_fini(struct nucleusd *nd);
  */
 int nd__maint_queue(struct nucleusd *nd, size_t size,
 		    int (*run)(struct nd_maint_job *j, struct store *reader),
-		    void (*done)(struct nd_maint_job *j, bool dropped), nd_reply_fn reply, void *arg,
-		    struct nd_err *e);
+		    void (*done)(struct nd_maint_job *j, bool dropped), nd_reply_fn reply,
+		    void *arg, struct nd_err *e);
 /*
  * A maintenance job's reply: @o (taken; NULL with @rc 0: out of memory) or, for @rc < 0,
  * 500 internal "@what: <strerror>".
@@ -210,8 +208,6 @@ int nd__maint_queue(struct nucleusd *nd, size_t size,
 void nd__maint_reply(nd_reply_fn reply, void *arg, int rc, json_t *o, const char *what);
 /* The backup series of /v1/metrics. */
 void nd__maint_metrics(struct nucleusd *nd, FILE *f);
-/* {"path", "at_us"} of the backup file (its mtime), or JSON null when there is none. */
-json_t *nd__backup_json(struct nucleusd *nd);
 /* ---- images (images.c) ---- */
 
 /*
@@ -376,6 +372,14 @@ int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *
  * @row again), 0 when there were none, < 0 on errors.
  */
 int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err *e);
+/*
+ * An approval request's @state (approvals.state) at @now_us: 0 pending and in time,
+ * -ETIME expired, -EBUSY answered (-ENOMEM: no state). The one rule of calls.c and
+ * policylife.c.
+ */
+int nd__approval_state(const char *state, int64_t expires_us, int64_t now_us);
+/* The client's error for @r from a request @nonce of @sandbox (404, 409 used/expired). */
+int nd__approval_err(int r, const char *nonce, const char *sandbox, struct nd_err *e);
 /* The quarantine series of /v1/metrics. */
 int nd__policy_metrics(struct nucleusd *nd, FILE *f);
 

@@ -269,7 +269,7 @@ int nucleusd__policy_show(struct nucleusd *nd, const struct nd_caller *who, cons
 	if (r == 0 && s) /* a stopped sandbox's session is closed: its last state */
 		json_object_set_new(json_object_get(*ret, "session"), "closed",
 				    json_boolean(closed_id[0] != '\0'));
-	if (s) {
+	if (s && !closed_id[0]) { /* a closed session does not displace a live one */
 		nd__session_keep(nd, &info, state, s); /* the state it was taken at */
 		s = NULL;
 	}
@@ -450,7 +450,10 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 					      "denied_ops",
 					      newly_denied(before, policy__session_envelope(s))));
 	*ret = o;
-	r = o ? 0 : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	if (!o)
+		r = nd_err__set(e, r < 0 ? r : -ENOMEM, "internal",
+				"the change is recorded, but its reply could not be built: %s",
+				strerror(r < 0 ? -r : ENOMEM));
 keep:
 	nd__session_keep(nd, &info, state, s); /* committed: the next decision's start */
 	s = NULL;
@@ -509,13 +512,10 @@ static int not_pending(struct store *s, const char *sandbox, const char *nonce, 
 		return r;
 	rc = sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC) ?: sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		const char *state = (const char *)sqlite3_column_text(st, 0);
-
-		r = state && strcmp(state, "expired") != 0 &&
-				    (strcmp(state, "pending") != 0 ||
-				     sqlite3_column_int64(st, 1) > now_us)
-			    ? -EBUSY
-			    : -ETIME;
+		/* pending and in time yet not updated: answered meanwhile */
+		r = nd__approval_state((const char *)sqlite3_column_text(st, 0),
+				       sqlite3_column_int64(st, 1), now_us)
+			    ?: -EBUSY;
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
 	}
@@ -554,6 +554,13 @@ static int unanswered_tx(struct store *s, void *arg)
 	return r;
 }
 
+static int add_nonce(sqlite3_stmt *st, void *arg)
+{
+	return json_array_append_new(arg, json_string((const char *)sqlite3_column_text(st, 0))) < 0
+		       ? -ENOMEM
+		       : 0;
+}
+
 /* The nonces of @row's approval requests still pending at @cutoff_us, which has passed. */
 static int expired_asks(struct store *s, const char *sandbox, int64_t cutoff_us, json_t **ret)
 {
@@ -561,21 +568,12 @@ static int expired_asks(struct store *s, const char *sandbox, int64_t cutoff_us,
 				  "state = 'pending' AND expires_us <= ?2 ORDER BY expires_us";
 	sqlite3_stmt *st = NULL;
 	json_t *arr = json_array();
-	int r = arr ? store__stmt_text(s, sel, sandbox, &st) : -ENOMEM, rc;
+	int r = arr ? store__stmt_text(s, sel, sandbox, &st) : -ENOMEM;
 
-	if (r < 0) {
-		json_decref(arr);
-		return r;
-	}
-	rc = sqlite3_bind_int64(st, 2, cutoff_us);
-	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW &&
-		    json_array_append_new(
-			    arr, json_string((const char *)sqlite3_column_text(st, 0))) < 0)
-			rc = SQLITE_NOMEM;
-	}
-	r = store__errno(rc);
+	if (r == 0)
+		r = store__errno(sqlite3_bind_int64(st, 2, cutoff_us));
+	if (r == 0)
+		r = store__rows(st, add_nonce, arr);
 	store__stmt_done(st);
 	if (r < 0)
 		json_decref(arr);
@@ -640,7 +638,7 @@ int nd__expire_asks(struct nucleusd *nd, const struct sb_row *row, struct nd_err
 	r = expired_asks(nd->store, row->id, x.now_us, &nonces);
 	if (r == 0 && json_array_size(nonces) > 0)
 		r = unanswered(&x, nonces, e) ?: 1;
-	if (r < 0 && !e->code[0])
+	if (r < 0 && !(e && e->code[0]))
 		r = nd_err__set(e, r, "internal", "cannot record expired approval requests");
 	json_decref(nonces);
 	return r;
@@ -669,17 +667,8 @@ int nucleusd__approval_refuse(struct nucleusd *nd, const struct nd_caller *who, 
 	}
 	nonces = json_pack("[s]", nonce);
 	r = nonces ? unanswered(&x, nonces, e) : -ENOMEM;
-	if (r == -ENOENT)
-		r = nd_err__set(e, r, "unknown_approval", "no approval request %s for sandbox %s",
-				nonce, row.id);
-	else if (r == -EBUSY && !e->code[0])
-		r = nd_err__set(e, r, "approval_used", "approval request %s was already answered",
-				nonce);
-	else if (r == -ETIME)
-		r = nd_err__set(e, -EBUSY, "approval_expired", "approval request %s expired",
-				nonce);
-	else if (r < 0 && !e->code[0])
-		r = nd_err__set(e, r, "internal", "cannot record the refusal");
+	if (r < 0 && !(e && e->code[0]))
+		r = nd__approval_err(r, nonce, row.id, e);
 	if (r == 0) {
 		*ret = json_pack("{ss ss ss sI sb}", "sandbox", row.id, "nonce", nonce, "state",
 				 "denied", "probes", (json_int_t)x.probes, "quarantined",

@@ -125,11 +125,11 @@ static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 }
 
 /*
- * Steps @sql (?1 = @ref, ?2 = the owner uid a row must have, NULL: any) for one row;
- * 1 found, 0 none, or -errno.
+ * Steps @sql (?1 = @ref, ?2 = the owner uid a row must have, NULL: any; with @own_first
+ * ?3 = the caller's uid, to order by) for one row; 1 found, 0 none, or -errno.
  */
 static int row_query(struct nucleusd *nd, const char *sql, const char *ref,
-		     const struct nd_caller *who, struct sb_row *r)
+		     const struct nd_caller *who, bool own_first, struct sb_row *r)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, ret;
@@ -141,8 +141,8 @@ static int row_query(struct nucleusd *nd, const char *sql, const char *ref,
 		ret = store__errno(sqlite3_bind_null(st, 2));
 	else
 		ret = store__errno(sqlite3_bind_int64(st, 2, (sqlite3_int64)who->uid));
-	/* ?3, where the statement has it: the caller's uid, whose own come first */
-	if (ret == 0 && sqlite3_bind_parameter_count(st) >= 3)
+	/* ?3 of a statement that orders by it: the caller's uid, whose own come first */
+	if (ret == 0 && own_first)
 		ret = store__errno(who ? sqlite3_bind_int64(st, 3, (sqlite3_int64)who->uid)
 				       : sqlite3_bind_null(st, 3));
 	rc = ret < 0 ? SQLITE_OK : sqlite3_step(st);
@@ -179,9 +179,9 @@ int sb_row__load(struct nucleusd *nd, const struct nd_caller *who, const char *r
 				      "s.created_us DESC LIMIT 1";
 	int ret;
 
-	ret = row_query(nd, by_id, ref, who, r);
+	ret = row_query(nd, by_id, ref, who, false, r);
 	if (ret == 0)
-		ret = row_query(nd, by_name, ref, who, r);
+		ret = row_query(nd, by_name, ref, who, true, r);
 	if (ret == 0)
 		return nd_err__set(e, -ENOENT, "not_found", "no sandbox '%s'", ref);
 	if (ret < 0)
@@ -323,7 +323,9 @@ static int forget_env(struct store *s, struct nucleusd *nd, const char *id)
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		spec = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-	r = rc == SQLITE_ROW ? (spec ? 0 : -EBADMSG) : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
+	r = rc == SQLITE_ROW	? (spec ? 0 : -EBADMSG)
+	    : rc == SQLITE_DONE ? -ENOENT
+				: store__errno(rc);
 	store__stmt_done(st);
 	st = NULL;
 	if (r < 0 || !json_object_get(spec, "env"))
@@ -421,9 +423,9 @@ int nucleusd__sandbox_get(struct nucleusd *nd, const struct nd_caller *who, cons
 struct list_ctx {
 	struct nucleusd *nd;
 	json_t *arr;
-	unsigned limit;	    /* 0: no limit */
-	bool more;	    /* a row past the limit came */
-	int64_t last_us;    /* created_us and id of the last row in arr */
+	unsigned limit;	 /* 0: no limit */
+	bool more;	 /* a row past the limit came */
+	int64_t last_us; /* created_us and id of the last row in arr */
 	char last_id[32];
 };
 
@@ -481,10 +483,10 @@ int nucleusd__sandbox_list(struct nucleusd *nd, const struct nd_caller *who,
 {
 #define LIST_PAGE " AND (s.created_us, s.id) > (?1, ?2) ORDER BY s.created_us, s.id LIMIT ?3"
 	static const char every[] = "SELECT " ROW_COLS ROW_FROM " WHERE 1" LIST_PAGE;
-	static const char live[] = "SELECT " ROW_COLS ROW_FROM
-				   " WHERE s.state != 'stopped'" LIST_PAGE;
-	static const char every_own[] = "SELECT " ROW_COLS ROW_FROM
-					" WHERE s.owner_uid = ?4" LIST_PAGE;
+	static const char live[] =
+		"SELECT " ROW_COLS ROW_FROM " WHERE s.state != 'stopped'" LIST_PAGE;
+	static const char every_own[] =
+		"SELECT " ROW_COLS ROW_FROM " WHERE s.owner_uid = ?4" LIST_PAGE;
 	static const char live_own[] = "SELECT " ROW_COLS ROW_FROM
 				       " WHERE s.owner_uid = ?4 AND s.state != 'stopped'" LIST_PAGE;
 #undef LIST_PAGE
