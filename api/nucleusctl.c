@@ -32,13 +32,15 @@ enum {
 	O_LIMIT = 1 << 9,
 	O_BUDGET = 1 << 10,
 	O_ALL_OWNERS = 1 << 11,
+	O_PARENT = 1 << 12,
 };
 
 struct ctl {
 	struct api_client *client;
 	bool json;
 	unsigned given; /* O_* seen */
-	const char *name, *profile, *policy, *image, *vcpus, *memory, *ttl, *after, *limit, *budget;
+	const char *name, *profile, *policy, *image, *vcpus, *memory, *ttl, *after, *limit, *budget,
+		*parent;
 	char **args;
 	int nargs;
 };
@@ -52,6 +54,9 @@ static void usage(FILE *f)
 		"  show ID                            one sandbox\n"
 		"  create [--name N] (--profile P | --policy JSON|@FILE) [--vcpus N]\n"
 		"         [--memory MIB] [--image I] [--ttl SECONDS] [--budget JSON]\n"
+		"         [--parent ID]               a child: its policy within the parent's\n"
+		"                                     (and --profile/--policy), its budget\n"
+		"                                     carved out of the parent's\n"
 		"  rm ID                              stop a sandbox\n"
 		"  pause ID | resume ID\n"
 		"  audit ID [--after SEQ] [--limit N] the sandbox's audit entries\n"
@@ -150,6 +155,49 @@ static const char *str(json_t *o, const char *key)
 	return s ? s : "-";
 }
 
+static void print_row(json_t *sb, unsigned depth)
+{
+	json_t *boot = json_object_get(sb, "boot_ms");
+	char bm[24] = "-", name[96];
+
+	if (json_is_integer(boot))
+		snprintf(bm, sizeof(bm), "%lld", (long long)json_integer_value(boot));
+	/* a child under its parent: "└─ name", two more spaces per generation */
+	snprintf(name, sizeof(name), "%*s%s%s", depth > 1 ? (int)(depth - 1) * 2 : 0, "",
+		 depth ? "\u2514\u2500 " : "", str(sb, "name"));
+	printf("%-19s  %-*s  %-8s  %-12s  %5lld  %8lld  %7s  %s\n", str(sb, "id"),
+	       20 + (depth ? 4 : 0), name, str(sb, "state"), str(sb, "profile"),
+	       (long long)json_integer_value(json_object_get(sb, "vcpus")),
+	       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm,
+	       json_is_true(json_object_get(sb, "quarantined")) ? "QUARANTINED" : "-");
+}
+
+/* @arr's sandboxes whose parent is @parent, each followed by its own children. */
+static void print_children(json_t *arr, const char *parent, unsigned depth)
+{
+	size_t i;
+	json_t *sb;
+
+	json_array_foreach(arr, i, sb)
+		if (strcmp(str(sb, "parent"), parent) == 0) {
+			print_row(sb, depth);
+			print_children(arr, str(sb, "id"), depth + 1);
+		}
+}
+
+/* Is @id the id of a sandbox of @arr? */
+static bool listed(json_t *arr, const char *id)
+{
+	size_t i;
+	json_t *sb;
+
+	json_array_foreach(arr, i, sb)
+		if (strcmp(str(sb, "id"), id) == 0)
+			return true;
+	return false;
+}
+
+/* The list as a tree: a delegated child under its parent (when the parent is listed). */
 static void print_table(json_t *arr)
 {
 	size_t i;
@@ -158,18 +206,10 @@ static void print_table(json_t *arr)
 	printf("%-19s  %-20s  %-8s  %-12s  %5s  %8s  %7s  %s\n", "ID", "NAME", "STATE", "PROFILE",
 	       "VCPUS", "MEM_MIB", "BOOT_MS", "POLICY");
 	json_array_foreach(arr, i, sb)
-	{
-		json_t *boot = json_object_get(sb, "boot_ms");
-		char bm[24] = "-";
-
-		if (json_is_integer(boot))
-			snprintf(bm, sizeof(bm), "%lld", (long long)json_integer_value(boot));
-		printf("%-19s  %-20s  %-8s  %-12s  %5lld  %8lld  %7s  %s\n", str(sb, "id"),
-		       str(sb, "name"), str(sb, "state"), str(sb, "profile"),
-		       (long long)json_integer_value(json_object_get(sb, "vcpus")),
-		       (long long)json_integer_value(json_object_get(sb, "memory_mib")), bm,
-		       json_is_true(json_object_get(sb, "quarantined")) ? "QUARANTINED" : "-");
-	}
+		if (!listed(arr, str(sb, "parent"))) {
+			print_row(sb, 0);
+			print_children(arr, str(sb, "id"), 1);
+		}
 }
 
 static void print_sandbox(json_t *sb)
@@ -316,7 +356,9 @@ static int build_create(struct ctl *c, json_t *req)
 			return EXIT_USAGE;
 		json_object_set_new(req, "policy", p);
 	}
-	if (!c->profile && !c->policy)
+	if (c->parent)
+		json_object_set_new(req, "parent", json_string(c->parent));
+	else if (!c->profile && !c->policy)
 		json_object_set_new(req, "profile", json_string("default"));
 	r = set_int(req, "vcpus", c->vcpus ? c->vcpus : "1");
 	if (r == 0)
@@ -344,7 +386,7 @@ static int cmd_create(struct ctl *c)
 
 	r = need_args(c, 0,
 		      O_NAME | O_PROFILE | O_POLICY | O_VCPUS | O_MEMORY | O_IMAGE | O_TTL |
-			      O_BUDGET);
+			      O_BUDGET | O_PARENT);
 	if (r == 0)
 		r = build_create(c, req);
 	if (r == 0) {
@@ -1092,7 +1134,8 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 		{"image", required_argument, NULL, 'i'},   {"ttl", required_argument, NULL, 't'},
 		{"all", no_argument, NULL, 'a'},	   {"all-owners", no_argument, NULL, 'O'},
 		{"after", required_argument, NULL, 'A'},   {"limit", required_argument, NULL, 'l'},
-		{"budget", required_argument, NULL, 'B'},  {NULL, 0, NULL, 0}};
+		{"budget", required_argument, NULL, 'B'},  {"parent", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0}};
 	int o;
 
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1137,6 +1180,10 @@ static int parse(int argc, char **argv, struct ctl *c, const char **socket)
 		case 'B':
 			c->budget = optarg;
 			c->given |= O_BUDGET;
+			break;
+		case 'R':
+			c->parent = optarg;
+			c->given |= O_PARENT;
 			break;
 		case 'a':
 			c->given |= O_ALL;

@@ -29,6 +29,8 @@ const struct api_field api__create_spec[] = {
 	{"budget", API_OBJECT, false},
 	{"ttl_seconds", API_INT, false, 1, 30 * 86400},
 	{"env", API_STRMAP, false, 0, 256, .env = true},
+	/* A child of this sandbox (id or name; docs/api.md "Delegation"). */
+	{"parent", API_STRING, false, 1, 64, .ident = true},
 	{NULL},
 };
 

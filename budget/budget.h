@@ -7,7 +7,8 @@
  *   schema  its tables in the daemon's store (budget__schema: budget_limits, budget_ledger,
  *           budget_spent), migrated by the store (nucleusd/store.h) after the core schema
  *   ledger  debits as rows of budget_ledger, written inside the caller's open store
- *           transaction; balances are SUM(amount) per kind (budget_spent, by trigger)
+ *           transaction; balances are SUM(amount) per kind (budget_spent, by trigger);
+ *           a child sandbox's budget carved out of its parent's and returned (credits)
  *   meter   CPU time (cgroup v2 cpu.stat or /proc/PID/task/ * /stat), RSS (/proc/PID/status
  *           or smaps_rollup), and a sampler turning successive samples into debits
  *   view    limits / spent / remaining as JSON (GET /v1/sandboxes/{id}/budget)
@@ -181,13 +182,45 @@ int budget__spent(struct store *s, const char *sandbox, struct budget_spent *ret
 int budget__check(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		  enum budget_kind *ret_kind);
 
+/* The kinds a child's budget is carved from: every kind but mem_peak_mib (a peak, not a sum). */
+bool budget_kind__carved(enum budget_kind k);
+/*
+ * Delegation, inside the caller's transaction (as budget__charge_many; -EINVAL outside
+ * one, or when @parent and @child are the same sandbox).
+ * Carve: debits @parent, for each carved kind with a @child_limits limit, by that limit
+ * (reason and key "carve:CHILD"), all or nothing: -EDQUOT with @ret->exhausted naming
+ * the kind when @parent_limits do not leave that much (nothing written); a kind the
+ * parent does not limit is carved all the same. A second carve for the same child writes
+ * nothing (0, BUDGET_DUPLICATE, the first one's amounts in @ret->charged); -EEXIST when
+ * it asks for other kinds or amounts. A child with no carved limit: nothing written.
+ * Return: at the child's end, credits @parent with what @child did not spend of each
+ * kind carved for it: the carve row's amount minus the child's spent (budget__spent),
+ * at least 0, as negative rows, reason and key "return:CHILD", one row per carved kind
+ * (0 included, so that the return is made once); the amounts returned per kind in
+ * @ret->charged (as positive numbers). Only once per child: a second return writes
+ * nothing (0, BUDGET_DUPLICATE, the first one's amounts in @ret->charged). A kind not
+ * carved (no row "carve:CHILD") is not returned; no carve at all: nothing written.
+ * Both: @ret->after is @parent's spent afterwards; a carve's -ENOENT: no such parent.
+ * The keys "carve:..." and "return:..." are delegation's: budget__charge* and
+ * budget__meter refuse a client key beginning with either (-EINVAL).
+ */
+int budget__carve(struct store *s, const char *parent, const char *child,
+		  const struct budget_limits *parent_limits,
+		  const struct budget_limits *child_limits, struct budget_result *ret);
+int budget__return(struct store *s, const char *parent, const char *child,
+		   struct budget_result *ret);
+
 /* budget_limits rows of @sandbox (written with the sandbox, in the caller's transaction). */
 int budget__limits_save(struct store *s, const char *sandbox, const struct budget_limits *l);
 int budget__limits_load(struct store *s, const char *sandbox, struct budget_limits *ret);
 
 /* ---- view ----------------------------------------------------------------------------- */
 
-/* The GET /v1/sandboxes/{id}/budget body (docs/budget.md). */
+/*
+ * The GET /v1/sandboxes/{id}/budget body (docs/budget.md); each kind also has "carved":
+ * what the sandbox's carves for children not yet returned hold (part of "spent"; 0 for
+ * mem_peak_mib), and usd_micro "carved_usd".
+ */
 int budget__view(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		 json_t **ret);
 

@@ -8,6 +8,10 @@
  * Idempotency keys are per sandbox and kind: the stored idem_key is
  * "<sandbox>/<kind>/<client key>", so two sandboxes can use the same client key and a
  * report of several kinds (tokens + money) writes one row per kind under one key.
+ *
+ * Delegation uses the same keys: a child's carve is the parent's rows under key
+ * "carve:CHILD", its return (credits, the only negative rows) under "return:CHILD";
+ * a client's key may not begin with either.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,9 +22,16 @@
 #include "nucleusd/clock.h"
 #include "nucleusd/store.h"
 
-#define IDEM_MAX 256
+#define IDEM_MAX   256
+#define KEY_MAX	   80 /* "return:" and a sandbox id */
+#define KEY_CARVE  "carve:"
+#define KEY_RETURN "return:"
 
-enum mode { MODE_CHARGE, MODE_METER };
+/*
+ * CHARGE and CARVE are refused past the limit, METER and RETURN are not; RETURN's rows
+ * are credits (negative), and its retry is a duplicate whatever it would return now.
+ */
+enum mode { MODE_CHARGE, MODE_METER, MODE_CARVE, MODE_RETURN };
 
 static bool key_valid(const char *key)
 {
@@ -35,6 +46,13 @@ static bool key_valid(const char *key)
 static bool sandbox_valid(const char *sb)
 {
 	return sb && sb[0] && strlen(sb) <= 64 && !strchr(sb, '/');
+}
+
+/* Keys of delegation's rows, which only budget__carve and budget__return write. */
+static bool key_reserved(const char *key)
+{
+	return strncmp(key, KEY_CARVE, strlen(KEY_CARVE)) == 0 ||
+	       strncmp(key, KEY_RETURN, strlen(KEY_RETURN)) == 0;
 }
 
 /* A peak may reach its cap; the other kinds are used up when spent reaches the limit. */
@@ -192,11 +210,14 @@ static int write_rows(struct store *s, const char *sandbox, const int64_t eff[BU
 }
 
 static int validate(struct store *s, const char *sandbox, const struct budget_debit *d, size_t n,
-		    const char *key, int64_t req[BUDGET__N_KINDS], unsigned *mask)
+		    const char *key, enum mode mode, int64_t req[BUDGET__N_KINDS], unsigned *mask)
 {
-	if (!s || !sandbox_valid(sandbox) || !d || n == 0 || n > BUDGET__N_KINDS)
+	bool delegation = mode == MODE_CARVE || mode == MODE_RETURN;
+
+	/* a child with nothing to carve or return: no rows */
+	if (!s || !sandbox_valid(sandbox) || !d || (n == 0 && !delegation) || n > BUDGET__N_KINDS)
 		return -EINVAL;
-	if (key && !key_valid(key))
+	if (key && (!key_valid(key) || key_reserved(key) != delegation))
 		return -EINVAL;
 	if (!store__in_tx(s))
 		return -EINVAL; /* the debit belongs in the caller's transaction */
@@ -242,12 +263,13 @@ static int debit(struct store *s, const char *sandbox, const struct budget_debit
 	static const struct budget_limits none;
 	int64_t req[BUDGET__N_KINDS], orig[BUDGET__N_KINDS], eff[BUDGET__N_KINDS] = {0};
 	unsigned mask, found = 0, want = 0;
+	int sign = mode == MODE_RETURN ? -1 : 1; /* a return's rows are credits */
 	struct budget_spent sp;
 	struct budget_result res;
 	int r;
 
 	limits = limits ? limits : &none;
-	r = validate(s, sandbox, d, n, key, req, &mask);
+	r = validate(s, sandbox, d, n, key, mode, req, &mask);
 	if (r < 0)
 		return r;
 	r = budget__spent(s, sandbox, &sp);
@@ -260,20 +282,22 @@ static int debit(struct store *s, const char *sandbox, const struct budget_debit
 			return r;
 	}
 	if (found) {
-		r = duplicate(req, mask, orig, found);
+		/* a return is made once: its retry is told what the first one returned */
+		r = mode == MODE_RETURN ? 0 : duplicate(req, mask, orig, found);
 		if (r < 0)
 			return r;
 		res.status = BUDGET_DUPLICATE;
-		memcpy(res.charged, orig, sizeof(res.charged));
+		for (int k = 0; k < BUDGET__N_KINDS; k++)
+			res.charged[k] = sign * orig[k];
 		goto done;
 	}
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
 		if (!(mask & (1u << k)))
 			continue;
-		eff[k] = req[k];
+		eff[k] = sign * req[k];
 		if (k == BUDGET_MEM_PEAK_MIB)
 			eff[k] = req[k] > sp.spent[k] ? req[k] - sp.spent[k] : 0;
-		if (mode == MODE_CHARGE && limits->limit[k] &&
+		if ((mode == MODE_CHARGE || mode == MODE_CARVE) && limits->limit[k] &&
 		    sp.spent[k] + eff[k] > limits->limit[k]) {
 			res.status = BUDGET_REFUSED;
 			res.exhausted = k;
@@ -281,14 +305,14 @@ static int debit(struct store *s, const char *sandbox, const struct budget_debit
 			return -EDQUOT;
 		}
 		/* Zero rows only to remember a key; a peak that did not rise needs none. */
-		if (eff[k] > 0 || (key && k != BUDGET_MEM_PEAK_MIB))
+		if (eff[k] != 0 || (key && k != BUDGET_MEM_PEAK_MIB))
 			want |= 1u << k;
 	}
-	r = write_rows(s, sandbox, eff, want, key, reason);
+	r = want ? write_rows(s, sandbox, eff, want, key, reason) : 0;
 	if (r < 0)
 		return r;
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
-		res.charged[k] = eff[k];
+		res.charged[k] = sign * eff[k];
 		res.after.spent[k] += eff[k];
 	}
 done:
@@ -338,6 +362,72 @@ int budget__exhaust(struct store *s, const char *sandbox, enum budget_kind kind,
 	if (limits->limit[kind] > sp.spent[kind])
 		d.amount = limits->limit[kind] - sp.spent[kind];
 	return debit(s, sandbox, &d, 1, NULL, reason, limits, MODE_METER, ret);
+}
+
+bool budget_kind__carved(enum budget_kind k)
+{
+	return (unsigned)k < BUDGET__N_KINDS && k != BUDGET_MEM_PEAK_MIB;
+}
+
+/* @prefix @child: the key (and reason) of a child's carve or return. */
+static int child_key(char buf[KEY_MAX], const char *prefix, const char *parent, const char *child)
+{
+	int n;
+
+	if (!sandbox_valid(parent) || !sandbox_valid(child) || strcmp(parent, child) == 0)
+		return -EINVAL;
+	n = snprintf(buf, KEY_MAX, "%s%s", prefix, child);
+	return n > 0 && n < KEY_MAX ? 0 : -EINVAL;
+}
+
+int budget__carve(struct store *s, const char *parent, const char *child,
+		  const struct budget_limits *parent_limits,
+		  const struct budget_limits *child_limits, struct budget_result *ret)
+{
+	struct budget_debit d[BUDGET__N_KINDS];
+	char key[KEY_MAX];
+	size_t n = 0;
+	int r;
+
+	if (!child_limits)
+		return -EINVAL;
+	r = child_key(key, KEY_CARVE, parent, child);
+	if (r < 0)
+		return r;
+	for (int k = 0; k < BUDGET__N_KINDS; k++)
+		if (budget_kind__carved(k) && child_limits->limit[k])
+			d[n++] = (struct budget_debit){k, child_limits->limit[k]};
+	return debit(s, parent, d, n, key, key, parent_limits, MODE_CARVE, ret);
+}
+
+int budget__return(struct store *s, const char *parent, const char *child,
+		   struct budget_result *ret)
+{
+	struct budget_debit d[BUDGET__N_KINDS];
+	char carve[KEY_MAX], key[KEY_MAX];
+	int64_t carved[BUDGET__N_KINDS];
+	struct budget_spent sp;
+	unsigned found;
+	size_t n = 0;
+	int r;
+
+	r = child_key(carve, KEY_CARVE, parent, child);
+	if (r == 0)
+		r = child_key(key, KEY_RETURN, parent, child);
+	if (r == 0 && (!s || !store__in_tx(s)))
+		r = -EINVAL;
+	if (r == 0)
+		r = lookup_key(s, parent, carve, &found, carved);
+	if (r == 0)
+		r = budget__spent(s, child, &sp);
+	if (r < 0)
+		return r;
+	/* what the carve gave and the child did not spend; an overspent kind returns 0 */
+	for (int k = 0; k < BUDGET__N_KINDS; k++)
+		if (found & (1u << k))
+			d[n++] = (struct budget_debit){
+				k, carved[k] > sp.spent[k] ? carved[k] - sp.spent[k] : 0};
+	return debit(s, parent, d, n, key, key, NULL, MODE_RETURN, ret);
 }
 
 int budget__check(struct store *s, const char *sandbox, const struct budget_limits *limits,
@@ -420,34 +510,52 @@ static int add_usd(json_t *o, const char *name, bool set, int64_t v)
 	return json_object_set_new(o, name, json_string(buf));
 }
 
-static json_t *kind_view(int k, int64_t limit, int64_t spent)
+static json_t *kind_view(int k, int64_t limit, int64_t spent, int64_t carved)
 {
 	int64_t rem = limit > spent ? limit - spent : 0;
 	bool set = limit != 0;
 	json_t *o;
 
-	o = json_pack("{soso*so*sb}", "limit", amount_or_null(set, limit), "spent",
+	o = json_pack("{soso*so*sbsI}", "limit", amount_or_null(set, limit), "spent",
 		      json_integer(spent), "remaining", amount_or_null(set, rem), "exhausted",
-		      exhausted(k, spent, limit));
+		      exhausted(k, spent, limit), "carved", (json_int_t)carved);
 	if (o && k == BUDGET_USD_MICRO &&
 	    (add_usd(o, "limit_usd", set, limit) < 0 || add_usd(o, "spent_usd", true, spent) < 0 ||
-	     add_usd(o, "remaining_usd", set, rem) < 0)) {
+	     add_usd(o, "remaining_usd", set, rem) < 0 ||
+	     add_usd(o, "carved_usd", true, carved) < 0)) {
 		json_decref(o);
 		return NULL;
 	}
 	return o;
 }
 
+/*
+ * Per kind, what @sandbox's carves for children not yet returned hold: the carve rows
+ * (one range of the idem_key index per kind the sandbox has spent, which a carve is),
+ * each with no return row of the same key (one lookup each). No scan of the ledger.
+ * The upper bound is the key prefix with ':' raised to ';'.
+ */
+static const char carved_sql[] =
+	"SELECT b.kind, (SELECT coalesce(sum(c.amount), 0) FROM budget_ledger c"
+	"  WHERE c.idem_key > ?1 || '/' || b.kind || '/" KEY_CARVE "'"
+	"  AND c.idem_key < ?1 || '/' || b.kind || '/carve;'"
+	"  AND NOT EXISTS (SELECT 1 FROM budget_ledger r"
+	"    WHERE r.idem_key = replace(c.idem_key, '/" KEY_CARVE "', '/" KEY_RETURN "')))"
+	" FROM budget_spent b WHERE b.sandbox_id = ?1";
+
 int budget__view(struct store *s, const char *sandbox, const struct budget_limits *limits,
 		 json_t **ret)
 {
 	static const struct budget_limits none;
+	int64_t carved[BUDGET__N_KINDS] = {0};
 	json_t *o = NULL, *kinds, *ex;
 	struct budget_spent sp;
 	int r;
 
 	limits = limits ? limits : &none;
 	r = budget__spent(s, sandbox, &sp);
+	if (r == 0)
+		r = load_per_kind(s, carved_sql, sandbox, carved);
 	if (r < 0)
 		return r;
 	o = json_pack("{sss{}s[]}", "sandbox", sandbox, "budgets", "exhausted");
@@ -456,7 +564,7 @@ int budget__view(struct store *s, const char *sandbox, const struct budget_limit
 	kinds = json_object_get(o, "budgets");
 	ex = json_object_get(o, "exhausted");
 	for (int k = 0; k < BUDGET__N_KINDS; k++) {
-		json_t *v = kind_view(k, limits->limit[k], sp.spent[k]);
+		json_t *v = kind_view(k, limits->limit[k], sp.spent[k], carved[k]);
 
 		if (!v || json_object_set_new(kinds, budget_kind__name(k), v) < 0)
 			goto nomem;

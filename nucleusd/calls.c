@@ -53,13 +53,21 @@ struct create_tx {
 	json_t *policy, *req;
 	unsigned vcpus, memory_mib;
 	struct budget_limits limits;
+	struct nd_delegation *parent; /* a child's: what it takes from its parent; NULL: none */
+	json_t *own_req;	      /* a child's request as stored (the parent by id) */
+	/* spawn_agent: the parent's session state before the spawn call (NULL: before any
+	 * decision), whose own legs (untrusted, exfil: the parent's channel to the child)
+	 * are not the child's */
+	bool spawn;
+	const char *parent_state;
+	int short_kind;		      /* out: the budget kind the parent has too little of */
 };
 
 static int insert_sandbox(struct store *s, struct create_tx *c)
 {
 	static const char sql[] = "INSERT INTO sandboxes(id, name, state, profile, policy, spec, "
-				  "vcpus, memory_mib, owner_uid, created_us, updated_us) VALUES "
-				  "(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
+				  "vcpus, memory_mib, owner_uid, created_us, updated_us, parent_id) "
+				  "VALUES (?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)";
 	char *policy = NULL, *spec = NULL;
 	sqlite3_stmt *st = NULL;
 	int r = -ENOMEM, rc;
@@ -82,6 +90,8 @@ static int insert_sandbox(struct store *s, struct create_tx *c)
 	rc = rc ?: sqlite3_bind_int(st, 7, (int)c->memory_mib);
 	rc = rc ?: sqlite3_bind_int64(st, 8, c->who ? (int64_t)c->who->uid : -1);
 	rc = rc ?: sqlite3_bind_int64(st, 9, nd_clock__wall_us());
+	if (c->parent)
+		rc = rc ?: sqlite3_bind_text(st, 10, c->parent->parent_id, -1, SQLITE_STATIC);
 	r = store__errno(rc ?: sqlite3_step(st));
 out:
 	store__stmt_done(st);
@@ -90,11 +100,14 @@ out:
 	return r;
 }
 
-/* The sandbox's policy session: its state arrives with the first decision. */
+/*
+ * The sandbox's policy session: its state arrives with the first decision, or, for a
+ * child, is the delegated one from the start.
+ */
 static int insert_session(struct store *s, struct create_tx *c)
 {
 	static const char sql[] = "INSERT INTO sessions(id, sandbox_id, peer_uid, created_us, "
-				  "updated_us) VALUES (?1, ?2, ?3, ?4, ?4)";
+				  "updated_us, state) VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
 	unsigned char rnd[16];
 	char id[33];
 	sqlite3_stmt *st = NULL;
@@ -105,10 +118,12 @@ static int insert_session(struct store *s, struct create_tx *c)
 	r = store__stmt(s, sql, &st);
 	if (r < 0)
 		return r;
-	rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_bind_text(st, 1, c->parent ? c->parent->session_id : id, -1, SQLITE_STATIC);
 	rc = rc ?: sqlite3_bind_text(st, 2, c->id, -1, SQLITE_STATIC);
 	rc = rc ?: sqlite3_bind_int64(st, 3, c->who ? (int64_t)c->who->uid : -1);
 	rc = rc ?: sqlite3_bind_int64(st, 4, nd_clock__wall_us());
+	if (c->parent)
+		rc = rc ?: sqlite3_bind_text(st, 5, c->parent->session_state, -1, SQLITE_STATIC);
 	r = store__errno(rc ?: sqlite3_step(st));
 	store__stmt_done(st);
 	return r;
@@ -127,12 +142,17 @@ static int create_tx(struct store *s, void *arg)
 	if (r < 0)
 		return r;
 	r = budget__limits_save(s, c->id, &c->limits);
+	if (r == 0 && c->parent)
+		r = nd__delegate_tx(s, c->nd, c->parent, c->id, c->who ? (int64_t)c->who->uid : -1,
+				    &c->limits, &c->short_kind);
 	if (r < 0)
 		return r;
 	/* the env values only as digests: the entry is kept forever */
 	body = json_pack("{s:s? s:s? sI sI so}", "name", c->name, "profile", c->profile, "vcpus",
 			 (json_int_t)c->vcpus, "memory_mib", (json_int_t)c->memory_mib, "spec",
 			 nd_env__redact(c->req));
+	if (body && c->parent)
+		json_object_set_new(body, "policy", json_incref(c->policy));
 	if (!body)
 		return -ENOMEM;
 	r = audit__append(s, c->nd->key, c->id, c->who ? (int64_t)c->who->uid : -1,
@@ -141,16 +161,61 @@ static int create_tx(struct store *s, void *arg)
 	return r;
 }
 
+/*
+ * A child's create (@req has "parent"): the parent as @who sees it, the delegation of its
+ * policy session with the requested policy (@requested; NULL: the parent's in force), the
+ * limits checked against the parent's, and the stored request naming the parent by id.
+ */
+static int create_child(struct nucleusd *nd, json_t *req, json_t *requested, struct create_tx *c,
+			struct nd_err *e)
+{
+	struct sb_row parent;
+	int r;
+
+	r = sb_row__load(nd, c->who, json_string_value(json_object_get(req, "parent")), &parent,
+			 e);
+	if (r < 0)
+		return r;
+	if (c->spawn) {
+		free(parent.session_state);
+		parent.session_state = c->parent_state ? strdup(c->parent_state) : NULL;
+		if (c->parent_state && !parent.session_state) {
+			sb_row__clear(&parent);
+			return nd_err__set(e, -ENOMEM, "internal", "out of memory");
+		}
+	}
+	c->parent = calloc(1, sizeof(*c->parent));
+	r = c->parent ? nd__delegate(nd, &parent, requested, c->parent, e)
+		      : nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	if (r == 0)
+		r = nd__delegate_limits(c->parent, &c->limits, e);
+	if (r == 0) {
+		c->policy = json_incref(c->parent->policy);
+		c->own_req = json_copy(req); /* the parent by its id, not a name */
+		c->req = c->own_req ? c->own_req : req;
+		if (!c->own_req ||
+		    json_object_set_new(c->own_req, "parent", json_string(parent.id)) < 0)
+			r = nd_err__set(e, -ENOMEM, "internal", "out of memory");
+	}
+	sb_row__clear(&parent);
+	return r;
+}
+
 static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, struct nd_err *e)
 {
 	json_t *profile = json_object_get(req, "profile");
 	json_t *policy = json_object_get(req, "policy");
-	json_t *budget = NULL;
+	json_t *budget = NULL, *requested = NULL;
+	bool child = json_object_get(req, "parent") != NULL;
 	int r;
 
-	if (!!profile == !!policy)
-		return nd_err__set(e, -EINVAL, profile ? "conflicting_fields" : "missing_field",
+	if (profile && policy)
+		return nd_err__set(e, -EINVAL, "conflicting_fields",
 				   "exactly one of 'profile' and 'policy' is required");
+	if (!profile && !policy && !child)
+		return nd_err__set(e, -EINVAL, "missing_field",
+				   "exactly one of 'profile' and 'policy' is required (or a "
+				   "'parent' whose policy the child takes)");
 	if (!json_is_integer(json_object_get(req, "vcpus")) ||
 	    !json_is_integer(json_object_get(req, "memory_mib")))
 		return nd_err__set(e, -EINVAL, "missing_field",
@@ -164,25 +229,23 @@ static int create_check(struct nucleusd *nd, json_t *req, struct create_tx *c, s
 	c->name = json_string_value(json_object_get(req, "name"));
 	c->vcpus = (unsigned)json_integer_value(json_object_get(req, "vcpus"));
 	c->memory_mib = (unsigned)json_integer_value(json_object_get(req, "memory_mib"));
-	if (profile) {
-		/* The profile's policy and default budget: one row of the profile registry. */
-		c->profile = json_string_value(profile);
-		r = nd__profile_load(nd, c->profile, &c->policy, &budget, e);
-		if (r < 0)
-			return r;
+	c->profile = json_string_value(profile);
+	/* The profile's policy and default budget: one row of the profile registry. */
+	r = profile ? nd__profile_load(nd, c->profile, &requested, &budget, e) : 0;
+	if (r == 0)
 		r = nd__limits_for_create(c->profile, budget, req, &c->limits, e);
-		json_decref(budget);
-		return r;
-	}
-	r = nd__limits_for_create(NULL, NULL, req, &c->limits, e);
-	if (r < 0)
-		return r;
+	json_decref(budget);
 	/* An inline policy is a policy of the engine, checked before anything is recorded. */
-	r = nd_policy__check(policy, e);
-	if (r < 0)
-		return r;
-	c->policy = json_incref(policy);
-	return 0;
+	if (r == 0 && policy) {
+		r = nd_policy__check(policy, e);
+		requested = json_incref(policy);
+	}
+	if (r == 0 && child)
+		r = create_child(nd, req, requested, c, e);
+	else if (r == 0)
+		c->policy = json_incref(requested);
+	json_decref(requested);
+	return r;
 }
 
 static void new_id(char out[20])
@@ -317,10 +380,17 @@ out:
 	return r;
 }
 
-int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
-			     nd_reply_fn reply, void *arg, struct nd_err *e)
+/* POST /v1/sandboxes, and spawn_agent's child (@parent_state: see create_tx). */
+static int sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
+			  bool spawn, const char *parent_state, nd_reply_fn reply, void *arg,
+			  struct nd_err *e)
 {
-	struct create_tx c = {.nd = nd, .who = who, .req = req};
+	struct create_tx c = {.nd = nd,
+			      .who = who,
+			      .req = req,
+			      .short_kind = -1,
+			      .spawn = spawn,
+			      .parent_state = parent_state};
 	int r;
 
 	if (!json_is_object(req))
@@ -334,6 +404,13 @@ int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, j
 		goto out;
 	new_id(c.id);
 	r = store__tx(nd->store, create_tx, &c);
+	if (r == -EDQUOT && c.short_kind >= 0) {
+		r = nd_err__set(e, r, "budget_insufficient",
+				"budget.%s: the parent %s has less than that left",
+				budget_kind__name((enum budget_kind)c.short_kind),
+				c.parent->parent_id);
+		goto out;
+	}
 	if (r == -EEXIST) {
 		r = nd_err__set(e, r, "name_taken", "a live sandbox is already named '%s'",
 				c.name ? c.name : "");
@@ -346,7 +423,18 @@ int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, j
 	r = start_boot(nd, &c, reply, arg, e);
 out:
 	json_decref(c.policy);
+	json_decref(c.own_req);
+	if (c.parent) {
+		nd_delegation__clear(c.parent);
+		free(c.parent);
+	}
 	return r;
+}
+
+int nucleusd__sandbox_create(struct nucleusd *nd, const struct nd_caller *who, json_t *req,
+			     nd_reply_fn reply, void *arg, struct nd_err *e)
+{
+	return sandbox_create(nd, who, req, false, NULL, reply, arg, e);
 }
 
 /* ---- tool calls ---- */
@@ -577,6 +665,60 @@ static int run_tool(struct nucleusd *nd, const struct sb_row *row, const char *t
 	return r;
 }
 
+/* The child's create finished (booted, or not): spawn_agent's result. */
+static void spawned(void *arg, int rc, const struct nd_err *e, json_t *body)
+{
+	json_t *result = rc == 0 && body ? json_pack("{sO}", "sandbox", body) : NULL;
+
+	tool_done(arg, rc == 0 && !result ? -ENOMEM : rc, result,
+		  e && e->msg[0] ? e->msg : NULL);
+	json_decref(result);
+}
+
+/*
+ * spawn_agent, performed by the daemon once the policy allowed it: a child of @row made
+ * as POST /v1/sandboxes with "parent" would make it (@args: that request's fields; vcpus
+ * and memory_mib default to the parent's), its session from the parent's as it was
+ * before this call (@row). Its result, once the child booted: {"sandbox": the child}.
+ */
+static int spawn(struct nucleusd *nd, const struct nd_caller *who, const struct sb_row *row,
+		 json_t *args, int64_t uid, struct tool_sink *sink, struct nd_err *e)
+{
+	static const char *const keys[] = {"profile",	  "policy", "budget",
+					   "ttl_seconds", "vcpus",  "memory_mib"};
+	struct result_tx x;
+	struct nd_op *op = NULL;
+	json_t *req;
+	int r = -ENOMEM;
+
+	req = json_pack("{ss sI sI}", "parent", row->id, "vcpus", (json_int_t)row->vcpus,
+			"memory_mib", (json_int_t)row->memory_mib);
+	for (size_t i = 0; req && i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_object_get(args, keys[i]) &&
+		    json_object_set(req, keys[i], json_object_get(args, keys[i])) < 0)
+			goto fail;
+	op = req ? nd_op__new(nd, row->id, sink->reply, sink->arg) : NULL;
+	if (!op)
+		goto fail;
+	snprintf(op->tool, sizeof(op->tool), "spawn_agent");
+	op->actor_uid = uid;
+	r = sandbox_create(nd, who, req, true, row->session_state, spawned, op, e);
+	if (r == 0) {
+		sink->op = op;
+		json_decref(req);
+		return 0;
+	}
+	x = (struct result_tx){nd, op, r, e && e->msg[0] ? e->msg : strerror(-r)};
+	store__tx(nd->store, result_tx, &x);
+	nd->m.tool_failed++;
+	nd_op__free(op);
+	json_decref(req);
+	return r;
+fail:
+	json_decref(req);
+	return nd_err__set(e, r, "internal", "out of memory");
+}
+
 static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 		     const char *tool, json_t *args, struct tool_sink *sink, json_t **ret_denial,
 		     struct nd_err *e)
@@ -637,7 +779,10 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 		r = denial(&d, ret_denial, e);
 		goto out;
 	}
-	r = run_tool(nd, &row, tool, args, d.actor_uid, sink, e);
+	if (nd_tool__find(tool) && nd_tool__find(tool)->daemon)
+		r = spawn(nd, who, &row, args, d.actor_uid, sink, e);
+	else
+		r = run_tool(nd, &row, tool, args, d.actor_uid, sink, e);
 out:
 	json_decref(dec.trace);
 	free(dec.session_state);

@@ -191,6 +191,18 @@ int nd_policy__parse(json_t *policy, struct policy **ret, struct nd_err *e)
 	return 0;
 }
 
+json_t *nd_policy__json(const struct policy *p)
+{
+	char *text = NULL;
+	json_t *o;
+
+	if (policy__to_json(p, &text) < 0)
+		return NULL;
+	o = json_loads(text, 0, NULL);
+	free(text);
+	return o;
+}
+
 static int load_session(const uint8_t (*approver_keys)[32], size_t n_keys,
 			const struct nd_sandbox_info *sb, struct policy_session **ret,
 			struct nd_err *e)

@@ -99,6 +99,7 @@ struct sb_row {
 	int64_t owner_uid, created_us, updated_us;
 	char session_id[33];
 	char *session_state;
+	char parent_id[20]; /* "": none (not a delegated child) */
 };
 
 struct transition {
@@ -158,6 +159,11 @@ struct nd_lifecycle {
  */
 int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e);
+/*
+ * Sandbox @id's children (delegation) as [{id, state}], oldest first; @live: only those
+ * not ended (creating, running, paused). Works inside a transaction too.
+ */
+int nd__children(struct nucleusd *nd, const char *id, bool live, json_t **ret);
 /* Pause (budget) or stop (TTL) from the daemon itself, with the reason recorded. */
 int nd__pause_for(struct nucleusd *nd, const char *id, const char *reason);
 int nd__stop_for(struct nucleusd *nd, const char *id, const char *reason);
@@ -355,6 +361,48 @@ int nd__session_save(struct store *s, const char *session_id, const char *state)
  * "reason", "probes": N so far} (a new reference); else NULL.
  */
 json_t *nd_session__quarantine_json(const char *state);
+
+/* The canonical JSON of @p (policy__to_json, parsed): a new reference, NULL when out of memory. */
+json_t *nd_policy__json(const struct policy *p);
+
+/* ---- delegation (delegate.c; docs/api.md "Delegation") ---- */
+
+/* What a child's create takes from its parent. */
+struct nd_delegation {
+	char parent_id[20];
+	char session_id[33];		   /* the child's policy session */
+	char *session_state;		   /* its first state (policy__session_delegate) */
+	json_t *policy;			   /* the child's policy: that session's envelope */
+	struct budget_limits parent_limits; /* fixed at the parent's create */
+};
+void nd_delegation__clear(struct nd_delegation *d);
+/*
+ * The child of @parent (loaded for the caller; running or paused, else -EBUSY
+ * wrong_state): its session delegated from the parent's with @requested (profile JSON;
+ * NULL: the parent's policy in force), its policy, the parent's limits. Nothing is
+ * written; the parent's session is unchanged.
+ */
+int nd__delegate(struct nucleusd *nd, const struct sb_row *parent, json_t *requested,
+		 struct nd_delegation *ret, struct nd_err *e);
+/*
+ * The child's @limits against the parent's: a kind the parent limits must be limited in
+ * the child (-EINVAL budget_required), a peak at most the parent's (unset: the parent's).
+ */
+int nd__delegate_limits(const struct nd_delegation *d, struct budget_limits *limits,
+			struct nd_err *e);
+/*
+ * In the create transaction: carves @limits out of the parent's budget (-EDQUOT with
+ * *@ret_short the kind it has too little of) and audits sandbox.delegate on the parent.
+ */
+int nd__delegate_tx(struct store *s, struct nucleusd *nd, const struct nd_delegation *d,
+		    const char *child, int64_t actor_uid, const struct budget_limits *limits,
+		    int *ret_short);
+/*
+ * In the transaction that ends @child (stopped, failed): what it did not spend goes back
+ * to @parent (budget.return on the parent); once per child.
+ */
+int nd__delegate_end_tx(struct store *s, struct nucleusd *nd, const char *parent,
+			const char *child, int64_t actor_uid);
 
 /* ---- the policy's life through the API (policylife.c) ---- */
 

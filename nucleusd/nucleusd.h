@@ -416,9 +416,11 @@ struct nd_tool {
 	bool guest;	   /* performed by the guest agent; else decided, then 501 */
 	bool streams;	   /* may stream its output ("stream": true) */
 	size_t result_max; /* guest tools: bytes kept of what the guest returns (per stream) */
-	/* Argument schema (guest tools). Arguments it does not name are left to the policy
-	 * engine (e.g. "approval") and the backend. NULL: only the engine parses them. */
+	/* Argument schema (guest and daemon tools). Arguments it does not name are left to
+	 * the policy engine (e.g. "target") and the backend. NULL: only the engine parses
+	 * them. */
 	const struct nd_tool_arg *args;
+	bool daemon; /* performed by the daemon itself, not a backend (spawn_agent) */
 };
 
 extern const struct nd_tool nd_tools[];

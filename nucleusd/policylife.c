@@ -28,18 +28,6 @@ static void digest_hex(const struct policy *p, char out[65])
 	sodium_bin2hex(out, 65, d, sizeof(d));
 }
 
-static json_t *policy_json(const struct policy *p)
-{
-	char *text = NULL;
-	json_t *o;
-
-	if (policy__to_json(p, &text) < 0)
-		return NULL;
-	o = json_loads(text, 0, NULL);
-	free(text);
-	return o;
-}
-
 /* ---- versions ---- */
 
 struct history {
@@ -134,6 +122,120 @@ static int new_version(struct store *s, const char *sandbox, const char *how, js
 	return 0;
 }
 
+/* The policy in force of @row: its session's envelope (before any decision: its policy). */
+static int envelope_of(const struct sb_row *row, struct policy **ret)
+{
+	struct policy_session *ps = NULL;
+	int r;
+
+	if (!row->session_state)
+		return nd_policy__parse(row->policy, ret, NULL);
+	r = policy__session_from_json(row->session_state, &ps, NULL);
+	if (r == 0)
+		r = policy__dup(policy__session_envelope(ps), ret);
+	policy__session_free(ps);
+	return r;
+}
+
+static int narrow_children_tx(struct store *s, struct nucleusd *nd, const char *parent,
+			      int64_t actor_uid);
+static json_t *change_body(const struct policy_decision *d, json_t *given, const char *before,
+			   const char *after, json_t *trace);
+
+/*
+ * In a transaction: child @id narrowed by its parent's policy in force @penv (@given: its
+ * JSON), audited policy.narrow "by" the parent as a new version when it changes, and on
+ * to the child's own children.
+ */
+static int narrow_child_tx(struct store *s, struct nucleusd *nd, const char *parent,
+			   const struct policy *penv, json_t *given, const char *id,
+			   int64_t actor_uid)
+{
+	struct policy_session *cs = NULL;
+	struct nd_sandbox_info info;
+	struct policy_decision d;
+	struct policy *before = NULL;
+	struct sb_row row;
+	char bh[65], ah[65], *state = NULL;
+	json_t *trace = NULL, *body = NULL;
+	int r;
+
+	r = sb_row__load(nd, NULL, id, &row, NULL);
+	if (r < 0)
+		return r;
+	sb_row__info(&row, &info);
+	r = nd__session_take(nd, &info, &cs, NULL);
+	if (r == 0)
+		r = policy__dup(policy__session_envelope(cs), &before);
+	if (r == 0)
+		r = policy__narrow(cs, penv, nd_clock__wall_us() / 1000000, &d);
+	if (r < 0)
+		goto out;
+	digest_hex(before, bh);
+	digest_hex(policy__session_envelope(cs), ah);
+	if (strcmp(bh, ah) == 0)
+		goto out; /* within the parent's already, and so are its children */
+	r = policy__session_to_json(cs, &state);
+	trace = r == 0 ? policy__trace_json(&d.trace) : NULL;
+	body = trace ? change_body(&d, given, bh, ah, trace) : NULL;
+	if (r == 0 && (!body || json_object_set_new(body, "by", json_string(parent)) < 0))
+		r = -ENOMEM;
+	if (r == 0)
+		r = nd__session_save(s, row.session_id, state);
+	if (r == 0)
+		r = new_version(s, id, "narrow", body);
+	if (r == 0)
+		r = audit__append(s, nd->key, id, actor_uid, "policy.narrow", body, NULL);
+	if (r == 0)
+		r = narrow_children_tx(s, nd, id, actor_uid);
+out:
+	json_decref(body);
+	json_decref(trace);
+	free(state);
+	policy__free(before);
+	policy__session_free(cs); /* the committed state is parsed again by the next call */
+	sb_row__clear(&row);
+	return r;
+}
+
+/*
+ * In a transaction that changed @parent's policy in force (a narrowing, a quarantine):
+ * its live children, and theirs, are narrowed by it, so that no child can do what its
+ * parent cannot.
+ */
+static int narrow_children_tx(struct store *s, struct nucleusd *nd, const char *parent,
+			      int64_t actor_uid)
+{
+	struct policy *penv = NULL;
+	struct sb_row prow = {0};
+	json_t *kids = NULL, *given = NULL, *k;
+	size_t i;
+	int r;
+
+	r = nd__children(nd, parent, true, &kids);
+	if (r < 0 || json_array_size(kids) == 0)
+		goto out;
+	r = sb_row__load(nd, NULL, parent, &prow, NULL);
+	if (r == 0)
+		r = envelope_of(&prow, &penv);
+	given = r == 0 ? nd_policy__json(penv) : NULL;
+	if (r == 0 && !given)
+		r = -ENOMEM;
+	json_array_foreach(kids, i, k)
+	{
+		if (r < 0)
+			break;
+		r = narrow_child_tx(s, nd, parent, penv, given,
+				    json_string_value(json_object_get(k, "id")), actor_uid);
+	}
+out:
+	json_decref(kids);
+	json_decref(given);
+	policy__free(penv);
+	sb_row__clear(&prow);
+	return r;
+}
+
 int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *sandbox,
 			      int64_t actor_uid, const char *what, uint32_t probes, json_t *trace)
 {
@@ -149,6 +251,8 @@ int nd__policy_quarantined_tx(struct store *s, struct nucleusd *nd, const char *
 	if (r == 0)
 		r = audit__append(s, nd->key, sandbox, actor_uid, "policy.quarantine", body, NULL);
 	json_decref(body);
+	if (r == 0) /* read-only now: so are its children */
+		r = narrow_children_tx(s, nd, sandbox, actor_uid);
 	return r;
 }
 
@@ -191,7 +295,7 @@ static json_t *view(const struct sb_row *row, struct policy_session *s, const ch
 			json_object_set_new(o, "session", json_null());
 		return o;
 	}
-	env = policy_json(policy__session_envelope(s));
+	env = nd_policy__json(policy__session_envelope(s));
 	digest_hex(policy__session_envelope(s), hex);
 	if (!env || json_object_set_new(o, "digest", json_string(hex)) < 0 ||
 	    json_object_set_new(o, "session", session_view(row->session_id, state, env)) < 0 ||
@@ -305,6 +409,8 @@ static int change_tx(struct store *s, void *arg)
 		r = new_version(s, c->row->id, c->how, c->body);
 	if (r == 0)
 		r = audit__append(s, c->nd->key, c->row->id, c->actor_uid, c->kind, c->body, NULL);
+	if (r == 0 && c->how && strcmp(c->how, "narrow") == 0)
+		r = narrow_children_tx(s, c->nd, c->row->id, c->actor_uid);
 	if (r == 0 && c->quarantined)
 		r = nd__policy_quarantined_tx(s, c->nd, c->row->id, c->actor_uid, c->kind,
 					      c->probes, json_object_get(c->body, "trace"));
@@ -367,6 +473,24 @@ static json_t *change_body(const struct policy_decision *d, json_t *given, const
 			 "policy", given, "reason", policy__reason_name(d->reason), "trace", trace);
 }
 
+/* 1 when @p is within the policy in force of @row's parent, 0 when not, or -errno. */
+static int within_parent(struct nucleusd *nd, const struct sb_row *row, const struct policy *p)
+{
+	struct policy *penv = NULL;
+	struct sb_row prow;
+	int r;
+
+	r = sb_row__load(nd, NULL, row->parent_id, &prow, NULL);
+	if (r < 0)
+		return r;
+	r = envelope_of(&prow, &penv);
+	if (r == 0)
+		r = policy__leq(p, penv);
+	policy__free(penv);
+	sb_row__clear(&prow);
+	return r;
+}
+
 static int change(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 		  const struct change_req *q, json_t **ret, json_t **ret_denial, struct nd_err *e)
 {
@@ -380,6 +504,7 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 	struct sb_row row;
 	char bh[65], ah[65], *state = NULL;
 	json_t *trace = NULL, *o;
+	bool beyond = false; /* a child's widening past its parent's policy */
 	int r;
 
 	r = sb_row__load(nd, who, ref, &row, e);
@@ -392,6 +517,17 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 	if (r < 0)
 		goto out;
 	ap = q->approval ? &a : NULL;
+	if (ap && row.parent_id[0]) {
+		r = within_parent(nd, &row, p);
+		if (r < 0) {
+			r = nd_err__set(e, r, "internal", "cannot read the policy of parent %s",
+					row.parent_id);
+			goto out;
+		}
+		beyond = r == 0;
+		if (beyond)
+			ap = NULL; /* refused like an unsigned widening: recorded, a probe */
+	}
 	r = nd__session_take(nd, &info, &s, e);
 	if (r < 0)
 		goto out;
@@ -419,8 +555,10 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 	c.how = d.verdict != POLICY_ALLOW || strcmp(bh, ah) == 0 ? NULL
 		: q->widen					 ? "widen"
 								 : "narrow";
-	if (c.body && ap)
+	if (c.body && q->approval)
 		json_object_set(c.body, "approval", q->approval);
+	if (c.body && beyond)
+		json_object_set_new(c.body, "beyond_parent", json_string(row.parent_id));
 	r = c.body ? store__tx(nd->store, change_tx, &c) : -ENOMEM;
 	if (r < 0) {
 		r = nd_err__set(e, r, "internal", "cannot record the policy change: %s",
@@ -435,9 +573,16 @@ static int change(struct nucleusd *nd, const struct nd_caller *who, const char *
 			*ret_denial = o;
 		else
 			json_decref(o);
-		r = nd_err__set(e, -EACCES, "widen_refused",
-				"widening the policy of %s needs an approver's signature: %s",
-				row.id, policy__reason_message(d.reason));
+		if (beyond)
+			r = nd_err__set(e, -EACCES, "widen_refused",
+					"%s is a child of %s: no signature widens it past its "
+					"parent's policy",
+					row.id, row.parent_id);
+		else
+			r = nd_err__set(e, -EACCES, "widen_refused",
+					"widening the policy of %s needs an approver's signature: "
+					"%s",
+					row.id, policy__reason_message(d.reason));
 		goto keep;
 	}
 	r = history_load(nd->store, &row, &h);

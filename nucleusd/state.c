@@ -45,7 +45,8 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 
 #define ROW_COLS                                                                                   \
 	"s.id, s.name, s.state, s.profile, s.policy, s.spec, s.vcpus, s.memory_mib, s.boot_ms, "   \
-	"s.vmm_pid, s.reason, s.owner_uid, s.created_us, s.updated_us, ss.id, ss.state"
+	"s.vmm_pid, s.reason, s.owner_uid, s.created_us, s.updated_us, ss.id, ss.state, "     \
+	"s.parent_id"
 /* A sandbox with its open policy session. */
 #define ROW_FROM                                                                                   \
 	" FROM sandboxes s LEFT JOIN sessions ss ON ss.sandbox_id = s.id AND ss.closed_us IS "     \
@@ -117,6 +118,9 @@ static int row_read(struct nucleusd *nd, sqlite3_stmt *st, struct sb_row *r)
 		snprintf(r->session_id, sizeof(r->session_id), "%s",
 			 (const char *)sqlite3_column_text(st, 14));
 	r->session_state = col_strdup(st, 15);
+	if (sqlite3_column_text(st, 16))
+		snprintf(r->parent_id, sizeof(r->parent_id), "%s",
+			 (const char *)sqlite3_column_text(st, 16));
 	if (!r->policy || !r->spec) {
 		sb_row__clear(r);
 		return -EBADMSG;
@@ -204,6 +208,9 @@ json_t *sb_row__json(const struct sb_row *r)
 		json_object_set_new(o, "reason", json_string(r->reason));
 	if (o && r->vmm_pid > 0)
 		json_object_set_new(o, "vmm_pid", json_integer((json_int_t)r->vmm_pid));
+	if (o)
+		json_object_set_new(o, "parent", r->parent_id[0] ? json_string(r->parent_id)
+								 : json_null());
 	q = o ? nd_session__quarantine_json(r->session_state) : NULL;
 	if (o)
 		json_object_set_new(o, "quarantined", json_boolean(q != NULL));
@@ -238,18 +245,23 @@ static bool state_in(const char *state, unsigned mask)
 	return false;
 }
 
-static int current_state(struct store *s, const char *id, char out[16])
+/* The state of sandbox @id and its parent's id ("" when it has none). */
+static int current_state(struct store *s, const char *id, char out[16], char parent[20])
 {
-	static const char sql[] = "SELECT state FROM sandboxes WHERE id = ?1";
+	static const char sql[] = "SELECT state, parent_id FROM sandboxes WHERE id = ?1";
 	sqlite3_stmt *st = NULL;
+	const unsigned char *p;
 	int r, rc;
 
 	r = store__stmt_text(s, sql, id, &st);
 	if (r < 0)
 		return r;
 	rc = r < 0 ? SQLITE_OK : sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		snprintf(out, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+		p = sqlite3_column_text(st, 1);
+		snprintf(parent, 20, "%s", p ? (const char *)p : "");
+	}
 	if (r == 0)
 		r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store__errno(rc);
 	store__stmt_done(st);
@@ -352,11 +364,11 @@ out:
 static int transition_tx(struct store *s, void *arg)
 {
 	struct transition *t = arg;
-	char state[16];
+	char state[16], parent[20] = "";
 	json_t *body;
 	int r;
 
-	r = current_state(s, t->id, state);
+	r = current_state(s, t->id, state, parent);
 	if (r < 0)
 		return r;
 	snprintf(t->was, sizeof(t->was), "%s", state);
@@ -369,6 +381,9 @@ static int transition_tx(struct store *s, void *arg)
 		r = close_sessions(s, t->id);
 		if (r == 0)
 			r = forget_env(s, t->nd, t->id);
+		/* a child's unspent budget goes back to its parent, once */
+		if (r == 0 && parent[0])
+			r = nd__delegate_end_tx(s, t->nd, parent, t->id, t->actor_uid);
 		if (r < 0)
 			return r;
 	}
@@ -414,10 +429,55 @@ int nd__row_reply(struct nucleusd *nd, const struct nd_caller *who, const char *
 
 /* ---- reading: get, list ---- */
 
+static int add_child(sqlite3_stmt *st, void *arg)
+{
+	json_t *o = json_pack("{ss ss}", "id", (const char *)sqlite3_column_text(st, 0), "state",
+			      (const char *)sqlite3_column_text(st, 1));
+
+	return o && json_array_append_new(arg, o) == 0 ? 0 : -ENOMEM;
+}
+
+int nd__children(struct nucleusd *nd, const char *id, bool live, json_t **ret)
+{
+	static const char every[] = "SELECT id, state FROM sandboxes WHERE parent_id = ?1 "
+				    "ORDER BY created_us";
+	static const char alive[] = "SELECT id, state FROM sandboxes WHERE parent_id = ?1 AND "
+				    "state IN ('creating', 'running', 'paused') ORDER BY created_us";
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	*ret = json_array();
+	if (!*ret)
+		return -ENOMEM;
+	r = store__stmt_text(nd->store, live ? alive : every, id, &st);
+	if (r == 0)
+		r = store__rows(st, add_child, *ret);
+	store__stmt_done(st);
+	if (r < 0) {
+		json_decref(*ret);
+		*ret = NULL;
+	}
+	return r;
+}
+
+/* One sandbox, with its children (delegation): ids and states. */
 int nucleusd__sandbox_get(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			  json_t **ret, struct nd_err *e)
 {
-	return nd__row_reply(nd, who, ref, ret, e);
+	json_t *ch = NULL;
+	int r = nd__row_reply(nd, who, ref, ret, e);
+
+	if (r < 0)
+		return r;
+	r = nd__children(nd, json_string_value(json_object_get(*ret, "id")), false, &ch);
+	if (r == 0)
+		r = json_object_set_new(*ret, "children", ch) < 0 ? -ENOMEM : 0;
+	if (r < 0) {
+		json_decref(*ret);
+		*ret = NULL;
+		return nd_err__set(e, r, "internal", "cannot read the sandbox's children");
+	}
+	return 0;
 }
 
 struct list_ctx {
@@ -536,6 +596,31 @@ fail_done:
 
 /* ---- lifecycle ---- */
 
+/*
+ * A parent that ended (stopped, failed) ends its children, and they theirs: each running
+ * or paused one is stopped, one still booting fails (its boot then stops its VM).
+ */
+static void end_children(struct nucleusd *nd, const char *id)
+{
+	char reason[64];
+	json_t *arr = NULL, *ch;
+	size_t i;
+
+	if (nd__children(nd, id, true, &arr) < 0)
+		return; /* logged by nobody: the next stop of the parent tries again */
+	snprintf(reason, sizeof(reason), "its parent %s ended", id);
+	json_array_foreach(arr, i, ch)
+	{
+		const char *cid = json_string_value(json_object_get(ch, "id"));
+
+		if (strcmp(json_string_value(json_object_get(ch, "state")), "creating") == 0)
+			nucleusd__sandbox_failed(nd, cid, reason);
+		else
+			nd__stop_for(nd, cid, reason);
+	}
+	json_decref(arr);
+}
+
 int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *ref, nd_be_op op,
 		  const struct nd_lifecycle *l, const char *reason, json_t **ret, struct nd_err *e)
 {
@@ -577,6 +662,8 @@ int nd__lifecycle(struct nucleusd *nd, const struct nd_caller *who, const char *
 				.boot_ms = -1,
 				.reason = reason};
 	r = nd__transition(&t, e);
+	if (r == 0 && strcmp(l->to, "stopped") == 0)
+		end_children(nd, row.id);
 	if (r == 0 && ret)
 		r = nd__row_reply(nd, NULL, row.id, ret, e);
 out:
@@ -610,6 +697,8 @@ void nucleusd__sandbox_failed(struct nucleusd *nd, const char *id, const char *r
 			       .boot_ms = -1,
 			       .reason = reason ? reason : "unknown"};
 
-	if (nd__transition(&t, NULL) == 0)
+	if (nd__transition(&t, NULL) == 0) {
 		nd->m.failures++;
+		end_children(nd, id);
+	}
 }

@@ -281,9 +281,19 @@ static const char migration_8[] =
 	"CREATE UNIQUE INDEX sandboxes_live_name ON sandboxes(owner_uid, name)"
 	"  WHERE name IS NOT NULL AND state NOT IN ('stopped', 'failed');";
 
+/*
+ * Migration 9: delegation. A child sandbox names its parent (its policy is within the
+ * parent's, its budget carved out of the parent's); the index finds a sandbox's children
+ * (a narrowing reaches them, an ending parent ends them).
+ */
+static const char migration_9[] =
+	"ALTER TABLE sandboxes ADD COLUMN parent_id TEXT REFERENCES sandboxes(id);"
+	"CREATE INDEX sandboxes_parent ON sandboxes(parent_id, created_us)"
+	"  WHERE parent_id IS NOT NULL;";
+
 static const char *const core_migrations[] = {
-	migration_1, migration_2, migration_3, migration_4,
-	migration_5, migration_6, migration_7, migration_8,
+	migration_1, migration_2, migration_3, migration_4, migration_5,
+	migration_6, migration_7, migration_8, migration_9,
 };
 
 /* A database from before modules had versions: core's version was the one version. */

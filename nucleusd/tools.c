@@ -39,6 +39,18 @@ static const struct nd_tool_arg run_args[] = {
 	{NULL},
 };
 
+/* A child sandbox (docs/api.md "Delegation"): a create request's fields but "parent". */
+static const struct nd_tool_arg spawn_args[] = {
+	{"target", ND_ARG_STRING, false},
+	{"profile", ND_ARG_STRING, false},
+	{"policy", ND_ARG_OBJECT, false},
+	{"budget", ND_ARG_OBJECT, false},
+	{"vcpus", ND_ARG_INT, false, 1, 64},
+	{"memory_mib", ND_ARG_INT, false, 16, 1048576},
+	{"ttl_seconds", ND_ARG_INT, false, 1, 30 * 86400},
+	{NULL},
+};
+
 const struct nd_tool nd_tools[] = {
 	{"read_file", POLICY_OP_READ_FILE, true, false, READ_MAX, path_args},
 	{"write_file", POLICY_OP_WRITE_FILE, true, false, 0, write_args},
@@ -52,7 +64,8 @@ const struct nd_tool nd_tools[] = {
 	{"git_commit", POLICY_OP_GIT_COMMIT},
 	{"git_push", POLICY_OP_GIT_PUSH},
 	{"create_pr", POLICY_OP_CREATE_PR},
-	{"spawn_agent", POLICY_OP_SPAWN_AGENT},
+	/* Performed by the daemon: a child sandbox of the caller's. */
+	{"spawn_agent", POLICY_OP_SPAWN_AGENT, false, false, 0, spawn_args, true},
 	{"manage_sandbox", POLICY_OP_MANAGE_SANDBOX},
 };
 

@@ -190,6 +190,17 @@ struct policy_session_config {
 int policy__session_new(const struct policy *profile, const struct policy_session_config *cfg,
 			struct policy_session **ret);
 void policy__session_free(struct policy_session *s);
+/*
+ * Delegation: a new session for a sub-agent of @parent. Its envelope is the meet of the
+ * parent's envelope and @requested (NULL: the parent's envelope as it is), with every
+ * operation whose allow-set the meet left empty denied, as a narrowing does
+ * (policy__deny_empty). It inherits the parent's exposure legs, suspicion (probe count) and
+ * quarantine, so a sub-agent neither forgets untrusted content nor restarts the count
+ * toward quarantine; its id and approver keys are @cfg's, its seq and call counters start
+ * at 0 and it has no used approval nonces. @parent is not changed.
+ */
+int policy__session_delegate(const struct policy_session *parent, const struct policy *requested,
+			     const struct policy_session_config *cfg, struct policy_session **ret);
 int policy__decide(struct policy_session *s, const struct policy_call *call, int64_t now,
 		   struct policy_decision *ret);
 int policy__narrow(struct policy_session *s, const struct policy *p, int64_t now,

@@ -22,22 +22,24 @@ void session__set_envelope(struct policy_session *s, struct policy *p)
 	s->env_text = NULL; /* made by the next policy__session_to_json */
 }
 
-int policy__session_new(const struct policy *profile, const struct policy_session_config *cfg,
-			struct policy_session **ret)
+/* A fresh session of @cfg with @env (taken, freed on failure) as its envelope. */
+static int session_create(struct policy *env, const struct policy_session_config *cfg,
+			  struct policy_session **ret)
 {
-	struct policy_session *s;
-	struct policy *env = NULL;
+	struct policy_session *s = NULL;
 	int rc;
 
-	if (!profile || !cfg || (cfg->n_approver_keys && !cfg->approver_keys))
-		return -EINVAL;
+	rc = -EINVAL;
+	if (!cfg || (cfg->n_approver_keys && !cfg->approver_keys))
+		goto fail;
+	rc = -EIO;
 	if (sodium_init() < 0)
-		return -EIO;
+		goto fail;
+	rc = -ENOMEM;
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return -ENOMEM;
+		goto fail;
 	memcpy(s->id, cfg->id, sizeof(s->id));
-	rc = -ENOMEM;
 	if (cfg->n_approver_keys) {
 		s->keys = calloc(cfg->n_approver_keys, sizeof(*s->keys));
 		if (!s->keys)
@@ -45,15 +47,27 @@ int policy__session_new(const struct policy *profile, const struct policy_sessio
 		memcpy(s->keys, cfg->approver_keys, cfg->n_approver_keys * sizeof(*s->keys));
 		s->nkeys = cfg->n_approver_keys;
 	}
-	rc = policy__dup(profile, &env);
-	if (rc < 0)
-		goto fail;
 	session__set_envelope(s, env);
 	*ret = s;
 	return 0;
 fail:
+	policy__free(env);
 	policy__session_free(s);
 	return rc;
+}
+
+int policy__session_new(const struct policy *profile, const struct policy_session_config *cfg,
+			struct policy_session **ret)
+{
+	struct policy *env = NULL;
+	int rc;
+
+	if (!profile)
+		return -EINVAL;
+	rc = policy__dup(profile, &env);
+	if (rc < 0)
+		return rc;
+	return session_create(env, cfg, ret);
 }
 
 void policy__session_free(struct policy_session *s)
@@ -406,6 +420,16 @@ int policy__decide(struct policy_session *s, const struct policy_call *call, int
 	return 0;
 }
 
+/* What narrowing @env by @p gives: the meet, with the operations it left unusable denied. */
+static int narrowed(const struct policy *env, const struct policy *p, struct policy **ret)
+{
+	int rc = policy__meet(env, p, ret);
+
+	if (rc == 0)
+		policy__deny_empty(*ret);
+	return rc;
+}
+
 /* @widen 0: narrow, 1: a widening request, 2: a widening that only @a can allow. */
 static int envelope_step(struct policy_session *s, const struct policy *p,
 			 const struct policy_approval *a, int64_t now, int widen,
@@ -430,13 +454,11 @@ static int envelope_step(struct policy_session *s, const struct policy *p,
 		suspect(s);
 	} else {
 		/* approved: @p as it is; else the meet, with unusable operations denied */
-		rc = a ? policy__dup(p, &m) : policy__meet(s->env, p, &m);
+		rc = a ? policy__dup(p, &m) : narrowed(s->env, p, &m);
 		if (rc < 0) {
 			s->seq--;
 			return rc;
 		}
-		if (!a)
-			policy__deny_empty(m);
 		session__set_envelope(s, m);
 		if (a && s->quarantined && session__quarantine(s) < 0) {
 			s->seq--; /* still quarantined by the flag; the caller does not commit */
@@ -467,4 +489,32 @@ int policy__widen(struct policy_session *s, const struct policy *p, const struct
 		  int64_t now, struct policy_decision *ret)
 {
 	return envelope_step(s, p, a, now, 2, ret);
+}
+
+int policy__session_delegate(const struct policy_session *parent, const struct policy *requested,
+			     const struct policy_session_config *cfg, struct policy_session **ret)
+{
+	struct policy_session *s = NULL;
+	struct policy *env = NULL;
+	int rc;
+
+	if (!parent || !ret)
+		return -EINVAL;
+	rc = requested ? narrowed(parent->env, requested, &env) : policy__dup(parent->env, &env);
+	if (rc < 0)
+		return rc;
+	rc = session_create(env, cfg, &s);
+	if (rc < 0)
+		return rc;
+	/*
+	 * What the sub-agent inherits. A quarantined parent's envelope is within read-only
+	 * already (session__quarantine), so the child's meet is too: the flag is what is left
+	 * to carry. Like a narrowing, a lower quarantine_after in @requested quarantines at
+	 * the next probe, not here.
+	 */
+	s->legs = parent->legs;
+	s->suspicion = parent->suspicion;
+	s->quarantined = parent->quarantined;
+	*ret = s;
+	return 0;
 }

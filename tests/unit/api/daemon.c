@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 
 #include "tests/unit/api/daemon.h"
+#include "tests/unit/th_budget.h"
 #include "tests/unit/nucleusd/helpers.h"
 #include "tests/unit/th_file.h"
 
@@ -422,6 +423,29 @@ json_t *thd_last_entry(struct thd *d, const char *id, const char *kind)
 	json_incref(body);
 	api_response__clear(&r);
 	return body;
+}
+
+const char *thd_path(const char *id, const char *suffix)
+{
+	static char buf[8][160];
+	static int i;
+	char *p = buf[i++ % 8];
+
+	snprintf(p, 160, "/v1/sandboxes/%s%s", id, suffix);
+	return p;
+}
+
+long long thd_budget(struct thd *d, const char *id, const char *kind, const char *field)
+{
+	const char *path = thd_path(id, "/budget");
+	struct api_response r;
+	long long n;
+
+	r = thd_call(d, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s: %s", path, r.body);
+	n = th_budget_field(r.json, kind, field);
+	api_response__clear(&r);
+	return n;
 }
 
 const char *thd_create(struct thd *d, const char *json_body)

@@ -81,6 +81,10 @@ int thd_dial(const struct thd *d);
 struct api_response thd_raw(struct thd *d, const char *request, size_t len);
 /* An unlabelled series of /v1/metrics (its value as an integer), -1 when it is missing. */
 long long thd_metric(struct thd *d, const char *name);
+/* "/v1/sandboxes/@id@suffix" in one of 8 static buffers, reused in turn. */
+const char *thd_path(const char *id, const char *suffix);
+/* GET /v1/sandboxes/@id/budget: budgets.@kind.@field (th_budget_field); asserts 200. */
+long long thd_budget(struct thd *d, const char *id, const char *kind, const char *field);
 /* POST /v1/sandboxes with @json_body; asserts 201; returns the id (static buffer). */
 const char *thd_create(struct thd *d, const char *json_body);
 

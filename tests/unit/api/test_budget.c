@@ -16,7 +16,6 @@
 
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/nucleusd/helpers.h"
-#include "tests/unit/th_budget.h"
 
 static struct thd d;
 
@@ -39,28 +38,6 @@ static void sleep_ms(long ms)
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
-}
-
-static char *path(const char *id, const char *suffix)
-{
-	static char buf[8][160];
-	static int i;
-	char *p = buf[i++ % 8];
-
-	snprintf(p, 160, "/v1/sandboxes/%s%s", id, suffix);
-	return p;
-}
-
-/* GET .../budget: the kind's field (integer; -1 for null). */
-static long long budget_of(const char *id, const char *kind, const char *field)
-{
-	struct api_response r = thd_call(&d, "GET", path(id, "/budget"), NULL);
-	long long n;
-
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	n = th_budget_field(r.json, kind, field);
-	api_response__clear(&r);
-	return n;
 }
 
 /* Starts the daemon and creates a sandbox from @body; its id in @id (32 bytes). */
@@ -117,7 +94,7 @@ static int report(const char *id, const char *key, long in, long out, char what[
 		 "{\"key\": \"%s\", \"model\": \"m\", \"input_tokens\": %ld, \"output_tokens\": "
 		 "%ld}",
 		 key, in, out);
-	r = thd_call(&d, "POST", path(id, "/usage"), body);
+	r = thd_call(&d, "POST", thd_path(id, "/usage"), body);
 	st = r.status;
 	if (what) {
 		const char *s = json_string_value(json_object_get(r.json, st == 200   ? "status"
@@ -177,15 +154,15 @@ Test(budget_api, profile_defaults_and_request_overrides)
 	snprintf(
 		id, sizeof(id), "%s",
 		thd_create(&d, "{\"profile\": \"fake-budget\", \"vcpus\": 1, \"memory_mib\": 64}"));
-	cr_assert_eq(budget_of(id, "tokens", "limit"), 1000);
-	cr_assert_eq(budget_of(id, "usd_micro", "limit"), 1000000);
-	cr_assert_eq(budget_of(id, "cpu_ms", "limit"), -1);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "limit"), 1000);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "limit"), 1000000);
+	cr_assert_eq(thd_budget(&d, id, "cpu_ms", "limit"), -1);
 	snprintf(id2, sizeof(id2), "%s",
 		 thd_create(&d, "{\"profile\": \"fake-budget\", \"vcpus\": 1, \"memory_mib\": 64, "
 				"\"budget\": {\"tokens\": 50, \"cpu_ms\": 7}}"));
-	cr_assert_eq(budget_of(id2, "tokens", "limit"), 50);
-	cr_assert_eq(budget_of(id2, "cpu_ms", "limit"), 7);
-	cr_assert_eq(budget_of(id2, "usd_micro", "limit"), 1000000);
+	cr_assert_eq(thd_budget(&d, id2, "tokens", "limit"), 50);
+	cr_assert_eq(thd_budget(&d, id2, "cpu_ms", "limit"), 7);
+	cr_assert_eq(thd_budget(&d, id2, "usd_micro", "limit"), 1000000);
 	thd_finish(&d);
 }
 
@@ -207,7 +184,7 @@ Test(budget_api, usage_bodies_are_checked_strictly)
 	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	before = thd_dump(&d);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		expect_400(path(id, "/usage"), bad[i], "");
+		expect_400(thd_path(id, "/usage"), bad[i], "");
 	after = thd_dump(&d);
 	thd_assert_same_db(before, after, "a rejected usage report changed the database");
 	thd_finish(&d);
@@ -220,19 +197,19 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	start_with(id, BASIC ", \"budget\": {\"tokens\": 100}}");
 	cr_assert_eq(report(id, "r1", 40, 20, what), 200);
 	cr_assert_str_eq(what, "charged");
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 60);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 60);
 	/* The tool works while the budget lasts. */
-	thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
+	thd_expect(&d, "POST", thd_path(id, "/tools/echo"), "{\"args\": {}}", 200);
 
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402);
 	cr_assert_str_eq(what, "tokens");
 	/* The tokens were spent: the budget is now exhausted, exactly at its limit. */
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 100);
-	cr_assert_eq(budget_of(id, "tokens", "exhausted"), 1);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 100);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "exhausted"), 1);
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "100");
 
-	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "tokens");
-	thd_expect(&d, "POST", path(id, "/tools/run"),
+	expect_402("POST", thd_path(id, "/tools/echo"), "{\"args\": {}}", "tokens");
+	thd_expect(&d, "POST", thd_path(id, "/tools/run"),
 		   "{\"args\": {\"argv\": [\"x\", \"hi\"]}, \"stream\": true}", 402);
 	cr_assert_eq(report(id, "r3", 1, 0, what), 402);
 	cr_assert_eq(report(id, "r2", 30, 20, what), 402, "the refused report's retry");
@@ -241,8 +218,8 @@ Test(budget_api, a_report_past_the_limit_is_402_and_so_is_every_later_call)
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 5);
 	cr_assert_eq(count_audit(id, "tool.decision"), 1);
 	/* Pausing and resuming is refused too. */
-	thd_expect(&d, "POST", path(id, "/pause"), NULL, 200);
-	expect_402("POST", path(id, "/resume"), NULL, "tokens");
+	thd_expect(&d, "POST", thd_path(id, "/pause"), NULL, 200);
+	expect_402("POST", thd_path(id, "/resume"), NULL, "tokens");
 	thd_finish(&d);
 }
 
@@ -254,7 +231,7 @@ Test(budget_api, a_retried_report_is_charged_once_and_a_reused_key_is_409)
 	start_with(id, BASIC "}");
 	cr_assert_eq(report(id, "same-key", 1000, 500, what), 200);
 	cr_assert_str_eq(what, "charged");
-	r = thd_call(&d, "POST", path(id, "/usage"),
+	r = thd_call(&d, "POST", thd_path(id, "/usage"),
 		     "{\"key\": \"same-key\", \"model\": \"m\", \"input_tokens\": 1000, "
 		     "\"output_tokens\": 500}");
 	cr_assert_eq(r.status, 200, "%s", r.body);
@@ -269,8 +246,8 @@ Test(budget_api, a_retried_report_is_charged_once_and_a_reused_key_is_409)
 	api_response__clear(&r);
 	cr_assert_eq(report(id, "same-key", 1000, 501, what), 409);
 	cr_assert_str_eq(what, "key_reused");
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 1500);
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 10500);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 1500);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), 10500);
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "1500");
 	/* The same key in another sandbox is another report. */
 	{
@@ -336,10 +313,10 @@ Test(budget_api, twenty_concurrent_reporters_sum_exactly)
 		pthread_join(t[i], NULL);
 		cr_assert_eq(w[i].failures, 0, "worker %d", i);
 	}
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 20 * 5 * 7);
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 20 * 5 * 7);
 	cr_assert_str_eq(ledger_sum(id, "tokens"), "700");
 	/* 3 in + 4 out at 3000/15000 micro-USD per 1k: (9000 + 60000) / 1000 = 69 each */
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 100 * 69);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), 100 * 69);
 	thd_finish(&d);
 }
 
@@ -401,11 +378,11 @@ Test(budget_api, kill_9_between_debits_then_restart_balances_equal_the_ledger)
 	cr_assert_geq(rows, k.sent, "an answered report was lost");
 	cr_assert_geq(rows, 30);
 	/* Balance = ledger, and each committed report is whole (tokens and money). */
-	cr_assert_eq(budget_of(id, "tokens", "spent"), atoll(ledger_sum(id, "tokens")));
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 5LL * rows);
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), atoll(ledger_sum(id, "usd_micro")));
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), atoll(ledger_sum(id, "tokens")));
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 5LL * rows);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), atoll(ledger_sum(id, "usd_micro")));
 	/* 2 in + 3 out: (6000 + 45000) / 1000 = 51 micro-USD per report */
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 51LL * rows);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), 51LL * rows);
 	/* Replay every key the client may have sent: committed ones are duplicates. */
 	for (int i = 0; i < rows + 5; i++) {
 		snprintf(key, sizeof(key), "kill-%d", i);
@@ -417,7 +394,7 @@ Test(budget_api, kill_9_between_debits_then_restart_balances_equal_the_ledger)
 	}
 	cr_assert_eq(dup, rows);
 	cr_assert_eq(charged, 5);
-	cr_assert_eq(budget_of(id, "tokens", "spent"), 5LL * (rows + 5));
+	cr_assert_eq(thd_budget(&d, id, "tokens", "spent"), 5LL * (rows + 5));
 	cr_assert_str_eq(th_query_file(d.db, "SELECT count(*) FROM budget_ledger WHERE kind = "
 					     "'tokens'"),
 			 th_query_file(d.db, "SELECT count(DISTINCT idem_key) FROM budget_ledger "
@@ -447,14 +424,14 @@ Test(budget_api, a_tool_price_is_charged_and_refused_past_the_limit)
 	d.extra[1] = prices;
 	start_with(id, BASIC ", \"budget\": {\"usd\": \"0.005\"}}");
 	for (int i = 0; i < 2; i++) {
-		thd_expect(&d, "POST", path(id, "/tools/echo"), "{\"args\": {}}", 200);
+		thd_expect(&d, "POST", thd_path(id, "/tools/echo"), "{\"args\": {}}", 200);
 	}
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
-	expect_402("POST", path(id, "/tools/echo"), "{\"args\": {}}", "usd_micro");
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), 4000);
+	expect_402("POST", thd_path(id, "/tools/echo"), "{\"args\": {}}", "usd_micro");
 	/* A refused price is not spent; a free call still fits. */
-	cr_assert_eq(budget_of(id, "usd_micro", "spent"), 4000);
-	cr_assert_eq(budget_of(id, "usd_micro", "exhausted"), 0);
-	thd_expect(&d, "POST", path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}", 200);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "spent"), 4000);
+	cr_assert_eq(thd_budget(&d, id, "usd_micro", "exhausted"), 0);
+	thd_expect(&d, "POST", thd_path(id, "/tools/slow"), "{\"args\": {\"ms\": 0}}", 200);
 	cr_assert_eq(count_audit(id, "budget.debit"), 2);
 	cr_assert_eq(count_audit(id, "budget.exhausted"), 1);
 	/* Metrics: spend over all sandboxes and the enforcement. */
@@ -474,7 +451,7 @@ static const char *wait_state(const char *id, const char *want)
 
 	/* Bounded polling, generous for a loaded machine: no time is asserted. */
 	for (int i = 0; i < 6000; i++) {
-		struct api_response r = thd_call(&d, "GET", path(id, ""), NULL);
+		struct api_response r = thd_call(&d, "GET", thd_path(id, ""), NULL);
 
 		snprintf(state, sizeof(state), "%s",
 			 json_string_value(json_object_get(r.json, "state")));
@@ -489,7 +466,7 @@ static const char *wait_state(const char *id, const char *want)
 static const char *reason_of(const char *id)
 {
 	static char reason[128];
-	struct api_response r = thd_call(&d, "GET", path(id, ""), NULL);
+	struct api_response r = thd_call(&d, "GET", thd_path(id, ""), NULL);
 	const char *s = json_string_value(json_object_get(r.json, "reason"));
 
 	snprintf(reason, sizeof(reason), "%s", s ? s : "");
@@ -535,16 +512,16 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 		thd_create(&d, BASIC ", \"image\": \"fake:burn\", \"budget\": {\"cpu_ms\": 300}}"));
 	cr_assert_str_eq(wait_state(id, "paused"), "paused");
 	cr_assert_str_eq(reason_of(id), "budget:cpu_ms");
-	spent = budget_of(id, "cpu_ms", "spent");
+	spent = thd_budget(&d, id, "cpu_ms", "spent");
 	cr_assert_geq(spent, BURN_LIMIT);
 	cr_assert_leq(spent, BURN_LIMIT + BURN_TOLERANCE, "spent %lld", spent);
-	cr_assert_eq(budget_of(id, "cpu_ms", "exhausted"), 1);
-	cr_assert_gt(budget_of(id, "mem_peak_mib", "spent"), 0, "RSS was metered");
+	cr_assert_eq(thd_budget(&d, id, "cpu_ms", "exhausted"), 1);
+	cr_assert_gt(thd_budget(&d, id, "mem_peak_mib", "spent"), 0, "RSS was metered");
 	cr_assert_eq(spent, atoll(ledger_sum(id, "cpu_ms")));
 	/* Paused (SIGSTOP): nothing more is metered. */
 	sleep_ms(200);
-	cr_assert_eq(budget_of(id, "cpu_ms", "spent"), spent);
-	expect_402("POST", path(id, "/resume"), NULL, "cpu_ms");
+	cr_assert_eq(thd_budget(&d, id, "cpu_ms", "spent"), spent);
+	expect_402("POST", thd_path(id, "/resume"), NULL, "cpu_ms");
 	cr_assert_geq(count_audit(id, "budget.exhausted"), 2);
 	cr_assert_eq(count_audit(id, "sandbox.pause"), 1);
 	r = thd_call(&d, "GET", "/v1/metrics", NULL);
@@ -552,7 +529,7 @@ Test(budget_api, a_cpu_burning_sandbox_is_paused_at_its_cpu_limit)
 			   "%s", r.body);
 	api_response__clear(&r);
 	/* Stopping kills the burner. */
-	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
+	thd_expect(&d, "DELETE", thd_path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
@@ -576,10 +553,10 @@ Test(budget_api, metered_debits_are_coalesced_and_reading_the_budget_is_current)
 		 id);
 	rows = atoll(th_query_file(d.db, sql));
 	cr_expect_leq(rows, 12, "%lld ledger rows for about 60 samples", rows);
-	spent = budget_of(id, "cpu_ms", "spent");
+	spent = thd_budget(&d, id, "cpu_ms", "spent");
 	cr_assert_gt(spent, 100, "the burner's CPU is current when read: %lld ms", spent);
 	cr_assert_eq(spent, atoll(ledger_sum(id, "cpu_ms")));
-	thd_expect(&d, "DELETE", path(id, ""), NULL, 200);
+	thd_expect(&d, "DELETE", thd_path(id, ""), NULL, 200);
 	thd_finish(&d);
 }
 
@@ -643,7 +620,7 @@ Test(budget_api, nucleusctl_budget_prints_the_table_and_json)
 		cr_assert_not_null(j, "%s", r->out);
 		snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
 		json_decref(j);
-		cr_assert_eq(budget_of(id, "tokens", "limit"), 5);
+		cr_assert_eq(thd_budget(&d, id, "tokens", "limit"), 5);
 		r = thd_ctl(d.sock, "create", "--budget", "{\"tokens\": 0}", NULL);
 		cr_assert_eq(r->code, 1);
 		cr_assert_not_null(strstr(r->err, "budget.tokens"), "%s", r->err);

@@ -912,3 +912,278 @@ Test(policylife, expired_asks_are_probes)
 	thd_expect_intact(&d, id);
 	thd_finish(&d);
 }
+
+/* ---- delegation (#15): a child's policy is within its parent's, for good ---- */
+
+/* POST /v1/sandboxes of a child of @parent with @policy (JSON, NULL: none); its id. */
+static const char *child_of(const char *parent, const char *policy)
+{
+	char *body;
+	const char *id;
+
+	cr_assert_gt(asprintf(&body, "{\"parent\": \"%s\", %s%s%s\"vcpus\": 1, \"memory_mib\": 128}",
+			      parent, policy ? "\"policy\": " : "", policy ? policy : "",
+			      policy ? ", " : ""),
+		     0);
+	id = thd_create(&d, body);
+	free(body);
+	return id;
+}
+
+/* The policy in force of @id (GET .../policy). */
+static struct policy *policy_of(const char *id)
+{
+	struct api_response r = show(id);
+	struct policy *p = in_force(r.json);
+
+	api_response__clear(&r);
+	return p;
+}
+
+static char *policy_text(const struct policy *p)
+{
+	char *text = NULL;
+
+	cr_assert_eq(policy__to_json(p, &text), 0);
+	return text;
+}
+
+/*
+ * Through the API, for random policies: a child's policy is below its parent's and the
+ * requested one; delegating again with the same request changes nothing (idempotent);
+ * a grandchild through A then B is the child through the meet of A and B (associative);
+ * with no policy the child has its parent's.
+ */
+Test(policylife, delegation_is_never_wider_idempotent_and_associative)
+{
+	for (int round = 0; round < 16; round++) {
+		char *a = rand_policy(), *b = rand_policy(), *c = rand_policy(), *bc_text;
+		struct policy *pp, *pb = parse(b), *pc = parse(c), *x, *x2, *g, *m, *bc = NULL;
+		char parent[32], child[32];
+
+		snprintf(parent, sizeof(parent), "%s", create_with(a));
+		pp = policy_of(parent);
+		snprintf(child, sizeof(child), "%s", child_of(parent, b));
+		x = policy_of(child);
+		cr_assert(policy__leq(x, pp), "round %d: the child is above its parent", round);
+		cr_assert(policy__leq(x, pb), "round %d: the child is above its request", round);
+
+		x2 = policy_of(child_of(child, b));
+		cr_assert(policy__eq(x, x2), "round %d: delegating twice is not idempotent", round);
+		policy__free(x2);
+
+		g = policy_of(child_of(child, c));
+		cr_assert_eq(policy__meet(pb, pc, &bc), 0);
+		bc_text = policy_text(bc);
+		m = policy_of(child_of(parent, bc_text));
+		cr_assert(policy__eq(g, m), "round %d: (P.b).c differs from P.(b meet c)", round);
+		cr_assert(policy__leq(g, pc));
+
+		x2 = policy_of(child_of(parent, NULL));
+		cr_assert(policy__eq(x2, pp), "round %d: no request, not the parent's", round);
+		policy__free(x2);
+		policy__free(g);
+		policy__free(m);
+		policy__free(bc);
+		policy__free(x);
+		policy__free(pp);
+		policy__free(pb);
+		policy__free(pc);
+		free(bc_text);
+		free(a);
+		free(b);
+		free(c);
+	}
+	thd_finish(&d);
+}
+
+/* POST /v1/policy/explain of @call in the fresh session of @policy: its verdict. */
+static bool explain_allows(const struct policy *policy, const char *call)
+{
+	char *text = policy_text(policy), *body;
+	struct api_response r;
+	bool allow;
+
+	cr_assert_gt(asprintf(&body, "{\"policy\": %s, \"call\": %s}", text, call), 0);
+	r = thd_call(&d, "POST", "/v1/policy/explain", body);
+	cr_assert_eq(r.status, 200, "%s: %s", body, r.body);
+	allow = strcmp(jstr(r.json, "verdict"), "allow") == 0;
+	api_response__clear(&r);
+	free(body);
+	free(text);
+	return allow;
+}
+
+/*
+ * A delegated child can never do what its parent cannot, after any sequence of parent
+ * narrowings: each narrowing of the parent reaches the child and the grandchild (in the
+ * same transaction, audited "by" the parent), checked on the policies in force and on
+ * calls decided by both; and a call the parent lost is refused in the child.
+ */
+Test(policylife, a_child_never_does_what_its_parent_cannot)
+{
+	static const char *const calls[] = {
+		"{\"op\": \"read_file\", \"path\": \"/workspace/a.c\"}",
+		"{\"op\": \"read_file\", \"path\": \"/tmp/x\"}",
+		"{\"op\": \"write_file\", \"path\": \"/workspace/src/m.c\"}",
+		"{\"op\": \"run\", \"argv\": [\"make\"]}",
+		"{\"op\": \"run\", \"argv\": [\"git\", \"status\"]}",
+		"{\"op\": \"web_fetch\", \"url\": \"https://github.com/x\"}",
+		"{\"op\": \"net_connect\", \"host\": \"10.1.2.3\", \"port\": 22}",
+		"{\"op\": \"git_push\", \"remote\": \"https://github.com/o/r\", \"ref\": \"main\"}",
+	};
+	static const char open_p[] =
+		"{\"levels\": {\"read_file\": \"allow\", \"write_file\": \"allow\", \"run\": "
+		"\"allow\", \"web_fetch\": \"allow\", \"net_connect\": \"allow\", \"git_push\": "
+		"\"allow\"}, \"paths\": {\"read\": \"all\", \"write\": \"all\"}, \"commands\": "
+		"{\"allow\": [\"git **\", \"make\", \"make **\"]}, \"egress\": {\"allow\": "
+		"[\"github.com:443\", \"10.0.0.0/8:22\"]}, \"git\": {\"refs\": \"all\"}}";
+	static const char no_tmp[] = "{\"levels\": {\"read_file\": \"allow\"}, \"paths\": "
+				     "{\"read\": [\"/workspace/**\"]}}";
+	char parent[32], child[32], grand[32], path[160];
+	struct api_response r;
+	json_t *b;
+
+	snprintf(parent, sizeof(parent), "%s", create_with(open_p));
+	snprintf(child, sizeof(child), "%s", child_of(parent, NULL));
+	snprintf(grand, sizeof(grand), "%s", child_of(child, NULL));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", grand);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/tmp/x\"}}", 200);
+	for (int round = 0; round < 12; round++) {
+		char *n = rand_policy();
+		struct policy *pp, *pc, *pg;
+
+		policy__free(narrowed(parent, n));
+		pp = policy_of(parent);
+		pc = policy_of(child);
+		pg = policy_of(grand);
+		cr_assert(policy__leq(pc, pp), "round %d: the child is above its parent", round);
+		cr_assert(policy__leq(pg, pc), "round %d: the grandchild is above", round);
+		for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+			if (!explain_allows(pp, calls[i]))
+				cr_assert(!explain_allows(pg, calls[i]),
+					  "round %d: the parent refuses %s, its grandchild not",
+					  round, calls[i]);
+		policy__free(pp);
+		policy__free(pc);
+		policy__free(pg);
+		free(n);
+	}
+
+	/* the same with real calls: a fresh family, the parent loses /tmp */
+	snprintf(parent, sizeof(parent), "%s", create_with(open_p));
+	snprintf(child, sizeof(child), "%s", child_of(parent, NULL));
+	snprintf(grand, sizeof(grand), "%s", child_of(child, NULL));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/read_file", grand);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/tmp/x\"}}", 200);
+	r = change(parent, "narrow", no_tmp, NULL, 200);
+	api_response__clear(&r);
+	r = thd_call(&d, "POST", path, "{\"args\": {\"path\": \"/tmp/x\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	cr_assert_str_eq(jstr(r.json, "reason"), "PATH_NOT_ALLOWED", "%s", r.body);
+	api_response__clear(&r);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a.c\"}}", 200);
+	b = thd_last_entry(&d, grand, "policy.narrow");
+	cr_assert_not_null(b, "no policy.narrow on the grandchild");
+	cr_assert_str_eq(jstr(b, "by"), child);
+	cr_assert_str_eq(jstr(b, "how"), "narrow");
+	json_decref(b);
+	r = show(grand);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2, "%s", r.body);
+	api_response__clear(&r);
+	thd_expect_intact(&d, grand);
+	thd_finish(&d);
+}
+
+/*
+ * A child starts with its parent's exposure legs and probe count, and a quarantine of the
+ * parent (read-only) reaches it.
+ */
+Test(policylife, a_child_inherits_legs_probes_and_quarantine)
+{
+	static const char p[] = "{\"levels\": {\"read_file\": \"allow\", \"web_fetch\": \"allow\", "
+				"\"write_file\": \"allow\"}, \"paths\": {\"read\": \"all\", "
+				"\"write\": \"all\"}, \"egress\": {\"allow\": "
+				"[\"a.example.com:443\"]}, \"quarantine_after\": 2}";
+	char parent[32], child[32], path[160];
+	struct api_response r, rc;
+	json_t *ps, *cs;
+
+	snprintf(parent, sizeof(parent), "%s", create_with(p));
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", parent);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://a.example.com/x\"}}", 200);
+	/* a probe after untrusted content: refused, counted */
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://b.example.com/x\"}}", 403);
+	snprintf(child, sizeof(child), "%s", child_of(parent, NULL));
+	r = show(parent);
+	rc = show(child);
+	ps = json_object_get(r.json, "session");
+	cs = json_object_get(rc.json, "session");
+	cr_assert(json_equal(json_object_get(ps, "legs"), json_object_get(cs, "legs")), "%s / %s",
+		  r.body, rc.body);
+	cr_assert_gt(json_array_size(json_object_get(cs, "legs")), 0, "%s", rc.body);
+	cr_assert_eq(json_integer_value(json_object_get(cs, "suspicion")), 1, "%s", rc.body);
+	cr_assert_str_neq(jstr(ps, "id"), jstr(cs, "id"), "one session each");
+	api_response__clear(&r);
+	api_response__clear(&rc);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", child);
+	thd_expect(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}",
+		   200);
+
+	/* the parent's second probe quarantines it, and its child with it */
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/web_fetch", parent);
+	thd_expect(&d, "POST", path, "{\"args\": {\"url\": \"https://b.example.com/x\"}}", 403);
+	expect_quarantined(parent, true);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", child);
+	r = thd_call(&d, "POST", path, "{\"args\": {\"path\": \"/workspace/a\", \"content\": \"x\"}}");
+	cr_assert_eq(r.status, 403, "%d %s", r.status, r.body);
+	api_response__clear(&r);
+	rc = show(child);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(rc.json, "policy"), "levels"), "write_file"),
+		"deny", "%s", rc.body);
+	api_response__clear(&rc);
+	thd_finish(&d);
+}
+
+/*
+ * A signed widening of a child stays within its parent: past the parent's policy it is
+ * refused (403, audited with beyond_parent, a probe) whoever signed it; up to the
+ * parent's it is applied.
+ */
+Test(policylife, no_signature_widens_a_child_past_its_parent)
+{
+	static const char wide[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+				   "\"allow\"}}";
+	static const char small[] = "{\"levels\": {\"read_file\": \"allow\"}}";
+	static const char wider[] = "{\"levels\": {\"read_file\": \"allow\", \"write_file\": "
+				    "\"allow\", \"run\": \"allow\"}, \"commands\": {\"allow\": "
+				    "[\"make\"]}}";
+	unsigned char sk[64];
+	char hex[65], parent[32], child[32], *appr;
+	struct api_response r;
+	json_t *b;
+
+	with_approver(sk, hex);
+	snprintf(parent, sizeof(parent), "%s", create_with(wide));
+	snprintf(child, sizeof(child), "%s", child_of(parent, small));
+	appr = widen_approval(child, wider, sk, 1);
+	r = change(child, "widen", wider, appr, 403);
+	cr_assert_str_eq(jstr(r.json, "error"), "widen_refused", "%s", r.body);
+	cr_assert_not_null(strstr(jstr(r.json, "message"), parent), "%s", r.body);
+	api_response__clear(&r);
+	free(appr);
+	b = thd_last_entry(&d, child, "policy.widen_refused");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(jstr(b, "beyond_parent"), parent);
+	json_decref(b);
+
+	appr = widen_approval(child, wide, sk, 2);
+	r = change(child, "widen", wide, appr, 200);
+	cr_assert_str_eq(
+		jstr(json_object_get(json_object_get(r.json, "policy"), "levels"), "write_file"),
+		"allow", "%s", r.body);
+	api_response__clear(&r);
+	free(appr);
+	thd_finish(&d);
+}

@@ -68,3 +68,19 @@ int64_t bt_int(sqlite3 *db, const char *sql)
 	sqlite3_finalize(st);
 	return v;
 }
+
+char *bt_text(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *t;
+	char *v;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+		     sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
+	t = sqlite3_column_text(st, 0);
+	v = strdup(t ? (const char *)t : "");
+	cr_assert(v);
+	sqlite3_finalize(st);
+	return v;
+}

@@ -23,5 +23,7 @@ void bt_commit(sqlite3 *db);
 void bt_rollback(sqlite3 *db);
 /* First column of the first row of @sql as int64 (asserts a row). */
 int64_t bt_int(sqlite3 *db, const char *sql);
+/* The same as text (free it; "" for NULL). */
+char *bt_text(sqlite3 *db, const char *sql);
 
 #endif

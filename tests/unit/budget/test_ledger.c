@@ -514,3 +514,488 @@ Test(ledger, running_balance_equals_the_ledger_and_rows_are_append_only)
 	cr_expect_neq(sqlite3_exec(db, "DELETE FROM budget_ledger", NULL, NULL, NULL), SQLITE_OK);
 	cr_expect_gt(bt_int(db, "SELECT count(*) FROM budget_ledger"), 0);
 }
+
+/* ---- delegation: carve out of the parent, return what the child did not spend ------- */
+
+TestSuite(delegation, .init = setup, .fini = teardown);
+
+static int carve1(const char *parent, const char *child, const struct budget_limits *pl,
+		  const struct budget_limits *cl, struct budget_result *res)
+{
+	int r;
+
+	bt_begin(db);
+	r = budget__carve(st, parent, child, pl, cl, res);
+	bt_commit(db);
+	return r;
+}
+
+static int return1(const char *parent, const char *child, struct budget_result *res)
+{
+	int r;
+
+	bt_begin(db);
+	r = budget__return(st, parent, child, res);
+	bt_commit(db);
+	return r;
+}
+
+/* Rows of the ledger whose reason is @prefix@child. */
+static int64_t rows_of(const char *prefix, const char *child)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM budget_ledger WHERE reason = '%s%s'",
+		 prefix, child);
+	return bt_int(db, sql);
+}
+
+static int64_t spent_of(const char *sandbox, enum budget_kind k)
+{
+	struct budget_spent s;
+
+	cr_assert_eq(budget__spent(st, sandbox, &s), 0);
+	return s.spent[k];
+}
+
+/* A child's own spending, as the daemon would write it (a charge, or metered). */
+static void child_spends(const char *child, enum budget_kind k, int64_t amount, bool metered)
+{
+	struct budget_debit d = {k, amount};
+	struct budget_result res;
+
+	bt_begin(db);
+	cr_assert_eq(metered ? budget__meter(st, child, &d, 1, NULL, "meter", NULL, &res)
+			     : budget__charge(st, child, k, amount, NULL, "tool:x", NULL, &res),
+		     0);
+	bt_commit(db);
+}
+
+Test(delegation, carve_within_the_parent_limits)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_TOKENS] = 1000, [BUDGET_USD_MICRO] = 5000000}};
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 300, [BUDGET_USD_MICRO] = 1000000}};
+	struct budget_result res;
+
+	cr_assert_eq(charge1(BUDGET_TOKENS, 100, NULL, &pl, &res), 0);
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 300);
+	cr_expect_eq(res.charged[BUDGET_USD_MICRO], 1000000);
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 400);
+	cr_expect_eq(res.after.spent[BUDGET_USD_MICRO], 1000000);
+	cr_expect_eq(rows_of("carve:", child), 2, "a row per carved kind");
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 400);
+	cr_expect_eq(spent_of(child, BUDGET_TOKENS), 0, "the child starts with nothing spent");
+
+	/* the same carve again (a retried create) writes nothing */
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	cr_expect_eq(res.status, BUDGET_DUPLICATE);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 300);
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 400);
+	cr_expect_eq(rows_of("carve:", child), 2);
+	cl.limit[BUDGET_TOKENS] = 50;
+	bt_begin(db);
+	cr_expect_eq(budget__carve(st, sb, child, &pl, &cl, &res), -EEXIST, "other amounts");
+	bt_commit(db);
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 400);
+}
+
+Test(delegation, carve_past_the_parent_remaining_writes_nothing)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_TOKENS] = 1000, [BUDGET_USD_MICRO] = 1000}};
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 201, [BUDGET_USD_MICRO] = 10}};
+	struct budget_result res;
+
+	cr_assert_eq(charge1(BUDGET_TOKENS, 800, NULL, &pl, &res), 0);
+	bt_begin(db);
+	cr_expect_eq(budget__carve(st, sb, child, &pl, &cl, &res), -EDQUOT);
+	bt_commit(db);
+	cr_expect_eq(res.status, BUDGET_REFUSED);
+	cr_expect_eq(res.exhausted, BUDGET_TOKENS, "names the kind the parent lacks");
+	cr_expect_eq(rows_of("carve:", child), 0, "all or nothing: money was not carved either");
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 800);
+	cr_expect_eq(spent_of(sb, BUDGET_USD_MICRO), 0);
+
+	/* exactly what is left can be carved, and the refused carve left no key behind */
+	cl.limit[BUDGET_TOKENS] = 200;
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 1000);
+	cr_expect_eq(budget__check(st, sb, &pl, NULL), -EDQUOT, "the parent has nothing left");
+}
+
+Test(delegation, carve_of_a_kind_the_parent_does_not_limit)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_TOKENS] = 10}};
+	struct budget_limits cl = {.limit = {[BUDGET_CPU_MS] = BUDGET_AMOUNT_MAX}};
+	struct budget_result res;
+
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_CPU_MS], BUDGET_AMOUNT_MAX);
+	cr_expect_eq(spent_of(sb, BUDGET_CPU_MS), BUDGET_AMOUNT_MAX, "carved all the same");
+	cr_expect_eq(budget__check(st, sb, &pl, NULL), 0, "an unlimited kind is never exhausted");
+	child_spends(child, BUDGET_CPU_MS, 1234, true);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_CPU_MS], BUDGET_AMOUNT_MAX - 1234);
+	cr_expect_eq(spent_of(sb, BUDGET_CPU_MS), 1234, "the parent paid what the child used");
+
+	/* a parent with no limits at all (NULL) */
+	child = bt_sandbox(db, 3);
+	cr_assert_eq(carve1(sb, child, NULL, &cl, &res), 0);
+	cr_expect_eq(res.after.spent[BUDGET_CPU_MS], 1234 + BUDGET_AMOUNT_MAX);
+}
+
+Test(delegation, return_credits_what_the_child_did_not_spend)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_TOKENS] = 1000, [BUDGET_USD_MICRO] = 5000000}};
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 300, [BUDGET_USD_MICRO] = 1000000}};
+	struct budget_result res;
+	char sql[200];
+
+	cr_assert_eq(charge1(BUDGET_TOKENS, 100, NULL, &pl, &res), 0);
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	child_spends(child, BUDGET_TOKENS, 120, false);
+	child_spends(child, BUDGET_USD_MICRO, 250000, false);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 180, "returned amounts are positive");
+	cr_expect_eq(res.charged[BUDGET_USD_MICRO], 750000);
+	cr_expect_eq(res.charged[BUDGET_CPU_MS], 0, "not carved, not returned");
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 100 + 120);
+	cr_expect_eq(res.after.spent[BUDGET_USD_MICRO], 250000);
+	cr_expect_eq(rows_of("return:", child), 2, "a row per carved kind");
+	snprintf(sql, sizeof(sql),
+		 "SELECT amount FROM budget_ledger WHERE reason = 'return:%s' AND kind = 'tokens'",
+		 child);
+	cr_expect_eq(bt_int(db, sql), -180, "a credit");
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS),
+		     bt_int(db, "SELECT SUM(amount) FROM budget_ledger WHERE sandbox_id = "
+				"'sb-0000000000000001' AND kind = 'tokens'"),
+		     "budget_spent stays SUM(amount)");
+	cr_expect_eq(spent_of(child, BUDGET_TOKENS), 120, "the child's own rows are untouched");
+}
+
+Test(delegation, return_of_an_overspent_metered_kind_is_zero)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_CPU_MS] = 10000, [BUDGET_TOKENS] = 100}};
+	struct budget_limits cl = {.limit = {[BUDGET_CPU_MS] = 1000, [BUDGET_TOKENS] = 50}};
+	struct budget_result res;
+
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	child_spends(child, BUDGET_CPU_MS, 1500, true); /* metering overshoots its limit */
+	child_spends(child, BUDGET_TOKENS, 10, false);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_CPU_MS], 0);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 40);
+	cr_expect_eq(spent_of(sb, BUDGET_CPU_MS), 1000,
+		     "the carve, no more: the overshoot is "
+		     "the child's");
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 10);
+	cr_expect_eq(rows_of("return:", child), 2, "the 0 row records the return too");
+}
+
+Test(delegation, a_second_return_writes_nothing)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 300}};
+	struct budget_result res;
+	int64_t n;
+
+	cr_assert_eq(carve1(sb, child, NULL, &cl, &res), 0);
+	child_spends(child, BUDGET_TOKENS, 100, false);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 200);
+	n = bt_int(db, "SELECT count(*) FROM budget_ledger");
+	child_spends(child, BUDGET_TOKENS, 50, false); /* late metering after the end */
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.status, BUDGET_DUPLICATE);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 200, "the first return's amounts");
+	cr_expect_eq(res.after.spent[BUDGET_TOKENS], 100);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), n + 1,
+		     "the child's row only");
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 100);
+
+	/* a rolled-back return leaves no key: the next one is made */
+	child = bt_sandbox(db, 3);
+	cr_assert_eq(carve1(sb, child, NULL, &cl, &res), 0);
+	bt_begin(db);
+	cr_assert_eq(budget__return(st, sb, child, &res), 0);
+	bt_rollback(db);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 300);
+	cr_expect_eq(spent_of(sb, BUDGET_TOKENS), 100);
+}
+
+Test(delegation, mem_peak_mib_is_never_carved)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits pl = {.limit = {[BUDGET_MEM_PEAK_MIB] = 1024}};
+	struct budget_limits cl = {.limit = {[BUDGET_MEM_PEAK_MIB] = 2048, [BUDGET_TOKENS] = 5}};
+	struct budget_result res;
+
+	for (int k = 0; k < BUDGET__N_KINDS; k++)
+		cr_expect_eq(budget_kind__carved(k), k != BUDGET_MEM_PEAK_MIB, "%d", k);
+	cr_expect_not(budget_kind__carved(BUDGET__N_KINDS));
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0, "a peak is not carved, not refused");
+	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 0);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 5);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger WHERE kind = 'mem_peak_mib'"),
+		     0);
+	child_spends(child, BUDGET_MEM_PEAK_MIB, 300, true);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(res.charged[BUDGET_MEM_PEAK_MIB], 0);
+	cr_expect_eq(spent_of(sb, BUDGET_MEM_PEAK_MIB), 0);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger WHERE kind = 'mem_peak_mib'"),
+		     1, "the child's own peak only");
+
+	/* a child with nothing to carve: nothing written, nothing to return */
+	child = bt_sandbox(db, 3);
+	cl.limit[BUDGET_TOKENS] = 0;
+	cr_assert_eq(carve1(sb, child, &pl, &cl, &res), 0);
+	cr_expect_eq(res.status, BUDGET_CHARGED);
+	cr_assert_eq(return1(sb, child, &res), 0);
+	cr_expect_eq(rows_of("carve:", child) + rows_of("return:", child), 0);
+}
+
+static json_t *view_kind(json_t *v, enum budget_kind k)
+{
+	return json_object_get(json_object_get(v, "budgets"), budget_kind__name(k));
+}
+
+static int64_t view_int(json_t *v, enum budget_kind k, const char *field)
+{
+	return json_integer_value(json_object_get(view_kind(v, k), field));
+}
+
+Test(delegation, parent_spent_remaining_and_carved_in_the_view)
+{
+	const char *a = bt_sandbox(db, 2), *b = bt_sandbox(db, 3);
+	struct budget_limits pl = {.limit = {[BUDGET_TOKENS] = 1000, [BUDGET_USD_MICRO] = 2000000}};
+	struct budget_limits la = {.limit = {[BUDGET_TOKENS] = 100, [BUDGET_USD_MICRO] = 500000}};
+	struct budget_limits lb = {.limit = {[BUDGET_TOKENS] = 200}};
+	struct budget_result res;
+	json_t *v = NULL;
+
+	cr_assert_eq(charge1(BUDGET_TOKENS, 10, NULL, &pl, &res), 0);
+	cr_assert_eq(carve1(sb, a, &pl, &la, &res), 0);
+	cr_assert_eq(carve1(sb, b, &pl, &lb, &res), 0);
+	cr_assert_eq(budget__view(st, sb, &pl, &v), 0);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "spent"), 310);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "remaining"), 690);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "carved"), 300);
+	cr_expect_eq(view_int(v, BUDGET_USD_MICRO, "carved"), 500000);
+	cr_expect_str_eq(
+		json_string_value(json_object_get(view_kind(v, BUDGET_USD_MICRO), "carved_usd")),
+		"0.500000");
+	cr_expect_eq(view_int(v, BUDGET_MEM_PEAK_MIB, "carved"), 0);
+	cr_expect(json_is_integer(json_object_get(view_kind(v, BUDGET_CPU_MS), "carved")));
+	json_decref(v);
+
+	child_spends(a, BUDGET_TOKENS, 30, false);
+	cr_assert_eq(return1(sb, a, &res), 0);
+	cr_assert_eq(budget__view(st, sb, &pl, &v), 0);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "spent"), 10 + 30 + 200);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "remaining"), 760);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "carved"), 200, "b's carve only");
+	cr_expect_eq(view_int(v, BUDGET_USD_MICRO, "spent"), 0);
+	cr_expect_eq(view_int(v, BUDGET_USD_MICRO, "carved"), 0);
+	json_decref(v);
+	cr_assert_eq(budget__view(st, a, &la, &v), 0);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "spent"), 30);
+	cr_expect_eq(view_int(v, BUDGET_TOKENS, "carved"), 0, "a child carved nothing itself");
+	json_decref(v);
+}
+
+Test(delegation, only_a_return_may_be_negative)
+{
+	struct budget_result res;
+	char sql[256];
+
+	static const char *const refused[] = {"usage:m", "carve:sb-0000000000000002", "meter",
+					      " return:x", "RETURN:x"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us) "
+			 "VALUES ('%s', 'tokens', -1, '%s', 1)",
+			 sb, refused[i]);
+		cr_expect_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_CONSTRAINT, "%s",
+			     refused[i]);
+	}
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO budget_ledger(sandbox_id, kind, amount, reason, at_us) "
+		 "VALUES ('%s', 'tokens', -1, 'return:sb-0000000000000002', 1)",
+		 sb);
+	cr_expect_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_expect_eq(spent(BUDGET_TOKENS), -1);
+
+	/* clients cannot write delegation's rows: the keys are reserved, amounts >= 0 */
+	bt_begin(db);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 1, "return:x", "x", NULL, &res),
+		     -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 1, "carve:x", "x", NULL, &res), -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, -1, NULL, "return:x", NULL, &res),
+		     -EINVAL);
+	cr_expect_eq(budget__charge(st, sb, BUDGET_TOKENS, 1, "returned", "x", NULL, &res), 0);
+	bt_commit(db);
+}
+
+Test(delegation, bad_arguments)
+{
+	const char *child = bt_sandbox(db, 2);
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 5}};
+	struct budget_result res;
+
+	cr_expect_eq(budget__carve(st, sb, child, NULL, &cl, &res), -EINVAL, "outside a tx");
+	cr_expect_eq(budget__return(st, sb, child, &res), -EINVAL, "outside a tx");
+	bt_begin(db);
+	cr_expect_eq(budget__carve(st, sb, sb, NULL, &cl, &res), -EINVAL, "its own child");
+	cr_expect_eq(budget__return(st, sb, sb, &res), -EINVAL);
+	cr_expect_eq(budget__carve(st, sb, "a/b", NULL, &cl, &res), -EINVAL);
+	cr_expect_eq(budget__carve(st, sb, NULL, NULL, &cl, &res), -EINVAL);
+	cr_expect_eq(budget__carve(st, NULL, child, NULL, &cl, &res), -EINVAL);
+	cr_expect_eq(budget__carve(st, sb, child, NULL, NULL, &res), -EINVAL);
+	cr_expect_eq(budget__return(st, NULL, child, &res), -EINVAL);
+	cr_expect_eq(budget__carve(st, "sb-nope", child, NULL, &cl, &res), -ENOENT,
+		     "the parent must exist");
+	bt_commit(db);
+	cr_expect_eq(bt_int(db, "SELECT count(*) FROM budget_ledger"), 0);
+}
+
+/* ---- budget migration 3 on a database with rows ------------------------------------- */
+
+/* The ledger as budget's migration 2 left it, described in full. */
+struct ledger_shape {
+	char *rows, *seq, *cols, *fks, *indexes, *objects, *spent;
+};
+
+static void shape_of(sqlite3 *d, struct ledger_shape *s)
+{
+	s->rows = bt_text(d, "SELECT group_concat(id || '|' || sandbox_id || '|' || kind || '|' || "
+			     "amount || '|' || reason || '|' || at_us || '|' || "
+			     "coalesce(idem_key, '-'), ';') FROM (SELECT * FROM budget_ledger "
+			     "ORDER BY id)");
+	s->seq = bt_text(d, "SELECT seq FROM sqlite_sequence WHERE name = 'budget_ledger'");
+	s->cols = bt_text(d, "SELECT group_concat(cid || name || type || \"notnull\" || "
+			     "coalesce(dflt_value, '') || pk, ';') FROM "
+			     "pragma_table_info('budget_ledger')");
+	s->fks = bt_text(d,
+			 "SELECT group_concat(\"table\" || \"from\" || \"to\" || on_update || "
+			 "on_delete || match, ';') FROM pragma_foreign_key_list('budget_ledger')");
+	s->indexes =
+		bt_text(d, "SELECT group_concat(name || \"unique\" || origin || partial, ';') "
+			   "FROM (SELECT * FROM pragma_index_list('budget_ledger') ORDER BY name)");
+	s->objects = bt_text(d, "SELECT group_concat(type || ' ' || name || ' ' || "
+				"coalesce(sql, '-'), ';') FROM (SELECT * FROM sqlite_master WHERE "
+				"tbl_name = 'budget_ledger' AND type != 'table' ORDER BY name)");
+	s->spent = bt_text(d, "SELECT group_concat(sandbox_id || kind || spent, ';') FROM "
+			      "(SELECT * FROM budget_spent ORDER BY sandbox_id, kind)");
+}
+
+static void shape_free(struct ledger_shape *s)
+{
+	char **f[] = {&s->rows, &s->seq, &s->cols, &s->fks, &s->indexes, &s->objects, &s->spent};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		free(*f[i]);
+}
+
+Test(delegation, migration_3_rebuilds_a_ledger_with_rows)
+{
+	struct store_schema v2 = budget__schema;
+	const struct store_schema *const at_v2[] = {&store__core, &v2};
+	struct budget_debit m[3] = {
+		{BUDGET_CPU_MS, 70}, {BUDGET_MEM_MIB_S, 9}, {BUDGET_MEM_PEAK_MIB, 33}};
+	struct budget_limits cl = {.limit = {[BUDGET_TOKENS] = 100}};
+	struct ledger_shape before, after;
+	struct budget_result res;
+	struct store *old = NULL;
+	char path[300], *fresh, *migrated;
+	const char *p, *c;
+	sqlite3 *od;
+
+	/* a database at budget version 2, with rows of every sort and a gap in the ids */
+	v2.n = 2;
+	snprintf(path, sizeof(path), "%s/v2.db", dir);
+	cr_assert_eq(store__open(path, at_v2, 2, &old), 0);
+	od = store__db(old);
+	cr_assert_eq(store__version(old, "budget"), 2);
+	p = bt_sandbox(od, 7);
+	c = bt_sandbox(od, 8);
+	bt_begin(od);
+	for (int i = 0; i < 20; i++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "k%d", i);
+		cr_assert_eq(budget__charge(old, i % 2 ? p : c, BUDGET_TOKENS, i,
+					    i % 3 ? key : NULL, "usage:m", NULL, &res),
+			     0);
+		m[2].amount += i;
+		cr_assert_eq(budget__meter(old, p, m, 3, NULL, "meter", NULL, &res), 0);
+	}
+	bt_commit(od);
+	cr_assert_eq(sqlite3_exec(od,
+				  "UPDATE sqlite_sequence SET seq = seq + 50 WHERE name = "
+				  "'budget_ledger'",
+				  NULL, NULL, NULL),
+		     SQLITE_OK);
+	shape_of(od, &before);
+	cr_assert_gt(bt_int(od, "SELECT count(*) FROM budget_ledger"), 60);
+	store__free(old);
+
+	/* opened by today's daemon: migration 3 runs, in its own transaction */
+	old = NULL;
+	cr_assert_eq(bt_store_open(path, &old), 0);
+	od = store__db(old);
+	cr_assert_eq(store__version(old, "budget"), 3);
+	shape_of(od, &after);
+	cr_expect_str_eq(after.rows, before.rows, "every row, id and value");
+	cr_expect_str_eq(after.seq, before.seq, "the AUTOINCREMENT sequence, gap included");
+	cr_expect_str_eq(after.cols, before.cols);
+	cr_expect_str_eq(after.fks, before.fks);
+	cr_expect_str_eq(after.indexes, before.indexes, "the index and idem_key's UNIQUE");
+	cr_expect_str_eq(after.objects, before.objects, "index and triggers, the same text");
+	cr_expect_str_eq(after.spent, before.spent, "budget_spent untouched");
+	cr_expect_eq(bt_int(od, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%v3%'"), 0);
+	migrated = bt_text(od, "SELECT sql FROM sqlite_master WHERE name = 'budget_ledger'");
+	fresh = bt_text(db, "SELECT sql FROM sqlite_master WHERE name = 'budget_ledger'");
+	cr_expect_str_eq(migrated, fresh, "as a new database has it");
+	cr_expect(strstr(migrated, "AUTOINCREMENT"));
+	cr_expect(strstr(migrated, "CHECK (amount >= 0 OR reason GLOB 'return:*')"));
+	free(migrated);
+	free(fresh);
+
+	/* and it works on: ids after the gap, balances, keys, append-only, delegation */
+	bt_begin(od);
+	cr_assert_eq(budget__charge(old, p, BUDGET_TOKENS, 1, "k1", "usage:m", NULL, &res), 0);
+	cr_expect_eq(res.status, BUDGET_DUPLICATE, "an old row's key still counts");
+	cr_assert_eq(budget__charge(old, p, BUDGET_TOKENS, 5, NULL, "usage:m", NULL, &res), 0);
+	bt_commit(od);
+	cr_expect_eq(bt_int(od, "SELECT max(id) FROM budget_ledger"), atoll(before.seq) + 1);
+	cr_expect_eq(bt_int(od, "SELECT spent FROM budget_spent WHERE kind = 'tokens' AND "
+				"sandbox_id = 'sb-0000000000000007'"),
+		     bt_int(od, "SELECT sum(amount) FROM budget_ledger WHERE kind = 'tokens' AND "
+				"sandbox_id = 'sb-0000000000000007'"));
+	cr_expect_neq(sqlite3_exec(od, "UPDATE budget_ledger SET amount = 0", NULL, NULL, NULL),
+		      SQLITE_OK);
+	cr_expect_neq(sqlite3_exec(od, "DELETE FROM budget_ledger", NULL, NULL, NULL), SQLITE_OK);
+	cr_expect_neq(sqlite3_exec(od,
+				   "INSERT INTO budget_ledger(sandbox_id, kind, amount, "
+				   "reason, at_us) VALUES ('sb-nope', 'tokens', 1, 'r', 1)",
+				   NULL, NULL, NULL),
+		      SQLITE_OK, "the foreign key holds");
+	bt_begin(od);
+	cr_assert_eq(budget__carve(old, p, c, NULL, &cl, &res), 0);
+	cr_assert_eq(budget__return(old, p, c, &res), 0);
+	bt_commit(od);
+	cr_expect_eq(res.charged[BUDGET_TOKENS], 100 - 90, "the child spent 0 + 2 + .. + 18");
+	store__free(old);
+	shape_free(&before);
+	shape_free(&after);
+}

@@ -158,3 +158,22 @@ Test(plans, an_audit_page_reads_an_index)
 			   plans);
 	free(plans);
 }
+
+/* A sandbox's children (delegation: GET of a sandbox, narrowings, an ending parent). */
+Test(plans, a_sandboxs_children_are_read_from_an_index_in_order)
+{
+	for (int live = 0; live < 2; live++) {
+		struct caught c;
+		json_t *arr = NULL;
+		char *plans;
+
+		catch_start(&c);
+		cr_assert_eq(nd__children(nd, "sb-ffffffffffffffff", live, &arr), 0);
+		cr_assert_eq(json_array_size(arr), 0);
+		json_decref(arr);
+		plans = catch_plans(&c);
+		cr_expect_not_null(strstr(plans, "USING INDEX sandboxes_parent (parent_id=?)"),
+				   "live %d: %s", live, plans);
+		free(plans);
+	}
+}

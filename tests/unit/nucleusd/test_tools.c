@@ -29,7 +29,9 @@ Test(tools, the_catalogue_is_the_policy_engines_operations)
 		cr_assert_eq(policy__op_from_name(t->name), t->op);
 		cr_assert_eq(nd_tool__find(t->name), t);
 		cr_assert(!t->streams || t->guest, "%s streams but is not a guest tool", t->name);
-		cr_assert(t->guest == (t->args != NULL), "%s: guest tools have a schema", t->name);
+		cr_assert((t->guest || t->daemon) == (t->args != NULL),
+			  "%s: guest and daemon tools have a schema", t->name);
+		cr_assert(!(t->guest && t->daemon), "%s: performed by whom?", t->name);
 	}
 	cr_assert_null(nd_tool__find("echo"));
 	cr_assert_null(nd_tool__find(NULL));

@@ -466,3 +466,386 @@ Test(props, random_calls_never_crash_the_decision)
 	policy__session_free(s);
 	policy__free(p);
 }
+
+/* ---- delegation: a sub-agent's session (policy__session_delegate) ---- */
+
+static void rand_bytes(uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)rnd();
+}
+
+static char *session_text(struct policy_session *s)
+{
+	char *text = NULL;
+
+	cr_assert_eq(policy__session_to_json(s, &text), 0);
+	return text;
+}
+
+static struct policy_session *session_parse(const char *text)
+{
+	struct policy_error err = {{0}};
+	struct policy_session *s = NULL;
+
+	cr_assert_eq(policy__session_from_json(text, &s, &err), 0, "%s\n%s", err.msg, text);
+	return s;
+}
+
+/* Mostly valid, most operations allowed, some allow-sets everything: one that allows. */
+static void loosen(struct policy *p)
+{
+	struct pset *allow[] = {&p->read, &p->write, &p->cmd, &p->interp, &p->egress, &p->refs};
+
+	if (pick(16)) {
+		p->not_before = INT64_MIN;
+		p->not_after = INT64_MAX;
+	}
+	for (int i = 0; i < POLICY_OP_COUNT; i++)
+		if (pick(4))
+			p->level[i] = POLICY_ALLOW;
+	for (size_t i = 0; i < N(allow); i++) {
+		if (pick(3) == 0) {
+			pset__clear(allow[i]);
+			allow[i]->all = true;
+		}
+	}
+}
+
+static struct policy *rand_loose_policy(bool loose)
+{
+	struct policy *p = rand_policy();
+
+	if (loose)
+		loosen(p);
+	return p;
+}
+
+/*
+ * A parent: a session of a random policy (validity open three times in four; @loose:
+ * loosened) after a few random calls, expired asks and narrowings, so that it has exposure,
+ * suspicion, counters and sometimes quarantine; some have a used approval nonce.
+ */
+static struct policy_session *rand_parent(bool loose)
+{
+	struct policy_session_config cfg = {{0}};
+	struct policy_session *s = NULL;
+	struct policy *p = rand_loose_policy(loose);
+	unsigned steps = pick(30);
+
+	rand_bytes(cfg.id, sizeof(cfg.id));
+	if (pick(4)) {
+		p->not_before = INT64_MIN;
+		p->not_after = INT64_MAX;
+	}
+	cr_assert_eq(policy__session_new(p, &cfg, &s), 0);
+	for (unsigned i = 0; i < steps; i++) {
+		struct policy_decision d;
+		const char *argv[3];
+		struct policy_call c;
+		struct policy *q;
+
+		switch (pick(16)) {
+		case 0:
+			q = rand_loose_policy(loose);
+			cr_assert_eq(policy__narrow(s, q, i, &d), 0);
+			policy__free(q);
+			break;
+		case 1:
+		case 2:
+			policy__ask_expired(s);
+			break;
+		default:
+			rand_call(&c, argv);
+			cr_assert_eq(policy__decide(s, &c, i, &d), 0);
+			break;
+		}
+	}
+	if (pick(8) == 0)
+		cr_assert_eq(session__quarantine(s), 0);
+	if (pick(4) == 0) {
+		uint8_t nonce[POLICY_NONCE_LEN];
+
+		rand_bytes(nonce, sizeof(nonce));
+		cr_assert_eq(session__remember_nonce(s, nonce, 1000), 0);
+	}
+	policy__free(p);
+	return s;
+}
+
+static struct policy_session *delegate(const struct policy_session *parent,
+				       const struct policy *requested)
+{
+	struct policy_session_config cfg = {{0}};
+	struct policy_session *c = NULL;
+
+	rand_bytes(cfg.id, sizeof(cfg.id));
+	cr_assert_eq(policy__session_delegate(parent, requested, &cfg, &c), 0);
+	return c;
+}
+
+static struct policy *envelope_of(const struct policy_session *s)
+{
+	struct policy *p = NULL;
+
+	cr_assert_eq(policy__dup(policy__session_envelope(s), &p), 0);
+	return p;
+}
+
+Test(props, delegate_refuses_bad_arguments)
+{
+	struct policy_session_config cfg = {.n_approver_keys = 1};
+	struct policy_session *parent, *c = NULL;
+
+	rng_state = 0x5eed0010;
+	parent = rand_parent(pick(2));
+	cr_expect_eq(policy__session_delegate(NULL, NULL, &cfg, &c), -EINVAL);
+	cr_expect_eq(policy__session_delegate(parent, NULL, NULL, &c), -EINVAL);
+	cr_expect_eq(policy__session_delegate(parent, NULL, &cfg, NULL), -EINVAL);
+	/* approver keys counted but not given */
+	cr_expect_eq(policy__session_delegate(parent, NULL, &cfg, &c), -EINVAL);
+	cr_expect_null(c);
+	policy__session_free(parent);
+}
+
+/* The child is below both what it came from and what it asked for, and is a narrowing. */
+Test(props, delegate_never_wider)
+{
+	rng_state = 0x5eed0011;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session *parent = rand_parent(pick(2)), *narrowed = NULL, *c;
+		struct policy *req = rand_policy();
+		const struct policy *env;
+		struct policy_decision d;
+		char *text = session_text(parent);
+
+		c = delegate(parent, req);
+		env = policy__session_envelope(c);
+		cr_expect(policy__leq(env, policy__session_envelope(parent)),
+			  "round %d: wider than the parent", r);
+		cr_expect(policy__leq(env, req), "round %d: wider than requested", r);
+		/* the very envelope policy__narrow gives the parent (a copy of it) */
+		narrowed = session_parse(text);
+		cr_assert_eq(policy__narrow(narrowed, req, 0, &d), 0);
+		expect_eq(envelope_of(c), envelope_of(narrowed), "delegate = narrow", r);
+		policy__session_free(narrowed);
+		policy__session_free(c);
+		policy__session_free(parent);
+		policy__free(req);
+		free(text);
+	}
+}
+
+Test(props, delegate_idempotent)
+{
+	rng_state = 0x5eed0012;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session *parent = rand_parent(pick(2)), *c, *cc;
+		struct policy *req = rand_policy();
+
+		c = delegate(parent, req);
+		cc = delegate(c, req);
+		expect_eq(envelope_of(c), envelope_of(cc), "delegate(delegate(P, A), A)", r);
+		policy__session_free(cc);
+		policy__session_free(c);
+		policy__session_free(parent);
+		policy__free(req);
+	}
+}
+
+/*
+ * Chains: delegating A then B is delegating A ^ B at once. Exact despite deny_empty: it
+ * only lowers levels, where an allow-set is empty; the sets of both sides are the same
+ * meet P ^ A ^ B, and an allow-set empty in P ^ A stays empty in P ^ A ^ B, so both sides
+ * deny the same operations.
+ */
+Test(props, delegate_chains)
+{
+	rng_state = 0x5eed0013;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session *parent = rand_parent(pick(2)), *ca, *cab, *c1;
+		struct policy *a = rand_policy(), *b = rand_policy(), *ab = meet(a, b);
+
+		ca = delegate(parent, a);
+		cab = delegate(ca, b);
+		c1 = delegate(parent, ab);
+		expect_eq(envelope_of(cab), envelope_of(c1), "delegate(delegate(P, A), B)", r);
+		cr_expect_eq(policy__session_legs(cab), policy__session_legs(c1));
+		cr_expect_eq(policy__session_suspicion(cab), policy__session_suspicion(c1));
+		cr_expect_eq(policy__session_quarantined(cab), policy__session_quarantined(c1));
+		policy__session_free(c1);
+		policy__session_free(cab);
+		policy__session_free(ca);
+		policy__session_free(parent);
+		policy__free(a);
+		policy__free(b);
+		policy__free(ab);
+	}
+}
+
+Test(props, delegate_null_requested_keeps_envelope)
+{
+	rng_state = 0x5eed0014;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session *parent = rand_parent(pick(2)), *c = delegate(parent, NULL);
+
+		expect_eq(envelope_of(c), envelope_of(parent), "delegate(P, NULL)", r);
+		policy__session_free(c);
+		policy__session_free(parent);
+	}
+}
+
+/* Exposure, suspicion and quarantine carry over; identity, counters and nonces do not. */
+Test(props, delegate_inherits_exposure_and_quarantine)
+{
+	uint8_t keys[2][32];
+	unsigned quarantined = 0, exposed = 0, suspected = 0;
+
+	rng_state = 0x5eed0015;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session_config cfg = {.approver_keys = (const uint8_t(*)[32])keys,
+						    .n_approver_keys = pick(3)};
+		struct policy_session *parent = rand_parent(pick(2)), *c = NULL, *back;
+		struct policy *req = pick(4) ? rand_policy() : NULL;
+		char *text, *text2;
+
+		rand_bytes(cfg.id, sizeof(cfg.id));
+		rand_bytes(&keys[0][0], sizeof(keys));
+		cr_assert_eq(policy__session_delegate(parent, req, &cfg, &c), 0);
+		cr_expect_eq(policy__session_legs(c), policy__session_legs(parent), "round %d", r);
+		cr_expect_eq(policy__session_suspicion(c), policy__session_suspicion(parent),
+			     "round %d", r);
+		cr_expect_eq(policy__session_quarantined(c), policy__session_quarantined(parent),
+			     "round %d", r);
+		if (policy__session_quarantined(parent)) {
+			struct policy *ro = NULL;
+
+			cr_assert_eq(policy__read_only(&ro), 0);
+			cr_expect(policy__leq(policy__session_envelope(c), ro), "round %d", r);
+			policy__free(ro);
+		}
+		quarantined += policy__session_quarantined(parent);
+		exposed += policy__session_legs(parent) != 0;
+		suspected += policy__session_suspicion(parent) != 0;
+		cr_expect_eq(memcmp(policy__session_id(c), cfg.id, sizeof(cfg.id)), 0);
+		cr_expect_eq(c->nkeys, cfg.n_approver_keys);
+		cr_expect(c->nkeys == 0 || memcmp(c->keys, keys, c->nkeys * 32) == 0);
+		cr_expect_eq(policy__session_seq(c), 0);
+		cr_expect(c->n_calls == 0 && c->n_net == 0 && c->n_spawn == 0);
+		cr_expect_eq(c->nnonces, 0);
+		/* the child round-trips through its JSON form */
+		text = session_text(c);
+		back = session_parse(text);
+		text2 = session_text(back);
+		cr_expect_str_eq(text2, text, "round %d", r);
+		cr_expect(policy__eq(policy__session_envelope(back), policy__session_envelope(c)));
+		free(text);
+		free(text2);
+		policy__session_free(back);
+		policy__session_free(c);
+		policy__session_free(parent);
+		policy__free(req);
+	}
+	cr_expect_gt(quarantined, 0);
+	cr_expect_gt(exposed, 0);
+	cr_expect_gt(suspected, 0);
+}
+
+/* Delegating from a parent leaves it as it was, byte for byte. */
+Test(props, delegate_leaves_parent_unchanged)
+{
+	rng_state = 0x5eed0016;
+	for (int r = 0; r < ROUNDS; r++) {
+		struct policy_session *parent = rand_parent(pick(2)), *c;
+		struct policy *req = pick(4) ? rand_policy() : NULL;
+		char *before = session_text(parent), *after;
+
+		c = delegate(parent, req);
+		after = session_text(parent);
+		cr_expect_str_eq(after, before, "round %d", r);
+		free(before);
+		free(after);
+		policy__session_free(c);
+		policy__session_free(parent);
+		policy__free(req);
+	}
+}
+
+/*
+ * Decisions: whatever the parent would not allow, the child does not allow. The child
+ * goes through a sequence of calls (and narrowings); each call is also put to two copies
+ * of the parent as it was when it delegated, restored from its JSON so that deciding does
+ * not change it: one as it is, one with the child's call counters.
+ *
+ * The law does not hold exactly against the parent as it is for one reason: budgets. The
+ * child's counters start at 0 (its budget is its own, within the parent's limits), so a
+ * parent that has spent max_calls (max_net, max_spawn) refuses BUDGET_EXHAUSTED what the
+ * child may still allow. Against the parent with the child's counters the law holds
+ * exactly, in the stronger form child verdict <= parent verdict (deny < ask < allow).
+ */
+Test(props, delegate_decisions_within_parent)
+{
+	static const enum policy_op ops[] = {
+		POLICY_OP_READ_FILE, POLICY_OP_WRITE_FILE,  POLICY_OP_RUN,
+		POLICY_OP_WEB_FETCH, POLICY_OP_NET_CONNECT, POLICY_OP_GIT_PUSH,
+	};
+	unsigned allowed[POLICY_OP_COUNT] = {0}, refused = 0, budget = 0;
+
+	rng_state = 0x5eed0017;
+	for (int r = 0; r < 1000; r++) {
+		struct policy_session *parent = rand_parent(true), *c;
+		struct policy *req = pick(4) ? rand_loose_policy(pick(4)) : NULL;
+		char *text = session_text(parent);
+
+		c = delegate(parent, req);
+		for (int step = 0; step < 40; step++) {
+			struct policy_session *p1 = session_parse(text), *p2 = session_parse(text);
+			struct policy_decision d1, d2, dc;
+			const char *argv[3];
+			struct policy_call call;
+
+			if (pick(40) == 0) {
+				struct policy *q = rand_loose_policy(true);
+
+				cr_assert_eq(policy__narrow(c, q, step, &dc), 0);
+				policy__free(q);
+			}
+			rand_call(&call, argv);
+			if (pick(2))
+				call.op = ops[pick(N(ops))];
+			p2->n_calls = c->n_calls;
+			p2->n_net = c->n_net;
+			p2->n_spawn = c->n_spawn;
+			cr_assert_eq(policy__decide(p1, &call, step, &d1), 0);
+			cr_assert_eq(policy__decide(p2, &call, step, &d2), 0);
+			cr_assert_eq(policy__decide(c, &call, step, &dc), 0);
+			cr_expect_leq(dc.verdict, d2.verdict,
+				      "round %d step %d: %s child %s (%s), parent %s (%s)", r, step,
+				      policy__op_name(call.op), policy__level_name(dc.verdict),
+				      policy__reason_name(dc.reason),
+				      policy__level_name(d2.verdict),
+				      policy__reason_name(d2.reason));
+			if (d1.verdict != POLICY_ALLOW) {
+				refused++;
+				if (dc.verdict == POLICY_ALLOW) {
+					cr_expect_eq(d1.reason, POLICY_R_BUDGET_EXHAUSTED,
+						     "round %d step %d: parent %s, child allows", r,
+						     step, policy__reason_name(d1.reason));
+					budget++;
+				}
+			}
+			allowed[call.op] += dc.verdict == POLICY_ALLOW;
+			policy__session_free(p1);
+			policy__session_free(p2);
+		}
+		policy__session_free(c);
+		policy__session_free(parent);
+		policy__free(req);
+		free(text);
+	}
+	cr_expect_gt(refused, 0);
+	cr_expect_gt(budget, 0, "the budget exception was never seen");
+	for (size_t i = 0; i < N(ops); i++)
+		cr_expect_gt(allowed[ops[i]], 0, "the child never allowed %s",
+			     policy__op_name(ops[i]));
+}
