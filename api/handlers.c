@@ -240,8 +240,8 @@ static void replied(void *arg, int rc, const struct nd_err *e, json_t *body)
 
 	if (rc == 0)
 		api__reply_json(r, 200, body);
-	else
-		reply_nd(r, rc, e, NULL);
+	else /* a late denial's fields (verdict, reason, approval_request) */
+		reply_nd(r, rc, e, body);
 }
 
 static bool tool_name_ok(const char *s)

@@ -37,6 +37,7 @@ void nd_op__free(struct nd_op *op)
 {
 	if (!op)
 		return;
+	json_decref(op->args);
 	*op->pprev = op->next;
 	if (op->next)
 		op->next->pprev = op->pprev;
@@ -719,6 +720,20 @@ fail:
 	return nd_err__set(e, r, "internal", "out of memory");
 }
 
+/* The sandbox @ref as @who sees it, which must be running (409 wrong_state otherwise). */
+static int running_row(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+		       struct sb_row *row, struct nd_err *e)
+{
+	int r = sb_row__load(nd, who, ref, row, e);
+
+	if (r == 0 && strcmp(row->state, "running") != 0) {
+		r = nd_err__set(e, -EBUSY, "wrong_state", "sandbox %s is %s, not running", row->id,
+				row->state);
+		sb_row__clear(row);
+	}
+	return r;
+}
+
 static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 		     const char *tool, json_t *args, struct tool_sink *sink, json_t **ret_denial,
 		     struct nd_err *e)
@@ -729,14 +744,9 @@ static int tool_call(struct nucleusd *nd, const struct nd_caller *who, const cha
 	struct sb_row row;
 	int r;
 
-	r = sb_row__load(nd, who, ref, &row, e);
+	r = running_row(nd, who, ref, &row, e);
 	if (r < 0)
 		return r;
-	if (strcmp(row.state, "running") != 0) {
-		r = nd_err__set(e, -EBUSY, "wrong_state", "sandbox %s is %s, not running", row.id,
-				row.state);
-		goto out;
-	}
 	nd__meter_sandbox(nd, &row); /* a sample on every call; may pause the sandbox */
 	r = nd__expire_asks(nd, &row, e);
 	if (r > 0) { /* the session moved on: the row again */
@@ -804,6 +814,126 @@ static int no_approval_in_args(json_t *args, struct nd_err *e)
 			   "/v1/sandboxes/{id}/approvals {\"nonce\", \"approval\"}");
 }
 
+/* ---- remote names: resolved before the policy judges a push ---- */
+
+#define ND_REPO_DEFAULT "/workspace"
+
+/* git_push and create_pr with a remote name (origin), not a URL: resolved first. */
+static bool names_a_remote(const char *tool, json_t *args)
+{
+	return (strcmp(tool, "git_push") == 0 || strcmp(tool, "create_pr") == 0) &&
+	       nd_git__is_remote_name(json_string_value(json_object_get(args, "remote")));
+}
+
+/* The repository of a push: args.repo, absolute and canonical, else ND_REPO_DEFAULT. */
+static int repo_of(const char *tool, json_t *args, const char **ret, struct nd_err *e)
+{
+	json_t *v = json_object_get(args, "repo");
+	const char *s = json_string_value(v);
+
+	*ret = ND_REPO_DEFAULT;
+	if (!v)
+		return 0;
+	if (!s || strlen(s) != json_string_length(v) || s[0] != '/' || strlen(s) > 1024 ||
+	    strstr(s, "//") || strstr(s, "/./") || strstr(s, "/../") ||
+	    (strlen(s) > 1 && s[strlen(s) - 1] == '/') ||
+	    (strlen(s) >= 2 && strcmp(s + strlen(s) - 2, "/.") == 0) ||
+	    (strlen(s) >= 3 && strcmp(s + strlen(s) - 3, "/..") == 0))
+		return nd_err__set(e, -EINVAL, "bad_args",
+				   "%s: 'repo' must be an absolute, canonical path of the "
+				   "repository in the guest",
+				   tool);
+	*ret = s;
+	return 0;
+}
+
+/* The config was read (or not): the call goes on with the remote's URL, or is a 400. */
+static void config_read(void *token, int err, json_t *result, const char *reason)
+{
+	struct nd_op *op = token;
+	struct tool_sink sink = {.reply = op->reply, .arg = op->arg};
+	const char *name = json_string_value(json_object_get(op->args, "remote"));
+	const char *text = json_string_value(json_object_get(result, "content"));
+	const char *enc = json_string_value(json_object_get(result, "encoding"));
+	struct nd_err e = {0};
+	json_t *args = NULL, *denial = NULL;
+	char why[160], *url = NULL;
+	int r;
+
+	if (err < 0 || !text || (enc && strcmp(enc, "utf-8") != 0))
+		r = nd_err__set(&e, -EINVAL, "bad_args",
+				"%s: remote '%s': cannot read %s: %s; give the remote's URL, or "
+				"the repository in 'repo'",
+				op->tool, name, op->path,
+				err < 0 ? (reason ? reason : strerror(-err)) : "not a text file");
+	else if ((r = nd_git__push_url(text, json_string_length(json_object_get(result, "content")),
+				       name, &url, why, sizeof(why))) < 0)
+		r = nd_err__set(&e, r == -ENOMEM ? r : -EINVAL,
+				r == -ENOMEM ? "internal" : "bad_args", "%s: %s (%s)", op->tool,
+				why, op->path);
+	else if (!(args = json_copy(op->args)) ||
+		 json_object_set_new(args, "remote", json_string(url)) < 0 ||
+		 json_object_set_new(args, "remote_name", json_string(name)) < 0)
+		r = nd_err__set(&e, -ENOMEM, "internal", "out of memory");
+	else
+		r = tool_call(op->nd, op->has_who ? &op->who : NULL, op->id, op->tool, args, &sink,
+			      &denial, &e);
+	if (r < 0)
+		sink.reply(sink.arg, r, &e, denial);
+	json_decref(denial);
+	json_decref(args);
+	free(url);
+	nd_op__free(op);
+}
+
+/*
+ * A push to a remote name: the daemon reads the repository's .git/config in the guest
+ * (args.repo, else ND_REPO_DEFAULT) and the call is decided with the remote's push URL
+ * in "remote" (its name in "remote_name"): the policy judges where the push goes.
+ * Completes through @sink->reply, never before this returns.
+ */
+static int resolve_remote(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
+			  const char *tool, json_t *args, struct tool_sink *sink, struct nd_err *e)
+{
+	struct nd_sandbox_info info;
+	struct sb_row row;
+	struct nd_op *op = NULL;
+	const char *repo;
+	json_t *read = NULL;
+	int r;
+
+	r = repo_of(tool, args, &repo, e);
+	if (r == 0)
+		r = running_row(nd, who, ref, &row, e);
+	if (r < 0)
+		return r;
+	op = nd_op__new(nd, row.id, sink->reply, sink->arg);
+	if (op) {
+		snprintf(op->tool, sizeof(op->tool), "%s", tool);
+		snprintf(op->path, sizeof(op->path), "%s/.git/config", repo);
+		op->args = json_incref(args);
+		op->has_who = who != NULL;
+		if (who)
+			op->who = *who;
+		read = json_pack("{ss}", "path", op->path);
+	}
+	if (!op || !read) {
+		r = nd_err__set(e, -ENOMEM, "internal", "out of memory");
+		goto out;
+	}
+	sb_row__info(&row, &info);
+	r = nd->be->tool(nd->be->ctx, &info, "read_file", read, config_read, op, e);
+	if (r < 0 && e && !e->code[0])
+		nd_err__set(e, r, "backend_error", "%s: cannot read %s: %s", tool, op->path,
+			    strerror(-r));
+out:
+	if (r < 0)
+		nd_op__free(op);
+	json_decref(read);
+	sb_row__clear(&row);
+	return r;
+}
+
 int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const char *ref,
 			const char *tool, json_t *args, nd_reply_fn reply, void *arg,
 			json_t **ret_denial, struct nd_err *e)
@@ -811,6 +941,8 @@ int nucleusd__tool_call(struct nucleusd *nd, const struct nd_caller *who, const 
 	struct tool_sink sink = {.reply = reply, .arg = arg};
 	int r = no_approval_in_args(args, e);
 
+	if (r == 0 && names_a_remote(tool, args))
+		return resolve_remote(nd, who, ref, tool, args, &sink, e);
 	return r < 0 ? r : tool_call(nd, who, ref, tool, args, &sink, ret_denial, e);
 }
 

@@ -19,7 +19,9 @@
  *        as out: each argv[1..] is a line on stdout, "err:TEXT" on stderr, and
  *        "exit:N" / "sig:N" set the status). Every other engine operation (read_file,
  *        write_file, web_fetch, ...) completes like echo with {fake, op, args}, no work
- *        done. Image names follow the vmm backend's rule (nd_image__check: a path
+ *        done, except that write_file keeps a UTF-8 content in memory and read_file of
+ *        that path answers it as the guest agent would ({path, size, content,
+ *        encoding}): a repository's .git/config for remote names, say. Image names follow the vmm backend's rule (nd_image__check: a path
  *        is 400 bad_image); any well-formed one boots, except: "fake:fail"
  *        fails the boot, "fake:hang" never finishes booting, "fake:burn" boots a real
  *        "VMM" process (a child of the daemon spinning on one CPU; its pid is the
@@ -47,7 +49,8 @@ struct fake_vm {
 	struct fake_vm *next;
 	char id[20];
 	bool paused;
-	pid_t pid; /* fake:burn: the spinning child, else 0 */
+	pid_t pid;     /* fake:burn: the spinning child, else 0 */
+	json_t *files; /* path -> content of what write_file wrote (read_file reads it) */
 };
 
 struct fake_call {
@@ -117,6 +120,7 @@ static void vm_remove(struct fake *f, const char *id)
 				kill(v->pid, SIGKILL);
 				waitpid(v->pid, NULL, 0);
 			}
+			json_decref(v->files);
 			free(v);
 			return;
 		}
@@ -297,6 +301,34 @@ static int fake_adopt(void *ctx, const struct nd_sandbox_info *sb, struct nd_err
 static int run_start(struct fake *f, const struct nd_sandbox_info *sb, json_t *args,
 		     nd_chunk_fn chunk, nd_tool_done_fn done, void *token, struct nd_err *e);
 
+/*
+ * write_file keeps the content it was given (UTF-8 ones) and read_file of such a path
+ * returns it as the guest agent would; NULL: neither (the fake answer).
+ */
+static json_t *file_op(struct fake_vm *v, const char *tool, json_t *args)
+{
+	const char *path = json_string_value(json_object_get(args, "path"));
+	json_t *content = json_object_get(args, "content"), *kept;
+	const char *enc = json_string_value(json_object_get(args, "encoding"));
+
+	if (!path)
+		return NULL;
+	if (strcmp(tool, "write_file") == 0 && json_is_string(content) &&
+	    (!enc || strcmp(enc, "utf-8") == 0)) {
+		if (!v->files)
+			v->files = json_object();
+		if (v->files)
+			json_object_set(v->files, path, content);
+		return NULL;
+	}
+	kept = strcmp(tool, "read_file") == 0 ? json_object_get(v->files, path) : NULL;
+	if (!kept)
+		return NULL;
+	return json_pack("{ss sI sO ss}", "path", path, "size",
+			 (json_int_t)json_string_length(kept), "content", kept, "encoding",
+			 "utf-8");
+}
+
 static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *tool, json_t *args,
 		     nd_tool_done_fn done, void *token, struct nd_err *e)
 {
@@ -324,8 +356,10 @@ static int fake_tool(void *ctx, const struct nd_sandbox_info *sb, const char *to
 	if (strcmp(tool, "echo") == 0 || slow) {
 		c->result = json_pack("{sO}", "echo", args ? args : json_null());
 	} else if (op) {
-		c->result = json_pack("{sb ss sO}", "fake", 1, "op", tool, "args",
-				      args ? args : json_null());
+		c->result = file_op(v, tool, args);
+		if (!c->result)
+			c->result = json_pack("{sb ss sO}", "fake", 1, "op", tool, "args",
+					      args ? args : json_null());
 	} else if (strcmp(tool, "fail") == 0) {
 		c->err = -EIO;
 		snprintf(c->reason, sizeof(c->reason), "the fake tool failed");

@@ -55,6 +55,11 @@ struct nd_op {
 	nd_reply_fn reply;
 	nd_chunk_fn chunk; /* streamed tool calls */
 	void *arg;
+	/* a push whose remote name is being resolved (calls.c): the call, held meanwhile */
+	json_t *args;
+	struct nd_caller who;
+	bool has_who;
+	char path[1040]; /* the config read */
 };
 
 struct nucleusd {
@@ -403,6 +408,20 @@ int nd__delegate_tx(struct store *s, struct nucleusd *nd, const struct nd_delega
  */
 int nd__delegate_end_tx(struct store *s, struct nucleusd *nd, const char *parent,
 			const char *child, int64_t actor_uid);
+
+/* ---- git remote names (gitconfig.c; docs/api.md "Remote names") ---- */
+
+/* A remote name (origin, upstream, a/b), not a URL (scheme://, host:path) or a path. */
+bool nd_git__is_remote_name(const char *s);
+/*
+ * The URL git pushes to for remote @remote of the config text @text (@len bytes, from
+ * the guest: anything): its one pushurl with insteadOf applied, else its one url with
+ * pushInsteadOf, else insteadOf (the longest match). *@ret malloc'd. -ENOENT no such
+ * remote, -E2BIG more than one push URL, -EOPNOTSUPP [include] in the config, -EINVAL
+ * a malformed config, -EFBIG over 1 MiB; @why (@why_len bytes) says which, in a line.
+ */
+int nd_git__push_url(const char *text, size_t len, const char *remote, char **ret, char *why,
+		     size_t why_len);
 
 /* ---- the policy's life through the API (policylife.c) ---- */
 

@@ -200,7 +200,11 @@ struct nd_caller {
 	bool admin;
 };
 
-/* Completion of an asynchronous request: @body (object) is borrowed. */
+/*
+ * Completion of an asynchronous request: @body (object) is borrowed; with @rc < 0 it is
+ * NULL or what the error has to show (a create's failed sandbox, a late denial's verdict
+ * and reason).
+ */
 typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *body);
 
 struct nd_config {

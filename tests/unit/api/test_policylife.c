@@ -1187,3 +1187,121 @@ Test(policylife, no_signature_widens_a_child_past_its_parent)
 	free(appr);
 	thd_finish(&d);
 }
+
+/* ---- remote names (#15): the policy judges where a push goes ---- */
+
+/* POST .../tools/@tool {"args": @args} of @id: asserts @status; the reply. */
+static struct api_response call_tool(const char *id, const char *tool, const char *args,
+				     int status)
+{
+	char path[160], *body;
+	struct api_response r;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/%s", id, tool);
+	cr_assert_gt(asprintf(&body, "{\"args\": %s}", args), 0);
+	r = thd_call(&d, "POST", path, body);
+	cr_assert_eq(r.status, status, "%s %s: %d %s", tool, args, r.status, r.body);
+	free(body);
+	return r;
+}
+
+/* write_file of @path with @content (JSON string body, quoted) in @id. */
+static void put(const char *id, const char *path, const char *content)
+{
+	char *args;
+	struct api_response r;
+
+	cr_assert_gt(asprintf(&args, "{\"path\": \"%s\", \"content\": %s}", path, content), 0);
+	r = call_tool(id, "write_file", args, 200);
+	api_response__clear(&r);
+	free(args);
+}
+
+/* The reply's error message contains @want. */
+static void says(struct api_response *r, const char *code, const char *want)
+{
+	cr_assert_str_eq(jstr(r->json, "error"), code, "%s", r->body);
+	cr_assert_not_null(strstr(jstr(r->json, "message"), want), "%s", r->body);
+	api_response__clear(r);
+}
+
+/*
+ * git_push and create_pr with a remote name: the daemon reads the repository's
+ * .git/config in the guest and the policy decides the push URL git would use (rewrites
+ * included); an unknown remote, an unreadable config or a bad repo path is a 400 naming
+ * it; an ask carries the resolved URL into its approval request.
+ */
+Test(policylife, a_remote_name_is_resolved_before_the_policy_judges_the_push)
+{
+	static const char p[] = "{\"levels\": {\"write_file\": \"allow\", \"git_push\": \"allow\", "
+				"\"create_pr\": \"ask\"}, \"paths\": {\"write\": \"all\"}, "
+				"\"egress\": {\"allow\": [\"github.com:443\"]}, \"git\": {\"refs\": "
+				"\"all\"}}";
+	char id[32];
+	struct api_response r;
+	json_t *a, *b;
+
+	snprintf(id, sizeof(id), "%s", create_with(p));
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"ref\": \"main\"}", 400);
+	says(&r, "bad_args", "/workspace/.git/config");
+
+	put(id, "/workspace/.git/config",
+	    "\"[core]\\n\\tbare = false\\n[remote \\\"origin\\\"]\\n\\turl = "
+	    "https://github.com/o/r.git\\n\"");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"ref\": \"main\"}", 200);
+	a = json_object_get(json_object_get(r.json, "result"), "args");
+	cr_assert_str_eq(jstr(a, "remote"), "https://github.com/o/r.git", "%s", r.body);
+	cr_assert_str_eq(jstr(a, "remote_name"), "origin", "%s", r.body);
+	api_response__clear(&r);
+	b = thd_last_entry(&d, id, "tool.decision");
+	cr_assert_str_eq(jstr(b, "verdict"), "allow");
+	json_decref(b);
+
+	r = call_tool(id, "git_push", "{\"remote\": \"upstream\", \"ref\": \"main\"}", 400);
+	says(&r, "bad_args", "no remote 'upstream'");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"repo\": \"rel/x\"}", 400);
+	says(&r, "bad_args", "'repo'");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"repo\": \"/a/../b\"}", 400);
+	says(&r, "bad_args", "'repo'");
+
+	/* another repository, named */
+	put(id, "/srv/r/.git/config", "\"[remote \\\"origin\\\"]\\n url = https://github.com/x/y\\n\"");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"ref\": \"main\", \"repo\": "
+				      "\"/srv/r\"}",
+		      200);
+	a = json_object_get(json_object_get(r.json, "result"), "args");
+	cr_assert_str_eq(jstr(a, "remote"), "https://github.com/x/y", "%s", r.body);
+	api_response__clear(&r);
+
+	/* a rewrite in the config sends the push elsewhere: the policy sees where */
+	put(id, "/workspace/.git/config",
+	    "\"[url \\\"https://evil.example/\\\"]\\n insteadOf = https://github.com/\\n"
+	    "[remote \\\"origin\\\"]\\n url = https://github.com/o/r\\n\"");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"ref\": \"main\"}", 403);
+	cr_assert_str_eq(jstr(r.json, "reason"), "EGRESS_NOT_ALLOWED", "%s", r.body);
+	cr_assert_not_null(strstr(jstr(r.json, "message"), "evil.example"), "%s", r.body);
+	api_response__clear(&r);
+	put(id, "/workspace/.git/config",
+	    "\"[remote \\\"origin\\\"]\\n url = https://a/x\\n url = https://github.com/o/r\\n\"");
+	r = call_tool(id, "git_push", "{\"remote\": \"origin\", \"ref\": \"main\"}", 400);
+	says(&r, "bad_args", "more than one push URL");
+
+	/* an ask of a resolved call: its approval request holds the URL */
+	put(id, "/workspace/.git/config",
+	    "\"[remote \\\"origin\\\"]\\n url = https://github.com/o/r\\n\"");
+	r = call_tool(id, "create_pr", "{\"remote\": \"origin\", \"ref\": \"main\"}", 403);
+	cr_assert_str_eq(jstr(r.json, "error"), "approval_required", "%s", r.body);
+	a = json_object_get(json_object_get(r.json, "approval_request"), "args");
+	cr_assert_str_eq(jstr(a, "remote"), "https://github.com/o/r", "%s", r.body);
+	api_response__clear(&r);
+
+	/* a URL is judged as it is: nothing read */
+	r = call_tool(id, "git_push", "{\"remote\": \"https://github.com/q/w\", \"ref\": \"main\"}",
+		      200);
+	cr_assert_null(json_object_get(json_object_get(json_object_get(r.json, "result"), "args"),
+				       "remote_name"),
+		       "%s", r.body);
+	api_response__clear(&r);
+	thd_expect_intact(&d, id);
+	thd_finish(&d);
+}
