@@ -433,16 +433,27 @@ static void reply_error_v(struct api_req *r, int status, const char *code, json_
 			  const char *allow, const char *fmt, va_list ap)
 {
 	char msg[512], *text = NULL;
-	json_t *o;
+	json_t *o, *m;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	m = json_string(msg);
+	if (!m) {
+		/* Not UTF-8 (a client's bytes quoted, or a character cut at the end): the
+		 * message must still be there, in ASCII. */
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		m = json_string(msg);
+	}
 	o = extra ? json_deep_copy(extra) : json_object();
 	if (o) {
 		json_object_set_new(o, "error", json_string(code));
-		json_object_set_new(o, "message", json_string(msg));
+		json_object_set_new(o, "message", m);
+		m = NULL;
 		text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 	}
 	json_decref(o);
+	json_decref(m);
 	if (text)
 		reply(r, status, "application/json", text, strlen(text), allow);
 	else

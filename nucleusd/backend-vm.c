@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <event2/event.h>
@@ -82,8 +83,11 @@ static void finish_disk(struct vmb_job *j)
 			   (unsigned)json_integer_value(json_object_get(j->args, "memory_mib")));
 	if (r < 0) {
 		j->err = r;
-		snprintf(j->reason, sizeof(j->reason), "cannot start %.160s: %s", b->vmm,
-			 strerror(-r));
+		if (j->vm->reason[0]) /* the jail said why */
+			snprintf(j->reason, sizeof(j->reason), "%s", j->vm->reason);
+		else
+			snprintf(j->reason, sizeof(j->reason), "cannot start %.160s: %s", b->vmm,
+				 strerror(-r));
 		boot_fail(j);
 		return;
 	}
@@ -299,6 +303,49 @@ static const struct nd_backend vmb_backend = {
 	.free = vmb_free,
 };
 
+/*
+ * The jail's mode: root gives each VM its own uid from the range, anyone else a user
+ * namespace; a cgroup v2 leaf per VM where the daemon's cgroup lets it make one. The
+ * daemon becomes a child subreaper: a jailed VMM is reparented to it when its jailer
+ * exits. The note says what the jail is here, and what is missing.
+ */
+static int jail_init(struct vmb *b, const struct nd_vm_config *cfg, struct nd_err *e)
+{
+	char leaf[1000];
+	int cg;
+
+	snprintf(b->jailer, sizeof(b->jailer), "%s", cfg->jailer);
+	b->userns = geteuid() != 0;
+	b->uid_first = cfg->jail_uid_first ? cfg->jail_uid_first : ND_JAIL_UID_FIRST;
+	b->uid_count = cfg->jail_uid_count ? cfg->jail_uid_count : ND_JAIL_UID_COUNT;
+	if (!b->userns && (b->uid_first == 0 || b->uid_first + (uint64_t)b->uid_count > UINT32_MAX))
+		return nd_err__set(e, -EINVAL, "config", "bad jail uid range %u+%u",
+				   (unsigned)b->uid_first, b->uid_count);
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		return nd_err__set(e, -errno, "config", "PR_SET_CHILD_SUBREAPER: %s",
+				   strerror(errno));
+	cg = nd__cgroup_leaf("probe", leaf, sizeof(leaf));
+	b->cgroups = cg == 0;
+	snprintf(b->jail_note, sizeof(b->jail_note),
+		 "jail: %s, mount/PID/IPC/UTS/network namespaces, a read-only root of its own "
+		 "files, no capabilities, no_new_privs; %s",
+		 b->userns ? "a user namespace (the daemon is not root: every VMM runs as the "
+			     "daemon's uid, without a uid of its own)"
+			   : "a uid of its own per VM",
+		 b->cgroups ? "a cgroup v2 leaf per VM with memory.max, cpu.max, pids.max"
+			    : "NO cgroup limits (cgroup v2 is not writable here, or its memory, "
+			      "cpu and pids controllers are not delegated: no memory.max, cpu.max "
+			      "or pids.max per VM)");
+	return 0;
+}
+
+const char *nd_vm_backend__jail(const struct nd_backend *be)
+{
+	return be && be->ctx && strcmp(be->name, "vmm") == 0
+		       ? ((const struct vmb *)be->ctx)->jail_note
+		       : "";
+}
+
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e)
 {
 	struct nd_backend *be = NULL;
@@ -325,6 +372,21 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	snprintf(b->initrd, sizeof(b->initrd), "%s", cfg->initrd);
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s", cfg->data_dir);
 	b->boot_timeout_s = cfg->boot_timeout_s > 0 ? cfg->boot_timeout_s : VMB_BOOT_TIMEOUT_S;
+	if (cfg->jailer) {
+		r = check_file("nucleus-jailer", cfg->jailer, e);
+		if (r == 0)
+			r = jail_init(b, cfg, e);
+		if (r < 0) {
+			vmb_free(b);
+			free(be);
+			return r;
+		}
+	} else {
+		snprintf(b->jail_note, sizeof(b->jail_note),
+			 "NO jail (--no-jail): every VMM runs as the daemon's user, in the "
+			 "daemon's namespaces, with the daemon's files in reach; for debugging "
+			 "only");
+	}
 	snprintf(dir, sizeof(dir), "%s/vms", b->data_dir);
 	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		r = -errno;

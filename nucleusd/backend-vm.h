@@ -5,7 +5,7 @@
  *
  *   backend-vm.c  the ops table and glue: boot stages, setup/free
  *   vm-jobs.c     blocking jobs on the bounded pool (nucleusd/pool.h), finished on the loop
- *   vm-proc.c     nucleus-vmm processes: spawn (THE place a jail plugs in), SIGCHLD and
+ *   vm-proc.c     nucleus-vmm processes: spawn (through nucleus-jailer), SIGCHLD and
  *                 pidfd watch, control socket ops, terminate with grace, adopt
  *   images.c      image names, image and kernel resolution, workspace disks
  *   vm-tools.c    the guest side of each catalogue tool (nucleusd/tools.c): read_file,
@@ -40,6 +40,9 @@
 #define VMB_QUEUE_MAX 256
 /* A boot whose guest agent does not answer within this fails (nested KVM is slow). */
 #define VMB_BOOT_TIMEOUT_S 600
+/* The jail's uids when the daemon is root (nucleusd --jail-uids): one per VM. */
+#define ND_JAIL_UID_FIRST 200000
+#define ND_JAIL_UID_COUNT 65536
 
 struct vmb;
 struct guest;
@@ -69,6 +72,7 @@ struct vmb_vm {
 	bool listed, booting, stopping, failed;
 	atomic_bool dead;
 	char reason[192];
+	uid_t uid; /* jailed as this uid (its own, from the range); 0: none or a userns */
 };
 
 /* A streamed run's output on its way from the worker to the loop (bounded). */
@@ -134,6 +138,14 @@ struct vmb {
 	struct event_base *base;
 	struct nucleusd *nd;
 	char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], data_dir[PATH_MAX];
+	/* the jail (vm-proc.c): nucleus-jailer ("": none), each VM's own uid from
+	 * [uid_first, uid_first + uid_count) when the daemon is root, else a user
+	 * namespace; its cgroup leaf when cgroup v2 is writable; one line saying which */
+	char jailer[PATH_MAX];
+	uid_t uid_first;
+	unsigned uid_count;
+	bool userns, cgroups;
+	char jail_note[640];
 	int boot_timeout_s; /* read by workers; set before any */
 	struct vmb_vm *vms;
 	struct vmb_job *jobs; /* submitted, not finished */
@@ -165,7 +177,8 @@ void vm_proc__unref(struct vmb_vm *v);
 void vm_proc__unlist(struct vmb_vm *v);
 /*
  * Starts nucleus-vmm for @v (its paths, kernel/initrd, disk) in its own session: the one
- * function that makes the process, where a jail will plug in. Sets v->pid, v->child.
+ * function that makes the process, in its jail (nucleus-jailer) unless --no-jail. Sets
+ * v->pid, v->child, v->uid; on a jail's failure -ECHILD with v->reason saying why.
  */
 int vm_proc__spawn(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem_mib);
 /* Ends the VMM: control "stop" (unless @now), SIGKILL after the grace period. */

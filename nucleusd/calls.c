@@ -282,18 +282,6 @@ static void count_boot(struct nd_metrics *m, uint32_t ms)
 	m->boots_ok++;
 }
 
-static unsigned row_memory_mib(struct nucleusd *nd, const char *id)
-{
-	struct sb_row row;
-	unsigned m = 0;
-
-	if (sb_row__load(nd, NULL, id, &row, NULL) == 0) {
-		m = row.memory_mib;
-		sb_row__clear(&row);
-	}
-	return m;
-}
-
 static void boot_done(void *token, int err, const struct nd_boot_result *res, const char *reason)
 {
 	struct nd_op *op = token;
@@ -324,7 +312,7 @@ static void boot_done(void *token, int err, const struct nd_boot_result *res, co
 	r = nd__transition(&t, &e);
 	if (r == 0) {
 		count_boot(&nd->m, res->boot_ms);
-		nd__meter_attach(nd, op->id, res->vmm_pid, row_memory_mib(nd, op->id));
+		nd__meter_attach(nd, op->id, res->vmm_pid);
 	} else if (nd->be->stop) {
 		/* Failed or stopped meanwhile: do not leave a VM behind. */
 		struct sb_row row;

@@ -275,8 +275,18 @@ int nd__budget_refused(struct nucleusd *nd, const char *id, int kind, const char
 		       struct nd_err *e);
 /* One metering sample of a running sandbox (also on each tool call). */
 void nd__meter_sandbox(struct nucleusd *nd, const struct sb_row *row);
-/* After a boot: the VMM into its own cgroup v2 (memory.max) where possible. */
-void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned memory_mib);
+/*
+ * After a boot: the VMM's meter, reading its cgroup v2 leaf when its jail placed it in one
+ * (vm-proc.c: the one place that places VMMs), else /proc.
+ */
+void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid);
+/*
+ * The cgroup v2 leaf of sandbox @id's VMM, DAEMON_CGROUP/nucleus-ID, in @buf: 0 when a
+ * leaf there can have memory.max, cpu.max and pids.max (those controllers enabled below
+ * the daemon's cgroup, which is writable), else -errno (no unified hierarchy, not
+ * writable, controllers not delegated). The VM backend's jail makes and joins it.
+ */
+int nd__cgroup_leaf(const char *id, char *buf, size_t len);
 /* Resume gate: -EDQUOT (audited) when a budget of @row is exhausted. */
 int nd__budget_resume_check(struct nucleusd *nd, const struct sb_row *row, int64_t actor_uid,
 			    struct nd_err *e);

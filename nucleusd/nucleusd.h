@@ -181,7 +181,17 @@ struct nd_vm_config {
 	const char *data_dir; /* per-VM run dirs in DATA/vms, persisted workspaces in
 			       * DATA/workspaces */
 	int boot_timeout_s;   /* the guest agent answers within it, or the boot fails (0: 600) */
+	/*
+	 * nucleus-jailer (vmm/jailer.c): every VMM in its jail (docs/vmm.md "The jail").
+	 * NULL: no jail (--no-jail, for debugging only). Run as root, each VM gets its own
+	 * uid from [jail_uid_first, jail_uid_first + jail_uid_count); otherwise a user
+	 * namespace maps the daemon's uid.
+	 */
+	const char *jailer;
+	unsigned jail_uid_first, jail_uid_count;
 };
+/* One line on the VM backend's jail: its mode and what is missing (to be logged). */
+const char *nd_vm_backend__jail(const struct nd_backend *be);
 /* Checks that the three files are readable; fills @e when not. */
 int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, struct nd_err *e);
 

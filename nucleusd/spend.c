@@ -531,43 +531,74 @@ static struct nd_meter *meter_get(struct nucleusd *nd, const char *id, int64_t p
 	return m;
 }
 
-/*
- * Moves the VMM into DAEMON_CGROUP/nucleus-ID with memory.max = VM size + 256 MiB of VMM
- * overhead. Needs a writable cgroup v2 hierarchy with the memory controller delegated;
- * anything missing leaves the VMM where it is (metering then reads /proc).
- */
-static int cgroup_attach(struct nd_meter *m, int64_t pid, unsigned memory_mib)
+/* Is controller @name in the space-separated @list? */
+static bool has_word(const char *list, const char *name)
 {
-	char base[900], dir[1000], path[1100], num[32];
-	int r;
+	size_t n = strlen(name);
+
+	for (const char *p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || !p[n]))
+			return true;
+	return false;
+}
+
+int nd__cgroup_leaf(const char *id, char *buf, size_t len)
+{
+	char base[900], path[1000], ctl[256] = "";
+	ssize_t n;
+	int r, fd;
 
 	r = own_cgroup(base, sizeof(base));
 	if (r < 0)
 		return r;
 	/* Best effort; refused while the daemon's own cgroup holds processes. */
 	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", base);
-	write_file(path, "+memory +cpu");
-	snprintf(dir, sizeof(dir), "%s/nucleus-%s", base, m->id);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+	write_file(path, "+memory +cpu +pids");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	snprintf(path, sizeof(path), "%s/memory.max", dir);
-	snprintf(num, sizeof(num), "%llu",
-		 ((unsigned long long)memory_mib + 256ULL) * 1024ULL * 1024ULL);
-	r = write_file(path, num);
-	if (r == 0) {
-		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-		snprintf(num, sizeof(num), "%lld", (long long)pid);
-		r = write_file(path, num);
-	}
-	if (r < 0) {
-		rmdir(dir);
-		return r;
-	}
-	m->cgroup = strdup(dir);
-	return m->cgroup ? 0 : -ENOMEM;
+	n = read(fd, ctl, sizeof(ctl) - 1);
+	close(fd);
+	ctl[n > 0 ? n : 0] = '\0';
+	if (!has_word(ctl, "memory") || !has_word(ctl, "cpu") || !has_word(ctl, "pids") ||
+	    access(base, W_OK) < 0)
+		return -EACCES;
+	return snprintf(buf, len, "%s/nucleus-%s", base, id) < (int)len ? 0 : -ENAMETOOLONG;
 }
 
-void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned memory_mib)
+/*
+ * The cgroup v2 leaf the VMM @pid was born in (its jail's: vm-proc.c places it, the
+ * one place that does), when that is a leaf of its own (nd__cgroup_leaf's name for
+ * sandbox @m->id); anything else (no jail, no writable cgroup v2) leaves metering on
+ * /proc.
+ */
+static int cgroup_of(struct nd_meter *m, int64_t pid)
+{
+	char path[64], line[1024], leaf[1000], want[1000];
+	FILE *f;
+	int r = -ENOENT;
+
+	if (nd__cgroup_leaf(m->id, want, sizeof(want)) < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/%lld/cgroup", (long long)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3) != 0)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (snprintf(leaf, sizeof(leaf), "/sys/fs/cgroup%s", line + 3) < (int)sizeof(leaf) &&
+		    strcmp(leaf, want) == 0)
+			r = 0;
+		break;
+	}
+	if (f)
+		fclose(f);
+	if (r == 0 && !(m->cgroup = strdup(want)))
+		r = -ENOMEM;
+	return r;
+}
+
+void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid)
 {
 	struct nd_meter *m;
 
@@ -584,7 +615,7 @@ void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid, unsigned
 		budget_sampler__step(&m->s, &zero, &ignored);
 	}
 	if (!m->cgroup)
-		cgroup_attach(m, pid, memory_mib); /* < 0: no cgroup, /proc metering */
+		cgroup_of(m, pid); /* < 0: no cgroup of its own, /proc metering */
 }
 
 struct meter_tx {

@@ -3,6 +3,7 @@
 # Idempotent: when everything is there it only checks, in a second or two.
 #   build/       the normal build (daemon, VMM, guest kernel + initramfs, all suites)
 #   build-asan/  ASan + UBSan build of the host-side code and its unit suites
+#   build-fuzz/  clang libFuzzer build of tests/fuzz (the fuzz regression step)
 # Needs root (or sudo) only when a package is missing.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +12,8 @@ log() { echo "setup: $*" >&2; }
 # Build: compiler, meson, the libraries. Tests: criterion. Guest: kernel source and
 # its build tools, busybox, cpio, e2fsprogs. Nested-KVM harness: QEMU, kmod.
 # Bench peer: QEMU (microvm). Tools: python3 (report), sqlite3 (inspection).
-pkgs="gcc libc6-dev make meson ninja-build pkg-config python3
+# Fuzzing: clang and libFuzzer's runtime (libclang_rt.fuzzer), docs/fuzzing.md.
+pkgs="gcc libc6-dev make meson ninja-build pkg-config python3 clang-14 libclang-rt-14-dev
 libevent-dev libjansson-dev libseccomp-dev libnl-3-dev libnl-route-3-dev libsqlite3-dev
 libsodium-dev libcriterion-dev sqlite3
 linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils
@@ -22,6 +24,7 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
   log "this machine has no dpkg/apt-get. Nucleus is set up from Debian packages (bookworm):"
   log "install the equivalents of: $(echo $pkgs)"
   log "then run: meson setup build && meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest=false"
+  log "and: CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false -Dwerror=false"
   exit 1
 fi
 
@@ -57,6 +60,9 @@ if [ ! -f build/build.ninja ]; then
 fi
 if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest=false >&2
+fi
+if [ ! -f build-fuzz/build.ninja ]; then
+  CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false -Dwerror=false >&2
 fi
 [ $native = 1 ] || log "note: $why - VM work runs under nested emulation (QEMU TCG), 30-80x slower"
 log "ready"

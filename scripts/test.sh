@@ -1,9 +1,11 @@
 #!/bin/sh
 # test.sh - set up, build and run every Nucleus test suite, then print one report.
 #   1. scripts/setup.sh (packages, build dirs; idempotent)
-#   2. build/ and build-asan/ (ASan + UBSan)
+#   2. build/ and build-asan/ (ASan + UBSan), and the fuzz targets of build-fuzz/ (clang)
 #   3. unit suites in both builds; VM suites in build/, each in one nested boot where
-#      this machine has no /dev/kvm (slow: the tools say so), natively where it has.
+#      this machine has no /dev/kvm (slow: the tools say so), natively where it has;
+#      the fuzz regression step: every libFuzzer target for a fixed number of runs over
+#      its seed corpus and mutations of it (docs/fuzzing.md), one report each.
 # The last line is 'N passed, N failed, N skipped' over all suites; exit 1 on any
 # failure, including a suite that could not run.
 set -u
@@ -23,9 +25,12 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 builds_failed=0
-for b in build build-asan; do
+for b in build build-asan build-fuzz; do
   step "compile $b"
-  if ! meson compile -C "$b"; then
+  target=""
+  [ "$b" = build-fuzz ] && target=fuzz # only the fuzz targets and what they link
+  # shellcheck disable=SC2086
+  if ! meson compile -C "$b" $target; then
     echo "compile of $b failed"
     builds_failed=$((builds_failed + 1))
   fi
@@ -41,9 +46,11 @@ run() { # BUILD SUITE...
 }
 run build unit vm
 run build-asan unit
+run build-fuzz fuzz
 
 step report
-python3 tests/harness/report.py build:host:unit,vm build-asan:asan:unit > build/report.txt
+python3 tests/harness/report.py build:host:unit,vm build-asan:asan:unit build-fuzz:fuzz:fuzz \
+  > build/report.txt
 rc=$?
 cat build/report.txt | sed '$d'
 echo "total time $(( $(date +%s) - start )) s"

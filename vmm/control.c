@@ -41,7 +41,12 @@ struct control {
 
 int control__parse(const char *line, size_t len, enum control_op *ret)
 {
-	static const char *const names[] = {"state", "pause", "resume", "stop"};
+	static const char *const names[] = {
+		"state",       "pause", "resume", "stop",
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+		"test-sigsys", /* test builds only */
+#endif
+	};
 	json_error_t err;
 
 	if (!line || len == 0 || len > CONTROL_LINE_MAX)
@@ -110,6 +115,11 @@ static json_t *handle(struct vm *vm, const char *line, size_t len)
 		break;
 	case CONTROL_STATE:
 		break;
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+	case CONTROL_TEST_SIGSYS:
+		vm__seccomp_test_trigger(vm, "event loop");
+		break;
+#endif
 	}
 	return state_reply(vm);
 }
@@ -217,7 +227,8 @@ int control__open(struct vm *vm, const char *path, struct control **ret)
 		goto fail;
 	}
 	strcpy(ctl->path, path);
-	if ((r = vm__ev_add(vm, ctl->fd, EPOLLIN, on_accept, ctl)) < 0)
+	if ((r = vm__seccomp_fd(vm, VM_FD_LISTEN, ctl->fd)) < 0 ||
+	    (r = vm__ev_add(vm, ctl->fd, EPOLLIN, on_accept, ctl)) < 0)
 		goto fail;
 	*ret = ctl;
 	return 0;

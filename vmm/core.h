@@ -132,7 +132,15 @@ size_t mptable__size(unsigned ncpus);
 void cpuid__filter(struct kvm_cpuid2 *c, uint32_t id, uint32_t ncpus);
 
 /* ---- control.c ---------------------------------------------------------------- */
-enum control_op { CONTROL_STATE, CONTROL_PAUSE, CONTROL_RESUME, CONTROL_STOP };
+enum control_op {
+	CONTROL_STATE,
+	CONTROL_PAUSE,
+	CONTROL_RESUME,
+	CONTROL_STOP,
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+	CONTROL_TEST_SIGSYS, /* test builds only: the event loop makes a forbidden call */
+#endif
+};
 /* Parse one request line (without the newline). -EINVAL/-EPROTO on garbage. */
 int control__parse(const char *line, size_t len, enum control_op *ret);
 struct control;
@@ -156,6 +164,8 @@ struct vm_io_range {
 	void *opaque;
 };
 
+struct vm_seccomp;
+
 struct vcpu {
 	struct vm *vm;
 	uint32_t id;
@@ -165,7 +175,13 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	atomic_bool parked;
+	struct vm_seccomp *filter; /* built by vm__start(), loaded and freed by the thread */
 };
+
+/* The signal that kicks a vCPU out of KVM_RUN (vcpu.c; the filters allow only it). */
+#define VM_KICK_SIGNAL SIGUSR1
+/* Most fds one use may register with vm__seccomp_fd(). */
+#define VM_SECCOMP_FDS_MAX 64
 
 enum vm_state { VM_RUNNING, VM_PAUSED, VM_STOPPING };
 
@@ -185,7 +201,7 @@ struct vm {
 	struct cmdline cmdline;
 
 	/* event loop */
-	int epfd, wake_fd;
+	int epfd, wake_fd, sig_fd;
 	pthread_mutex_t ev_lock;
 	struct ev_entry *evs, *ev_dead;
 
@@ -199,6 +215,15 @@ struct vm {
 	atomic_llong boot_us; /* -1 until VM_STATUS_READY */
 	uint64_t start_ns;
 	atomic_uint unhandled_logs;
+
+	/* seccomp.c: filters on (the default), the fds they allow per use, and the gate
+	 * the vCPU threads wait at until every thread has loaded its filter (under lock) */
+	bool seccomp;
+	int sc_fds[VM_FD__N][VM_SECCOMP_FDS_MAX];
+	unsigned nr_sc_fds[VM_FD__N];
+	unsigned nr_armed; /* vCPU threads past their seccomp_load */
+	int arm_err;	   /* the first vCPU thread's load error */
+	bool go;	   /* vm__lockdown() done: the vCPUs may enter KVM_RUN */
 };
 
 uint64_t vm__now_ns(void);
@@ -225,6 +250,9 @@ void vm__kick_all(struct vm *vm);
 void vm__join(struct vm *vm);
 /* Run the event loop until a stop was requested. */
 int vm__ev_run(struct vm *vm);
+/* The signalfd of the loop (SIGTERM, SIGINT, SIGCHLD), made before the loop's filter
+ * would forbid it; vm__ev_run() makes it if nobody did. */
+int vm__ev_signals(struct vm *vm);
 int vm__ev_init(struct vm *vm);
 void vm__ev_fini(struct vm *vm);
 
@@ -256,5 +284,46 @@ void vm__phase(enum vm_phase ph);
 /* {"phase": microseconds since process start, ...} for the phases reached (NULL: ENOMEM). */
 json_t *vm__trace_json(void);
 const char *vm__phase_name(enum vm_phase ph);
+
+/* ---- seccomp.c: one system call allow-list per thread kind (docs/vmm.md) --------- */
+
+/* The kinds of thread of nucleus-vmm, each with its own list. */
+enum vm_thread { VM_THREAD_VCPU, VM_THREAD_LOOP };
+
+/* What a list's argument filters compare against: fds fixed when it is installed. */
+struct seccomp_fds {
+	int vm_fd;
+	int vcpu_fd;	  /* VM_THREAD_VCPU: its own vCPU */
+	int epoll_fd;	  /* VM_THREAD_LOOP */
+	const int *write; /* VM_THREAD_VCPU: the only fds it writes to */
+	unsigned nr_write;
+	const int *listen; /* VM_THREAD_LOOP: the listening sockets it accepts on */
+	unsigned nr_listen;
+};
+
+/* Process-wide, before any thread exists: NO_NEW_PRIVS (when @filters), one malloc arena
+ * and the lazily made state of libraries made now, so that no thread later needs a call
+ * its list lacks (see seccomp.c). -errno. */
+int seccomp__prepare(bool filters);
+/* The allow-list of one thread kind, built (libseccomp) but not loaded. -errno. */
+int seccomp__build(enum vm_thread kind, const struct seccomp_fds *fds, struct vm_seccomp **ret);
+/* Load @f on the calling thread only (no TSYNC). -errno. */
+int seccomp__load(struct vm_seccomp *f);
+void seccomp__free(struct vm_seccomp *f);
+/* A list's name in the VMM's log ("vcpu", "event loop"). */
+const char *seccomp__thread_name(enum vm_thread kind);
+
+/* vm__start(): every vCPU's filter, built on the main thread before the threads start. */
+int vm__seccomp_vcpus(struct vm *vm);
+/* After vm__start(): waits until every vCPU thread loaded its own filter, makes the
+ * loop's signalfd, loads the event loop's filter on the calling (main) thread, then lets
+ * the vCPUs enter KVM_RUN. With vm->seccomp off it only opens the gate. -errno. */
+int vm__lockdown(struct vm *vm);
+
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+/* TEST BUILDS ONLY (-Dseccomp_test_trigger=true): the calling thread makes a system call
+ * no list allows, so that tests see the VMM die of SIGSYS. */
+void vm__seccomp_test_trigger(struct vm *vm, const char *thread);
+#endif
 
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * evloop.c - the event loop of the device thread (the process's main thread): one
- * epoll set of device fds, the control socket, a signalfd and the stop eventfd.
+ * epoll set of device fds, the control socket, a signalfd and the stop eventfd. It runs
+ * under the event loop's seccomp list (seccomp.c): nothing here may need a new call.
  *
  * vm__ev_add/mod/del may be called from any thread. A deleted entry is kept on a
  * list until the current batch of events has been dispatched, so an epoll event
@@ -130,38 +131,42 @@ static void on_wake(void *opaque, uint32_t events)
 	}
 }
 
-struct sigctx {
-	struct vm *vm;
-	int fd;
-};
-
 static void on_signal(void *opaque, uint32_t events)
 {
-	struct sigctx *s = opaque;
+	struct vm *vm = opaque;
 	struct signalfd_siginfo si;
-	while (read(s->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+	while (read(vm->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			if (atomic_load(&s->vm->exit_status) == -1)
-				vm__log(s->vm, "signal %u: stopping the VM", si.ssi_signo);
-			vm__request_stop(s->vm, VMM_EXIT_STOPPED);
+			if (atomic_load(&vm->exit_status) == -1)
+				vm__log(vm, "signal %u: stopping the VM", si.ssi_signo);
+			vm__request_stop(vm, VMM_EXIT_STOPPED);
 		}
 	}
 }
 
-int vm__ev_run(struct vm *vm)
+/* The signalfd is made before the event loop's seccomp filter, which lacks signalfd4;
+ * vm__free() closes it. */
+int vm__ev_signals(struct vm *vm)
 {
 	sigset_t set;
-	struct sigctx sig = {.vm = vm, .fd = -1};
-	int r;
 
+	if (vm->sig_fd >= 0)
+		return 0;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
-	sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sig.fd < 0)
-		return -errno;
-	if ((r = vm__ev_add(vm, sig.fd, EPOLLIN, on_signal, &sig)) < 0 ||
+	vm->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return vm->sig_fd < 0 ? -errno : 0;
+}
+
+int vm__ev_run(struct vm *vm)
+{
+	int r;
+
+	if ((r = vm__ev_signals(vm)) < 0)
+		return r;
+	if ((r = vm__ev_add(vm, vm->sig_fd, EPOLLIN, on_signal, vm)) < 0 ||
 	    (r = vm__ev_add(vm, vm->wake_fd, EPOLLIN, on_wake, vm)) < 0)
 		goto out;
 
@@ -191,7 +196,6 @@ int vm__ev_run(struct vm *vm)
 	r = 0;
 out:
 	vm__ev_del(vm, vm->wake_fd);
-	vm__ev_del(vm, sig.fd);
-	close(sig.fd);
+	vm__ev_del(vm, vm->sig_fd);
 	return r;
 }

@@ -5,6 +5,10 @@
  *   nucleus-vmm --kernel VMLINUX [--initrd FILE] [--cmdline STR] [--mem MIB]
  *               [--vcpus N] [--disk PATH[,ro]]... [--vsock UDS_PATH] [--cid N]
  *               [--console off|stderr|FILE] [--control UDS_PATH] [--trace-boot]
+ *               [--no-seccomp]
+ *
+ * Every thread runs under its own seccomp allow-list (vmm/seccomp.c) from before the
+ * first KVM_RUN; --no-seccomp, for debugging only, runs them without.
  *
  * Exit status: enum vmm_exit (vmm/vmm.h).
  */
@@ -34,7 +38,8 @@ struct opts {
 	uint64_t mem_mib;
 	uint32_t vcpus;
 	uint64_t cid;
-	bool trace; /* --trace-boot */
+	bool trace;	 /* --trace-boot */
+	bool no_seccomp; /* --no-seccomp */
 };
 
 struct vmm {
@@ -52,7 +57,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nucleus-vmm --kernel VMLINUX [--initrd FILE] [--cmdline STR]\n"
 		   "         [--mem MIB (128)] [--vcpus N (1)] [--disk PATH[,ro]]...\n"
 		   "         [--vsock UDS_PATH] [--cid N (3)] [--console off|stderr|FILE]\n"
-		   "         [--control UDS_PATH] [--trace-boot]\n");
+		   "         [--control UDS_PATH] [--trace-boot] [--no-seccomp]\n");
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -90,7 +95,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{"vsock", required_argument, 0, 'v'},	{"cid", required_argument, 0, 'C'},
 		{"console", required_argument, 0, 'o'}, {"control", required_argument, 0, 's'},
 		{"trace-boot", no_argument, 0, 't'},	{"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+		{"no-seccomp", no_argument, 0, 'S'},	{0, 0, 0, 0},
 	};
 	/* clang-format on */
 	uint64_t v;
@@ -136,6 +141,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 't':
 			o->trace = true;
+			break;
+		case 'S':
+			o->no_seccomp = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -331,6 +339,7 @@ static int setup(struct vmm *m)
 		return r;
 	}
 	vm = m->vm;
+	vm->seccomp = !m->o.no_seccomp;
 	if (strcmp(m->o.console, "off") != 0) {
 		m->console_fd = open_console(m->o.console);
 		if (m->console_fd < 0) {
@@ -407,7 +416,7 @@ int main(int argc, char **argv)
 {
 	struct vmm m = {.console_fd = -1};
 	sigset_t set;
-	int status;
+	int status, r;
 
 	vm__trace_begin();
 	if (parse_args(argc, argv, &m.o) < 0) {
@@ -424,8 +433,19 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	vm__trace_log(m.o.trace);
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+	vm__log(NULL, "built with the seccomp test trigger (-Dseccomp_test_trigger): "
+		      "for tests only");
+#endif
+	if (m.o.no_seccomp)
+		vm__log(NULL, "seccomp: off (--no-seccomp): the threads run without filters");
+	/* Before any thread exists: see vmm/seccomp.c for the install order. */
+	if ((r = seccomp__prepare(!m.o.no_seccomp)) < 0) {
+		vm__log(NULL, "seccomp: %s", strerror(-r));
+		return finish(&m, VMM_EXIT_SETUP);
+	}
 
-	if (setup(&m) < 0 || vm__start(m.vm) < 0) {
+	if (setup(&m) < 0 || vm__start(m.vm) < 0 || vm__lockdown(m.vm) < 0) {
 		if (m.vm) {
 			vm__request_stop(m.vm, VMM_EXIT_SETUP);
 			vm__join(m.vm);
@@ -433,7 +453,7 @@ int main(int argc, char **argv)
 		}
 		return finish(&m, VMM_EXIT_SETUP);
 	}
-	int r = vm__ev_run(m.vm);
+	r = vm__ev_run(m.vm);
 	if (r < 0) {
 		vm__log(m.vm, "event loop: %s", strerror(-r));
 		vm__request_stop(m.vm, VMM_EXIT_SETUP);

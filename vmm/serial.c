@@ -176,7 +176,10 @@ int serial__create(struct vm *vm, int out_fd, struct serial **ret)
 	s->vm = vm;
 	s->out_fd = out_fd;
 	pthread_mutex_init(&s->lock, NULL);
-	int r = vm__pio_register(vm, SERIAL_BASE, 8, &serial_ops, s);
+	/* the guest's writes reach the console on its vCPU threads */
+	int r = out_fd >= 0 ? vm__seccomp_fd(vm, VM_FD_VCPU_WRITE, out_fd) : 0;
+	if (r == 0)
+		r = vm__pio_register(vm, SERIAL_BASE, 8, &serial_ops, s);
 	if (r < 0) {
 		serial__free(s);
 		return r;

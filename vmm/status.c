@@ -31,6 +31,10 @@ static void status_write(void *opaque, uint64_t off, const void *data, uint32_t 
 	} else if (v == VM_STATUS_SHUTDOWN) {
 		vm__phase(VM_PH_SHUTDOWN);
 		atomic_store(&vm->shutdown_intent, true);
+#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
+	} else if (v == VM_STATUS_TEST_SIGSYS) {
+		vm__seccomp_test_trigger(vm, "vcpu");
+#endif
 	}
 }
 

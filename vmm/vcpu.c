@@ -7,6 +7,10 @@
  * SIGUSR1 to the thread. A vCPU inside KVM_RUN leaves it with EINTR; one about to
  * enter it leaves at once because of immediate_exit. The thread clears
  * immediate_exit before it looks at the flags, so no request is lost.
+ *
+ * Seccomp (seccomp.c): a vCPU thread first loads its own filter, built by vm__start(),
+ * then waits at a gate that vm__lockdown() opens once the event loop has loaded its own;
+ * only then does it enter KVM_RUN.
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -19,7 +23,7 @@
 
 #include "vmm/core.h"
 
-#define KICK_SIGNAL SIGUSR1
+#define KICK_SIGNAL VM_KICK_SIGNAL
 
 #define MSR_IA32_SYSENTER_CS	0x174
 #define MSR_IA32_SYSENTER_ESP	0x175
@@ -335,6 +339,38 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* Loads this thread's own filter, then frees the library's copy: it is in the kernel. */
+static int vcpu_seccomp(struct vcpu *v)
+{
+	int r;
+
+	if (!v->filter)
+		return 0;
+	r = seccomp__load(v->filter);
+	seccomp__free(v->filter);
+	v->filter = NULL;
+	return r;
+}
+
+/*
+ * Reports this thread's filter load (@err) to vm__lockdown(), then waits until it opens
+ * the gate. False when this vCPU must not run: its load failed or the VM stops.
+ */
+static bool vcpu_gate(struct vcpu *v, int err)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	if (err < 0 && vm->arm_err == 0)
+		vm->arm_err = err;
+	vm->nr_armed++;
+	pthread_cond_broadcast(&vm->cond);
+	while (!vm->go && atomic_load(&vm->exit_status) == -1)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return err == 0 && atomic_load(&vm->exit_status) == -1;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -345,6 +381,8 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (!vcpu_gate(v, vcpu_seccomp(v)))
+		return NULL;
 	for (;;) {
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		if (atomic_load(&vm->exit_status) != -1)
@@ -371,13 +409,19 @@ static void *vcpu_thread(void *arg)
 int vm__start(struct vm *vm)
 {
 	struct sigaction sa = {.sa_handler = kick_handler};
+	int r;
+
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
 		return -errno;
+	if ((r = vm__seccomp_vcpus(vm)) < 0) {
+		vm__log(vm, "seccomp: the vcpu filters: %s", strerror(-r));
+		return r;
+	}
 	vm->started = true;
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		r = pthread_create(&v->thread, NULL, vcpu_thread, v);
 		if (r) {
 			vm__request_stop(vm, VMM_EXIT_SETUP);
 			return -r;

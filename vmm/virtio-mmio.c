@@ -438,12 +438,19 @@ static int wire(struct virtio_dev *dev)
 	if (r < 0)
 		return r;
 	dev->irqfd_on = true;
+	/* vCPU threads kick queues (QueueNotify's slow path, DRIVER_OK) and may signal */
+	r = vm__seccomp_fd(dev->vm, VM_FD_VCPU_WRITE, dev->irqfd);
+	if (r < 0)
+		return r;
 	for (q = 0; q < dev->ops->nqueues; q++) {
 		dev->kick[q].dev = dev;
 		dev->kick[q].q = q;
 		dev->kickfd[q] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (dev->kickfd[q] < 0)
 			return -errno;
+		r = vm__seccomp_fd(dev->vm, VM_FD_VCPU_WRITE, dev->kickfd[q]);
+		if (r < 0)
+			return r;
 		r = vm__ioeventfd(dev->vm, dev->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q,
 				  dev->kickfd[q], true);
 		if (r < 0)

@@ -91,6 +91,8 @@ struct vconn {
 	uint32_t rx_cnt, fwd_cnt, last_fwd_sent;
 	uint8_t *buf; /* ring of VSOCK_BUF_ALLOC bytes, allocated on first need */
 	uint32_t head, len;
+	char cmd[VSOCK_CMD_MAX]; /* C_HOST_CMD: the start of the CONNECT line read so far */
+	uint32_t cmd_len;
 };
 
 struct rst_entry {
@@ -103,7 +105,7 @@ struct vsock {
 	uint64_t cid;
 	char *uds_path;
 	int listen_fd, reset_fd;
-	int spare_fd; /* /dev/null, given up to shed a connection when out of fds */
+	int spare_fd; /* a placeholder fd, given up to shed a connection when out of fds */
 	bool listen_ev, reset_ev, reset_pending;
 	uint32_t next_port, rr;
 	struct vconn conns[VSOCK_MAX_CONNS];
@@ -116,6 +118,13 @@ struct vsock {
 static struct vm *vs_vm(struct vsock *vs)
 {
 	return vs->dev->vm;
+}
+
+/* The spare fd: an eventfd, which the event loop's seccomp list lets it remake (it
+ * opens no file). < 0: no shedding, no spin fix. */
+static int spare_open(void)
+{
+	return eventfd(0, EFD_CLOEXEC);
 }
 
 /* ---- connections ---- */
@@ -735,24 +744,34 @@ static void vsock_notify(struct virtio_dev *dev, uint32_t q)
 static void host_cmd(struct vsock *vs, struct vconn *c)
 {
 	char line[VSOCK_CMD_MAX + 1], *nl, *end;
+	uint32_t have = c->cmd_len;
 	unsigned long port;
-	ssize_t r;
+	ssize_t r, take;
 
-	r = recv(c->fd, line, VSOCK_CMD_MAX, MSG_PEEK | MSG_DONTWAIT);
+	r = recv(c->fd, line + have, VSOCK_CMD_MAX - have, MSG_PEEK | MSG_DONTWAIT);
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (r <= 0)
 		goto bad;
-	line[r] = '\0';
-	nl = memchr(line, '\n', (size_t)r);
+	memcpy(line, c->cmd, have);
+	line[have + (size_t)r] = '\0';
+	nl = memchr(line + have, '\n', (size_t)r);
+	/*
+	 * Consume exactly the line: data after it stays in the socket for the guest. A line
+	 * not complete yet is consumed too and kept in c->cmd, so that the socket is not
+	 * readable until more comes: the loop is level-triggered, and a client that stopped
+	 * mid-line would otherwise make it spin.
+	 */
+	take = nl ? nl - (line + have) + 1 : r;
+	if (recv(c->fd, line + have, (size_t)take, MSG_DONTWAIT) != take)
+		goto bad;
 	if (!nl) {
-		if (r == VSOCK_CMD_MAX)
+		if (have + (size_t)r == VSOCK_CMD_MAX)
 			goto bad;
+		memcpy(c->cmd + have, line + have, (size_t)r);
+		c->cmd_len += (uint32_t)r;
 		return; /* wait for the rest of the line */
 	}
-	/* Consume exactly the line: data after it stays in the socket for the guest. */
-	if (recv(c->fd, line, (size_t)(nl - line + 1), MSG_DONTWAIT) != nl - line + 1)
-		goto bad;
 	*nl = '\0';
 	if (strncmp(line, "CONNECT ", 8) != 0 || line[8] < '0' || line[8] > '9')
 		goto bad;
@@ -835,7 +854,7 @@ static void listen_cb(void *opaque, uint32_t events)
 		fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
 			close(fd);
-		vs->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		vs->spare_fd = spare_open();
 		vm__log(vs_vm(vs), "virtio-vsock: out of file descriptors, refused a "
 				   "connection");
 		goto out;
@@ -950,7 +969,7 @@ static struct vsock *vsock_alloc(uint64_t cid, const char *uds_path)
 		return NULL;
 	vs->cid = cid;
 	vs->listen_fd = vs->reset_fd = -1;
-	vs->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* < 0: no shedding, no spin fix */
+	vs->spare_fd = spare_open();
 	vs->next_port = VSOCK_PORT_BASE - 1;
 	for (i = 0; i < VSOCK_MAX_CONNS; i++) {
 		vs->conns[i].vs = vs;
@@ -988,6 +1007,10 @@ int virtio_vsock__create(struct vm *vm, uint64_t guest_cid, const char *uds_path
 	if (r < 0)
 		goto fail;
 	vs->listen_fd = r;
+	/* the transport's reset (a vCPU thread) writes reset_fd; the loop accepts */
+	if ((r = vm__seccomp_fd(vm, VM_FD_VCPU_WRITE, vs->reset_fd)) < 0 ||
+	    (r = vm__seccomp_fd(vm, VM_FD_LISTEN, vs->listen_fd)) < 0)
+		goto fail;
 	r = virtio_mmio__create(vm, &vsock_ops, vs, 1ULL << VIRTIO_RING_F_EVENT_IDX, &cfg_cid,
 				sizeof(cfg_cid), &dev);
 	if (r < 0)

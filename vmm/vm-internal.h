@@ -67,6 +67,20 @@ int vm__ev_add(struct vm *vm, int fd, uint32_t events, vm_ev_cb cb, void *opaque
 int vm__ev_mod(struct vm *vm, int fd, uint32_t events);
 int vm__ev_del(struct vm *vm, int fd);
 
+/*
+ * System call filters (vmm/seccomp.c, docs/vmm.md "Seccomp"): each thread of the VMM runs
+ * under an allow-list whose argument filters name fds, so a device tells the core which
+ * of its fds each thread kind uses beyond the event loop's ordinary I/O. Only before
+ * vm__start(); -ENOSPC past VM_SECCOMP_FDS_MAX per use, -EBUSY after the start.
+ */
+enum vm_fd_use {
+	VM_FD_VCPU_WRITE, /* written on vCPU threads: an eventfd a register write kicks, the
+			   * console. vCPU threads write() to these fds (and stderr) only */
+	VM_FD_LISTEN,	  /* a listening socket: accept4() on the event loop */
+	VM_FD__N
+};
+int vm__seccomp_fd(struct vm *vm, enum vm_fd_use use, int fd);
+
 /* The guest broke a device rule: log "guest fault: <dev>: <message>" and stop this VM
  * (exit status VMM_EXIT_GUEST_FAULT). Safe from any thread; returns, never exits. */
 void vm__guest_fault(struct vm *vm, const char *dev, const char *fmt, ...)

@@ -48,6 +48,9 @@ struct opts {
 	unsigned max_conns;    /* --max-connections */
 	bool fake;
 	const char *vmm, *kernel, *initrd;
+	const char *jailer;	  /* --jailer */
+	bool no_jail;		  /* --no-jail */
+	unsigned jail_uid_first, jail_uid_count; /* --jail-uids; 0: the default */
 	int boot_timeout_s;  /* --boot-timeout; 0: the backend's default */
 	uint8_t keys[8][32]; /* --approver-key */
 	size_t n_keys;
@@ -101,6 +104,11 @@ static void usage(FILE *f)
 		"                     " ND_INSTALL_GUEST_DIR "/vmlinux)\n"
 		"  --initrd PATH      guest initramfs (default: $NUCLEUS_INITRD, the build's,\n"
 		"                     " ND_INSTALL_GUEST_DIR "/initramfs.cpio.gz)\n"
+		"  --jailer PATH      nucleus-jailer, which puts every VMM in its jail\n"
+		"                     (default: $NUCLEUS_JAILER, next to the VMM)\n"
+		"  --jail-uids FIRST:COUNT  the uids of jailed VMMs, one per VM, when the\n"
+		"                     daemon is root (default 200000:65536)\n"
+		"  --no-jail          VMMs without a jail, as the daemon's user: debugging only\n"
 		"  --boot-timeout SECONDS  a guest agent that does not answer within this of\n"
 		"                     its VMM's start fails the boot; the VMM is killed and its\n"
 		"                     last boot phase named (default 600)\n"
@@ -165,6 +173,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"fake-backend", no_argument, NULL, 'F'},
 					   {"boot-timeout", required_argument, NULL, 'B'},
 					   {"vmm", required_argument, NULL, 'V'},
+					   {"jailer", required_argument, NULL, 'J'},
+					   {"jail-uids", required_argument, NULL, 'j'},
+					   {"no-jail", no_argument, NULL, 'N'},
 					   {"kernel", required_argument, NULL, 'K'},
 					   {"initrd", required_argument, NULL, 'I'},
 					   {"approver-key", required_argument, NULL, 'k'},
@@ -232,6 +243,29 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'V':
 			o->vmm = optarg;
 			break;
+		case 'J':
+			o->jailer = optarg;
+			break;
+		case 'N':
+			o->no_jail = true;
+			break;
+		case 'j': {
+			unsigned long long first, count;
+			char *colon = strchr(optarg, ':');
+
+			if (!colon)
+				goto bad;
+			*colon = '\0';
+			if (!parse_num(optarg, UINT32_MAX - 1, &first) ||
+			    !parse_num(colon + 1, UINT32_MAX - 1, &count) || first == 0 ||
+			    count == 0 || first + count > UINT32_MAX) {
+				*colon = ':';
+				goto bad;
+			}
+			o->jail_uid_first = (unsigned)first;
+			o->jail_uid_count = (unsigned)count;
+			break;
+		}
 		case 'K':
 			o->kernel = optarg;
 			break;
@@ -268,9 +302,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		usage(stderr);
 		return -EINVAL;
 	}
-	if (o->fake && (o->vmm || o->kernel || o->initrd || o->boot_timeout_s)) {
-		fprintf(stderr, "nucleusd: --vmm, --kernel, --initrd and --boot-timeout are the VM "
-				"backend's; --fake-backend runs no VMs\n");
+	if (o->fake && (o->vmm || o->kernel || o->initrd || o->boot_timeout_s || o->jailer ||
+			o->no_jail || o->jail_uid_count)) {
+		fprintf(stderr, "nucleusd: --vmm, --kernel, --initrd, --boot-timeout, --jailer, "
+				"--jail-uids and --no-jail are the VM backend's; --fake-backend runs "
+				"no VMs\n");
+		return -EINVAL;
+	}
+	if (o->no_jail && (o->jailer || o->jail_uid_count)) {
+		fprintf(stderr, "nucleusd: --no-jail with --jailer or --jail-uids\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -369,7 +409,7 @@ static const char *pick(const char *flag, const char *env, const char *const *ca
 
 static int vm_backend(const struct opts *o, struct nd_backend **ret)
 {
-	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32];
+	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32], jailer[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	struct nd_vm_config cfg = {.data_dir = o->data_dir, .boot_timeout_s = o->boot_timeout_s};
@@ -393,15 +433,30 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 		cfg.kernel = pick(o->kernel, "NUCLEUS_KERNEL", kernels, 2);
 		cfg.initrd = pick(o->initrd, "NUCLEUS_INITRD", initrds, 2);
 	}
+	/* the jailer is built and installed next to nucleus-vmm */
+	snprintf(jailer, sizeof(jailer), "%s", cfg.vmm);
+	slash = strrchr(jailer, '/');
+	snprintf(slash ? slash + 1 : jailer, sizeof(jailer) - (size_t)(slash ? slash + 1 - jailer : 0),
+		 "nucleus-jailer");
+	if (!o->no_jail)
+		cfg.jailer = pick(o->jailer, "NUCLEUS_JAILER", (const char *[]){jailer}, 1);
+	cfg.jail_uid_first = o->jail_uid_first;
+	cfg.jail_uid_count = o->jail_uid_count;
 	r = nd_vm_backend__new(&cfg, ret, &e);
 	if (r < 0)
 		logmsg("error",
 		       "VMM backend: %s (use --vmm/--kernel/--initrd, or --fake-backend "
 		       "for tests)",
 		       e.msg[0] ? e.msg : strerror(-r));
-	else
+	else {
+		const char *jail = nd_vm_backend__jail(*ret);
+
 		logmsg("info", "VMM backend: %s, kernel %s, initramfs %s", cfg.vmm, cfg.kernel,
 		       cfg.initrd);
+		/* what the jail lacks here is said, never silently left out */
+		logmsg(strstr(jail, "NO ") || strstr(jail, "user namespace") ? "warn" : "info",
+		       "%s", jail);
+	}
 	return r;
 }
 

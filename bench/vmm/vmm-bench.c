@@ -4,7 +4,7 @@
  * Not a test: run it where KVM works (bench/vmm/run.sh puts it in the nested harness).
  *
  *   vmm-bench --vmm PATH --kernel VMLINUX --initrd INITRAMFS [--runs N (5)]
- *             [--qemu PATH] [--json OUT] [--cycle-initrd INITRAMFS]
+ *             [--qemu PATH] [--json OUT] [--cycle-initrd INITRAMFS] [--jailer PATH]
  *
  * Per run, nucleus-vmm (128 MiB, 1 vCPU, console to a file, "quiet"):
  *   boot_timer_us  VMM start -> the agent's READY write (the VMM's own boot timer)
@@ -22,6 +22,10 @@
  * resets), both VMMs boot it with nt=shutdown and exit on the reset (reboot=t: a triple
  * fault, which QEMU microvm, without an i8042 reset line, also takes as a reset):
  *   cycle_us, qemu_cycle_us  fork -> exit, the whole life cycle
+ * With --jailer (vmm/jailer.c, as the daemon uses it; run as root), the same VMM boot
+ * again in its jail, same run:
+ *   jail_first_reply_us, jail_overhead_kib  (their ratio and difference to the plain
+ *                   run's are the jail's cost: targets 5 % of boot and 256 KiB)
  * Prints a table of medians and ratios and writes JSON.
  */
 #include <errno.h>
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +52,7 @@
 
 struct opts {
 	const char *vmm, *kernel, *initrd, *qemu, *json, *cycle_initrd;
+	const char *jailer; /* also each run in the jail the daemon uses (vmm/jailer.c) */
 	int runs;
 };
 
@@ -124,6 +130,7 @@ static long overhead_kib(pid_t pid)
 struct sample {
 	int64_t boot_timer_us, first_reply_us, console_us, qemu_ready_us, qemu_console_us;
 	int64_t life_us, cycle_us, qemu_cycle_us;
+	int64_t jail_first_reply_us, jail_overhead_kib; /* the same run in its jail */
 	int64_t phase_us[VM_PH__N]; /* the agent run's boot trace; -1: not reached */
 	long overhead_kib;
 };
@@ -171,7 +178,53 @@ static bool file_has(const char *path, const char *needle)
 	return memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
 }
 
-static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
+/*
+ * The VMM in its jail as the daemon makes it (docs/vmm.md "The jail"): nucleus-jailer
+ * forks it as PID 1 of its namespaces and writes its pid; this process, a child
+ * subreaper, then is its parent. The jail sees @dir as /run/vm.
+ */
+static pid_t spawn_jailed(const struct opts *o, const char *dir, const char *log)
+{
+	char root[128], b[4][160], num[32] = "";
+	int p[2];
+	pid_t j;
+
+	snprintf(root, sizeof(root), "%s/root", dir);
+	mkdir(root, 0700);
+	if (chown(dir, 200999, 200999) < 0 || pipe(p) < 0)
+		return -1;
+	snprintf(b[0], sizeof(b[0]), "%s:/nucleus-vmm", o->vmm);
+	snprintf(b[1], sizeof(b[1]), "%s:/kernel", o->kernel);
+	snprintf(b[2], sizeof(b[2]), "%s:/initrd", o->initrd);
+	snprintf(b[3], sizeof(b[3]), "%s:/run/vm:rw", dir);
+	const char *argv[] = {o->jailer, "--root", root, "--pid-fd", "3", "--uid", "200999",
+			      "--gid", "200999", "--bind", b[0], "--bind",
+			      b[1], "--bind", b[2], "--bind", b[3], "--dev",
+			      "/dev/kvm:/dev/kvm", "--", "/nucleus-vmm", "--kernel", "/kernel",
+			      "--initrd", "/initrd", "--mem", "128", "--vcpus", "1", "--vsock",
+			      "/run/vm/vsock", "--control", "/run/vm/control", "--console",
+			      "/run/vm/console", "--trace-boot", NULL};
+	j = fork();
+	if (j == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			dup2(fd, STDOUT_FILENO);
+		}
+		dup2(p[1], 3);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	if (j > 0 && read(p[0], num, sizeof(num) - 1) < 0)
+		num[0] = '\0';
+	close(p[0]);
+	if (j > 0)
+		waitpid(j, NULL, 0);
+	return j > 0 && atoi(num) > 0 ? (pid_t)atoi(num) : -1;
+}
+
+static int run_nucleus(const struct opts *o, const char *dir, struct sample *s, bool jailed)
 {
 	char vsock[128], ctl[128], log[128], con[128];
 	snprintf(con, sizeof(con), "%s/console", dir);
@@ -184,8 +237,16 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 			      vsock,	      "--control", ctl,	      "--console", con,
 			      "--trace-boot", NULL};
 	struct guest *g = NULL;
+	struct sample js, *dst = s;
 	int64_t t0 = now_us();
-	pid_t pid = spawn(argv, log);
+	pid_t pid = jailed ? spawn_jailed(o, dir, log) : spawn(argv, log);
+
+	if (jailed) { /* only the comparable figures of a jailed run are kept */
+		memset(&js, 0xff, sizeof(js));
+		s = &js;
+	}
+	if (pid <= 0)
+		return -1;
 	if (guest__open_vsock(vsock, GUEST_AGENT_PORT, &g) < 0)
 		return -1;
 	guest__set_timeouts(g, 10000, 60000);
@@ -220,6 +281,10 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s)
 	}
 	s->life_us = now_us() - t0;
 	read_trace(log, s->phase_us);
+	if (jailed) {
+		dst->jail_first_reply_us = s->first_reply_us;
+		dst->jail_overhead_kib = s->overhead_kib;
+	}
 	return 0;
 }
 
@@ -380,6 +445,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->runs = atoi(v);
 		else if (!strcmp(k, "--cycle-initrd"))
 			o->cycle_initrd = v;
+		else if (!strcmp(k, "--jailer"))
+			o->jailer = v;
 		else
 			return -1;
 	}
@@ -397,16 +464,23 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: vmm-bench --vmm PATH --kernel VMLINUX --initrd FILE "
-				"[--runs N] [--qemu PATH] [--json OUT] [--cycle-initrd FILE]\n");
+				"[--runs N] [--qemu PATH] [--json OUT] [--cycle-initrd FILE] "
+				"[--jailer PATH]\n");
 		return 2;
 	}
 	if (!mkdtemp(dir))
 		return 1;
+	chmod(dir, 0755);
 	signal(SIGPIPE, SIG_IGN);
+	/* a jailed VMM is reparented to us when its jailer exits: we reap it */
+	if (o.jailer && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		return 1;
 	for (int i = 0; i < o.runs; i++) {
 		memset(&s[i], 0xff, sizeof(s[i])); /* all -1 */
-		if (run_nucleus(&o, dir, &s[i]) < 0)
+		if (run_nucleus(&o, dir, &s[i], false) < 0)
 			fprintf(stderr, "run %d: nucleus-vmm did not reach agent ready\n", i);
+		if (o.jailer && run_nucleus(&o, dir, &s[i], true) < 0)
+			fprintf(stderr, "run %d: the jailed nucleus-vmm did not reach agent ready\n", i);
 		if (access(o.qemu, X_OK) == 0 && run_qemu(&o, dir, &s[i]) < 0)
 			fprintf(stderr, "run %d: qemu microvm did not reach ready\n", i);
 		if (o.cycle_initrd)
@@ -433,6 +507,9 @@ int main(int argc, char **argv)
 	int64_t cy = median(s, o.runs, offsetof(struct sample, cycle_us));
 	int64_t qcy = median(s, o.runs, offsetof(struct sample, qemu_cycle_us));
 	double ratio_cy = cy > 0 && qcy > 0 ? (double)cy / (double)qcy : -1;
+	int64_t jfr = median(s, o.runs, offsetof(struct sample, jail_first_reply_us));
+	int64_t jov = median(s, o.runs, offsetof(struct sample, jail_overhead_kib));
+	double ratio_jail = jfr > 0 && fr > 0 ? (double)jfr / (double)fr : -1;
 	int64_t ph[VM_PH__N];
 
 	for (int k = 0; k < VM_PH__N; k++)
@@ -457,6 +534,14 @@ int main(int argc, char **argv)
 			 vm__phase_name((enum vm_phase)k));
 		printf("%-44s %14lld\n", name, (long long)ph[k]);
 	}
+	if (o.jailer) {
+		printf("%-44s %14lld\n", "jailed: first vsock reply (us)", (long long)jfr);
+		printf("%-44s %14.3f\n", "ratio jailed / plain first reply (<= 1.05)",
+		       ratio_jail);
+		printf("%-44s %14lld\n", "jailed: overhead RSS (KiB)", (long long)jov);
+		printf("%-44s %14lld\n", "jail's RSS cost (KiB, target <= 256)",
+		       (long long)(jov >= 0 && ov >= 0 ? jov - ov : -1));
+	}
 	if (o.cycle_initrd) {
 		printf("%-44s %14lld\n", "nucleus-vmm cycle: boot..reset..exit (us)",
 		       (long long)cy);
@@ -474,10 +559,12 @@ int main(int argc, char **argv)
 			"\"overhead_kib\":%lld,\"nucleus_console_us\":%lld,"
 			"\"qemu_console_us\":%lld,\"ratio_console\":%.4f,\"nucleus_life_us\":%lld,"
 			"\"nucleus_cycle_us\":%lld,\"qemu_cycle_us\":%lld,\"ratio_cycle\":%.4f,"
-			"\"phases_us\":{",
+			"\"jail_first_reply_us\":%lld,\"ratio_jail\":%.4f,"
+			"\"jail_overhead_kib\":%lld,\"phases_us\":{",
 			o.runs, (long long)bt, (long long)fr, (long long)qr, ratio_bt, ratio_fr,
 			(long long)ov, (long long)nc, (long long)qc, ratio_con, (long long)life,
-			(long long)cy, (long long)qcy, ratio_cy);
+			(long long)cy, (long long)qcy, ratio_cy, (long long)jfr, ratio_jail,
+			(long long)jov);
 		for (int k = 0; k < VM_PH__N; k++)
 			fprintf(j, "%s\"%s\":%lld", k ? "," : "", vm__phase_name((enum vm_phase)k),
 				(long long)ph[k]);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Fuzz target of the HTTP request-head parser. Built two ways: by clang with
- * -fsanitize=fuzzer when meson has -Dfuzz=true (tests/fuzz/meson.build, docs/daemon.md
+ * -fsanitize=fuzzer when meson has -Dfuzz=true (tests/fuzz/meson.build, docs/fuzzing.md
  * says how to run it), and always into the api unit tests, whose driver replays
  * tests/fuzz/corpus/http and seeded mutations of it through fuzz_http_check().
  */

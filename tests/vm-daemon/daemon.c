@@ -413,6 +413,158 @@ Test(daemon, sandbox_tools_policy_and_cli)
 	nd_term();
 }
 
+/* A line "@key\tvalue" of /proc/@pid/status (its value), or "". */
+static const char *proc_status(pid_t pid, const char *key)
+{
+	static char v[256];
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "awk -F'\t' '$1 == \"%s:\" { print $2 }' /proc/%d/status", key,
+		 (int)pid);
+	sh(cmd, v, sizeof(v));
+	v[strcspn(v, "\n")] = '\0';
+	return v;
+}
+
+/*
+ * The jail (#14): the VMM runs as a uid of its own (the daemon is root here), with
+ * no_new_privs, no capabilities, namespaces of its own, and a root that holds only its
+ * binary, kernel, initramfs, run dir, disk and /dev/kvm; the guest works as before;
+ * deleting the sandbox removes the jail's directory.
+ */
+Test(daemon, the_vmm_runs_in_its_jail)
+{
+	static const char *const kinds[] = {"mnt", "pid", "net", "ipc", "uts"};
+	const char *id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+				"\"memory_mib\": 128, \"workspace\": {\"size_mib\": 16, "
+				"\"persist\": false}}",
+				0);
+	json_t *sb = get_sandbox(id);
+	pid_t pid = (pid_t)json_integer_value(json_object_get(sb, "vmm_pid"));
+	char cmd[256], out[512], a[128], b[128], path[128];
+	struct api_response r;
+	struct stat st;
+	ssize_t n;
+
+	json_decref(sb);
+	cr_assert_gt(pid, 0);
+	cr_assert_geq(atoll(proc_status(pid, "Uid")), 200000, "uid %s", proc_status(pid, "Uid"));
+	cr_assert_str_eq(proc_status(pid, "NoNewPrivs"), "1");
+	cr_assert_str_eq(proc_status(pid, "CapEff"), "0000000000000000");
+	cr_assert_str_eq(proc_status(pid, "CapBnd"), "0000000000000000");
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
+		n = readlink(path, a, sizeof(a) - 1);
+		a[n > 0 ? n : 0] = '\0';
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", kinds[i]);
+		n = readlink(path, b, sizeof(b) - 1);
+		b[n > 0 ? n : 0] = '\0';
+		cr_assert_str_neq(a, b, "the VMM shares the %s namespace", kinds[i]);
+	}
+	snprintf(cmd, sizeof(cmd), "ls -A /proc/%d/root | sort | tr '\\n' ' '", (int)pid);
+	sh(cmd, out, sizeof(out));
+	cr_assert_str_eq(out, "dev disk initrd kernel nucleus-vmm run ", "its root: %s", out);
+	snprintf(cmd, sizeof(cmd), "ls -A /proc/%d/root/dev | tr '\\n' ' '", (int)pid);
+	sh(cmd, out, sizeof(out));
+	cr_assert_str_eq(out, "kvm ", "its /dev: %s", out);
+	expect_run(id, "{\"argv\": [\"echo\", \"jailed\"]}", "jailed\n");
+	snprintf(cmd, sizeof(cmd), "grep -c 'jail: a uid of its own per VM' %s", D.log);
+	cr_assert_eq(sh(cmd, NULL, 0), 0, "the daemon says what its jail is (%s)", D.log);
+
+	snprintf(cmd, sizeof(cmd), "/v1/sandboxes/%s", id);
+	r = call("DELETE", cmd, NULL);
+	cr_assert_eq(r.status, 200, "delete: %d %s", r.status, r.body);
+	api_response__clear(&r);
+	for (int i = 0; i < HANG_S * 10 && kill(pid, 0) == 0; i++)
+		sleep_ms(100);
+	snprintf(path, sizeof(path), "%s/vms/%s/root", D.data, id);
+	for (int i = 0; i < 50 && stat(path, &st) == 0; i++)
+		sleep_ms(100);
+	cr_assert_neq(stat(path, &st), 0, "%s is left", path);
+	nd_term();
+}
+
+/* A run of a shell line in @id: its stdout (static); asserts the call answered 200. */
+static const char *guest_sh(const char *id, const char *line, unsigned timeout_ms)
+{
+	static char out[512];
+	char *args;
+	json_t *q = json_string(line);
+	char *quoted = json_dumps(q, JSON_ENCODE_ANY);
+	struct api_response r;
+
+	cr_assert_gt(asprintf(&args, "{\"argv\": [\"sh\", \"-c\", %s], \"timeout_ms\": %u}",
+			      quoted, timeout_ms),
+		     0);
+	r = tool(id, "run", args);
+	cr_assert_eq(r.status, 200, "run %s: %d %s", line, r.status, r.body);
+	snprintf(out, sizeof(out), "%s", jstr(result(&r), "stdout"));
+	api_response__clear(&r);
+	free(args);
+	free(quoted);
+	json_decref(q);
+	return out;
+}
+
+/*
+ * A hostile guest (#14) finds no network device, none of the host's files, not the
+ * daemon's socket; a burst of processes and a disk it fills stay inside its VM (the
+ * image on the host keeps its size); the daemon and another sandbox keep answering.
+ */
+Test(daemon, a_hostile_guest_is_contained)
+{
+	const char *a = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+			       "\"memory_mib\": 128, \"workspace\": {\"size_mib\": 16, "
+			       "\"persist\": false}}",
+			       0);
+	const char *b = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
+			       "\"memory_mib\": 128}",
+			       1);
+	char marker[256], line[600], disk[256];
+	struct api_response r;
+	struct stat st;
+	FILE *f;
+
+	snprintf(marker, sizeof(marker), "%s/host-secret", D.dir);
+	f = fopen(marker, "w");
+	cr_assert_not_null(f);
+	fputs("the host's\n", f);
+	fclose(f);
+	cr_assert_str_eq(guest_sh(a, "ls /sys/class/net", 60000), "lo\n", "no network device");
+	snprintf(line, sizeof(line), "test -e %s && echo seen || echo unseen", marker);
+	cr_assert_str_eq(guest_sh(a, line, 60000), "unseen\n", "a host file");
+	snprintf(line, sizeof(line), "test -e %s && echo seen || echo unseen", D.sock);
+	cr_assert_str_eq(guest_sh(a, line, 60000), "unseen\n", "the daemon's socket");
+
+	/* a burst of processes: the guest's memory, not the host's */
+	r = tool(a, "run",
+		 "{\"argv\": [\"sh\", \"-c\", \"i=0; while [ $i -lt 300 ]; do (sleep 30 &); "
+		 "i=$((i+1)); done; echo done\"], \"timeout_ms\": 120000}");
+	api_response__clear(&r); /* whatever became of it in there */
+	r = call("GET", "/v1/health", NULL);
+	cr_assert_eq(r.status, 200);
+	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"alive\"]}", "alive\n");
+
+	/* a disk filled from inside keeps its size on the host */
+	snprintf(disk, sizeof(disk), "%s/vms/%s/workspace.ext4", D.data, a);
+	r = tool(a, "run",
+		 "{\"argv\": [\"sh\", \"-c\", \"dd if=/dev/zero of=/workspace/fill bs=1M "
+		 "count=64; sync\"], \"timeout_ms\": 300000}");
+	api_response__clear(&r);
+	cr_assert_eq(stat(disk, &st), 0, "%s", disk);
+	cr_assert_eq(st.st_size, 16LL << 20, "the disk image grew to %lld", (long long)st.st_size);
+	expect_run(b, "{\"argv\": [\"echo\", \"still\"]}", "still\n");
+	/* both end with the test: no VM is left to the next one */
+	for (int i = 0; i < 2; i++) {
+		snprintf(line, sizeof(line), "/v1/sandboxes/%s", i ? b : a);
+		r = call("DELETE", line, NULL);
+		cr_assert_eq(r.status, 200, "delete: %d %s", r.status, r.body);
+		api_response__clear(&r);
+	}
+	nd_term();
+}
+
 Test(daemon, killed_vmm_fails_only_its_sandbox)
 {
 	const char *a = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "

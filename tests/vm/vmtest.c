@@ -72,6 +72,17 @@ static double now(void)
 
 int vmt_wait(struct vmt *t, int timeout_s)
 {
+	int st = vmt_wait_raw(t, timeout_s);
+
+	if (!WIFEXITED(st)) {
+		char *log = vmt_read(t->log);
+		cr_assert_fail("nucleus-vmm died of signal %d; log:\n%s", WTERMSIG(st), log);
+	}
+	return WEXITSTATUS(st);
+}
+
+int vmt_wait_raw(struct vmt *t, int timeout_s)
+{
 	double end = now() + timeout_s;
 	int st;
 	cr_assert_gt(t->pid, 0);
@@ -90,11 +101,7 @@ int vmt_wait(struct vmt *t, int timeout_s)
 		usleep(50 * 1000);
 	}
 	t->pid = -1;
-	if (!WIFEXITED(st)) {
-		char *log = vmt_read(t->log);
-		cr_assert_fail("nucleus-vmm died of signal %d; log:\n%s", WTERMSIG(st), log);
-	}
-	return WEXITSTATUS(st);
+	return st;
 }
 
 char *vmt_read(const char *file)

@@ -32,6 +32,8 @@ void vmt_init(struct vmt *t);
 void vmt_spawn(struct vmt *t, const char *const *args);
 /* Wait for the child; returns its exit status (cr_assert on timeout or signal). */
 int vmt_wait(struct vmt *t, int timeout_s);
+/* The same, returning the raw wait status (a VMM killed by a signal is no failure). */
+int vmt_wait_raw(struct vmt *t, int timeout_s);
 /* Has the VMM exited? (peeks: it stays waitable for vmt_wait) */
 bool vmt_exited(struct vmt *t);
 /* Wait until file contains needle; false on timeout or when the VMM exited. */
