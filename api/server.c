@@ -429,8 +429,10 @@ void api__reply_json(struct api_req *r, int status, json_t *body)
 	free(text);
 }
 
-static void reply_error_v(struct api_req *r, int status, const char *code, json_t *extra,
-			  const char *allow, const char *fmt, va_list ap)
+__attribute__((format(printf, 6, 0))) static void reply_error_v(struct api_req *r, int status,
+								const char *code, json_t *extra,
+								const char *allow, const char *fmt,
+								va_list ap)
 {
 	char msg[512], *text = NULL;
 	json_t *o, *m;

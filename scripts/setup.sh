@@ -24,7 +24,7 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
   log "this machine has no dpkg/apt-get. Nucleus is set up from Debian packages (bookworm):"
   log "install the equivalents of: $(echo $pkgs)"
   log "then run: meson setup build && meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest=false"
-  log "and: CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false -Dwerror=false"
+  log "and: CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false"
   exit 1
 fi
 
@@ -62,7 +62,7 @@ if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dguest=false >&2
 fi
 if [ ! -f build-fuzz/build.ninja ]; then
-  CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false -Dwerror=false >&2
+  CC=clang-14 meson setup build-fuzz -Dfuzz=true -Dtests=false -Dguest=false >&2
 fi
 [ $native = 1 ] || log "note: $why - VM work runs under nested emulation (QEMU TCG), 30-80x slower"
 log "ready"

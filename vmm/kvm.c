@@ -31,7 +31,8 @@ uint64_t vm__now_ns(void)
 
 #define LOG_PREFIX "nucleus-vmm: "
 
-static void vlog(const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(const char *prefix, const char *fmt,
+						       va_list ap)
 {
 	char line[sizeof(LOG_PREFIX) + 512];
 	size_t len;

@@ -36,7 +36,8 @@
 	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |      \
 	 VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FAILED)
 
-static void vfault(struct virtio_dev *dev, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vfault(struct virtio_dev *dev, const char *fmt,
+							 va_list ap)
 {
 	char msg[256];
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "guest/guest.h"
+#include "tests/fuzz/fuzz.h"
 
 /* The handlers' real parsers, with their actions replaced below. */
 #define run__serve   fz_real_run__serve
@@ -46,13 +47,6 @@ int files__read(int fd, uint64_t id, const struct guest_buf *pl);
 int files__write(int fd, uint64_t id, const struct guest_buf *pl);
 int files__stat(int fd, uint64_t id, const struct guest_buf *pl);
 int files__list(int fd, uint64_t id, const struct guest_buf *pl);
-
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz invariant: " __VA_ARGS__);                                   \
-		fputc('\n', stderr);                                                               \
-		abort();                                                                           \
-	} while (0)
 
 static struct {
 	bool write_seen;     /* a WRITE request was served */
@@ -75,7 +69,7 @@ void registry__release(int slot)
 int registry__kill(uint64_t id, int sig)
 {
 	if (id == 0 || sig < 1 || sig > 64)
-		FAIL("registry__kill(%llu, %d) reached", (unsigned long long)id, sig);
+		fz_fail("registry__kill(%llu, %d) reached", (unsigned long long)id, sig);
 	return id == 42;
 }
 void registry__kill_all(int sig)
@@ -95,28 +89,28 @@ int run__serve(int fd, uint64_t id, const struct guest_buf *pl)
 
 	if (r < 0) {
 		if (r != -EPROTO && r != -EINVAL && r != -E2BIG)
-			FAIL("run: parse_req %d", r);
+			fz_fail("run: parse_req %d", r);
 		r = agent__send_error(fd, id, -r, "run: malformed request");
 		req_free(&rq);
 		return r;
 	}
 	if (!rq.argc || !rq.argv || !rq.argv[0][0] || rq.argv[rq.argc])
-		FAIL("run: argv of %zu", rq.argc);
+		fz_fail("run: argv of %zu", rq.argc);
 	if (rq.envc > GUEST_ENV_MAX || rq.env_bytes > GUEST_ENV_TOTAL_MAX ||
 	    (rq.envp && rq.envp[rq.envc]))
-		FAIL("run: %zu env entries, %zu bytes", rq.envc, rq.env_bytes);
+		fz_fail("run: %zu env entries, %zu bytes", rq.envc, rq.env_bytes);
 	for (size_t i = 0; i < rq.envc; i++) {
 		const char *eq = strchr(rq.envp[i], '=');
 
 		if (!eq || !guest_env__name_ok(rq.envp[i], (size_t)(eq - rq.envp[i])) ||
 		    strlen(eq + 1) > GUEST_ENV_VALUE_MAX)
-			FAIL("run: env entry %zu '%.40s' let through", i, rq.envp[i]);
+			fz_fail("run: env entry %zu '%.40s' let through", i, rq.envp[i]);
 		total += strlen(rq.envp[i]);
 	}
 	if (total != rq.env_bytes)
-		FAIL("run: env bytes %zu counted as %zu", total, rq.env_bytes);
+		fz_fail("run: env bytes %zu counted as %zu", total, rq.env_bytes);
 	if (rq.inlen && (rq.in < pl->data || rq.in + rq.inlen > pl->data + pl->len))
-		FAIL("run: stdin outside the payload");
+		fz_fail("run: stdin outside the payload");
 	r = guest_buf__put_u32(&b, GUEST_TAG_PID, 1234);
 	if (r == 0)
 		r = agent__send(fd, GUEST_MSG_STARTED, id, &b);
@@ -138,12 +132,12 @@ static int path_only(int fd, uint64_t id, const struct guest_buf *pl, const char
 
 	if (r < 0) {
 		if (r != -EPROTO && r != -EINVAL)
-			FAIL("%s: req_path %d", op, r);
+			fz_fail("%s: req_path %d", op, r);
 		return r;
 	}
 	if (!path || path[0] != '/' || (mode && *mode > 07777))
-		FAIL("%s: path '%s' mode %o let through", op, path ? path : "(null)",
-		     mode ? *mode : 0);
+		fz_fail("%s: path '%s' mode %o let through", op, path ? path : "(null)",
+			mode ? *mode : 0);
 	*ret = path;
 	return 0;
 }
@@ -211,15 +205,6 @@ int files__write(int fd, uint64_t id, const struct guest_buf *pl)
 
 /* ---- the input's own view of the stream ---- */
 
-static uint64_t le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = n - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* What a WRITE's DATA frames add up to, per the input: -1 when the stream breaks. */
 static int64_t expected_write(const uint8_t *data, size_t size, uint64_t id, size_t first)
 {
@@ -244,7 +229,8 @@ static int64_t expected_write(const uint8_t *data, size_t size, uint64_t id, siz
 
 static bool terminal(uint8_t t)
 {
-	return t == GUEST_MSG_OK || t == GUEST_MSG_ERROR || t == GUEST_MSG_EXIT || t == GUEST_MSG_END;
+	return t == GUEST_MSG_OK || t == GUEST_MSG_ERROR || t == GUEST_MSG_EXIT ||
+	       t == GUEST_MSG_END;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -275,12 +261,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req_ok = size >= GUEST_HDR_SIZE && guest_hdr__decode(data, &req) == 0 &&
 		 req.len <= size - GUEST_HDR_SIZE;
 	if (shutdown_asked != (req_ok && req.type == GUEST_MSG_SHUTDOWN))
-		FAIL("shutdown %d for a request of type 0x%02x", shutdown_asked,
-		     req_ok ? req.type : 0);
+		fz_fail("shutdown %d for a request of type 0x%02x", shutdown_asked,
+			req_ok ? req.type : 0);
 	if (size < GUEST_HDR_SIZE || (req_ok == false && guest_hdr__decode(data, &req) == 0)) {
 		/* no request: the peer left before a whole frame */
 		if (got)
-			FAIL("%zu reply bytes to an incomplete request", got);
+			fz_fail("%zu reply bytes to an incomplete request", got);
 		return 0;
 	}
 	while (pos < got) {
@@ -292,22 +278,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int r;
 
 		if (saw_terminal)
-			FAIL("a reply frame after the terminal one");
+			fz_fail("a reply frame after the terminal one");
 		if (got - pos < GUEST_HDR_SIZE || guest_hdr__decode(out + pos, &h) < 0 ||
 		    h.len > got - pos - GUEST_HDR_SIZE)
-			FAIL("a malformed reply frame at byte %zu of %zu", pos, got);
+			fz_fail("a malformed reply frame at byte %zu of %zu", pos, got);
 		if (h.type < GUEST_MSG_OK || h.type > GUEST_MSG_ENTRY)
-			FAIL("reply type 0x%02x", h.type);
+			fz_fail("reply type 0x%02x", h.type);
 		if (req_ok ? h.id != req.id : h.id != 0)
-			FAIL("reply id %llu for request %llu", (unsigned long long)h.id,
-			     (unsigned long long)(req_ok ? req.id : 0));
+			fz_fail("reply id %llu for request %llu", (unsigned long long)h.id,
+				(unsigned long long)(req_ok ? req.id : 0));
 		if (h.type == GUEST_MSG_ERROR) {
 			guest_tlv__init(&it, out + pos + GUEST_HDR_SIZE, h.len);
 			while ((r = guest_tlv__next(&it, &tag, &val, &len)) > 0)
 				if (tag == GUEST_TAG_ERRNO && guest_tlv__u32(val, len, &e) < 0)
-					FAIL("ERROR with a bad errno field");
+					fz_fail("ERROR with a bad errno field");
 			if (r < 0 || e == 0 || e > 4095)
-				FAIL("ERROR with errno %u", e);
+				fz_fail("ERROR with errno %u", e);
 		}
 		saw_terminal = terminal(h.type);
 		pos += GUEST_HDR_SIZE + h.len;
@@ -315,11 +301,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (req_ok && req.type == GUEST_MSG_WRITE && fz.write_seen) {
 		int64_t want = expected_write(data, size, req.id, GUEST_HDR_SIZE + req.len);
 
-		if ((want >= 0) != (fz.write_r == 0) || (want >= 0 && (uint64_t)want != fz.write_size))
-			FAIL("write stream: %d, %llu bytes; the input says %lld", fz.write_r,
-			     (unsigned long long)fz.write_size, (long long)want);
+		if ((want >= 0) != (fz.write_r == 0) ||
+		    (want >= 0 && (uint64_t)want != fz.write_size))
+			fz_fail("write stream: %d, %llu bytes; the input says %lld", fz.write_r,
+				(unsigned long long)fz.write_size, (long long)want);
 	}
 	if (got && !saw_terminal && !(req_ok && req.type == GUEST_MSG_WRITE))
-		FAIL("replies without a terminal frame");
+		fz_fail("replies without a terminal frame");
 	return 0;
 }

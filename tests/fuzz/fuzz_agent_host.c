@@ -33,13 +33,7 @@
 #include <unistd.h>
 
 #include "guest/guest.h"
-
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz invariant: " __VA_ARGS__);                                   \
-		fputc('\n', stderr);                                                               \
-		abort();                                                                           \
-	} while (0)
+#include "tests/fuzz/fuzz.h"
 
 static struct {
 	char path[108];
@@ -133,7 +127,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atexit(cleanup);
 
 	if (snprintf(srv.path, sizeof(srv.path), "%s/nucleus-fuzz-agent-%d.sock",
-		     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid()) >= (int)sizeof(srv.path))
+		     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+		     (int)getpid()) >= (int)sizeof(srv.path))
 		abort(); /* $TMPDIR too long for a socket path */
 	unlink(srv.path);
 	strcpy(sa.sun_path, srv.path);
@@ -162,15 +157,15 @@ static struct {
 static void started(void *opaque, uint64_t id, uint32_t pid)
 {
 	if (id != srv.req_id)
-		FAIL("started() for id %llu, the run is %llu", (unsigned long long)id,
-		     (unsigned long long)srv.req_id);
+		fz_fail("started() for id %llu, the run is %llu", (unsigned long long)id,
+			(unsigned long long)srv.req_id);
 	cb.started++;
 }
 
 static int chunk(void *opaque, const void *data, size_t len)
 {
 	if (!len || !data)
-		FAIL("a callback got an empty chunk");
+		fz_fail("a callback got an empty chunk");
 	cb.bytes += len;
 	cb.chunks++;
 	return cb.stop_early && cb.chunks == 2 ? -ECANCELED : 0;
@@ -179,9 +174,9 @@ static int chunk(void *opaque, const void *data, size_t len)
 static int entry(void *opaque, const char *name, const struct guest_stat *st)
 {
 	if (!name || !*name || strchr(name, '/'))
-		FAIL("list entry named '%s'", name ? name : "(null)");
+		fz_fail("list entry named '%s'", name ? name : "(null)");
 	if (st->ftype > GUEST_FT_SOCK || st->mode > 07777)
-		FAIL("list entry of type %u mode %o", st->ftype, st->mode);
+		fz_fail("list entry of type %u mode %o", st->ftype, st->mode);
 	cb.entries++;
 	return 0;
 }
@@ -189,12 +184,12 @@ static int entry(void *opaque, const char *name, const struct guest_stat *st)
 static void check_rc(int r, size_t sent)
 {
 	if (r == -ETIMEDOUT)
-		FAIL("the client timed out on a closed connection");
+		fz_fail("the client timed out on a closed connection");
 	if (r < -4095)
-		FAIL("result %d", r);
+		fz_fail("result %d", r);
 	if (cb.bytes > sent)
-		FAIL("callbacks got %llu bytes of a %zu-byte stream", (unsigned long long)cb.bytes,
-		     sent);
+		fz_fail("callbacks got %llu bytes of a %zu-byte stream",
+			(unsigned long long)cb.bytes, sent);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -222,7 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = guest__ping(g, &v);
 		if (r == 0 && v == 0)
-			FAIL("ping: version 0");
+			fz_fail("ping: version 0");
 		break;
 	}
 	case 1: {
@@ -233,9 +228,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = guest__run(g, &req, &cbs, NULL, &res);
 		if (r == 0 && !((res.exit_code >= 0 && res.exit_code <= 255 && res.signal == 0) ||
 				(res.exit_code == -1 && res.signal >= 1 && res.signal <= 128)))
-			FAIL("run: exit %d signal %d", res.exit_code, res.signal);
+			fz_fail("run: exit %d signal %d", res.exit_code, res.signal);
 		if (r == -ECANCELED && !cb.stop_early)
-			FAIL("run: -ECANCELED nobody asked for");
+			fz_fail("run: -ECANCELED nobody asked for");
 		break;
 	}
 	case 2: {
@@ -243,8 +238,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = guest__read_file(g, "/f", chunk, NULL, &sz);
 		if (r == 0 && sz != cb.bytes)
-			FAIL("read: size %llu, the callback got %llu", (unsigned long long)sz,
-			     (unsigned long long)cb.bytes);
+			fz_fail("read: size %llu, the callback got %llu", (unsigned long long)sz,
+				(unsigned long long)cb.bytes);
 		break;
 	}
 	case 3: {
@@ -253,7 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = guest__read_file_all(g, "/f", 100, &p, &len);
 		if (r == 0 && (!p || len > 100))
-			FAIL("read_all: %zu bytes of at most 100", len);
+			fz_fail("read_all: %zu bytes of at most 100", len);
 		if (r == 0)
 			free(p);
 		break;
@@ -266,14 +261,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = guest__stat(g, "/f", &st);
 		if (r == 0 && (st.ftype > GUEST_FT_SOCK || st.mode > 07777))
-			FAIL("stat: type %u mode %o", st.ftype, st.mode);
+			fz_fail("stat: type %u mode %o", st.ftype, st.mode);
 		break;
 	}
 	case 6:
 		r = guest__list(g, "/d", entry, NULL);
 		if (r >= 0 && (uint64_t)r != cb.entries)
-			FAIL("list: %d entries, the callback got %llu", r,
-			     (unsigned long long)cb.entries);
+			fz_fail("list: %d entries, the callback got %llu", r,
+				(unsigned long long)cb.entries);
 		break;
 	case 7:
 		r = guest__kill(g, 77, 9);
@@ -289,10 +284,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while ((r = sem_timedwait(&srv.done, &ts)) < 0 && errno == EINTR)
 		;
 	if (r < 0)
-		FAIL("the agent's connection did not end: server at step %d (0 waiting, 1 accept, "
-		     "2 request, 3 reply, 4 drain)", srv.step);
+		fz_fail("the agent's connection did not end: server at step %d (0 waiting, 1 "
+			"accept, "
+			"2 request, 3 reply, 4 drain)",
+			srv.step);
 	if (!srv.got_req)
-		FAIL("the client sent no request header");
+		fz_fail("the client sent no request header");
 	guest__close(g);
 	free(srv.reply);
 	return 0;

@@ -34,14 +34,8 @@
 #include <jansson.h>
 
 #include "api/api.h"
+#include "tests/fuzz/fuzz.h"
 #include "nucleusd/nucleusd.h"
-
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz invariant: " __VA_ARGS__);                                   \
-		fputc('\n', stderr);                                                               \
-		abort();                                                                           \
-	} while (0)
 
 struct route {
 	const char *method, *path; /* %s: the sandbox, %t: the tool */
@@ -73,14 +67,13 @@ static const struct route routes[] = {
 	{"POST", "/v1/db/check"},
 	{"POST", "/v1/policy/explain", api__policy_explain_spec, true},
 };
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+#define NROUTES	   (sizeof(routes) / sizeof(routes[0]))
 #define TOOL_ROUTE 8
 
-static const char *const tools[] = {"read_file", "write_file", "list", "run", "search",
-				    "web_fetch", "git_push", "spawn_agent", "manage_sandbox",
-				    "no_such_tool"};
-static const char *const profiles[] = {"permissive-local", "codegen", "research-web",
-				       "read-only"};
+static const char *const tools[] = {"read_file",      "write_file",  "list",	 "run",
+				    "search",	      "web_fetch",   "git_push", "spawn_agent",
+				    "manage_sandbox", "no_such_tool"};
+static const char *const profiles[] = {"permissive-local", "codegen", "research-web", "read-only"};
 
 static struct {
 	char dir[80], sock[108];
@@ -126,13 +119,13 @@ static void call(const char *method, const char *path, const char *body, size_t 
 	strcpy(sa.sun_path, fz.sock);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		FAIL("cannot connect to the server: %s", strerror(errno));
+		fz_fail("cannot connect to the server: %s", strerror(errno));
 	n = snprintf(head, sizeof(head),
 		     "%s %s HTTP/1.1\r\nHost: nucleus\r\nConnection: close\r\n%s"
 		     "Content-Length: %zu\r\n\r\n",
 		     method, path, blen ? "Content-Type: application/json\r\n" : "", blen);
 	if (n >= (int)sizeof(head))
-		FAIL("request head too long");
+		fz_fail("request head too long");
 	hl = (size_t)n;
 	out->raw = malloc(cap + 1);
 	{
@@ -151,7 +144,7 @@ static void call(const char *method, const char *path, const char *body, size_t 
 				break; /* the server may answer (413) and close early */
 			event_base_loop(fz.base, EVLOOP_NONBLOCK);
 			if (now_ms() > deadline)
-				FAIL("%s %s: the request could not be sent", method, path);
+				fz_fail("%s %s: the request could not be sent", method, path);
 		}
 	}
 	for (;;) {
@@ -173,8 +166,8 @@ static void call(const char *method, const char *path, const char *body, size_t 
 			}
 		}
 		if (now_ms() > deadline)
-			FAIL("%s %s: no complete reply within 10 s (%zu bytes)", method, path,
-			     out->len);
+			fz_fail("%s %s: no complete reply within 10 s (%zu bytes)", method, path,
+				out->len);
 		/* wait for either side: the server's loop or our socket */
 		event_base_loop(fz.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		poll(&p, 1, 1);
@@ -182,10 +175,11 @@ static void call(const char *method, const char *path, const char *body, size_t 
 	close(fd);
 	out->raw[out->len] = '\0';
 	if (out->len < 12 || sscanf(out->raw, "HTTP/1.1 %d ", &out->status) != 1)
-		FAIL("%s %s: no status line in %zu bytes: %.80s", method, path, out->len, out->raw);
+		fz_fail("%s %s: no status line in %zu bytes: %.80s", method, path, out->len,
+			out->raw);
 	out->body = strstr(out->raw, "\r\n\r\n");
 	if (!out->body)
-		FAIL("%s %s: a reply without the end of its head", method, path);
+		fz_fail("%s %s: a reply without the end of its head", method, path);
 	out->body += 4;
 	out->chunked = strcasestr(out->raw, "\r\nTransfer-Encoding: chunked") &&
 		       strcasestr(out->raw, "\r\nTransfer-Encoding: chunked") < out->body;
@@ -199,20 +193,20 @@ static json_t *check_reply(const char *method, const char *path, struct reply *r
 	json_error_t e;
 
 	if (r->status < 100 || r->status > 599)
-		FAIL("%s %s: status %d", method, path, r->status);
+		fz_fail("%s %s: status %d", method, path, r->status);
 	if (r->status == 500)
-		FAIL("%s %s: 500: %.300s", method, path, r->body);
+		fz_fail("%s %s: 500: %.300s", method, path, r->body);
 	if (r->json_type && !r->chunked && strcmp(method, "HEAD") != 0) {
 		j = json_loads(r->body, 0, &e);
 		if (!j)
-			FAIL("%s %s: %d with a JSON body that does not parse: %s: %.200s", method,
-			     path, r->status, e.text, r->body);
+			fz_fail("%s %s: %d with a JSON body that does not parse: %s: %.200s",
+				method, path, r->status, e.text, r->body);
 	}
 	if (r->status >= 400) {
 		if (!j || !json_is_string(json_object_get(j, "error")) ||
 		    !json_is_string(json_object_get(j, "message")))
-			FAIL("%s %s: %d without {error, message}: %.200s", method, path, r->status,
-			     r->body);
+			fz_fail("%s %s: %d without {error, message}: %.200s", method, path,
+				r->status, r->body);
 	}
 	return j;
 }
@@ -225,9 +219,9 @@ static void expect(const char *method, const char *path, const char *body, int s
 	call(method, path, body, body ? strlen(body) : 0, &r);
 	j = check_reply(method, path, &r);
 	if (r.status != status)
-		FAIL("%s %s: %d, want %d: %.300s", method, path, r.status, status, r.body);
+		fz_fail("%s %s: %d, want %d: %.300s", method, path, r.status, status, r.body);
 	if (strcmp(path, "/v1/audit/verify") == 0 && !json_is_true(json_object_get(j, "ok")))
-		FAIL("the audit chain does not verify: %.300s", r.body);
+		fz_fail("the audit chain does not verify: %.300s", r.body);
 	json_decref(j);
 	reply_free(&r);
 }
@@ -237,8 +231,8 @@ static void make_sandbox(const char *name, const char *profile)
 	char body[256];
 
 	snprintf(body, sizeof(body),
-		 "{\"name\": \"%s\", \"profile\": \"%s\", \"vcpus\": 1, \"memory_mib\": 64}",
-		 name, profile);
+		 "{\"name\": \"%s\", \"profile\": \"%s\", \"vcpus\": 1, \"memory_mib\": 64}", name,
+		 profile);
 	expect("POST", "/v1/sandboxes", body, 201);
 }
 
@@ -256,19 +250,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char data[96];
 
 	signal(SIGPIPE, SIG_IGN);
-	if (snprintf(fz.dir, sizeof(fz.dir), "%s/nucleus-fuzz-api-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+	if (snprintf(fz.dir, sizeof(fz.dir), "%s/nucleus-fuzz-api-%d",
+		     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
 		     (int)getpid()) >= (int)sizeof(fz.dir))
-		FAIL("$TMPDIR too long for the socket path");
+		fz_fail("$TMPDIR too long for the socket path");
 	snprintf(data, sizeof(data), "%s/data", fz.dir);
 	snprintf(fz.sock, sizeof(fz.sock), "%s/api.sock", fz.dir);
 	if (mkdir(fz.dir, 0700) < 0 || mkdir(data, 0700) < 0)
-		FAIL("cannot make %s", fz.dir);
+		fz_fail("cannot make %s", fz.dir);
 	fz.base = event_base_new();
 	if (!fz.base || nd_fake_backend__new(&be) < 0)
-		FAIL("setup");
+		fz_fail("setup");
 	cfg.data_dir = data;
 	if (nucleusd__new(fz.base, &cfg, be, &fz.nd) < 0)
-		FAIL("nucleusd__new");
+		fz_fail("nucleusd__new");
 	scfg.socket_path = fz.sock;
 	scfg.owner_uid = getuid();
 	scfg.owner_gid = API_NO_GID;
@@ -276,7 +271,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	scfg.max_body = 64 << 10;
 	scfg.log = logf_cb;
 	if (api_server__new(fz.base, fz.nd, &scfg, &fz.srv) < 0)
-		FAIL("api_server__new");
+		fz_fail("api_server__new");
 	expect("GET", "/v1/health", NULL, 200);
 	make_sandbox("fz-keep", "permissive-local");
 	return 0;
@@ -366,8 +361,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	call(rt->method, path, body, blen, &r);
 	j = check_reply(rt->method, path, &r);
 	if (bad_body && r.status < 300)
-		FAIL("%s %s: %d for a body that its spec refuses: %.200s", rt->method, path, r.status,
-		     body);
+		fz_fail("%s %s: %d for a body that its spec refuses: %.200s", rt->method, path,
+			r.status, body);
 	json_decref(j);
 	reply_free(&r);
 	if (fresh) { /* gone, or deleted now: either way no longer in the way */

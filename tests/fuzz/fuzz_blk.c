@@ -34,10 +34,10 @@
 #include "tests/fuzz/fuzz_drv.h"
 #include "tests/fuzz/fuzz_vm.h"
 
-#define RAM    (256u << 10)
-#define DISK   (32u << 10)
-#define SECTS  (DISK / 512)
-#define QSIZE  64
+#define RAM   (256u << 10)
+#define DISK  (32u << 10)
+#define SECTS (DISK / 512)
+#define QSIZE 64
 
 static int disk_fd = -1;
 static char disk_path[64];
@@ -55,8 +55,8 @@ static void disk_check(const char *after)
 {
 	FZ_CHECK(pread(disk_fd, now, DISK, 0) == DISK, "cannot read the disk back");
 	for (uint32_t i = 0; i < DISK; i++)
-		FZ_CHECK(now[i] == shadow[i], "after %s: disk byte %u is 0x%02x, want 0x%02x", after,
-			 i, now[i], shadow[i]);
+		FZ_CHECK(now[i] == shadow[i], "after %s: disk byte %u is 0x%02x, want 0x%02x",
+			 after, i, now[i], shadow[i]);
 }
 
 struct req_model {
@@ -82,7 +82,8 @@ static uint8_t want_status(const struct req_model *m, bool ro, uint64_t *data_le
 	case VIRTIO_BLK_T_FLUSH:
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
-		*data_len = m->in_len - 1 < VIRTIO_BLK_ID_BYTES ? m->in_len - 1 : VIRTIO_BLK_ID_BYTES;
+		*data_len =
+			m->in_len - 1 < VIRTIO_BLK_ID_BYTES ? m->in_len - 1 : VIRTIO_BLK_ID_BYTES;
 		return VIRTIO_BLK_S_OK;
 	default:
 		return VIRTIO_BLK_S_UNSUPP;
@@ -91,9 +92,9 @@ static uint8_t want_status(const struct req_model *m, bool ro, uint64_t *data_le
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint32_t types[8] = {VIRTIO_BLK_T_IN,	VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
-					  VIRTIO_BLK_T_GET_ID,	11 /* DISCARD */, 0x77,
-					  VIRTIO_BLK_T_IN,	VIRTIO_BLK_T_OUT};
+	static const uint32_t types[8] = {VIRTIO_BLK_T_IN,     VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
+					  VIRTIO_BLK_T_GET_ID, 11 /* DISCARD */, 0x77,
+					  VIRTIO_BLK_T_IN,     VIRTIO_BLK_T_OUT};
 	struct virtio_dev *dev = NULL;
 	struct fz_drv d;
 	struct vm *vm;
@@ -121,7 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	features = (data[0] & 2 ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0) |
 		   (data[0] & 4 ? 1ULL << VIRTIO_RING_F_INDIRECT_DESC : 0) |
 		   (ro ? 1ULL << VIRTIO_BLK_F_RO : 0);
-	FZ_CHECK(fz_drv__init(&d, vm, dev, features, 1, QSIZE) == 0, "the device refused the driver");
+	FZ_CHECK(fz_drv__init(&d, vm, dev, features, 1, QSIZE) == 0,
+		 "the device refused the driver");
 
 	while (pos < size && !fz_vm__faults(vm)) {
 		uint8_t kind = data[pos];
@@ -136,7 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (pos + 2 + 16 * nd > size)
 				break;
 			for (uint32_t i = 0; i < nd; i++) {
-				uint8_t *p = d.ram + d.q[0].desc + 16 * (size_t)((head + i) % QSIZE);
+				uint8_t *p =
+					d.ram + d.q[0].desc + 16 * (size_t)((head + i) % QSIZE);
 				uint64_t addr;
 
 				memcpy(p, data + pos + 2 + 16 * i, 16);
@@ -212,7 +215,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			m.in_len += 1;
 			d.ram[status_gpa] = 0xcc;
 			pos += 3 + nseg;
-			fz_drv__add(&d, 0, b, n, (kind & 0x40) && (features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC)));
+			fz_drv__add(&d, 0, b, n,
+				    (kind & 0x40) &&
+					    (features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC)));
 			fz_drv__kick(&d, 0);
 			fz_vm__run(vm);
 			if (tainted) {
@@ -226,11 +231,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			FZ_CHECK(fz_vm__faults(vm) == 0, "a well-formed request faulted: %s",
 				 fz_vm__fault_msg(vm));
-			FZ_CHECK(fz_drv__used(&d, 0, &id, &used_len), "no used element for a request");
+			FZ_CHECK(fz_drv__used(&d, 0, &id, &used_len),
+				 "no used element for a request");
 			want = want_status(&m, ro, &data_len);
 			got = d.ram[status_gpa];
-			FZ_CHECK(got == want, "type %u sector %llu, %llu+%llu bytes: status %u, want %u",
-				 m.type, (unsigned long long)m.sector, (unsigned long long)m.out_len,
+			FZ_CHECK(got == want,
+				 "type %u sector %llu, %llu+%llu bytes: status %u, want %u", m.type,
+				 (unsigned long long)m.sector, (unsigned long long)m.out_len,
 				 (unsigned long long)m.in_len, got, want);
 			FZ_CHECK(used_len == (m.type == VIRTIO_BLK_T_OUT ? 0 : data_len) + 1,
 				 "type %u: used len %u, data %llu", m.type, used_len,
@@ -239,9 +246,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				uint64_t off = m.sector * 512, done = 0;
 
 				for (uint32_t s = 0; s < nseg && done < data_len; s++) {
-					uint64_t k = seg_len[s] < data_len - done ? seg_len[s] : data_len - done;
+					uint64_t k = seg_len[s] < data_len - done ? seg_len[s]
+										  : data_len - done;
 
-					FZ_CHECK(memcmp(d.ram + seg_gpa[s], shadow + off + done, k) == 0,
+					FZ_CHECK(memcmp(d.ram + seg_gpa[s], shadow + off + done,
+							k) == 0,
 						 "a read of sector %llu returned other bytes",
 						 (unsigned long long)m.sector);
 					done += k;
@@ -255,8 +264,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					off += seg_len[s];
 				}
 			}
-			if (want == VIRTIO_BLK_S_OK && m.type == VIRTIO_BLK_T_GET_ID && data_len >= 8)
-				FZ_CHECK(memcmp(d.ram + seg_gpa[0], "nucleus-", 8) == 0 || seg_len[0] < 8,
+			if (want == VIRTIO_BLK_S_OK && m.type == VIRTIO_BLK_T_GET_ID &&
+			    data_len >= 8)
+				FZ_CHECK(memcmp(d.ram + seg_gpa[0], "nucleus-", 8) == 0 ||
+						 seg_len[0] < 8,
 					 "GET_ID gave another id");
 			(void)status_at;
 			disk_check("a request");

@@ -19,8 +19,8 @@ static uint32_t rd(struct fz_drv *d, uint64_t off)
 	return (uint32_t)fz_vm__mmio_read(d->vm, d->dev->base + off, 4);
 }
 
-int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64_t features,
-		 int nq, uint16_t qsize)
+int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64_t features, int nq,
+		 uint16_t qsize)
 {
 	uint64_t at = 0;
 
@@ -37,8 +37,8 @@ int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64
 	wr(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
 	wr(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
 	wr(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
-	wr(d, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK);
+	wr(d, VIRTIO_MMIO_STATUS,
+	   VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
 	if (!(rd(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK))
 		return -1;
 	for (int q = 0; q < nq; q++) {
@@ -60,8 +60,9 @@ int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64
 		wr(d, VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
 		wr(d, VIRTIO_MMIO_QUEUE_READY, 1);
 	}
-	wr(d, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	wr(d, VIRTIO_MMIO_STATUS,
+	   VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+		   VIRTIO_CONFIG_S_DRIVER_OK);
 	d->heap = d->heap_lo = (at + 4095) & ~4095ull;
 	d->heap_hi = d->ram_size;
 	return 0;

@@ -37,8 +37,8 @@ struct fz_drv {
 
 /* Status ACK, DRIVER, features, FEATURES_OK, queues of @qsize at fixed places below
  * @rings_end, DRIVER_OK. Buffers come from [rings_end, ram_size). 0, or -1 if refused. */
-int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64_t features,
-		 int nq, uint16_t qsize);
+int fz_drv__init(struct fz_drv *d, struct vm *vm, struct virtio_dev *dev, uint64_t features, int nq,
+		 uint16_t qsize);
 uint64_t fz_drv__alloc(struct fz_drv *d, uint32_t len);
 /* Writes a chain of @n buffers (descriptors from a rotating index) and publishes it;
  * @indirect: one indirect descriptor pointing at a table of them. Returns the head. */

@@ -57,11 +57,12 @@ static void dev_notify(struct virtio_dev *dev, uint32_t q)
 		if (r <= 0)
 			break;
 		for (uint32_t k = 0; k < fz.req.nout + fz.req.nin; k++) {
-			const struct iovec *v = k < fz.req.nout ? &fz.req.out[k]
-								: &fz.req.in[k - fz.req.nout];
+			const struct iovec *v =
+				k < fz.req.nout ? &fz.req.out[k] : &fz.req.in[k - fz.req.nout];
 			const uint8_t *p = v->iov_base;
 
-			FZ_CHECK(p >= fz.ram && v->iov_len && v->iov_len <= (size_t)(fz.ram + RAM - p),
+			FZ_CHECK(p >= fz.ram && v->iov_len &&
+					 v->iov_len <= (size_t)(fz.ram + RAM - p),
 				 "queue %u: a buffer outside guest RAM", q);
 		}
 		/* the device writes what it read, as far as it fits */
@@ -84,11 +85,20 @@ static void dev_reset(struct virtio_dev *dev)
 }
 
 static const struct virtio_dev_ops shapes[3] = {
-	{.name = "virtio-fuzz", .device_id = 42, .nqueues = 1, .notify = dev_notify,
+	{.name = "virtio-fuzz",
+	 .device_id = 42,
+	 .nqueues = 1,
+	 .notify = dev_notify,
 	 .reset = dev_reset},
-	{.name = "virtio-fuzz", .device_id = 42, .nqueues = 2, .notify = dev_notify,
+	{.name = "virtio-fuzz",
+	 .device_id = 42,
+	 .nqueues = 2,
+	 .notify = dev_notify,
 	 .reset = dev_reset},
-	{.name = "virtio-fuzz", .device_id = 42, .nqueues = 3, .notify = dev_notify,
+	{.name = "virtio-fuzz",
+	 .device_id = 42,
+	 .nqueues = 3,
+	 .notify = dev_notify,
 	 .reset = dev_reset},
 };
 
@@ -124,7 +134,8 @@ static void check_state(const struct virtio_dev *dev)
 			continue;
 		FZ_CHECK(vq->num && !(vq->num & (vq->num - 1)) && vq->num <= dev->ops->queue_max,
 			 "queue %u ready with size %u (max %u)", q, vq->num, dev->ops->queue_max);
-		FZ_CHECK(vq->desc == fz.ram + vq->desc_gpa && vq->desc_gpa + 16ull * vq->num <= RAM &&
+		FZ_CHECK(vq->desc == fz.ram + vq->desc_gpa &&
+				 vq->desc_gpa + 16ull * vq->num <= RAM &&
 				 vq->avail == fz.ram + vq->avail_gpa &&
 				 vq->avail_gpa + 6 + 2ull * vq->num <= RAM &&
 				 vq->used == fz.ram + vq->used_gpa &&
@@ -136,7 +147,8 @@ static void check_state(const struct virtio_dev *dev)
 /* What an aligned 32-bit read of register @off must give (config space excluded). */
 static bool expected_read(const struct virtio_dev *dev, uint64_t off, uint32_t *want)
 {
-	const struct virtq *vq = dev->queue_sel < dev->ops->nqueues ? &dev->vq[dev->queue_sel] : NULL;
+	const struct virtq *vq =
+		dev->queue_sel < dev->ops->nqueues ? &dev->vq[dev->queue_sel] : NULL;
 
 	switch (off) {
 	case VIRTIO_MMIO_MAGIC_VALUE:
@@ -152,8 +164,9 @@ static bool expected_read(const struct virtio_dev *dev, uint64_t off, uint32_t *
 		*want = VIRTIO_MMIO_VENDOR;
 		return true;
 	case VIRTIO_MMIO_DEVICE_FEATURES:
-		*want = dev->dev_feat_sel > 1 ? 0
-					      : (uint32_t)(dev->host_features >> (32 * dev->dev_feat_sel));
+		*want = dev->dev_feat_sel > 1
+				? 0
+				: (uint32_t)(dev->host_features >> (32 * dev->dev_feat_sel));
 		return true;
 	case VIRTIO_MMIO_QUEUE_NUM_MAX:
 		*want = vq ? dev->ops->queue_max : 0;
@@ -190,10 +203,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ops = shapes[data[0] % 3];
 	ops.queue_max = (uint16_t)(1u << ((data[0] >> 2) % 9));
 	features = (data[1] & 1 ? 1ULL << VIRTIO_RING_F_INDIRECT_DESC : 0) |
-		   (data[1] & 2 ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0) | (data[1] & 4 ? 1ULL << 5 : 0);
+		   (data[1] & 2 ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0) |
+		   (data[1] & 4 ? 1ULL << 5 : 0);
 	memcpy(config, data + 2, sizeof(config));
-	r = virtio_mmio__create(fz.vm, &ops, NULL, features, config, data[1] & 8 ? 0 : sizeof(config),
-				&dev);
+	r = virtio_mmio__create(fz.vm, &ops, NULL, features, config,
+				data[1] & 8 ? 0 : sizeof(config), &dev);
 	FZ_CHECK(r == 0, "virtio_mmio__create: %d", r);
 	FZ_CHECK(virtio_mmio__activate(dev) == 0, "activate failed");
 
@@ -247,13 +261,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FZ_CHECK(got == exp, "config read at %llu: 0x%llx, want 0x%llx",
 					 (unsigned long long)c, (unsigned long long)got,
 					 (unsigned long long)exp);
-			} else if (len == 4 && !(off & 3) && (!was_broken || off == VIRTIO_MMIO_INTERRUPT_STATUS)) {
+			} else if (len == 4 && !(off & 3) &&
+				   (!was_broken || off == VIRTIO_MMIO_INTERRUPT_STATUS)) {
 				if (known)
-					FZ_CHECK(got == want, "register 0x%03llx read 0x%llx, want 0x%x",
-						 (unsigned long long)off, (unsigned long long)got, want);
+					FZ_CHECK(got == want,
+						 "register 0x%03llx read 0x%llx, want 0x%x",
+						 (unsigned long long)off, (unsigned long long)got,
+						 want);
 			} else if (!was_broken) {
-				FZ_CHECK(dev->broken && got == 0, "a %u-byte read at 0x%03llx was taken",
-					 len, (unsigned long long)off);
+				FZ_CHECK(dev->broken && got == 0,
+					 "a %u-byte read at 0x%03llx was taken", len,
+					 (unsigned long long)off);
 			} else {
 				FZ_CHECK(got == 0, "a broken device answered a read");
 			}
@@ -271,9 +289,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 "status 0x%x -> 0x%x without a reset", before_status, dev->status);
 		FZ_CHECK(fz_vm__faults(fz.vm) <= 1, "%d faults: %s", fz_vm__faults(fz.vm),
 			 fz_vm__fault_msg(fz.vm));
-		FZ_CHECK(!fz_vm__faults(fz.vm) == !dev->broken,
-			 "broken %d after %d faults (%s)", dev->broken, fz_vm__faults(fz.vm),
-			 fz_vm__fault_msg(fz.vm));
+		FZ_CHECK(!fz_vm__faults(fz.vm) == !dev->broken, "broken %d after %d faults (%s)",
+			 dev->broken, fz_vm__faults(fz.vm), fz_vm__fault_msg(fz.vm));
 		if (faults)
 			FZ_CHECK(dev->broken, "a broken device got repaired");
 		check_state(dev);

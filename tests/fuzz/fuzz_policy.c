@@ -28,20 +28,12 @@
 #include <sodium.h>
 
 #include "policy/policy.h"
+#include "tests/fuzz/fuzz.h"
 
 static struct policy *builtin[8];
 static int nbuiltin;
 
-static void fz_fail_impl(const char *what, const char *detail)
-{
-	fprintf(stderr, "fuzz invariant: %s (%s)\n", what, detail ? detail : "");
-	abort();
-}
-#define CHECK(c, what, detail)                                                                     \
-	do {                                                                                       \
-		if (!(c))                                                                          \
-			fz_fail_impl(what, detail);                                                \
-	} while (0)
+#define CHECK(c, what, detail) FZ_CHECK(c, "%s (%s)", what, (detail) ? (detail) : "")
 
 static void check_err(const struct policy_error *e)
 {
@@ -62,15 +54,18 @@ static void lattice(const struct policy *p)
 	policy__digest(d, d2);
 	CHECK(memcmp(d1, d2, sizeof(d1)) == 0, "equal policies, other digests", policy__name(p));
 	if (policy__meet(p, q, &m) == 0) {
-		CHECK(policy__leq(m, p) && policy__leq(m, q), "meet not below both", policy__name(p));
+		CHECK(policy__leq(m, p) && policy__leq(m, q), "meet not below both",
+		      policy__name(p));
 		policy__free(m);
 	}
 	if (policy__join(p, q, &j) == 0) {
-		CHECK(policy__leq(p, j) && policy__leq(q, j), "join not above both", policy__name(p));
+		CHECK(policy__leq(p, j) && policy__leq(q, j), "join not above both",
+		      policy__name(p));
 		policy__free(j);
 	}
 	for (int op = 0; op < POLICY_OP_COUNT; op++)
-		CHECK(policy__level(p, (enum policy_op)op) <= POLICY_ALLOW, "level out of range", NULL);
+		CHECK(policy__level(p, (enum policy_op)op) <= POLICY_ALLOW, "level out of range",
+		      NULL);
 	policy__free(d);
 }
 
@@ -111,10 +106,11 @@ static void decide(struct policy *p, const struct policy_call *call, int64_t now
 		memset(&d, 0, sizeof(d));
 		if (policy__decide(s, call, now, &d) < 0)
 			break;
-		CHECK(d.verdict <= POLICY_ALLOW && d.reason < POLICY_R_COUNT && policy__reason_name(d.reason),
+		CHECK(d.verdict <= POLICY_ALLOW && d.reason < POLICY_R_COUNT &&
+			      policy__reason_name(d.reason),
 		      "a verdict or reason out of range", NULL);
-		CHECK(d.verdict != POLICY_ALLOW ||
-			      d.reason == POLICY_R_ALLOWED || d.reason == POLICY_R_APPROVED,
+		CHECK(d.verdict != POLICY_ALLOW || d.reason == POLICY_R_ALLOWED ||
+			      d.reason == POLICY_R_APPROVED,
 		      "allowed for a reason that denies", policy__reason_name(d.reason));
 		CHECK(d.call_legs <= POLICY_LEGS_ALL && d.trace.legs_after <= POLICY_LEGS_ALL,
 		      "legs out of range", NULL);
@@ -132,7 +128,8 @@ static void decide(struct policy *p, const struct policy_call *call, int64_t now
 
 		CHECK(policy__dup(before, &old) == 0, "dup", NULL);
 		if (policy__narrow(s, p, now, &d) == 0)
-			CHECK(policy__leq(policy__session_envelope(s), old), "narrowing widened", NULL);
+			CHECK(policy__leq(policy__session_envelope(s), old), "narrowing widened",
+			      NULL);
 		policy__free(old);
 	}
 	policy__session_free(s);
@@ -169,7 +166,8 @@ static void session(const char *text)
 	}
 	CHECK(policy__session_legs(s) <= POLICY_LEGS_ALL, "session legs out of range", text);
 	CHECK(policy__session_to_json(s, &j1) == 0, "a session does not print", text);
-	CHECK(policy__session_from_json(j1, &s2, &e) == 0, "a printed session does not parse", e.msg);
+	CHECK(policy__session_from_json(j1, &s2, &e) == 0, "a printed session does not parse",
+	      e.msg);
 	CHECK(policy__session_to_json(s2, &j2) == 0 && strcmp(j1, j2) == 0,
 	      "a session changed through its JSON", j1);
 	CHECK(policy__eq(policy__session_envelope(s), policy__session_envelope(s2)),
@@ -199,7 +197,8 @@ static void approval(const char *text, bool widen)
 	}
 	r = widen ? policy__widen_approval_to_json(&a, &j) : policy__approval_to_json(&a, &j);
 	CHECK(r == 0, "an approval does not print", text);
-	r = widen ? policy__widen_approval_from_json(j, &b, &e) : policy__approval_from_json(j, &b, &e);
+	r = widen ? policy__widen_approval_from_json(j, &b, &e)
+		  : policy__approval_from_json(j, &b, &e);
 	CHECK(r == 0, "a printed approval does not parse", e.msg);
 	CHECK(memcmp(&a, &b, sizeof(a)) == 0, "an approval changed through its JSON", j);
 	free(j);

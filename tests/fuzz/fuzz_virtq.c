@@ -30,9 +30,9 @@
 #include "tests/fuzz/fuzz_vm.h"
 #include "vmm/virtio.h"
 
-#define RAM	  (32u << 10)
-#define MAX_PEND  64
-#define DEV	  "virtio-fuzz"
+#define RAM	 (32u << 10)
+#define MAX_PEND 64
+#define DEV	 "virtio-fuzz"
 
 static struct virtq_req reqs[MAX_PEND], ref;
 static uint8_t scratch[RAM];
@@ -130,7 +130,8 @@ static bool ref_walk(uint8_t *ram, const struct virtq *vq, uint16_t head)
 				if (c >= n)
 					return false;
 				e = rdesc_at(ram + d.addr, k);
-				if ((e.flags & VRING_DESC_F_INDIRECT) || !ref_add(ram, &e, &seen_write))
+				if ((e.flags & VRING_DESC_F_INDIRECT) ||
+				    !ref_add(ram, &e, &seen_write))
 					return false;
 				if (!(e.flags & VRING_DESC_F_NEXT))
 					return true;
@@ -191,7 +192,8 @@ static void check_helpers(const struct virtq_req *r, uint32_t a, uint32_t b)
 		 (unsigned long long)len, (unsigned long long)r->out_len, (unsigned long long)got);
 	want = len < sizeof(scratch) ? len : sizeof(scratch);
 	copied = iov__to_buf(r->out, r->nout, off, scratch, want);
-	FZ_CHECK(copied == (off < r->out_len ? (r->out_len - off < want ? r->out_len - off : want) : 0),
+	FZ_CHECK(copied == (off < r->out_len ? (r->out_len - off < want ? r->out_len - off : want)
+					     : 0),
 		 "iov__to_buf copied %zu", copied);
 	/* the slice and the copy see the same bytes (buffers may overlap: compare first) */
 	for (uint32_t i = 0, pos = 0; i < n && pos < copied; i++) {
@@ -247,8 +249,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		  ref_in_ram(dgpa, 16ull * num) && ref_in_ram(agpa, 6 + 2ull * num) &&
 		  ref_in_ram(ugpa, 6 + 8ull * num);
 	r = virtq__enable(&vq, vm, DEV);
-	FZ_CHECK((r == 0) == want_ok, "virtq__enable: %d for size %u desc 0x%llx avail 0x%llx "
-		 "used 0x%llx", r, num, (unsigned long long)dgpa, (unsigned long long)agpa,
+	FZ_CHECK((r == 0) == want_ok,
+		 "virtq__enable: %d for size %u desc 0x%llx avail 0x%llx "
+		 "used 0x%llx",
+		 r, num, (unsigned long long)dgpa, (unsigned long long)agpa,
 		 (unsigned long long)ugpa);
 	FZ_CHECK(fz_vm__faults(vm) == (r < 0), "virtq__enable: %d with %d faults", r,
 		 fz_vm__faults(vm));
@@ -282,20 +286,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			}
 			if (pending > num || head >= num) {
-				FZ_CHECK(r < 0, "virtq__pop: %d with %u pending, head %u, size %u", r,
-					 pending, head, num);
+				FZ_CHECK(r < 0, "virtq__pop: %d with %u pending, head %u, size %u",
+					 r, pending, head, num);
 				break;
 			}
 			ok = ref_walk(ram, &vq, head);
-			FZ_CHECK(ok == (r == 1), "virtq__pop: %d, the reference walk says %s (%s)", r,
-				 ok ? "valid" : "invalid", fz_vm__fault_msg(vm));
+			FZ_CHECK(ok == (r == 1), "virtq__pop: %d, the reference walk says %s (%s)",
+				 r, ok ? "valid" : "invalid", fz_vm__fault_msg(vm));
 			if (r < 0)
 				break;
 			FZ_CHECK(q->head == head && vq.last_avail == (uint16_t)(last + 1),
 				 "virtq__pop: head %u (want %u), last_avail %u", q->head, head,
 				 vq.last_avail);
-			FZ_CHECK(q->nout == ref.nout && q->nin == ref.nin && q->out_len == ref.out_len &&
-					 q->in_len == ref.in_len,
+			FZ_CHECK(q->nout == ref.nout && q->nin == ref.nin &&
+					 q->out_len == ref.out_len && q->in_len == ref.in_len,
 				 "virtq__pop: %u+%u buffers, the reference %u+%u", q->nout, q->nin,
 				 ref.nout, ref.nin);
 			check_iovs(q->out, q->nout, q->out_len, ram, "out");
@@ -310,7 +314,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 1: /* push the newest popped request */
 			if (npend) {
 				struct virtq_req *q = &reqs[--npend];
-				uint32_t written = (a | b << 8) % (uint32_t)(q->in_len + 1), id, len;
+				uint32_t written = (a | b << 8) % (uint32_t)(q->in_len + 1), id,
+					 len;
 				uint64_t slot = ugpa + 4 + 8 * (uint64_t)(vq.used_idx & (num - 1));
 
 				virtq__push(&vq, q->head, written);
@@ -338,7 +343,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FZ_CHECK(w == !(flags & VRING_AVAIL_F_NO_INTERRUPT),
 					 "want_irq %d with avail flags 0x%x", w, flags);
 			else if (before == vq.used_idx)
-				FZ_CHECK(!w, "want_irq with nothing pushed since the last decision");
+				FZ_CHECK(!w,
+					 "want_irq with nothing pushed since the last decision");
 			break;
 		}
 		case 5: /* give back the request just popped */

@@ -47,27 +47,6 @@ struct vm {
 	char fault_msg[512];
 };
 
-void fz_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("fuzz invariant: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	abort();
-}
-
-int fz_lowest_fd(void)
-{
-	int fd = dup(0);
-
-	if (fd >= 0)
-		close(fd);
-	return fd;
-}
-
 struct vm *fz_vm__new(uint64_t ram_size)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -328,8 +307,8 @@ uint64_t fz_vm__mmio_read(struct vm *vm, uint64_t addr, uint32_t len)
 			vm->mmio[i].ops->read(vm->mmio[i].opaque, addr - vm->mmio[i].base, buf,
 					      len);
 			for (uint32_t k = len; k < sizeof(buf); k++)
-				FZ_CHECK(buf[k] == 0xa5, "a %u-byte read at 0x%llx wrote byte %u", len,
-					 (unsigned long long)addr, k);
+				FZ_CHECK(buf[k] == 0xa5, "a %u-byte read at 0x%llx wrote byte %u",
+					 len, (unsigned long long)addr, k);
 			memcpy(&val, buf, len < 8 ? len : 8);
 			break;
 		}

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tests/fuzz/fuzz.h"
 #include "vmm/vm-internal.h"
 
 struct vm *fz_vm__new(uint64_t ram_size);
@@ -34,16 +35,5 @@ int fz_vm__faults(struct vm *vm);
 const char *fz_vm__fault_msg(struct vm *vm);
 /* Registered event-loop fds (a device that is freed must remove all of its own). */
 int fz_vm__ev_count(struct vm *vm);
-
-/* Aborts with a message: the harnesses' invariant failures (libFuzzer saves the input). */
-void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-#define FZ_CHECK(cond, ...)                                                                        \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fz_fail(__VA_ARGS__);                                                      \
-	} while (0)
-
-/* The lowest free fd now: equal before and after a device's life, or it leaked one. */
-int fz_lowest_fd(void);
 
 #endif

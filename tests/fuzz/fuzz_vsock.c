@@ -39,15 +39,15 @@
 #include "tests/fuzz/fuzz_drv.h"
 #include "tests/fuzz/fuzz_vm.h"
 
-#define RAM	   (512u << 10)
-#define QSIZE	   64
-#define GUEST_CID  3
-#define NLISTEN	   4
-#define PORT0	   1024
-#define MAX_SOCKS  16
-#define MAX_PAIRS  32
-#define LOG_MAX	   (96u << 10)
-#define HDR	   ((uint32_t)sizeof(struct virtio_vsock_hdr))
+#define RAM	  (512u << 10)
+#define QSIZE	  64
+#define GUEST_CID 3
+#define NLISTEN	  4
+#define PORT0	  1024
+#define MAX_SOCKS 16
+#define MAX_PAIRS 32
+#define LOG_MAX	  (96u << 10)
+#define HDR	  ((uint32_t)sizeof(struct virtio_vsock_hdr))
 
 struct blog {
 	uint8_t *p;
@@ -56,9 +56,9 @@ struct blog {
 
 struct sock {
 	int fd;
-	bool client; /* connected to the device's socket (else accepted from a listener) */
+	bool client;	/* connected to the device's socket (else accepted from a listener) */
 	bool junk_line; /* its CONNECT line was malformed: what it writes is not all data */
-	int pair;    /* -1: unknown */
+	int pair;	/* -1: unknown */
 	struct blog wrote, got;
 };
 
@@ -66,7 +66,7 @@ struct pair {
 	uint32_t hport, gport;
 	int nreq;
 	bool rw_before_req, junk_credit;
-	uint64_t max_credit; /* largest fwd_cnt + buf_alloc the guest advertised */
+	uint64_t max_credit;	/* largest fwd_cnt + buf_alloc the guest advertised */
 	struct blog sent, recv; /* guest -> host payloads, host -> guest payloads */
 };
 
@@ -112,8 +112,9 @@ static int setup(void)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
-	if (snprintf(dir, sizeof(dir), "%s/nucleus-fuzz-vsock-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid()) >=
-	    (int)sizeof(dir))
+	if (snprintf(dir, sizeof(dir), "%s/nucleus-fuzz-vsock-%d",
+		     getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+		     (int)getpid()) >= (int)sizeof(dir))
 		abort(); /* $TMPDIR too long for socket paths */
 	mkdir(dir, 0700);
 	snprintf(uds, sizeof(uds), "%s/v", dir);
@@ -121,7 +122,8 @@ static int setup(void)
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%d", uds, PORT0 + i);
 		unlink(sa.sun_path);
 		listeners[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (listeners[i] < 0 || bind(listeners[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		if (listeners[i] < 0 ||
+		    bind(listeners[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 		    listen(listeners[i], 64) < 0)
 			abort();
 	}
@@ -163,13 +165,13 @@ static void check_rx(void)
 
 		FZ_CHECK(id < QSIZE && fz.rxbuf_len[id], "rx used id %u was not given", id);
 		fz.rx_out--;
-		FZ_CHECK(len >= HDR && len <= fz.rxbuf_len[id], "rx used len %u of a %u-byte buffer",
-			 len, fz.rxbuf_len[id]);
+		FZ_CHECK(len >= HDR && len <= fz.rxbuf_len[id],
+			 "rx used len %u of a %u-byte buffer", len, fz.rxbuf_len[id]);
 		memcpy(&h, fz.d.ram + fz.rxbuf_gpa[id], HDR);
 		fz.rxbuf_len[id] = 0;
 		/* an RST for a packet to another cid comes from that cid */
-		FZ_CHECK((h.src_cid == 2 || h.op == VIRTIO_VSOCK_OP_RST) && h.dst_cid == GUEST_CID &&
-				 h.type == VIRTIO_VSOCK_TYPE_STREAM,
+		FZ_CHECK((h.src_cid == 2 || h.op == VIRTIO_VSOCK_OP_RST) &&
+				 h.dst_cid == GUEST_CID && h.type == VIRTIO_VSOCK_TYPE_STREAM,
 			 "rx packet cid %llu -> %llu type %u", (unsigned long long)h.src_cid,
 			 (unsigned long long)h.dst_cid, h.type);
 		FZ_CHECK(h.op >= VIRTIO_VSOCK_OP_REQUEST && h.op <= VIRTIO_VSOCK_OP_CREDIT_UPDATE,
@@ -191,7 +193,8 @@ static void check_rx(void)
 		if (h.op == VIRTIO_VSOCK_OP_REQUEST) {
 			/* only one host client ever: the request is its */
 			for (int i = 0; i < fz.nsocks && fz.nclients == 1; i++)
-				if (fz.socks[i].client && fz.socks[i].pair < 0 && !fz.socks[i].junk_line)
+				if (fz.socks[i].client && fz.socks[i].pair < 0 &&
+				    !fz.socks[i].junk_line)
 					fz.socks[i].pair = (int)(p - fz.pairs);
 		}
 		if (h.op == VIRTIO_VSOCK_OP_RW) {
@@ -210,7 +213,8 @@ static void host_accept(void)
 	for (int l = 0; l < NLISTEN; l++) {
 		int fd;
 
-		while ((fd = accept4(listeners[l], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		while ((fd = accept4(listeners[l], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
+		       0) {
 			struct sock *s;
 			int only = -1, n = 0;
 
@@ -234,7 +238,8 @@ static void host_read(void)
 	for (int i = 0; i < fz.nsocks; i++) {
 		ssize_t n;
 
-		while (fz.socks[i].fd >= 0 && (n = recv(fz.socks[i].fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		while (fz.socks[i].fd >= 0 &&
+		       (n = recv(fz.socks[i].fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
 			blog_add(&fz.socks[i].got, buf, (size_t)n);
 	}
 }
@@ -250,11 +255,12 @@ static void check_streams(void)
 		if (!s->client)
 			FZ_CHECK(is_prefix(&s->got, &p->sent),
 				 "port %u<-%u: the host read %u bytes that the guest did not send "
-				 "in that order (sent %u)", p->hport, p->gport, s->got.len,
-				 p->sent.len);
+				 "in that order (sent %u)",
+				 p->hport, p->gport, s->got.len, p->sent.len);
 		FZ_CHECK(is_prefix(&p->recv, &s->wrote),
 			 "port %u->%u: the guest got %u bytes that the host did not write in that "
-			 "order (wrote %u)", p->hport, p->gport, p->recv.len, s->wrote.len);
+			 "order (wrote %u)",
+			 p->hport, p->gport, p->recv.len, s->wrote.len);
 	}
 }
 
@@ -300,7 +306,8 @@ static size_t tx_packet(const uint8_t *a, size_t left)
 			p->rw_before_req = true;
 		if (flags & 8)
 			p->junk_credit = true;
-		if (h.op != VIRTIO_VSOCK_OP_RST && (uint64_t)h.fwd_cnt + h.buf_alloc > p->max_credit)
+		if (h.op != VIRTIO_VSOCK_OP_RST &&
+		    (uint64_t)h.fwd_cnt + h.buf_alloc > p->max_credit)
 			p->max_credit = (uint64_t)h.fwd_cnt + h.buf_alloc;
 		if (h.op == VIRTIO_VSOCK_OP_RW && !(flags & 16))
 			blog_add(&p->sent, a + 7, plen);
@@ -389,10 +396,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				continue;
 			}
 			if (a[0] & 0x80)
-				len = snprintf(line, sizeof(line), "CONNECT %u%s", 5000 + (a[0] & 7),
-					       a[0] & 0x40 ? "x\n" : "");
+				len = snprintf(line, sizeof(line), "CONNECT %u%s",
+					       5000 + (a[0] & 7), a[0] & 0x40 ? "x\n" : "");
 			else
-				len = snprintf(line, sizeof(line), "CONNECT %u\n", 5000 + (a[0] & 7));
+				len = snprintf(line, sizeof(line), "CONNECT %u\n",
+					       5000 + (a[0] & 7));
 			if (send(fd, line, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 				/* the device may have refused it already */
 			}
@@ -447,7 +455,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memset(fz.rxbuf_len, 0, sizeof(fz.rxbuf_len));
 			fz.rx_out = 0;
 			for (int i = 0; i < fz.npairs; i++)
-				fz.pairs[i].nreq += 2; /* what the guest gets after this is no prefix */
+				fz.pairs[i].nreq +=
+					2; /* what the guest gets after this is no prefix */
 			fz_vm__run(fz.vm);
 			give_rx(4, 4096);
 			pos++;
