@@ -59,9 +59,7 @@ static void meter_free(struct nd_meter *m)
 {
 	if (!m)
 		return;
-	if (m->cgroup)
-		rmdir(m->cgroup); /* fails (harmlessly) while a process is still in it */
-	free(m->cgroup);
+	free(m->cgroup); /* removed by vm-proc.c, which placed the VMM in it */
 	free(m);
 }
 

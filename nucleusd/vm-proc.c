@@ -101,6 +101,10 @@ static void vm_cleanup_files(struct vmb_vm *v)
 	snprintf(p, sizeof(p), "%s/root", v->dir); /* the jail's mount point */
 	rmdir(p);
 	rmdir(v->dir);
+	/* The jail's cgroup leaf, once its VMM is gone (one that outlives the daemon keeps
+	 * it); nothing else places or removes it. */
+	if (v->b->cgroups && atomic_load(&v->dead) && nd__cgroup_leaf(v->id, p, sizeof(p)) == 0)
+		rmdir(p);
 }
 
 void vm_proc__unref(struct vmb_vm *v)

@@ -321,7 +321,7 @@ int vm__seccomp_vcpus(struct vm *vm);
 int vm__lockdown(struct vm *vm);
 
 #ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
-/* TEST BUILDS ONLY (-Dseccomp_test_trigger=true): the calling thread makes a system call
+/* nucleus-vmm-trigger ONLY (tests, never installed): the calling thread makes a system call
  * no list allows, so that tests see the VMM die of SIGSYS. */
 void vm__seccomp_test_trigger(struct vm *vm, const char *thread);
 #endif

@@ -13,10 +13,10 @@
  *      --pid-fd and exits, so the program is reparented to the daemon (a subreaper);
  *   3. the root: a small tmpfs on --root holding only the --bind'ed files and
  *      directories (read-only unless :rw) and the --dev nodes (its own node, mode 0600
- *      and its uid's, so a host's 0600 /dev/kvm serves it; bound in a user namespace), pivot_root into it, the old root detached
- *      (on a host whose root is the initramfs, which pivot_root refuses: moved over /
- *      and chroot), the tmpfs remounted read-only; no /proc, no /sys, nothing of the
- *      daemon's;
+ *      and its uid's, so a host's 0600 /dev/kvm serves it; bound in a user namespace),
+ *      pivot_root into it, the old root detached (on a host whose root is the initramfs,
+ *      which pivot_root refuses: moved over / and chroot), the tmpfs remounted
+ *      read-only; no /proc, no /sys, nothing of the daemon's;
  *   4. limits: RLIMIT_NOFILE, RLIMIT_CORE 0, RLIMIT_FSIZE (the cgroup's pids.max bounds
  *      its threads);
  *   5. identity: every capability dropped from the bounding set, the groups, gid and uid
@@ -84,7 +84,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: nucleus-jailer --root DIR [--uid N --gid N [--group N]... | --userns]\n"
-		"         [--bind SRC:DST[:rw]]... [--dev SRC:DST]... [--cgroup DIR [--memory-max BYTES]\n"
+		"         [--bind SRC:DST[:rw]]... [--dev SRC:DST]... [--cgroup DIR [--memory-max "
+		"BYTES]\n"
 		"         [--cpu-max 'QUOTA PERIOD'] [--pids-max N]] [--nofile N] [--fsize BYTES]\n"
 		"         [--hostname NAME] [--pid-fd FD] -- PROGRAM [ARG...]\n");
 	_exit(JAIL_EXIT_SETUP);
@@ -126,16 +127,22 @@ static void parse_bind(struct jail *j, char *arg, bool dev)
 
 static void parse(int argc, char **argv, struct jail *j)
 {
-	static const struct option lo[] = {
-		{"root", required_argument, NULL, 'r'},	  {"uid", required_argument, NULL, 'u'},
-		{"dev", required_argument, NULL, 'D'},
-		{"gid", required_argument, NULL, 'g'},	  {"group", required_argument, NULL, 'G'},
-		{"userns", no_argument, NULL, 'U'},	  {"bind", required_argument, NULL, 'b'},
-		{"cgroup", required_argument, NULL, 'c'}, {"memory-max", required_argument, NULL, 'm'},
-		{"cpu-max", required_argument, NULL, 'C'}, {"pids-max", required_argument, NULL, 'p'},
-		{"nofile", required_argument, NULL, 'n'}, {"fsize", required_argument, NULL, 'f'},
-		{"hostname", required_argument, NULL, 'H'}, {"pid-fd", required_argument, NULL, 'P'},
-		{NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"root", required_argument, NULL, 'r'},
+					   {"uid", required_argument, NULL, 'u'},
+					   {"dev", required_argument, NULL, 'D'},
+					   {"gid", required_argument, NULL, 'g'},
+					   {"group", required_argument, NULL, 'G'},
+					   {"userns", no_argument, NULL, 'U'},
+					   {"bind", required_argument, NULL, 'b'},
+					   {"cgroup", required_argument, NULL, 'c'},
+					   {"memory-max", required_argument, NULL, 'm'},
+					   {"cpu-max", required_argument, NULL, 'C'},
+					   {"pids-max", required_argument, NULL, 'p'},
+					   {"nofile", required_argument, NULL, 'n'},
+					   {"fsize", required_argument, NULL, 'f'},
+					   {"hostname", required_argument, NULL, 'H'},
+					   {"pid-fd", required_argument, NULL, 'P'},
+					   {NULL, 0, NULL, 0}};
 	int o;
 
 	*j = (struct jail){.uid = -1, .gid = -1, .pid_fd = -1, .hostname = "nucleus"};
@@ -192,14 +199,17 @@ static void parse(int argc, char **argv, struct jail *j)
 	}
 	if (optind >= argc || !j->root || j->root[0] != '/' ||
 	    j->userns == (j->uid >= 0 || j->gid >= 0) || (j->uid >= 0) != (j->gid >= 0) ||
-	    (j->userns && j->n_groups) || (!j->cgroup && (j->memory_max || j->cpu_max || j->pids_max)))
+	    (j->userns && j->n_groups) ||
+	    (!j->cgroup && (j->memory_max || j->cpu_max || j->pids_max)))
 		usage();
 	j->argv = argv + optind;
 }
 
 /* ---- 1. cgroup ---- */
 
-static void write_file(const char *dir, const char *name, const char *text, const char *step)
+/* @optional: a file the kernel may not have (ENOENT) is skipped. */
+static void write_file(const char *dir, const char *name, const char *text, const char *step,
+		       bool optional)
 {
 	char path[PATH_MAX];
 	int fd, n;
@@ -207,6 +217,8 @@ static void write_file(const char *dir, const char *name, const char *text, cons
 	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
 		die(step, ENAMETOOLONG);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && optional && errno == ENOENT)
+		return;
 	if (fd < 0)
 		die(step, errno);
 	n = (int)write(fd, text, strlen(text));
@@ -225,16 +237,17 @@ static void join_cgroup(const struct jail *j)
 		die("cgroup: mkdir", errno);
 	if (j->memory_max) {
 		snprintf(v, sizeof(v), "%lld", j->memory_max);
-		write_file(j->cgroup, "memory.max", v, "cgroup: memory.max");
-		write_file(j->cgroup, "memory.swap.max", "0", "cgroup: memory.swap.max");
+		write_file(j->cgroup, "memory.max", v, "cgroup: memory.max", false);
+		/* absent without swap accounting (swapaccount=0): nothing to cap then */
+		write_file(j->cgroup, "memory.swap.max", "0", "cgroup: memory.swap.max", true);
 	}
 	if (j->cpu_max)
-		write_file(j->cgroup, "cpu.max", j->cpu_max, "cgroup: cpu.max");
+		write_file(j->cgroup, "cpu.max", j->cpu_max, "cgroup: cpu.max", false);
 	if (j->pids_max) {
 		snprintf(v, sizeof(v), "%lld", j->pids_max);
-		write_file(j->cgroup, "pids.max", v, "cgroup: pids.max");
+		write_file(j->cgroup, "pids.max", v, "cgroup: pids.max", false);
 	}
-	write_file(j->cgroup, "cgroup.procs", "0", "cgroup: cgroup.procs");
+	write_file(j->cgroup, "cgroup.procs", "0", "cgroup: cgroup.procs", false);
 }
 
 /* ---- 2. namespaces ---- */
@@ -244,7 +257,7 @@ static void map_self(const char *file, long long outer)
 	char v[64];
 
 	snprintf(v, sizeof(v), "0 %lld 1\n", outer);
-	write_file("/proc/self", file, v, file);
+	write_file("/proc/self", file, v, file, false);
 }
 
 static void enter_namespaces(const struct jail *j)
@@ -257,7 +270,7 @@ static void enter_namespaces(const struct jail *j)
 	if (unshare(flags) < 0)
 		die("unshare", errno);
 	if (j->userns) { /* the daemon's uid and gid are root of the namespace */
-		write_file("/proc/self", "setgroups", "deny", "setgroups");
+		write_file("/proc/self", "setgroups", "deny", "setgroups", false);
 		map_self("uid_map", uid);
 		map_self("gid_map", gid);
 	}
@@ -432,10 +445,9 @@ static void become(const struct jail *j)
 {
 	if (j->userns) {
 		/* uid 0 of the namespace: exec must not make it privileged again */
-		if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
-						     SECBIT_NO_SETUID_FIXUP |
-						     SECBIT_NO_SETUID_FIXUP_LOCKED |
-						     SECBIT_KEEP_CAPS_LOCKED,
+		if (prctl(PR_SET_SECUREBITS,
+			  SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+				  SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED,
 			  0, 0, 0) < 0)
 			die("PR_SET_SECUREBITS", errno);
 		drop_caps();

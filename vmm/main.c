@@ -434,7 +434,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	vm__trace_log(m.o.trace);
 #ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
-	vm__log(NULL, "built with the seccomp test trigger (-Dseccomp_test_trigger): "
+	vm__log(NULL, "built with the seccomp test trigger (nucleus-vmm-trigger): "
 		      "for tests only");
 #endif
 	if (m.o.no_seccomp)

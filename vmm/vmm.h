@@ -29,7 +29,7 @@ enum vmm_exit {
 #define VM_STATUS_PORT	   0x440 /* the port */
 #define VM_STATUS_READY	   0x01	 /* agent ready: the boot timer stops here */
 #define VM_STATUS_SHUTDOWN 0x02	 /* clean shutdown follows (reset after it = exit 0) */
-/* Only a VMM built with -Dseccomp_test_trigger=true (tests, never a release) acts on it:
+/* Only nucleus-vmm-trigger (built for the tests, never installed) acts on it:
  * the vCPU thread makes a forbidden system call and the VMM dies of SIGSYS. Others
  * ignore it like any unknown value. */
 #define VM_STATUS_TEST_SIGSYS 0x5c

@@ -7,6 +7,10 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs shm /dev/shm
 mount -t tmpfs tmp /run 2>/dev/null
+# cgroup v2 as a host with systemd has it: the daemon's jails get a leaf per VM with
+# memory.max, cpu.max and pids.max (the suites run as the root cgroup's processes).
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup ||
+  echo "nested: no cgroup v2 in L1: the jails run without cgroup limits"
 modprobe -d "$nested_mods" -S "$nested_kver" kvm_amd 2>/dev/null ||
   modprobe -d "$nested_mods" -S "$nested_kver" kvm_intel 2>/dev/null
 modprobe -d "$nested_mods" -S "$nested_kver" vhost_vsock 2>/dev/null

@@ -29,6 +29,7 @@
 
 struct nd {
 	pid_t pid;
+	const char *vmm; /* --vmm: NULL for the daemon's default */
 	char dir[64], data[96], sock[96], log[96];
 	unsigned char pk[32], sk[64]; /* the approver's key pair */
 	char pk_hex[65];
@@ -67,16 +68,10 @@ static struct api_response call(const char *method, const char *path, const char
 
 static void nd_spawn(void)
 {
-	const char *argv[] = {env_or("NUCLEUSD", NUCLEUSD_BUILD),
-			      "--data-dir",
-			      D.data,
-			      "--socket",
-			      D.sock,
-			      "--approver-key",
-			      D.pk_hex,
-			      "--meter-interval-ms",
-			      "250",
-			      NULL};
+	const char *argv[] = {env_or("NUCLEUSD", NUCLEUSD_BUILD), "--data-dir", D.data, "--socket",
+			      D.sock, "--approver-key", D.pk_hex, "--meter-interval-ms", "250",
+			      /* room for a test program written into a guest (upload()) */
+			      "--max-body", "8388608", D.vmm ? "--vmm" : NULL, D.vmm, NULL};
 	int fd;
 
 	D.pid = fork();
@@ -426,11 +421,25 @@ static const char *proc_status(pid_t pid, const char *key)
 	return v;
 }
 
+/* "/sys/fs/cgroup" when cgroup v2 is mounted there with the memory, cpu and pids
+ * controllers and this process (as the daemon) is in its root cgroup; else NULL. */
+static const char *cgroup_v2_root(void)
+{
+	char out[256];
+
+	if (sh("cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null", out, sizeof(out)) != 0 ||
+	    !strstr(out, "memory") || !strstr(out, "cpu") || !strstr(out, "pids"))
+		return NULL;
+	sh("cat /proc/self/cgroup", out, sizeof(out));
+	return strcmp(out, "0::/\n") == 0 ? "/sys/fs/cgroup" : NULL;
+}
+
 /*
  * The jail (#14): the VMM runs as a uid of its own (the daemon is root here), with
  * no_new_privs, no capabilities, namespaces of its own, and a root that holds only its
- * binary, kernel, initramfs, run dir, disk and /dev/kvm; the guest works as before;
- * deleting the sandbox removes the jail's directory.
+ * binary, kernel, initramfs, run dir, disk and /dev/kvm, in a cgroup leaf with the
+ * spec's limits where cgroup v2 is usable, its mounts in its own namespace only; the guest
+ * works as before; deleting the sandbox removes the jail's directory and its cgroup.
  */
 Test(daemon, the_vmm_runs_in_its_jail)
 {
@@ -441,7 +450,8 @@ Test(daemon, the_vmm_runs_in_its_jail)
 				0);
 	json_t *sb = get_sandbox(id);
 	pid_t pid = (pid_t)json_integer_value(json_object_get(sb, "vmm_pid"));
-	char cmd[256], out[512], a[128], b[128], path[128];
+	char cmd[256], out[512], a[128], b[128], path[128], leaf[128];
+	const char *cgroup;
 	struct api_response r;
 	struct stat st;
 	ssize_t n;
@@ -467,9 +477,31 @@ Test(daemon, the_vmm_runs_in_its_jail)
 	snprintf(cmd, sizeof(cmd), "ls -A /proc/%d/root/dev | tr '\\n' ' '", (int)pid);
 	sh(cmd, out, sizeof(out));
 	cr_assert_str_eq(out, "kvm ", "its /dev: %s", out);
+	/* its mounts are its namespace's: none of them shows on the host, none is left */
+	snprintf(cmd, sizeof(cmd), "grep -c ' %s' /proc/self/mountinfo", D.data);
+	sh(cmd, out, sizeof(out));
+	cr_assert_str_eq(out, "0\n", "the jail's mounts show on the host");
 	expect_run(id, "{\"argv\": [\"echo\", \"jailed\"]}", "jailed\n");
 	snprintf(cmd, sizeof(cmd), "grep -c 'jail: a uid of its own per VM' %s", D.log);
 	cr_assert_eq(sh(cmd, NULL, 0), 0, "the daemon says what its jail is (%s)", D.log);
+	/* Its cgroup leaf where cgroup v2 is there for the daemon to use (the nested harness
+	 * mounts it; the daemon runs in the root cgroup): the spec's limits. */
+	cgroup = cgroup_v2_root();
+	if (cgroup) {
+		snprintf(cmd, sizeof(cmd), "grep -c 'a cgroup v2 leaf per VM with' %s", D.log);
+		cr_assert_eq(sh(cmd, NULL, 0), 0, "cgroup v2 is here; the daemon uses none");
+		snprintf(cmd, sizeof(cmd), "cat /proc/%d/cgroup", (int)pid);
+		sh(cmd, out, sizeof(out));
+		snprintf(leaf, sizeof(leaf), "0::/nucleus-%s\n", id);
+		cr_assert_str_eq(out, leaf, "the VMM's cgroup");
+		snprintf(leaf, sizeof(leaf), "/sys/fs/cgroup/nucleus-%s", id);
+		snprintf(cmd, sizeof(cmd),
+			 "cd %s && cat memory.max cpu.max pids.max | tr '\\n' ' '", leaf);
+		sh(cmd, out, sizeof(out));
+		cr_assert_str_eq(out, "402653184 100000 100000 65 ", "its limits (128 MiB + 256)");
+	} else {
+		cr_log_warn("no cgroup v2 for the daemon here: the jail's cgroup is not tested");
+	}
 
 	snprintf(cmd, sizeof(cmd), "/v1/sandboxes/%s", id);
 	r = call("DELETE", cmd, NULL);
@@ -481,6 +513,8 @@ Test(daemon, the_vmm_runs_in_its_jail)
 	for (int i = 0; i < 50 && stat(path, &st) == 0; i++)
 		sleep_ms(100);
 	cr_assert_neq(stat(path, &st), 0, "%s is left", path);
+	if (cgroup)
+		cr_assert_neq(stat(leaf, &st), 0, "%s is left", leaf);
 	nd_term();
 }
 
@@ -493,8 +527,8 @@ static const char *guest_sh(const char *id, const char *line, unsigned timeout_m
 	char *quoted = json_dumps(q, JSON_ENCODE_ANY);
 	struct api_response r;
 
-	cr_assert_gt(asprintf(&args, "{\"argv\": [\"sh\", \"-c\", %s], \"timeout_ms\": %u}",
-			      quoted, timeout_ms),
+	cr_assert_gt(asprintf(&args, "{\"argv\": [\"sh\", \"-c\", %s], \"timeout_ms\": %u}", quoted,
+			      timeout_ms),
 		     0);
 	r = tool(id, "run", args);
 	cr_assert_eq(r.status, 200, "run %s: %d %s", line, r.status, r.body);
@@ -506,10 +540,59 @@ static const char *guest_sh(const char *id, const char *line, unsigned timeout_m
 	return out;
 }
 
+/* Writes the host file @host into @id at @guest, executable (a test program). */
+static void upload(const char *id, const char *host, const char *guest)
+{
+	char path[160], *b64, *body;
+	unsigned char *bin;
+	struct api_response r;
+	struct stat st;
+	size_t n;
+	FILE *f = fopen(host, "rb");
+	json_t *o;
+
+	cr_assert_not_null(f, "%s", host);
+	cr_assert_eq(fstat(fileno(f), &st), 0);
+	n = (size_t)st.st_size;
+	bin = malloc(n);
+	cr_assert_not_null(bin);
+	cr_assert_eq(fread(bin, 1, n, f), n, "%s", host);
+	fclose(f);
+	b64 = malloc(sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL));
+	cr_assert_not_null(b64);
+	sodium_bin2base64(b64, sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL), bin, n,
+			  sodium_base64_VARIANT_ORIGINAL);
+	o = json_pack("{s{ss ss ss si}}", "args", "path", guest, "content", b64, "encoding",
+		      "base64", "mode", 0755);
+	cr_assert_not_null(o);
+	body = json_dumps(o, JSON_COMPACT);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/tools/write_file", id);
+	r = call("POST", path, body);
+	cr_assert_eq(r.status, 200, "upload %s: %d %.300s", host, r.status, r.body);
+	api_response__clear(&r);
+	json_decref(o);
+	free(body);
+	free(b64);
+	free(bin);
+}
+
+/* How many fds process @pid has open. */
+static int fd_count(pid_t pid)
+{
+	char cmd[96], out[32];
+
+	snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)pid);
+	cr_assert_eq(sh(cmd, out, sizeof(out)), 0);
+	return atoi(out);
+}
+
 /*
- * A hostile guest (#14) finds no network device, none of the host's files, not the
- * daemon's socket; a burst of processes and a disk it fills stay inside its VM (the
- * image on the host keeps its size); the daemon and another sandbox keep answering.
+ * A hostile guest (#14), root in its VM with a program of its own (adversary.c), finds
+ * no network device and reaches no address outside; reaches neither the host nor
+ * another sandbox over vsock (whatever the CID or port); sees none of the host's files,
+ * not the daemon's socket; a flood of vsock connections leaves its VMM with the fds it
+ * had; a fork bomb and a disk it overfills stay inside its VM (the image on the host
+ * keeps its size). The daemon, another sandbox and the guest's own agent keep answering.
  */
 Test(daemon, a_hostile_guest_is_contained)
 {
@@ -521,10 +604,15 @@ Test(daemon, a_hostile_guest_is_contained)
 			       "\"memory_mib\": 128}",
 			       1);
 	char marker[256], line[600], disk[256];
+	json_t *sa = get_sandbox(a);
+	pid_t vmm = (pid_t)json_integer_value(json_object_get(sa, "vmm_pid"));
 	struct api_response r;
 	struct stat st;
+	int fds;
 	FILE *f;
 
+	json_decref(sa);
+	cr_assert_gt(vmm, 0);
 	snprintf(marker, sizeof(marker), "%s/host-secret", D.dir);
 	f = fopen(marker, "w");
 	cr_assert_not_null(f);
@@ -536,24 +624,46 @@ Test(daemon, a_hostile_guest_is_contained)
 	snprintf(line, sizeof(line), "test -e %s && echo seen || echo unseen", D.sock);
 	cr_assert_str_eq(guest_sh(a, line, 60000), "unseen\n", "the daemon's socket");
 
-	/* a burst of processes: the guest's memory, not the host's */
+	/* its own program: no address outside, no vsock peer but its own agent */
+	upload(a, env_or("NUCLEUS_ADVERSARY", ""), "/tmp/adversary");
+	cr_assert_str_eq(guest_sh(a, "/tmp/adversary net 2>&1", 600000), "net: none reached\n");
+	cr_assert_str_eq(guest_sh(a, "/tmp/adversary vsock 2>&1", 600000), "vsock: none reached\n");
+	/* a flood of connections: refused, and its VMM holds what it held before */
+	fds = fd_count(vmm);
+	cr_assert_str_eq(guest_sh(a, "/tmp/adversary flood 1000 2>&1", 600000),
+			 "flood: 1000 tried, 0 connected\n");
+	for (int i = 0; i < 300 && fd_count(vmm) != fds; i++)
+		sleep_ms(100);
+	cr_assert_eq(fd_count(vmm), fds, "the VMM had %d fds before the flood", fds);
+	expect_run(a, "{\"argv\": [\"echo\", \"agent\"]}", "agent\n");
+
+	/* a fork bomb: the guest's processes and memory, not the host's */
 	r = tool(a, "run",
-		 "{\"argv\": [\"sh\", \"-c\", \"i=0; while [ $i -lt 300 ]; do (sleep 30 &); "
-		 "i=$((i+1)); done; echo done\"], \"timeout_ms\": 120000}");
+		 "{\"argv\": [\"sh\", \"-c\", \"b() { b | b & }; b\"], \"timeout_ms\": 20000}");
 	api_response__clear(&r); /* whatever became of it in there */
 	r = call("GET", "/v1/health", NULL);
 	cr_assert_eq(r.status, 200);
 	api_response__clear(&r);
 	expect_run(b, "{\"argv\": [\"echo\", \"alive\"]}", "alive\n");
+	cr_assert_lt(fd_count(vmm), fds + 16, "the VMM's fds grew from %d", fds);
 
 	/* a disk filled from inside keeps its size on the host */
-	snprintf(disk, sizeof(disk), "%s/vms/%s/workspace.ext4", D.data, a);
-	r = tool(a, "run",
-		 "{\"argv\": [\"sh\", \"-c\", \"dd if=/dev/zero of=/workspace/fill bs=1M "
-		 "count=64; sync\"], \"timeout_ms\": 300000}");
-	api_response__clear(&r);
-	cr_assert_eq(stat(disk, &st), 0, "%s", disk);
-	cr_assert_eq(st.st_size, 16LL << 20, "the disk image grew to %lld", (long long)st.st_size);
+	sa = get_sandbox(a);
+	if (strcmp(jstr(sa, "state"), "running") == 0) {
+		snprintf(disk, sizeof(disk), "%s/vms/%s/workspace.ext4", D.data, a);
+		r = tool(a, "run",
+			 "{\"argv\": [\"sh\", \"-c\", \"dd if=/dev/zero of=/workspace/fill bs=1M "
+			 "count=64; sync\"], \"timeout_ms\": 300000}");
+		api_response__clear(&r);
+		cr_assert_eq(stat(disk, &st), 0, "%s", disk);
+		cr_assert_eq(st.st_size, 16LL << 20, "the disk image grew to %lld",
+			     (long long)st.st_size);
+	} else {
+		/* the bomb took the guest down (its agent starved): its VM only */
+		cr_log_warn("the fork bomb ended sandbox %s: %s", a, jstr(sa, "reason"));
+		cr_assert_str_eq(jstr(sa, "state"), "failed");
+	}
+	json_decref(sa);
 	expect_run(b, "{\"argv\": [\"echo\", \"still\"]}", "still\n");
 	/* both end with the test: no VM is left to the next one */
 	for (int i = 0; i < 2; i++) {
@@ -562,6 +672,49 @@ Test(daemon, a_hostile_guest_is_contained)
 		cr_assert_eq(r.status, 200, "delete: %d %s", r.status, r.body);
 		api_response__clear(&r);
 	}
+	nd_term();
+}
+
+/*
+ * Seccomp end to end (#14): the daemon runs nucleus-vmm-trigger (the VMM built with the
+ * test trigger); the guest of one sandbox writes 0x5c to the status register, the vCPU
+ * thread makes a forbidden call, the kernel kills the VMM; that sandbox is failed with
+ * reason "seccomp: ..." and the other keeps running, its guest answering.
+ */
+Test(daemon, a_seccomp_kill_fails_only_its_sandbox)
+{
+	const char *a, *b;
+	json_t *s = NULL;
+	struct api_response r;
+	char path[96];
+
+	nd_term();
+	D.vmm = env_or("NUCLEUS_VMM_TRIGGER", "");
+	nd_spawn();
+	a = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128}", 0);
+	b = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128}", 1);
+	upload(a, env_or("NUCLEUS_NT_STATUS", ""), "/tmp/nt-status");
+	r = tool(a, "run", "{\"argv\": [\"/tmp/nt-status\", \"0x5c\"], \"timeout_ms\": 60000}");
+	cr_assert_neq(r.status, 200, "the VMM survived the trigger: %s", r.body);
+	api_response__clear(&r);
+	for (int i = 0; i < HANG_S * 10; i++) {
+		json_decref(s);
+		s = get_sandbox(a);
+		if (strcmp(jstr(s, "state"), "running") != 0)
+			break;
+		sleep_ms(100);
+	}
+	cr_assert_str_eq(jstr(s, "state"), "failed");
+	cr_assert_eq(strncmp(jstr(s, "reason"), "seccomp", 7), 0, "reason: %s", jstr(s, "reason"));
+	json_decref(s);
+	r = call("GET", "/v1/health", NULL);
+	cr_assert_eq(r.status, 200);
+	api_response__clear(&r);
+	expect_run(b, "{\"argv\": [\"echo\", \"unharmed\"]}", "unharmed\n");
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", b);
+	r = call("DELETE", path, NULL);
+	cr_assert_eq(r.status, 200, "%d %s", r.status, r.body);
+	api_response__clear(&r);
 	nd_term();
 }
 
@@ -750,8 +903,7 @@ Test(daemon, custom_image_and_sandbox_env)
 	api_response__clear(&r);
 	r = call("GET", "/v1/sandboxes?all=true", NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "sandboxes")), before,
-		     "a refused create left a sandbox behind: %s",
-		     r.body);
+		     "a refused create left a sandbox behind: %s", r.body);
 	api_response__clear(&r);
 
 	id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, \"memory_mib\": 128, "

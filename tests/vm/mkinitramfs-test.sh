@@ -23,7 +23,7 @@ shutdown) nt-status 2; reboot -f ;;
 cpus) echo "NT-CPUS $(grep -c ^processor /proc/cpuinfo)"; nt-status 2; reboot -f ;;
 panic) echo "NT-EXITING"; exit 3 ;;
 sigsys)
-	# 0x5c: a VMM built with -Dseccomp_test_trigger dies of SIGSYS here (its vCPU
+	# 0x5c: nucleus-vmm-trigger dies of SIGSYS here (its vCPU
 	# thread makes a forbidden call); any other ignores it and sees the reboot.
 	nt-status 0x5c
 	echo "NT-SURVIVED"

@@ -2,14 +2,15 @@
 /*
  * vm-boot suite, seccomp (vmm/seccomp.c, docs/vmm.md "Seccomp"): a VMM runs every thread
  * under exactly its own filter (/proc says so for the main thread and each vCPU) and its
- * guest works as before; --no-seccomp runs without; and, in a VMM built with
- * -Dseccomp_test_trigger=true, a forbidden call on a vCPU thread (the guest writes 0x5c to
- * the status register) or on the event loop (control op "test-sigsys") kills it with
- * SIGSYS. A VMM built without the trigger ignores both: that is checked instead.
+ * guest works as before; --no-seccomp runs without; and, in nucleus-vmm-trigger (the same
+ * VMM built with the test trigger, $NUCLEUS_VMM_TRIGGER), a forbidden call on a vCPU
+ * thread (the guest writes 0x5c to the status register) or on the event loop (control op
+ * "test-sigsys") kills it with SIGSYS, while the release nucleus-vmm ignores both.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,6 @@ Test(seccomp, no_seccomp_runs_without_filters)
 	vmt_fini(&t);
 }
 
-#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
 static void expect_sigsys(struct vmt *t, int st, const char *thread)
 {
 	char *log = vmt_read(t->log), want[64];
@@ -148,9 +148,14 @@ static void expect_sigsys(struct vmt *t, int st, const char *thread)
 	cr_expect(strstr(log, want), "VMM log lacks \"%s\":\n%s", want, log);
 	free(log);
 }
-#endif
 
-Test(seccomp, a_forbidden_call_on_a_vcpu_thread_kills_the_vmm)
+/* nucleus-vmm-trigger (t->vmm) or the release nucleus-vmm (NULL) */
+static const char *trigger_vmm(bool trigger)
+{
+	return trigger ? vmt_env("NUCLEUS_VMM_TRIGGER") : NULL;
+}
+
+static void vcpu_trigger(bool trigger)
 {
 	const char *args[] = {"--kernel",  kernel(),	"--initrd", initrd(),
 			      "--cmdline", "nt=sigsys", NULL};
@@ -158,21 +163,47 @@ Test(seccomp, a_forbidden_call_on_a_vcpu_thread_kills_the_vmm)
 	int st;
 
 	vmt_init(&t);
+	t.vmm = trigger_vmm(trigger);
 	vmt_spawn(&t, args);
 	st = vmt_wait_raw(&t, VMT_TIMEOUT_S);
-#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
-	expect_sigsys(&t, st, "vcpu");
-	char *c = vmt_read(t.console);
-	cr_expect_null(strstr(c, "NT-SURVIVED"), "the guest went on:\n%s", c);
-	free(c);
-#else
-	/* no trigger in this build: the byte is ignored, the guest reboots (a crash) */
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == VMM_EXIT_CRASH, "status 0x%x", st);
-#endif
+	if (trigger) {
+		char *c = vmt_read(t.console);
+
+		expect_sigsys(&t, st, "vcpu");
+		cr_expect_null(strstr(c, "NT-SURVIVED"), "the guest went on:\n%s", c);
+		free(c);
+	} else {
+		/* no trigger in a release: the byte is ignored, the guest reboots (a crash) */
+		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == VMM_EXIT_CRASH, "status 0x%x", st);
+	}
 	vmt_fini(&t);
 }
 
+Test(seccomp, a_forbidden_call_on_a_vcpu_thread_kills_the_vmm)
+{
+	vcpu_trigger(true);
+}
+
+Test(seccomp, a_release_vmm_has_no_vcpu_trigger)
+{
+	vcpu_trigger(false);
+}
+
 Test(seccomp, a_forbidden_call_on_the_event_loop_kills_the_vmm)
+{
+	struct vmm_control_reply r;
+	struct vmt t;
+
+	vmt_init(&t);
+	t.vmm = trigger_vmm(true);
+	boot_ticks(&t, true);
+	/* no reply: the VMM dies while handling the request */
+	cr_expect_neq(vmm__control(t.control, "test-sigsys", &r), 0);
+	expect_sigsys(&t, vmt_wait_raw(&t, VMT_TIMEOUT_S), "event loop");
+	vmt_fini(&t);
+}
+
+Test(seccomp, a_release_vmm_has_no_event_loop_trigger)
 {
 	struct vmm_control_reply r;
 	struct vmt t;
@@ -180,17 +211,10 @@ Test(seccomp, a_forbidden_call_on_the_event_loop_kills_the_vmm)
 
 	vmt_init(&t);
 	boot_ticks(&t, true);
-#ifdef NUCLEUS_SECCOMP_TEST_TRIGGER
-	/* no reply: the VMM dies while handling the request */
-	cr_expect_neq(vmm__control(t.control, "test-sigsys", &r), 0);
-	st = vmt_wait_raw(&t, VMT_TIMEOUT_S);
-	expect_sigsys(&t, st, "event loop");
-#else
 	cr_assert_eq(vmm__control(t.control, "test-sigsys", &r), 0);
 	cr_expect(!r.ok && strcmp(r.error, "unknown op") == 0, "a release build has no trigger");
 	control_ok(&t, "stop", &r);
 	st = vmt_wait_raw(&t, VMT_TIMEOUT_S);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == VMM_EXIT_STOPPED, "status 0x%x", st);
-#endif
 	vmt_fini(&t);
 }

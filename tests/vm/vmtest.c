@@ -38,7 +38,7 @@ void vmt_spawn(struct vmt *t, const char *const *args)
 {
 	const char *argv[64];
 	int n = 0;
-	argv[n++] = vmt_env("NUCLEUS_VMM");
+	argv[n++] = t->vmm ? t->vmm : vmt_env("NUCLEUS_VMM");
 	argv[n++] = "--console";
 	argv[n++] = t->console;
 	argv[n++] = "--control";

@@ -20,6 +20,7 @@ struct vmt {
 	char log[96];	  /* the VMM's stderr */
 	char control[96]; /* control socket */
 	char vsock[96];	  /* vsock socket */
+	const char *vmm;  /* the VMM binary: NULL for $NUCLEUS_VMM */
 	pid_t pid;
 };
 
