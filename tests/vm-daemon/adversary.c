@@ -52,41 +52,42 @@ static int connected(int fd, const struct sockaddr *sa, socklen_t len)
 	return 1;
 }
 
-static int try_inet(int type, const char *ip, int port)
+/* One attempt to @sa (a stream connect, or a datagram sent): 1 and a line if it got out. */
+static int attempt(int type, const struct sockaddr *sa, socklen_t len, const char *what)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd, ok;
+	int fd = socket(sa->sa_family, type | SOCK_CLOEXEC, 0), ok;
 
-	if (inet_pton(AF_INET, ip, &a.sin_addr) != 1)
-		return 0;
-	fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
 	if (type == SOCK_DGRAM)
-		ok = sendto(fd, "x", 1, 0, (struct sockaddr *)&a, sizeof(a)) == 1;
+		ok = sendto(fd, "x", 1, 0, sa, len) == 1;
 	else
-		ok = connected(fd, (struct sockaddr *)&a, sizeof(a));
+		ok = connected(fd, sa, len);
 	close(fd);
 	if (ok)
-		printf("net: REACHED %s %s:%d\n", type == SOCK_DGRAM ? "udp" : "tcp", ip, port);
+		printf("%s\n", what);
 	return ok;
+}
+
+static int try_inet(int type, const char *ip, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	char what[80];
+
+	snprintf(what, sizeof(what), "net: REACHED %s %s:%d", type == SOCK_DGRAM ? "udp" : "tcp",
+		 ip, port);
+	return inet_pton(AF_INET, ip, &a.sin_addr) == 1 &&
+	       attempt(type, (struct sockaddr *)&a, sizeof(a), what);
 }
 
 static int try_inet6(const char *ip, int port)
 {
 	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-	int fd, ok;
+	char what[80];
 
-	if (inet_pton(AF_INET6, ip, &a.sin6_addr) != 1)
-		return 0;
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	ok = connected(fd, (struct sockaddr *)&a, sizeof(a));
-	close(fd);
-	if (ok)
-		printf("net: REACHED tcp6 [%s]:%d\n", ip, port);
-	return ok;
+	snprintf(what, sizeof(what), "net: REACHED tcp6 [%s]:%d", ip, port);
+	return inet_pton(AF_INET6, ip, &a.sin6_addr) == 1 &&
+	       attempt(SOCK_STREAM, (struct sockaddr *)&a, sizeof(a), what);
 }
 
 static int net(void)
@@ -114,15 +115,10 @@ static int net(void)
 static int try_vsock(unsigned cid, unsigned port)
 {
 	struct sockaddr_vm a = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
-	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+	char what[64];
 
-	if (fd < 0)
-		return 0;
-	ok = connected(fd, (struct sockaddr *)&a, sizeof(a));
-	close(fd);
-	if (ok)
-		printf("vsock: REACHED %u:%u\n", cid, port);
-	return ok;
+	snprintf(what, sizeof(what), "vsock: REACHED %u:%u", cid, port);
+	return attempt(SOCK_STREAM, (struct sockaddr *)&a, sizeof(a), what);
 }
 
 static unsigned own_cid(void)
