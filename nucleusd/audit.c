@@ -8,6 +8,10 @@
  *   seal      = (seq, hash, Ed25519(BLAKE2b-256("nucleus-audit-head-v1" 0x00 || be64(seq)
  *               || hash))) by the daemon's key, in audit_seals
  *
+ * The secret half of the key is never in this process: nucleus-signer holds it and
+ * signs the head message it builds itself from (seq, hash) (nucleusd/signer.h); the
+ * daemon keeps the public half, which is all verify needs.
+ *
  * An entry is appended in the transaction of its effect and only hashed there; a
  * signature (16 us here) in every transaction was a third of the gate's latency. The
  * daemon seals the head it committed (never the one it reads back) within
@@ -21,25 +25,24 @@
  * body is stored as the exact canonical JSON text that was hashed.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
 #include "nucleusd/audit.h"
 #include "nucleusd/clock.h"
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/signer.h"
 
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define SIG_LEN	 crypto_sign_BYTES	  /* 64 */
 
 struct audit_key {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-	unsigned char sk[crypto_sign_SECRETKEYBYTES];
+	/* nucleus-signer, which holds the secret half; NULL: a key to verify with only */
+	struct signer *signer;
 
 	/* The writer's side (audit__attach): the head it committed and what it sealed. */
 	struct store *store;
@@ -51,140 +54,71 @@ struct audit_key {
 	void *unsealed_arg;
 };
 
-static const char key_magic[] = "nucleus-audit-key-v1\n";
+_Static_assert(HASH_LEN == SIGNER_HASH_LEN && SIG_LEN == SIGNER_SIG_LEN &&
+		       crypto_sign_PUBLICKEYBYTES == SIGNER_PK_LEN,
+	       "the signer's sizes");
 
-static int read_full(int fd, void *buf, size_t len)
+static int key_new(const char *dir, char path[4096], struct audit_key **ret)
 {
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EBADMSG;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t put = 0;
-
-	while (put < len) {
-		ssize_t n = write(fd, (const char *)buf + put, len - put);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		put += (size_t)n;
-	}
-	return 0;
-}
-
-static int key_read(const char *path, struct audit_key *k)
-{
-	char magic[sizeof(key_magic) - 1];
-	struct stat st;
-	int fd, r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = -EPERM;
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid())
-		goto out;
-	r = read_full(fd, magic, sizeof(magic));
-	if (r < 0)
-		goto out;
-	r = -EBADMSG;
-	if (memcmp(magic, key_magic, sizeof(magic)) != 0)
-		goto out;
-	r = read_full(fd, k->sk, sizeof(k->sk));
-	if (r < 0)
-		goto out;
-	r = crypto_sign_ed25519_sk_to_pk(k->pk, k->sk) == 0 ? 0 : -EBADMSG;
-out:
-	close(fd);
-	return r;
-}
-
-static int key_create(const char *path, struct audit_key *k)
-{
-	char tmp[4096];
-	int fd, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
+	if (sodium_init() < 0)
+		return -EIO;
+	if (snprintf(path, 4096, "%s/audit.key", dir) >= 4096)
 		return -ENAMETOOLONG;
-	crypto_sign_keypair(k->pk, k->sk);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_full(fd, key_magic, sizeof(key_magic) - 1);
-	if (r == 0)
-		r = write_full(fd, k->sk, sizeof(k->sk));
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	/* link() fails if another daemon created the key meanwhile: never overwrite a key. */
-	if (r == 0 && link(tmp, path) < 0)
-		r = -errno;
-	unlink(tmp);
-	return r;
+	*ret = calloc(1, sizeof(**ret));
+	return *ret ? 0 : -ENOMEM;
 }
 
-int audit__key_load(const char *dir, struct audit_key **ret)
+int audit__key_load(const char *dir, const char *signer, struct audit_key **ret)
 {
-	struct audit_key *k;
+	struct audit_key *k = NULL;
 	char path[4096];
 	int r;
 
-	if (sodium_init() < 0)
-		return -EIO;
-	if (snprintf(path, sizeof(path), "%s/audit.key", dir) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	k = sodium_malloc(sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	r = key_read(path, k);
-	if (r == -ENOENT) {
-		r = key_create(path, k);
-		if (r == -EEXIST)
-			r = key_read(path, k);
-	}
+	r = key_new(dir, path, &k);
+	if (r == 0)
+		r = signer__start(signer, path, &k->signer);
 	if (r < 0) {
-		sodium_free(k);
+		free(k);
 		return r;
 	}
-	k->store = NULL; /* sodium_malloc() does not zero */
-	k->staged = false;
-	k->staged_seq = k->head_seq = k->sealed_seq = 0;
-	k->found_from = k->found_to = 0;
-	k->unsealed = NULL;
-	k->unsealed_arg = NULL;
+	memcpy(k->pk, signer__pk(k->signer), sizeof(k->pk));
+	*ret = k;
+	return 0;
+}
+
+int audit__key_load_public(const char *dir, struct audit_key **ret)
+{
+	struct audit_key *k = NULL;
+	char path[4096];
+	int r;
+
+	r = key_new(dir, path, &k);
+	if (r == 0)
+		r = signer__key_public(path, k->pk);
+	if (r < 0) {
+		free(k);
+		return r;
+	}
 	*ret = k;
 	return 0;
 }
 
 void audit__key_free(struct audit_key *k)
 {
-	if (k)
-		sodium_free(k); /* zeroes the secret */
+	if (!k)
+		return;
+	signer__free(k->signer);
+	free(k);
 }
 
 void audit__key_public_hex(const struct audit_key *k, char out[65])
 {
 	sodium_bin2hex(out, 65, k->pk, sizeof(k->pk));
+}
+
+const struct signer *audit__signer(const struct audit_key *k)
+{
+	return k ? k->signer : NULL;
 }
 
 /* ---- canonical bytes ---- */
@@ -241,19 +175,6 @@ static void entry_hash(const struct entry *e, unsigned char out[HASH_LEN])
 		crypto_generichash_update(&c.st, none, sizeof(none));
 	put_lp(&c, e->kind, strlen(e->kind));
 	put_lp(&c, e->body, e->body_len);
-	crypto_generichash_final(&c.st, out, HASH_LEN);
-}
-
-static void head_message(uint64_t seq, const unsigned char hash[HASH_LEN],
-			 unsigned char out[HASH_LEN])
-{
-	static const char tag[] = "nucleus-audit-head-v1";
-	struct canon c;
-
-	crypto_generichash_init(&c.st, NULL, 0, HASH_LEN);
-	crypto_generichash_update(&c.st, (const unsigned char *)tag, sizeof(tag));
-	put_be64(&c, seq);
-	crypto_generichash_update(&c.st, hash, HASH_LEN);
 	crypto_generichash_final(&c.st, out, HASH_LEN);
 }
 
@@ -386,7 +307,7 @@ static bool seal_signed(const struct audit_key *k, uint64_t seq, const void *has
 
 	if (hash_len != HASH_LEN || sig_len != SIG_LEN)
 		return false;
-	head_message(seq, hash, msg);
+	signer__head_message(seq, hash, msg);
 	return crypto_sign_verify_detached(sig, msg, sizeof(msg), k->pk) == 0;
 }
 
@@ -535,17 +456,19 @@ static int seal_tx(struct store *s, void *arg)
 int audit__seal(struct store *s, struct audit_key *k)
 {
 	struct seal_tx x;
-	unsigned char msg[HASH_LEN];
 	int r;
 
 	if (!s || !k || k->store != s || store__in_tx(s))
 		return -EINVAL;
 	if (k->head_seq == k->sealed_seq)
 		return 0;
+	if (!k->signer)
+		return -ENOKEY; /* audit__key_load_public: verify only */
 	x.seq = k->head_seq;
 	memcpy(x.hash, k->head_hash, HASH_LEN);
-	head_message(x.seq, x.hash, msg);
-	crypto_sign_detached(x.sig, NULL, msg, sizeof(msg), k->sk);
+	r = signer__seal(k->signer, x.seq, x.hash, x.sig);
+	if (r < 0)
+		return r;
 	r = store__tx(s, seal_tx, &x);
 	if (r < 0 && r != -EEXIST)
 		return r;

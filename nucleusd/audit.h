@@ -14,18 +14,30 @@
 #include "nucleusd/store.h"
 
 struct audit_key;
+struct signer;
 
 /* The daemon seals the audit log this long after an entry commits (audit__seal). */
 #define ND_AUDIT_SEAL_MS 50
 
 /*
- * Loads the daemon's Ed25519 key from @dir/audit.key, generating it (mode 0600) on first
- * start. Refuses a key file that group or others can read (-EPERM).
+ * The daemon's Ed25519 key @dir/audit.key, in nucleus-signer (the executable @signer,
+ * nucleusd/signer.h), which loads it, generating it (mode 0600) on first start, and
+ * announces its public half; the secret half never enters this process. Refuses a key
+ * file that group or others can read (-EPERM); -ENOEXEC when @signer is not one.
  */
-int audit__key_load(const char *dir, struct audit_key **ret);
+int audit__key_load(const char *dir, const char *signer, struct audit_key **ret);
+/*
+ * The public half of @dir/audit.key only, read from the file without the signer and
+ * without reading the secret seed: a key to verify with (offline checks, tools);
+ * audit__seal with it is -ENOKEY.
+ */
+int audit__key_load_public(const char *dir, struct audit_key **ret);
+/* Ends its signer, if any. */
 void audit__key_free(struct audit_key *k);
 /* Hex of the public key (64 chars + NUL). */
 void audit__key_public_hex(const struct audit_key *k, char out[65]);
+/* The key's signer (signer.h: its pid, restarts, last problem); NULL: verify only. */
+const struct signer *audit__signer(const struct audit_key *k);
 
 /*
  * Makes @k the writer of @s's audit log: reads the chain's head and the newest seal of
@@ -54,7 +66,10 @@ int audit__append(struct store *s, struct audit_key *k, const char *sandbox, int
 
 /*
  * Signs the committed head into audit_seals in a transaction of its own (not inside
- * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed.
+ * one: -EINVAL). 1 when it sealed, 0 when nothing was unsealed. The signature is the
+ * signer's (signer__seal): its failures (-EPIPE, -ETIMEDOUT, -EBADMSG, -EKEYREJECTED;
+ * the signer is started again by a later call, at most once a second) leave the entries
+ * unsealed, to be sealed by a later call.
  */
 int audit__seal(struct store *s, struct audit_key *k);
 /* The range attach found unsealed and named in its audit.epoch entry; false: none. */

@@ -4,12 +4,14 @@
  * approver keys), restart recovery, health and metrics.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
 
 #include "nucleusd/nucleusd-internal.h"
+#include "nucleusd/signer.h"
 
 /* The daemon's database: nucleusd's tables, then budget's (which refer to sandboxes). */
 static const struct store_schema *const schemas[] = {&store__core, &budget__schema};
@@ -58,9 +60,19 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	if (!nd)
 		return -ENOMEM;
 	nd->base = base;
-	r = audit__key_load(cfg->data_dir, &nd->key);
-	if (r < 0)
+	nd->log = cfg->log;
+	nd->log_arg = cfg->log_arg;
+	/* first: the signer is exec'd before anything else is open (docs/daemon.md, "Signer") */
+	r = audit__key_load(cfg->data_dir, cfg->signer, &nd->key);
+	if (r < 0) {
+		nd__log(nd, ND_LOG_ERR, "cannot start the audit signer %s on %s/audit.key: %s",
+			cfg->signer ? cfg->signer : "(none configured)", cfg->data_dir,
+			strerror(-r));
+		/* a malformed key file is not a corrupt database (-EBADMSG to the caller) */
+		if (r == -EBADMSG)
+			r = -EKEYREJECTED;
 		goto fail;
+	}
 	r = store__open(path, schemas, sizeof(schemas) / sizeof(schemas[0]), &nd->store);
 	if (r < 0)
 		goto fail;
@@ -125,6 +137,19 @@ void nucleusd__free(struct nucleusd *nd)
 	nd_session_cache__free(nd->sessions);
 	free(nd->approver_keys);
 	free(nd);
+}
+
+void nd__log(struct nucleusd *nd, enum nd_log_level lvl, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!nd->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	nd->log(nd->log_arg, lvl, msg);
 }
 
 /* ---- restart recovery ---- */
@@ -227,13 +252,13 @@ int nucleusd__health(struct nucleusd *nd, json_t **ret)
 	if (r < 0)
 		return r;
 	audit__key_public_hex(nd->key, pk);
-	o = json_pack("{ss ss s{ss sb} si ss s{sI sI sI sI sI}}", "status",
-		      nd->be->real ? "ok" : "degraded", "version", "0.1.0", "backend", "name",
-		      nd->be->name, "real", nd->be->real, "schema_version",
+	o = json_pack("{ss ss s{ss sb} si ss ss s{sI sI sI sI sI}}", "status",
+		      nd->be->real && !nd->seal_failing ? "ok" : "degraded", "version", "0.1.0",
+		      "backend", "name", nd->be->name, "real", nd->be->real, "schema_version",
 		      store__version(nd->store, store__core.module), "audit_public_key", pk,
-		      "sandboxes", "creating", (json_int_t)n[0], "running", (json_int_t)n[1],
-		      "paused", (json_int_t)n[2], "stopped", (json_int_t)n[3], "failed",
-		      (json_int_t)n[4]);
+		      "audit_sealing", nd->seal_failing ? "failing" : "ok", "sandboxes", "creating",
+		      (json_int_t)n[0], "running", (json_int_t)n[1], "paused", (json_int_t)n[2],
+		      "stopped", (json_int_t)n[3], "failed", (json_int_t)n[4]);
 	if (!o)
 		return -ENOMEM;
 	if (!nd->be->real)
@@ -334,12 +359,20 @@ int nucleusd__metrics(struct nucleusd *nd, char **ret)
 		"# HELP nucleus_audit_unsealed_entries Committed audit entries not sealed yet.\n"
 		"# TYPE nucleus_audit_unsealed_entries gauge\n"
 		"nucleus_audit_unsealed_entries %llu\n"
+		"# HELP nucleus_audit_sealing_failing 1 while the last audit seal failed.\n"
+		"# TYPE nucleus_audit_sealing_failing gauge\n"
+		"nucleus_audit_sealing_failing %d\n"
+		"# HELP nucleus_audit_signer_restarts_total Audit signers started again after "
+		"one died or hung.\n"
+		"# TYPE nucleus_audit_signer_restarts_total counter\n"
+		"nucleus_audit_signer_restarts_total %llu\n"
 		"# HELP nucleus_operations_in_flight Boots and tool calls waiting for the "
 		"backend.\n"
 		"# TYPE nucleus_operations_in_flight gauge\n"
 		"nucleus_operations_in_flight %llu\n",
 		(unsigned long long)m->seals, (unsigned long long)m->seal_failures,
-		(unsigned long long)audit__unsealed(nd->key),
+		(unsigned long long)audit__unsealed(nd->key), nd->seal_failing ? 1 : 0,
+		(unsigned long long)signer__restarts(audit__signer(nd->key)),
 		(unsigned long long)ops_in_flight(nd));
 	nd__maint_metrics(nd, f);
 	r = nd__budget_metrics(nd, f);

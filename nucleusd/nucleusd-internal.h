@@ -67,6 +67,10 @@ struct nucleusd {
 	struct store *store;
 	struct audit_key *key;
 	struct event *seal_ev; /* armed while committed audit entries are unsealed */
+	bool seal_failing;     /* the last seal failed (logged once, until one works) */
+	int seal_err;	       /* ... with this error (logged again when it changes) */
+	nd_log_fn log;
+	void *log_arg;
 	struct nd_backend *be;
 	struct nd_op *ops; /* pending, freed with the daemon */
 	/* policy (decide.c): the one session cache and the pinned approver keys */
@@ -234,8 +238,14 @@ int nd_image__check(const char *image, struct nd_err *e);
 int nd__seal_init(struct nucleusd *nd);
 /* Seals what is left (a clean stop leaves nothing unsealed) and frees the timer. */
 void nd__seal_fini(struct nucleusd *nd);
-/* Seals the audit log now; a failure is counted and retried by the timer. */
+/*
+ * Seals the audit log now; a failure is counted and retried by the timer, and said
+ * once per error (with the signer's problem) until a seal works again.
+ */
 void nd__seal(struct nucleusd *nd);
+/* One line through the daemon's log function (nd_config.log), if any. */
+void nd__log(struct nucleusd *nd, enum nd_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* ---- budgets (spend.c) ---- */
 
@@ -385,9 +395,9 @@ json_t *nd_policy__json(const struct policy *p);
 /* What a child's create takes from its parent. */
 struct nd_delegation {
 	char parent_id[20];
-	char session_id[33];		   /* the child's policy session */
-	char *session_state;		   /* its first state (policy__session_delegate) */
-	json_t *policy;			   /* the child's policy: that session's envelope */
+	char session_id[33];		    /* the child's policy session */
+	char *session_state;		    /* its first state (policy__session_delegate) */
+	json_t *policy;			    /* the child's policy: that session's envelope */
 	struct budget_limits parent_limits; /* fixed at the parent's create */
 };
 void nd_delegation__clear(struct nd_delegation *d);
@@ -416,8 +426,8 @@ int nd__delegate_tx(struct store *s, struct nucleusd *nd, const struct nd_delega
  * In the transaction that ends @child (stopped, failed): what it did not spend goes back
  * to @parent (budget.return on the parent); once per child.
  */
-int nd__delegate_end_tx(struct store *s, struct nucleusd *nd, const char *parent,
-			const char *child, int64_t actor_uid);
+int nd__delegate_end_tx(struct store *s, struct nucleusd *nd, const char *parent, const char *child,
+			int64_t actor_uid);
 
 /* ---- git remote names (gitconfig.c; docs/api.md "Remote names") ---- */
 

@@ -217,8 +217,19 @@ struct nd_caller {
  */
 typedef void (*nd_reply_fn)(void *arg, int rc, const struct nd_err *e, json_t *body);
 
+/* What the daemon has to say outside a request (the audit signer's failures), one line. */
+enum nd_log_level { ND_LOG_ERR, ND_LOG_WARN, ND_LOG_INFO };
+typedef void (*nd_log_fn)(void *arg, enum nd_log_level lvl, const char *msg);
+
 struct nd_config {
 	const char *data_dir; /* holds nucleus.db, audit.key */
+	/*
+	 * nucleus-signer (nucleusd/signer.h), which holds the audit key: started first,
+	 * before the database is opened; restarted when it dies. Required.
+	 */
+	const char *signer;
+	nd_log_fn log; /* may be NULL: nothing is said */
+	void *log_arg;
 	/* Budgets: metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */
 	unsigned meter_interval_ms;
 	const char *prices_path; /* price table JSON file (docs/budget.md); NULL: defaults */

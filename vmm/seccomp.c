@@ -101,7 +101,16 @@ static const int loop_plain[] = {
 	SCMP_SYS(unlink),    /* the control and vsock sockets go at exit */
 };
 
+/* A sanitized build: gcc says __SANITIZE_ADDRESS__, clang before 16 only __has_feature. */
 #if defined(__SANITIZE_ADDRESS__)
+#define VMM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VMM_SANITIZED 1
+#endif
+#endif
+
+#ifdef VMM_SANITIZED
 /* ASan builds only (build-asan: unit suites, no guest): the sanitizer runtime's own
  * calls, e.g. a thread's alternate signal stack removed when it ends. */
 static const int sanitizer_plain[] = {
@@ -162,7 +171,7 @@ static int allow_both(scmp_filter_ctx ctx)
 	    (r = allow(ctx, SCMP_SYS(mprotect), 1, &no_exec)) < 0 ||
 	    (r = allow(ctx, SCMP_SYS(tgkill), 2, kick)) < 0)
 		return r;
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef VMM_SANITIZED
 	r = allow_list(ctx, sanitizer_plain, sizeof(sanitizer_plain) / sizeof(sanitizer_plain[0]));
 #endif
 	return r;

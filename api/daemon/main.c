@@ -30,6 +30,9 @@
 #ifndef ND_BUILD_VMM
 #define ND_BUILD_VMM ""
 #endif
+#ifndef ND_BUILD_SIGNER
+#define ND_BUILD_SIGNER ""
+#endif
 #ifndef ND_BUILD_KERNEL
 #define ND_BUILD_KERNEL ""
 #endif
@@ -48,11 +51,12 @@ struct opts {
 	unsigned max_conns;    /* --max-connections */
 	bool fake;
 	const char *vmm, *kernel, *initrd;
-	const char *jailer;	  /* --jailer */
-	bool no_jail;		  /* --no-jail */
+	const char *jailer;			 /* --jailer */
+	const char *signer;			 /* --signer */
+	bool no_jail;				 /* --no-jail */
 	unsigned jail_uid_first, jail_uid_count; /* --jail-uids; 0: the default */
-	int boot_timeout_s;  /* --boot-timeout; 0: the backend's default */
-	uint8_t keys[8][32]; /* --approver-key */
+	int boot_timeout_s;			 /* --boot-timeout; 0: the backend's default */
+	uint8_t keys[8][32];			 /* --approver-key */
 	size_t n_keys;
 	unsigned meter_ms;  /* --meter-interval-ms */
 	const char *prices; /* --prices */
@@ -75,6 +79,11 @@ static void logmsg(const char *level, const char *fmt, ...)
 static void api_log(void *arg, enum api_log_level lvl, const char *msg)
 {
 	logmsg(lvl <= API_LOG_ERR ? "error" : lvl <= API_LOG_WARN ? "warning" : "info", "%s", msg);
+}
+
+static void nd_log(void *arg, enum nd_log_level lvl, const char *msg)
+{
+	logmsg(lvl <= ND_LOG_ERR ? "error" : lvl <= ND_LOG_WARN ? "warning" : "info", "%s", msg);
 }
 
 static void usage(FILE *f)
@@ -109,6 +118,9 @@ static void usage(FILE *f)
 		"  --jail-uids FIRST:COUNT  the uids of jailed VMMs, one per VM, when the\n"
 		"                     daemon is root (default 200000:65536)\n"
 		"  --no-jail          VMMs without a jail, as the daemon's user: debugging only\n"
+		"  --signer PATH      nucleus-signer, the process that holds the audit key\n"
+		"                     (default: $NUCLEUS_SIGNER, next to nucleusd, the build\n"
+		"                     tree's)\n"
 		"  --boot-timeout SECONDS  a guest agent that does not answer within this of\n"
 		"                     its VMM's start fails the boot; the VMM is killed and its\n"
 		"                     last boot phase named (default 600)\n"
@@ -176,6 +188,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"jailer", required_argument, NULL, 'J'},
 					   {"jail-uids", required_argument, NULL, 'j'},
 					   {"no-jail", no_argument, NULL, 'N'},
+					   {"signer", required_argument, NULL, 'S'},
 					   {"kernel", required_argument, NULL, 'K'},
 					   {"initrd", required_argument, NULL, 'I'},
 					   {"approver-key", required_argument, NULL, 'k'},
@@ -249,6 +262,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'N':
 			o->no_jail = true;
 			break;
+		case 'S':
+			o->signer = optarg;
+			break;
 		case 'j': {
 			unsigned long long first, count;
 			char *colon = strchr(optarg, ':');
@@ -304,9 +320,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (o->fake && (o->vmm || o->kernel || o->initrd || o->boot_timeout_s || o->jailer ||
 			o->no_jail || o->jail_uid_count)) {
-		fprintf(stderr, "nucleusd: --vmm, --kernel, --initrd, --boot-timeout, --jailer, "
-				"--jail-uids and --no-jail are the VM backend's; --fake-backend runs "
-				"no VMs\n");
+		fprintf(stderr,
+			"nucleusd: --vmm, --kernel, --initrd, --boot-timeout, --jailer, "
+			"--jail-uids and --no-jail are the VM backend's; --fake-backend runs "
+			"no VMs\n");
 		return -EINVAL;
 	}
 	if (o->no_jail && (o->jailer || o->jail_uid_count)) {
@@ -407,19 +424,48 @@ static const char *pick(const char *flag, const char *env, const char *const *ca
 	return cand[n - 1];
 }
 
+/* The directory of this executable in @buf ("" when unknown). */
+static void self_dir(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	char *slash;
+
+	buf[n > 0 ? n : 0] = '\0';
+	slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+}
+
+/*
+ * nucleus-signer (nucleusd/signer.h): --signer, $NUCLEUS_SIGNER, next to nucleusd
+ * (installed, and in the build tree, where both are BUILD/api/daemon/), the build
+ * tree's path compiled in. NULL (logged) when it cannot be executed.
+ */
+static const char *signer_path(const struct opts *o)
+{
+	static char self[PATH_MAX + 32];
+	char exe[PATH_MAX];
+	const char *p;
+
+	self_dir(exe, sizeof(exe));
+	snprintf(self, sizeof(self), "%s/nucleus-signer", exe);
+	p = pick(o->signer, "NUCLEUS_SIGNER", (const char *[]){self, ND_BUILD_SIGNER, self}, 3);
+	if (access(p, X_OK) < 0) {
+		logmsg("error", "nucleus-signer %s: %s (use --signer)", p, strerror(errno));
+		return NULL;
+	}
+	return p;
+}
+
 static int vm_backend(const struct opts *o, struct nd_backend **ret)
 {
 	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32], jailer[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	struct nd_vm_config cfg = {.data_dir = o->data_dir, .boot_timeout_s = o->boot_timeout_s};
 	struct nd_err e = {{0}};
 	int r;
 
-	exe[n > 0 ? n : 0] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
+	self_dir(exe, sizeof(exe));
 	snprintf(self_vmm, sizeof(self_vmm), "%s/nucleus-vmm", exe);
 	/* In the build tree this binary is BUILD/api/daemon/nucleusd. */
 	snprintf(tree_vmm, sizeof(tree_vmm), "%s/../../vmm/nucleus-vmm", exe);
@@ -436,8 +482,8 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 	/* the jailer is built and installed next to nucleus-vmm */
 	snprintf(jailer, sizeof(jailer), "%s", cfg.vmm);
 	slash = strrchr(jailer, '/');
-	snprintf(slash ? slash + 1 : jailer, sizeof(jailer) - (size_t)(slash ? slash + 1 - jailer : 0),
-		 "nucleus-jailer");
+	snprintf(slash ? slash + 1 : jailer,
+		 sizeof(jailer) - (size_t)(slash ? slash + 1 - jailer : 0), "nucleus-jailer");
 	if (!o->no_jail)
 		cfg.jailer = pick(o->jailer, "NUCLEUS_JAILER", (const char *[]){jailer}, 1);
 	cfg.jail_uid_first = o->jail_uid_first;
@@ -562,6 +608,11 @@ int main(int argc, char **argv)
 	r = db_check(o.data_dir);
 	if (r < 0)
 		goto out;
+	cfg.signer = signer_path(&o);
+	if (!cfg.signer) {
+		r = -ENOENT;
+		goto out;
+	}
 	base = event_base_new();
 	if (!base) {
 		r = -ENOMEM;
@@ -573,6 +624,7 @@ int main(int argc, char **argv)
 	if (o.fake)
 		logmsg("warning", "FAKE backend: no microVMs are run; for tests only");
 	cfg.data_dir = o.data_dir;
+	cfg.log = nd_log;
 	cfg.meter_interval_ms = o.meter_ms;
 	cfg.prices_path = o.prices;
 	cfg.backup_interval_s = o.backup_s;
@@ -581,7 +633,8 @@ int main(int argc, char **argv)
 	r = nucleusd__new(base, &cfg, be, &nd);
 	if (r < 0) {
 		nd_backend__free(be);
-		start_failed(o.data_dir, "opening the database", r, "SQLite could not read a page");
+		start_failed(o.data_dir, "starting the audit signer, opening the database", r,
+			     "SQLite could not read a page");
 		goto out;
 	}
 	{

@@ -262,6 +262,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!fz.base || nd_fake_backend__new(&be) < 0)
 		fz_fail("setup");
 	cfg.data_dir = data;
+	cfg.signer = SIGNER_PATH;
 	if (nucleusd__new(fz.base, &cfg, be, &fz.nd) < 0)
 		fz_fail("nucleusd__new");
 	scfg.socket_path = fz.sock;

@@ -1,16 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Audit log: key handling, append inside transactions, seals, tamper detection by seq. */
+/*
+ * Audit log: key handling (in nucleus-signer, restarted when it dies), append inside
+ * transactions, seals, tamper detection by seq.
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <criterion/criterion.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
 #include "nucleusd/audit.h"
 #include "nucleusd/nucleusd.h"
+#include "nucleusd/signer.h"
 #include "nucleusd/store.h"
 #include "tests/unit/nucleusd/helpers.h"
 #include "tests/unit/nucleusd/legacy.h"
@@ -24,7 +33,7 @@ static void setup(void)
 	th_tmpdir(dir, sizeof(dir));
 	snprintf(db, sizeof(db), "%s/nucleus.db", dir);
 	cr_assert_eq(th_store_open(db, &s), 0);
-	cr_assert_eq(audit__key_load(dir, &k), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k), 0);
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 }
 
@@ -116,7 +125,7 @@ Test(audit, the_key_is_created_0600_and_reloaded)
 	snprintf(path, sizeof(path), "%s/audit.key", dir);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600);
-	cr_assert_eq(audit__key_load(dir, &k2), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), 0);
 	audit__key_public_hex(k, a);
 	audit__key_public_hex(k2, b);
 	cr_assert_str_eq(a, b);
@@ -130,7 +139,7 @@ Test(audit, a_readable_key_is_refused)
 
 	snprintf(path, sizeof(path), "%s/audit.key", dir);
 	cr_assert_eq(chmod(path, 0644), 0);
-	cr_assert_eq(audit__key_load(dir, &k2), -EPERM);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), -EPERM);
 	cr_assert_null(k2);
 }
 
@@ -294,7 +303,7 @@ Test(audit, a_seal_from_another_key_is_reported)
 	append(2);
 	seal();
 	th_tmpdir(dir2, sizeof(dir2));
-	cr_assert_eq(audit__key_load(dir2, &other), 0);
+	cr_assert_eq(audit__key_load(dir2, SIGNER_PATH, &other), 0);
 	cr_assert_eq(audit__attach(other, s, NULL, NULL), 0);
 	{
 		struct audit_key *mine = k;
@@ -338,7 +347,7 @@ static void restart(void)
 {
 	struct audit_key *k2 = NULL;
 
-	cr_assert_eq(audit__key_load(dir, &k2), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), 0);
 	audit__key_free(k);
 	k = k2;
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
@@ -637,4 +646,204 @@ Test(audit, migration_3_turns_the_signed_head_into_the_first_seal)
 	}
 	store__free(old);
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
+}
+
+/* ---- the signer behind the key (nucleusd/signer.h) ---- */
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL);
+}
+
+static pid_t signer_pid(void)
+{
+	return signer__pid(audit__signer(k));
+}
+
+/* @pid was reaped (by the key's signer client, not by this test). */
+static void assert_reaped(pid_t pid)
+{
+	cr_assert_eq(waitpid(pid, NULL, WNOHANG), -1, "signer %d not reaped", (int)pid);
+	cr_assert_eq(errno, ECHILD);
+}
+
+Test(audit, a_killed_signer_is_restarted_and_sealing_resumes)
+{
+	pid_t first = signer_pid();
+	struct audit_verify v;
+
+	append(2);
+	seal();
+	cr_assert_gt(first, 0);
+	cr_assert_eq(kill(first, SIGKILL), 0);
+	append(1);
+	cr_assert_eq(audit__seal(s, k), -EPIPE);
+	cr_assert_eq(signer_pid(), 0);
+	assert_reaped(first);
+	cr_assert(strstr(signer__problem(audit__signer(k)), "is gone") &&
+			  strstr(signer__problem(audit__signer(k)), "signal 9"),
+		  "%s", signer__problem(audit__signer(k)));
+	cr_assert_eq(audit__unsealed(k), 1, "the entry waits, chained");
+	/* one restart per second at most: within it, the same error */
+	cr_assert_eq(audit__seal(s, k), -EPIPE);
+	cr_assert_eq(signer__restarts(audit__signer(k)), 0);
+	sleep_ms(SIGNER_RESTART_MS + 100);
+	cr_assert_eq(audit__seal(s, k), 1);
+	cr_assert_eq(signer__restarts(audit__signer(k)), 1);
+	cr_assert_gt(signer_pid(), 0);
+	cr_assert_neq(signer_pid(), first);
+	append(2);
+	seal();
+	v = verify();
+	cr_assert_eq(v.first_bad, 0, "%s", v.problem);
+	cr_assert_eq(v.seals, 3);
+	cr_assert_eq(v.sealed_through, 5);
+	cr_assert_str_eq(v.problem, "intact");
+}
+
+Test(audit, a_signer_that_stops_answering_times_out_and_is_replaced, .timeout = 60)
+{
+	pid_t first = signer_pid();
+
+	append(1);
+	cr_assert_eq(kill(first, SIGSTOP), 0);
+	cr_assert_eq(audit__seal(s, k), -ETIMEDOUT);
+	assert_reaped(first);
+	cr_assert(strstr(signer__problem(audit__signer(k)), "did not answer"), "%s",
+		  signer__problem(audit__signer(k)));
+	/* the timeout outlasted the restart interval: the next seal starts a signer */
+	seal();
+	cr_assert_eq(signer__restarts(audit__signer(k)), 1);
+	expect_first_bad(0);
+}
+
+static void write_key_bytes(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+Test(audit, a_restarted_signer_with_another_key_is_refused)
+{
+	char path[400], *mine;
+	unsigned char pk[32], sk[64], other[21 + 64];
+
+	snprintf(path, sizeof(path), "%s/audit.key", dir);
+	mine = th_slurp(path); /* magic + 64 bytes (and th_slurp's NUL) */
+	crypto_sign_keypair(pk, sk);
+	memcpy(other, "nucleus-audit-key-v1\n", 21);
+	memcpy(other + 21, sk, 64);
+	write_key_bytes(path, other, sizeof(other)); /* the key file swapped behind its back */
+	kill(signer_pid(), SIGKILL);
+	append(1);
+	cr_assert_eq(audit__seal(s, k), -EPIPE);
+	sleep_ms(SIGNER_RESTART_MS + 100);
+	cr_assert_eq(audit__seal(s, k), -EKEYREJECTED);
+	cr_assert(strstr(signer__problem(audit__signer(k)), "another public key"), "%s",
+		  signer__problem(audit__signer(k)));
+	cr_assert_eq(signer_pid(), 0, "a signer with another key is not kept");
+	write_key_bytes(path, mine, sizeof(other));
+	free(mine);
+	sleep_ms(SIGNER_RESTART_MS + 100);
+	seal();
+	expect_first_bad(0);
+	cr_assert_eq(verify().sealed_through, 1);
+}
+
+/* The head message as docs/daemon.md describes it, computed here again. */
+static void head_message(uint64_t seq, const unsigned char hash[32], unsigned char out[32])
+{
+	unsigned char in[22 + 8 + 32];
+
+	memcpy(in, "nucleus-audit-head-v1", 22); /* with its NUL */
+	for (int i = 0; i < 8; i++)
+		in[22 + i] = (unsigned char)(seq >> (56 - 8 * i));
+	memcpy(in + 30, hash, 32);
+	crypto_generichash(out, 32, in, sizeof(in), NULL, 0);
+}
+
+/* A seal at the head @seq as the daemon made it before the signer: its own sk, in-process. */
+static void old_seal(uint64_t seq, const unsigned char sk[64])
+{
+	char sql[256];
+	sqlite3_stmt *st = NULL;
+	unsigned char hash[32], msg[32], sig[64];
+
+	snprintf(sql, sizeof(sql), "SELECT hash FROM audit_log WHERE seq = %llu",
+		 (unsigned long long)seq);
+	cr_assert_eq(sqlite3_prepare_v2(store__db(s), sql, -1, &st, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	memcpy(hash, sqlite3_column_blob(st, 0), 32);
+	sqlite3_finalize(st);
+	head_message(seq, hash, msg);
+	crypto_sign_detached(sig, NULL, msg, sizeof(msg), sk);
+	cr_assert_eq(sqlite3_prepare_v2(store__db(s),
+					"INSERT INTO audit_seals(seq, hash, sig, at_us) "
+					"VALUES (?, ?, ?, 0)",
+					-1, &st, NULL),
+		     SQLITE_OK);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, sig, 64, SQLITE_STATIC);
+	cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+/*
+ * A data dir from before the signer: its key file (magic + libsodium sk) and seals the
+ * daemon made with it in-process. The signer takes the same key; old and new seals verify
+ * together, and so they do with the public half read from the file alone.
+ */
+Test(audit, an_existing_data_dirs_key_and_seals_keep_working)
+{
+	unsigned char pk[32], sk[64], file[21 + 64];
+	char path[400], hex[65], want[65];
+	struct audit_key *pub = NULL;
+	struct audit_verify v;
+	uint64_t from, to;
+
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(want, sizeof(want), pk, sizeof(pk));
+	memcpy(file, "nucleus-audit-key-v1\n", 21);
+	memcpy(file + 21, sk, 64);
+	snprintf(path, sizeof(path), "%s/audit.key", dir);
+	cr_assert_eq(unlink(path), 0);
+	write_key_bytes(path, file, sizeof(file));
+	restart(); /* the writer on the old key, through the signer */
+	audit__key_public_hex(k, hex);
+	cr_assert_str_eq(hex, want);
+	append(3);
+	old_seal(3, sk); /* the old daemon sealed and stopped */
+	restart();
+	cr_assert_not(audit__found_at_start(k, &from, &to), "the old seal covers 1-3");
+	append(2);
+	seal();
+	v = verify();
+	cr_assert_str_eq(v.problem, "intact");
+	cr_assert_eq(v.seals, 2);
+	cr_assert_eq(v.sealed_through, 5);
+	assert_ranges(v.covered, v.n_covered, "1-5");
+	/* the public half alone, as offline checks read it */
+	cr_assert_eq(audit__key_load_public(dir, &pub), 0);
+	cr_assert_null(audit__signer(pub));
+	audit__key_public_hex(pub, hex);
+	cr_assert_str_eq(hex, want);
+	cr_assert_eq(audit__verify(s, pub, &v), 0);
+	cr_assert_str_eq(v.problem, "intact");
+	cr_assert_eq(v.sealed_through, 5);
+	/* it verifies, it does not seal */
+	cr_assert_eq(audit__attach(pub, s, NULL, NULL), 0);
+	{
+		struct audit_key *mine = k;
+
+		k = pub;
+		append(1);
+		cr_assert_eq(audit__seal(s, pub), -ENOKEY);
+		k = mine;
+	}
+	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0); /* the store's writer again */
+	audit__key_free(pub);
 }

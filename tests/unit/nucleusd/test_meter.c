@@ -43,7 +43,7 @@ static void setup(void)
 {
 	struct nd_backend *be = NULL;
 	/* 1 ms: pending metering is written after 10 intervals, i.e. 10 ms */
-	struct nd_config cfg = {.data_dir = dir, .meter_interval_ms = 1};
+	struct nd_config cfg = {.data_dir = dir, .signer = SIGNER_PATH, .meter_interval_ms = 1};
 
 	th_tmpdir(dir, sizeof(dir));
 	snprintf(db, sizeof(db), "%s/nucleus.db", dir);

@@ -30,7 +30,7 @@ struct caught {
 static void setup(void)
 {
 	struct nd_backend *be = NULL;
-	struct nd_config cfg = {.data_dir = dir};
+	struct nd_config cfg = {.data_dir = dir, .signer = SIGNER_PATH};
 
 	th_tmpdir(dir, sizeof(dir));
 	base = event_base_new();
@@ -63,8 +63,9 @@ static int on_stmt(unsigned type, void *arg, void *p, void *x)
 static void catch_start(struct caught *c)
 {
 	memset(c, 0, sizeof(*c));
-	cr_assert_eq(sqlite3_trace_v2(store__db(nucleusd__store(nd)), SQLITE_TRACE_STMT, on_stmt, c),
-		     SQLITE_OK);
+	cr_assert_eq(
+		sqlite3_trace_v2(store__db(nucleusd__store(nd)), SQLITE_TRACE_STMT, on_stmt, c),
+		SQLITE_OK);
 }
 
 /*

@@ -25,7 +25,7 @@ struct reply {
 static void start(bool fake)
 {
 	struct nd_backend *be = NULL;
-	struct nd_config cfg = {.data_dir = dir};
+	struct nd_config cfg = {.data_dir = dir, .signer = SIGNER_PATH};
 
 	cr_assert_eq(fake ? nd_fake_backend__new(&be) : nd_none_backend__new(&be), 0);
 	cr_assert_eq(nucleusd__new(base, &cfg, be, &nd), 0);
