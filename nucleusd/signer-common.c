@@ -4,6 +4,7 @@
  * signs, and the key file's public half. Linked into nucleus-signer and the daemon.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,7 +47,7 @@ int signer__pread_full(int fd, void *buf, size_t len, off_t at)
 	return 0;
 }
 
-int signer__key_public(const char *path, uint8_t pk[SIGNER_PK_LEN])
+int signer__key_open(const char *path, bool own)
 {
 	char magic[SIGNER_KEY_MAGIC_LEN];
 	struct stat st;
@@ -57,25 +58,36 @@ int signer__key_public(const char *path, uint8_t pk[SIGNER_PK_LEN])
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
-		goto out;
+		goto fail;
 	}
 	r = -EPERM;
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077))
-		goto out;
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || (own && st.st_uid != geteuid()))
+		goto fail;
 	r = -EBADMSG;
 	if (st.st_size < (off_t)(SIGNER_KEY_MAGIC_LEN + crypto_sign_SECRETKEYBYTES))
-		goto out;
+		goto fail;
 	r = signer__pread_full(fd, magic, sizeof(magic), 0);
 	if (r < 0)
-		goto out;
+		goto fail;
 	r = -EBADMSG;
 	if (memcmp(magic, SIGNER_KEY_MAGIC, sizeof(magic)) != 0)
-		goto out;
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return r;
+}
+
+int signer__key_public(const char *path, uint8_t pk[SIGNER_PK_LEN])
+{
+	int fd = signer__key_open(path, false), r;
+
+	if (fd < 0)
+		return fd;
 	/* libsodium's secret key is seed || public key: the seed is never read here */
 	r = signer__pread_full(
 		fd, pk, SIGNER_PK_LEN,
 		(off_t)(SIGNER_KEY_MAGIC_LEN + crypto_sign_SECRETKEYBYTES - SIGNER_PK_LEN));
-out:
 	close(fd);
 	return r;
 }

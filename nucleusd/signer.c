@@ -68,31 +68,13 @@ static int write_full(int fd, const void *buf, size_t len)
 /* The key file as the daemon wrote it before the signer existed: the same checks. */
 static int key_read(const char *path, struct key *k)
 {
-	char magic[SIGNER_KEY_MAGIC_LEN];
-	struct stat st;
-	int fd, r;
+	int fd = signer__key_open(path, true), r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = -EPERM;
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid())
-		goto out;
-	r = signer__pread_full(fd, magic, sizeof(magic), 0);
-	if (r < 0)
-		goto out;
-	r = -EBADMSG;
-	if (memcmp(magic, SIGNER_KEY_MAGIC, sizeof(magic)) != 0)
-		goto out;
+		return fd;
 	r = signer__pread_full(fd, k->sk, sizeof(k->sk), (off_t)SIGNER_KEY_MAGIC_LEN);
-	if (r < 0)
-		goto out;
-	r = crypto_sign_ed25519_sk_to_pk(k->pk, k->sk) == 0 ? 0 : -EBADMSG;
-out:
+	if (r == 0)
+		r = crypto_sign_ed25519_sk_to_pk(k->pk, k->sk) == 0 ? 0 : -EBADMSG;
 	close(fd);
 	return r;
 }

@@ -22,6 +22,7 @@
 #ifndef NUCLEUS_NUCLEUSD_SIGNER_H
 #define NUCLEUS_NUCLEUSD_SIGNER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -79,6 +80,10 @@ void signer__head_message(uint64_t seq, const uint8_t hash[SIGNER_HASH_LEN],
  * -EPERM (not a regular file, or group/others may read it).
  */
 int signer__key_public(const char *path, uint8_t pk[SIGNER_PK_LEN]);
+/* The key file @path opened and checked (a regular file no one else may read, of at
+ * least a key's size, with the magic; @own: and owned by this euid): its fd, or -errno
+ * as above. */
+int signer__key_open(const char *path, bool own);
 
 /* @len bytes of @fd at @at: 0, -errno, or -EBADMSG when the file ends first. */
 int signer__pread_full(int fd, void *buf, size_t len, off_t at);
