@@ -91,9 +91,19 @@ struct api_server_config {
 	unsigned max_conns;    /* open connections; 0: 512; kept below RLIMIT_NOFILE - 64 */
 	api_log_fn log;	       /* NULL: silent */
 	void *log_arg;
+	/* A socket api_server__bind() made (the server takes it, also on failure): the
+	 * daemon binds as root, before it drops to its --user. */
+	bool prebound;
+	int bound_fd;
 };
 
 struct api_server;
+
+/*
+ * Binds the socket of @cfg (socket_path or the default; a stale one removed; mode 0660,
+ * owner_uid's and the owner or admin group's when root) without listening: *fd.
+ */
+int api_server__bind(const struct api_server_config *cfg, int *fd);
 
 int api_server__new(struct event_base *base, struct nucleusd *nd,
 		    const struct api_server_config *cfg, struct api_server **ret);

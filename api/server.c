@@ -1200,6 +1200,18 @@ fail:
 	return r;
 }
 
+int api_server__bind(const struct api_server_config *cfg, int *fd)
+{
+	char def[108];
+	struct api_server tmp = {.owner_uid = cfg->owner_uid,
+				 .owner_gid = cfg->owner_gid,
+				 .admin_gid = cfg->admin_gid};
+
+	tmp.path = (char *)(cfg->socket_path ? cfg->socket_path
+					     : api__default_socket(def, sizeof(def)));
+	return bind_socket(&tmp, fd);
+}
+
 int api_server__new(struct event_base *base, struct nucleusd *nd,
 		    const struct api_server_config *cfg, struct api_server **ret)
 {
@@ -1209,11 +1221,14 @@ int api_server__new(struct event_base *base, struct nucleusd *nd,
 	int r = -ENOMEM;
 
 	srv = calloc(1, sizeof(*srv));
-	if (!srv)
+	if (!srv) {
+		if (cfg->prebound)
+			close(cfg->bound_fd);
 		return -ENOMEM;
+	}
 	srv->base = base;
 	srv->nd = nd;
-	srv->listen_fd = -1;
+	srv->listen_fd = cfg->prebound ? cfg->bound_fd : -1;
 	srv->owner_uid = cfg->owner_uid;
 	srv->owner_gid = cfg->owner_gid;
 	srv->admin_gid = cfg->admin_gid;
@@ -1239,7 +1254,7 @@ int api_server__new(struct event_base *base, struct nucleusd *nd,
 		strdup(cfg->socket_path ? cfg->socket_path : api__default_socket(def, sizeof(def)));
 	if (!srv->path)
 		goto fail;
-	r = bind_socket(srv, &srv->listen_fd);
+	r = cfg->prebound ? 0 : bind_socket(srv, &srv->listen_fd);
 	if (r < 0) {
 		free(srv->path); /* not ours to unlink */
 		srv->path = NULL;

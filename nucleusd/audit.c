@@ -68,7 +68,8 @@ static int key_new(const char *dir, char path[4096], struct audit_key **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-int audit__key_load(const char *dir, const char *signer, struct audit_key **ret)
+int audit__key_load(const char *dir, const char *signer, struct nd_monitor *m,
+		    struct audit_key **ret)
 {
 	struct audit_key *k = NULL;
 	char path[4096];
@@ -76,7 +77,7 @@ int audit__key_load(const char *dir, const char *signer, struct audit_key **ret)
 
 	r = key_new(dir, path, &k);
 	if (r == 0)
-		r = signer__start(signer, path, &k->signer);
+		r = signer__start(m, signer, path, &k->signer);
 	if (r < 0) {
 		free(k);
 		return r;

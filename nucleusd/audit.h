@@ -23,9 +23,12 @@ struct signer;
  * The daemon's Ed25519 key @dir/audit.key, in nucleus-signer (the executable @signer,
  * nucleusd/signer.h), which loads it, generating it (mode 0600) on first start, and
  * announces its public half; the secret half never enters this process. Refuses a key
- * file that group or others can read (-EPERM); -ENOEXEC when @signer is not one.
+ * file that group or others can read (-EPERM); -ENOEXEC when @signer is not one. @m:
+ * where the signer is started (nucleusd/monitor.h; NULL: by this process).
  */
-int audit__key_load(const char *dir, const char *signer, struct audit_key **ret);
+struct nd_monitor;
+int audit__key_load(const char *dir, const char *signer, struct nd_monitor *m,
+		    struct audit_key **ret);
 /*
  * The public half of @dir/audit.key only, read from the file without the signer and
  * without reading the secret seed: a key to verify with (offline checks, tools);

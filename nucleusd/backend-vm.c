@@ -244,9 +244,6 @@ static void vmb_attach(void *ctx, struct event_base *base, struct nucleusd *nd)
 	b->nd = nd;
 	/* On failure b->pool stays NULL: every boot and call is then refused (-ENOMEM). */
 	nd_pool__new(base, VMB_WORKERS, VMB_QUEUE_MAX, &b->pool);
-	b->chldev = evsignal_new(base, SIGCHLD, vm_proc__on_sigchld, b);
-	if (b->chldev)
-		event_add(b->chldev, NULL);
 }
 
 static void vmb_free(void *ctx)
@@ -264,9 +261,6 @@ static void vmb_free(void *ctx)
 	 */
 	nd_pool__free(b->pool);
 	b->pool = NULL;
-	if (b->chldev)
-		event_free(b->chldev);
-	b->chldev = NULL;
 	for (v = b->vms; v; v = next) {
 		next = v->next;
 		v->failed = true; /* keep sockets and logs: the VM still runs */
@@ -275,6 +269,7 @@ static void vmb_free(void *ctx)
 		v->dir[0] = '\0';
 		vm_proc__unref(v);
 	}
+	nd_monitor__free(b->own_mon);
 	free(b);
 }
 
@@ -303,39 +298,94 @@ static const struct nd_backend vmb_backend = {
 	.free = vmb_free,
 };
 
+int nd_vm_config__priv(const struct nd_vm_config *cfg, uid_t daemon_uid, gid_t daemon_gid,
+		       struct nd_priv_cfg *out, struct nd_err *e)
+{
+	char leaf[1000];
+
+	memset(out, 0, sizeof(*out));
+	if (snprintf(out->data_dir, sizeof(out->data_dir), "%s", cfg->data_dir) >=
+		    (int)sizeof(out->data_dir) ||
+	    snprintf(out->vmm, sizeof(out->vmm), "%s", cfg->vmm) >= (int)sizeof(out->vmm) ||
+	    snprintf(out->kernel, sizeof(out->kernel), "%s", cfg->kernel) >=
+		    (int)sizeof(out->kernel) ||
+	    snprintf(out->initrd, sizeof(out->initrd), "%s", cfg->initrd) >=
+		    (int)sizeof(out->initrd) ||
+	    snprintf(out->jailer, sizeof(out->jailer), "%s", cfg->jailer ? cfg->jailer : "") >=
+		    (int)sizeof(out->jailer))
+		return nd_err__set(e, -ENAMETOOLONG, "config", "a path is too long");
+	out->daemon_uid = daemon_uid;
+	out->daemon_gid = daemon_gid;
+	out->userns = geteuid() != 0;
+	if (!out->userns) {
+		out->uid_first = cfg->jail_uid_first ? cfg->jail_uid_first : ND_JAIL_UID_FIRST;
+		out->uid_count = cfg->jail_uid_count ? cfg->jail_uid_count : ND_JAIL_UID_COUNT;
+		if (out->uid_first == 0 || out->uid_first + (uint64_t)out->uid_count > UINT32_MAX ||
+		    (daemon_uid >= out->uid_first && daemon_uid - out->uid_first < out->uid_count))
+			return nd_err__set(e, -EINVAL, "config",
+					   "bad jail uid range %u+%u (the daemon's uid %u must "
+					   "not be in it)",
+					   (unsigned)out->uid_first, out->uid_count,
+					   (unsigned)daemon_uid);
+	}
+	out->cgroups = cfg->jailer && nd__cgroup_enable() == 0 &&
+		       nd__cgroup_leaf("probe", leaf, sizeof(leaf)) == 0;
+	return 0;
+}
+
 /*
  * The jail's mode: root gives each VM its own uid from the range, anyone else a user
  * namespace; a cgroup v2 leaf per VM where the daemon's cgroup lets it make one. The
- * daemon becomes a child subreaper: a jailed VMM is reparented to it when its jailer
- * exits. The note says what the jail is here, and what is missing.
+ * jails are made where the monitor runs (cfg->monitor: the separate root monitor of
+ * nucleusd --user), else here: the daemon then is a child subreaper, a jailed VMM is
+ * reparented to it when its jailer exits. The note says what the jail is here, and
+ * what is missing.
  */
 static int jail_init(struct vmb *b, const struct nd_vm_config *cfg, struct nd_err *e)
 {
-	char leaf[1000];
-	int cg;
+	struct nd_priv_cfg pc;
+	int r;
 
-	snprintf(b->jailer, sizeof(b->jailer), "%s", cfg->jailer);
-	b->userns = geteuid() != 0;
-	b->uid_first = cfg->jail_uid_first ? cfg->jail_uid_first : ND_JAIL_UID_FIRST;
-	b->uid_count = cfg->jail_uid_count ? cfg->jail_uid_count : ND_JAIL_UID_COUNT;
-	if (!b->userns && (b->uid_first == 0 || b->uid_first + (uint64_t)b->uid_count > UINT32_MAX))
-		return nd_err__set(e, -EINVAL, "config", "bad jail uid range %u+%u",
-				   (unsigned)b->uid_first, b->uid_count);
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-		return nd_err__set(e, -errno, "config", "PR_SET_CHILD_SUBREAPER: %s",
-				   strerror(errno));
-	cg = nd__cgroup_leaf("probe", leaf, sizeof(leaf));
-	b->cgroups = cg == 0;
+	snprintf(b->jailer, sizeof(b->jailer), "%s", cfg->jailer ? cfg->jailer : "");
+	if (cfg->jailer && cfg->monitor) {
+		b->mon = cfg->monitor;
+		pc = *nd_monitor__cfg(b->mon);
+	} else {
+		r = nd_vm_config__priv(cfg, geteuid(), getegid(), &pc, e);
+		if (r < 0)
+			return r;
+		r = nd_monitor__new_local(&pc, &b->own_mon);
+		if (r < 0)
+			return nd_err__set(e, r, "internal", "out of memory");
+		b->mon = b->own_mon;
+		if (cfg->jailer && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+			return nd_err__set(e, -errno, "config", "PR_SET_CHILD_SUBREAPER: %s",
+					   strerror(errno));
+	}
+	b->userns = pc.userns;
+	b->uid_first = pc.uid_first;
+	b->uid_count = pc.uid_count;
+	b->cgroups = pc.cgroups;
+	if (!cfg->jailer) {
+		snprintf(b->jail_note, sizeof(b->jail_note),
+			 "NO jail (--no-jail): every VMM runs as the daemon's user, in the "
+			 "daemon's namespaces, with the daemon's files in reach; for debugging "
+			 "only");
+		return 0;
+	}
 	snprintf(b->jail_note, sizeof(b->jail_note),
 		 "jail: %s, mount/PID/IPC/UTS/network namespaces, a read-only root of its own "
-		 "files, no capabilities, no_new_privs; %s",
+		 "files, no capabilities, no_new_privs; %s; made by %s",
 		 b->userns ? "a user namespace (the daemon is not root: every VMM runs as the "
 			     "daemon's uid, without a uid of its own)"
 			   : "a uid of its own per VM",
 		 b->cgroups ? "a cgroup v2 leaf per VM with memory.max, cpu.max, pids.max"
 			    : "NO cgroup limits (cgroup v2 is not writable here, or its memory, "
 			      "cpu and pids controllers are not delegated: no memory.max, cpu.max "
-			      "or pids.max per VM)");
+			      "or pids.max per VM)",
+		 b->own_mon ? "the daemon itself"
+			    : "the privileged monitor (the daemon runs "
+			      "unprivileged)");
 	return 0;
 }
 
@@ -372,20 +422,14 @@ int nd_vm_backend__new(const struct nd_vm_config *cfg, struct nd_backend **ret, 
 	snprintf(b->initrd, sizeof(b->initrd), "%s", cfg->initrd);
 	snprintf(b->data_dir, sizeof(b->data_dir), "%s", cfg->data_dir);
 	b->boot_timeout_s = cfg->boot_timeout_s > 0 ? cfg->boot_timeout_s : VMB_BOOT_TIMEOUT_S;
-	if (cfg->jailer) {
+	if (cfg->jailer)
 		r = check_file("nucleus-jailer", cfg->jailer, e);
-		if (r == 0)
-			r = jail_init(b, cfg, e);
-		if (r < 0) {
-			vmb_free(b);
-			free(be);
-			return r;
-		}
-	} else {
-		snprintf(b->jail_note, sizeof(b->jail_note),
-			 "NO jail (--no-jail): every VMM runs as the daemon's user, in the "
-			 "daemon's namespaces, with the daemon's files in reach; for debugging "
-			 "only");
+	if (r == 0)
+		r = jail_init(b, cfg, e);
+	if (r < 0) {
+		vmb_free(b);
+		free(be);
+		return r;
 	}
 	snprintf(dir, sizeof(dir), "%s/vms", b->data_dir);
 	if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)

@@ -5,8 +5,9 @@
  *
  *   backend-vm.c  the ops table and glue: boot stages, setup/free
  *   vm-jobs.c     blocking jobs on the bounded pool (nucleusd/pool.h), finished on the loop
- *   vm-proc.c     nucleus-vmm processes: spawn (through nucleus-jailer), SIGCHLD and
- *                 pidfd watch, control socket ops, terminate with grace, adopt
+ *   vm-proc.c     nucleus-vmm processes: spawn (in its jail, through the monitor:
+ *                 nucleusd/monitor.h), pidfd watch, control socket ops, terminate with
+ *                 grace, adopt
  *   images.c      image names, image and kernel resolution, workspace disks
  *   vm-tools.c    the guest side of each catalogue tool (nucleusd/tools.c): read_file,
  *                 write_file, list, run (whole or streamed)
@@ -31,6 +32,7 @@
 
 #include "nucleusd/nucleusd-internal.h"
 #include "nucleusd/clock.h"
+#include "nucleusd/monitor.h"
 #include "nucleusd/pool.h"
 
 #define VM_PATH_MAX 108 /* sun_path */
@@ -65,7 +67,7 @@ struct vmb_vm {
 	char kernel[PATH_MAX], initrd[PATH_MAX]; /* of its image */
 	bool disk_tmp;				 /* remove the disk with the VM */
 	pid_t pid;				 /* 0 once gone */
-	bool child;				 /* our child (waitpid) or adopted (pidfd) */
+	bool adopted;				 /* after a restart: nobody here reaps it */
 	int pidfd;
 	struct event *pidev, *killev;
 	struct guest *g;
@@ -142,6 +144,8 @@ struct vmb {
 	 * [uid_first, uid_first + uid_count) when the daemon is root, else a user
 	 * namespace; its cgroup leaf when cgroup v2 is writable; one line saying which */
 	char jailer[PATH_MAX];
+	struct nd_monitor *mon, *own_mon; /* where jails are made, VMMs killed and reaped;
+					   * own_mon: a local one of ours */
 	uid_t uid_first;
 	unsigned uid_count;
 	bool userns, cgroups;
@@ -150,7 +154,6 @@ struct vmb {
 	struct vmb_vm *vms;
 	struct vmb_job *jobs; /* submitted, not finished */
 	struct nd_pool *pool;
-	struct event *chldev;
 	atomic_bool closing;
 };
 
@@ -178,7 +181,7 @@ void vm_proc__unlist(struct vmb_vm *v);
 /*
  * Starts nucleus-vmm for @v (its paths, kernel/initrd, disk) in its own session: the one
  * function that makes the process, in its jail (nucleus-jailer) unless --no-jail. Sets
- * v->pid, v->child, v->uid; on a jail's failure -ECHILD with v->reason saying why.
+ * v->pid, v->uid; on a jail's failure -ECHILD with v->reason saying why.
  */
 int vm_proc__spawn(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem_mib);
 /* Ends the VMM: control "stop" (unless @now), SIGKILL after the grace period. */
@@ -194,8 +197,6 @@ int vm_proc__stop(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_err
 int vm_proc__control(struct vmb *b, const struct nd_sandbox_info *sb, const char *op,
 		     struct nd_err *e);
 int vm_proc__adopt(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_err *e);
-/* The SIGCHLD event's callback (arg: the struct vmb). */
-void vm_proc__on_sigchld(evutil_socket_t sig, short what, void *arg);
 
 /* ---- images and workspaces (images.c) ---- */
 

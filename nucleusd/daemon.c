@@ -63,7 +63,7 @@ int nucleusd__new(struct event_base *base, const struct nd_config *cfg, struct n
 	nd->log = cfg->log;
 	nd->log_arg = cfg->log_arg;
 	/* first: the signer is exec'd before anything else is open (docs/daemon.md, "Signer") */
-	r = audit__key_load(cfg->data_dir, cfg->signer, &nd->key);
+	r = audit__key_load(cfg->data_dir, cfg->signer, cfg->monitor, &nd->key);
 	if (r < 0) {
 		nd__log(nd, ND_LOG_ERR, "cannot start the audit signer %s on %s/audit.key: %s",
 			cfg->signer ? cfg->signer : "(none configured)", cfg->data_dir,

@@ -291,11 +291,14 @@ void nd__meter_sandbox(struct nucleusd *nd, const struct sb_row *row);
  */
 void nd__meter_attach(struct nucleusd *nd, const char *id, int64_t pid);
 /*
- * The cgroup v2 leaf of sandbox @id's VMM, DAEMON_CGROUP/nucleus-ID, in @buf: 0 when a
- * leaf there can have memory.max, cpu.max and pids.max (those controllers enabled below
- * the daemon's cgroup, which is writable), else -errno (no unified hierarchy, not
- * writable, controllers not delegated). The VM backend's jail makes and joins it.
+ * Enables the memory, cpu and pids controllers below the daemon's cgroup v2: 0 when a
+ * leaf there can have memory.max, cpu.max and pids.max (the cgroup is writable and the
+ * controllers are delegated), else -errno (no unified hierarchy, not writable, not
+ * delegated). Called once, as root, before the jails are made.
  */
+int nd__cgroup_enable(void);
+/* The cgroup v2 leaf of sandbox @id's VMM, DAEMON_CGROUP/nucleus-ID, in @buf (its name
+ * only: the jail makes and joins it, priv.c removes it). */
 int nd__cgroup_leaf(const char *id, char *buf, size_t len);
 /* Resume gate: -EDQUOT (audited) when a budget of @row is exhausted. */
 int nd__budget_resume_check(struct nucleusd *nd, const struct sb_row *row, int64_t actor_uid,

@@ -174,6 +174,7 @@ int nd_none_backend__new(struct nd_backend **ret);
 void nd_backend__free(struct nd_backend *be);
 
 /* The real backend (nucleusd/backend-vm.c): nucleus-vmm + guest agent. */
+struct nd_monitor;
 struct nd_vm_config {
 	const char *vmm;      /* nucleus-vmm executable */
 	const char *kernel;   /* guest vmlinux */
@@ -189,7 +190,19 @@ struct nd_vm_config {
 	 */
 	const char *jailer;
 	unsigned jail_uid_first, jail_uid_count;
+	/* Where jails are made and VMMs killed and reaped (nucleusd/monitor.h): the
+	 * daemon's (its configuration then is the monitor's own, made from the same
+	 * values by nd_vm_config__priv); NULL: the backend makes a local one. */
+	struct nd_monitor *monitor;
 };
+struct nd_priv_cfg;
+/*
+ * The VM part of the privileged operations' configuration for @cfg (paths, jail mode,
+ * the cgroup v2 probe, the daemon's uid and gid): what a monitor is made with (the
+ * caller adds the signer's two paths).
+ */
+int nd_vm_config__priv(const struct nd_vm_config *cfg, uid_t daemon_uid, gid_t daemon_gid,
+		       struct nd_priv_cfg *out, struct nd_err *e);
 /* One line on the VM backend's jail: its mode and what is missing (to be logged). */
 const char *nd_vm_backend__jail(const struct nd_backend *be);
 /* Checks that the three files are readable; fills @e when not. */
@@ -228,6 +241,9 @@ struct nd_config {
 	 * before the database is opened; restarted when it dies. Required.
 	 */
 	const char *signer;
+	/* Where the privileged operations run (nucleusd/monitor.h): the separate root
+	 * monitor of nucleusd --user, which starts the signer; NULL: this process. */
+	struct nd_monitor *monitor;
 	nd_log_fn log; /* may be NULL: nothing is said */
 	void *log_arg;
 	/* Budgets: metering/TTL timer period, 0 = ND_METER_INTERVAL_MS. */

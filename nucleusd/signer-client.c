@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The daemon's side of the audit signer (nucleusd/signer.h): nucleus-signer is exec'd
- * with its end of a SOCK_SEQPACKET pair as fd 3, every other fd closed, an environment
- * of the sanitizers' options only, default signals, in a process group of its own (a
- * Ctrl-C meant for the daemon does not end it before the daemon's last seal).
+ * (nd_priv__signer_start, through the monitor: here, or by the root monitor of nucleusd
+ * --user, which alone can read the key file) with its end of a SOCK_SEQPACKET pair as
+ * fd 3, every other fd closed, an environment of the sanitizers' options only, default
+ * signals, in a process group of its own (a Ctrl-C meant for the daemon does not end it
+ * before the daemon's last seal).
  *
  * One request at a time, on the loop thread: send, poll for the reply (bounded), receive.
- * A signer that is gone, hangs or answers wrong is killed (SIGKILL) and reaped here, by
- * its pid: the daemon reaps each of its children by pid (waitpid(pid)), never with -1, so
- * the VMM reaper (vm-proc.c, on SIGCHLD) never takes the signer's status, nor this one a
- * VMM's. The next seal starts a new signer, at most once per SIGNER_RESTART_MS, and
- * keeps it only if its public key is the one the daemon had.
+ * A signer that is gone, hangs or answers wrong is killed (SIGKILL) and reaped by its
+ * parent (this process or the monitor), by its pid: each child is reaped by its pid
+ * (waitpid(pid)), never with -1, so the VMM reaper (vm-proc.c) never takes the signer's
+ * status, nor this one a VMM's. The next seal starts a new signer, at most once per
+ * SIGNER_RESTART_MS, and keeps it only if its public key is the one the daemon had.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include "nucleusd/clock.h"
+#include "nucleusd/monitor.h"
 #include "nucleusd/signer.h"
 
 extern char **environ;
@@ -38,11 +41,12 @@ extern char **environ;
 
 struct signer {
 	char exe[PATH_MAX], key[PATH_MAX];
-	pid_t pid;	   /* 0: none runs */
-	int fd;		   /* our end; -1 with pid 0 */
-	int err;	   /* while none runs: why (returned until a restart) */
-	int64_t start_us;  /* monotonic time of the last start */
-	uint64_t restarts; /* signers started again after one failed */
+	struct nd_monitor *m, *own; /* where it is started and ended; own: a local one */
+	pid_t pid;		    /* 0: none runs */
+	int fd;			    /* our end; -1 with pid 0 */
+	int err;		    /* while none runs: why (returned until a restart) */
+	int64_t start_us;	    /* monotonic time of the last start */
+	uint64_t restarts;	    /* signers started again after one failed */
 	uint8_t pk[SIGNER_PK_LEN];
 	char problem[256]; /* how the last one failed; "": never */
 };
@@ -77,18 +81,13 @@ static void note_end(struct signer *s, int st)
 /* Kills (SIGKILL: nothing of it needs a clean end) and reaps the signer; @err from now. */
 static int stop(struct signer *s, int err)
 {
-	pid_t w;
 	int st = 0;
 
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
 	if (s->pid > 0) {
-		kill(s->pid, SIGKILL);
-		do
-			w = waitpid(s->pid, &st, 0);
-		while (w < 0 && errno == EINTR);
-		if (w == s->pid)
+		if (nd_monitor__signer_end(s->m, s->pid, 0, &st) == 0)
 			note_end(s, st);
 		s->pid = 0;
 	}
@@ -128,100 +127,15 @@ static int recv_one(int fd, void *buf, size_t len, int ms)
 	return 0;
 }
 
-/* The sanitizers' options (a sanitized build's signer reads them); nothing else. */
-static void signer_env(char **env, size_t max)
-{
-	size_t n = 0;
-
-	for (char **e = environ; e && *e && n + 1 < max; e++) {
-		const char *eq = strchr(*e, '=');
-
-		if (eq && eq - *e >= 11 && memcmp(eq - 11, "SAN_OPTIONS", 11) == 0)
-			env[n++] = *e;
-	}
-	env[n] = NULL;
-}
-
-static int spawn_attrs(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at, int fd)
-{
-	sigset_t none, def;
-	int r;
-
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGCHLD);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGHUP);
-	r = posix_spawn_file_actions_init(fa);
-	if (r)
-		return -r;
-	r = posix_spawnattr_init(at);
-	if (r) {
-		posix_spawn_file_actions_destroy(fa);
-		return -r;
-	}
-	/* fd first: it may be 0 or 1 in a daemon started with those closed */
-	r = posix_spawn_file_actions_adddup2(fa, fd, SIGNER_FD);
-	if (!r)
-		r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
-	if (!r)
-		r = posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
-	/* stderr stays the daemon's until the signer closes it (the loader's errors) */
-	if (!r)
-		r = posix_spawn_file_actions_addclosefrom_np(fa, SIGNER_FD + 1);
-	if (!r)
-		r = posix_spawnattr_setflags(at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-							 POSIX_SPAWN_SETSIGDEF);
-	if (!r)
-		r = posix_spawnattr_setpgroup(at, 0);
-	if (!r)
-		r = posix_spawnattr_setsigmask(at, &none);
-	if (!r)
-		r = posix_spawnattr_setsigdefault(at, &def);
-	if (r) {
-		posix_spawn_file_actions_destroy(fa);
-		posix_spawnattr_destroy(at);
-	}
-	return -r;
-}
-
 /* Execs a signer and reads its hello: its public key in @pk. */
 static int spawn(struct signer *s, uint8_t pk[SIGNER_PK_LEN])
 {
-	char *argv[] = {s->exe, s->key, NULL}, *env[8];
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
 	struct signer_hello h;
-	int sv[2], r;
+	int r;
 
 	s->start_us = nd_clock__mono_us();
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return stop(s, -errno);
-	if (sv[1] == SIGNER_FD) {
-		/* dup2() onto itself would keep O_CLOEXEC: the signer would find no fd 3 */
-		int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, SIGNER_FD + 1);
-
-		r = moved < 0 ? -errno : 0;
-		close(sv[1]);
-		sv[1] = moved;
-		if (r < 0) {
-			close(sv[0]);
-			return stop(s, r);
-		}
-	}
-	s->fd = sv[0];
-	signer_env(env, sizeof(env) / sizeof(env[0]));
-	r = spawn_attrs(&fa, &at, sv[1]);
-	if (r == 0) {
-		r = -posix_spawn(&s->pid, s->exe, &fa, &at, argv, env);
-		posix_spawn_file_actions_destroy(&fa);
-		posix_spawnattr_destroy(&at);
-	}
-	close(sv[1]);
+	r = nd_monitor__signer_start(s->m, &s->fd, &s->pid);
 	if (r < 0) {
-		s->pid = 0;
 		note(s, "cannot start %s: %s", s->exe, strerror(-r));
 		return stop(s, r);
 	}
@@ -250,8 +164,9 @@ static int spawn(struct signer *s, uint8_t pk[SIGNER_PK_LEN])
 	return 0;
 }
 
-int signer__start(const char *exe, const char *key_path, struct signer **ret)
+int signer__start(struct nd_monitor *m, const char *exe, const char *key_path, struct signer **ret)
 {
+	struct nd_priv_cfg *cfg = NULL;
 	struct signer *s;
 	int r;
 
@@ -265,40 +180,45 @@ int signer__start(const char *exe, const char *key_path, struct signer **ret)
 	if (snprintf(s->exe, sizeof(s->exe), "%s", exe) >= (int)sizeof(s->exe) ||
 	    snprintf(s->key, sizeof(s->key), "%s", key_path) >= (int)sizeof(s->key))
 		goto fail;
+	if (!m) { /* started and ended here */
+		r = -ENOMEM;
+		cfg = calloc(1, sizeof(*cfg));
+		if (!cfg)
+			goto fail;
+		memcpy(cfg->signer, s->exe, sizeof(cfg->signer));
+		memcpy(cfg->key, s->key, sizeof(cfg->key));
+		r = nd_monitor__new_local(cfg, &s->own);
+		if (r < 0)
+			goto fail;
+		m = s->own;
+	}
+	s->m = m;
 	r = spawn(s, s->pk);
 	if (r < 0)
 		goto fail;
+	free(cfg);
 	*ret = s;
 	return 0;
 fail:
+	nd_monitor__free(s->own);
+	free(cfg);
 	free(s);
 	return r;
 }
 
 void signer__free(struct signer *s)
 {
-	int st, pidfd;
+	int st;
 
 	if (!s)
 		return;
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
-	if (s->pid > 0) {
-		/* it ends at the closed socket; SIGKILL when it does not within a second */
-		pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
-		if (pidfd >= 0) {
-			struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-			if (poll(&p, 1, 1000) <= 0)
-				kill(s->pid, SIGKILL);
-			close(pidfd);
-		} else {
-			kill(s->pid, SIGKILL);
-		}
-		while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
-			;
-	}
+	/* it ends at the closed socket; SIGKILL when it does not within a second */
+	if (s->pid > 0)
+		nd_monitor__signer_end(s->m, s->pid, 1000, &st);
+	nd_monitor__free(s->own);
 	free(s);
 }
 

@@ -101,9 +101,14 @@ struct signer;
  * Execs @exe (nucleus-signer) on the key file @key_path (created there when missing)
  * and waits for its hello: the key's public half, in signer__pk(). The key's errors
  * are the signer's (-EPERM for a key others may read, ...); -ENOEXEC when @exe does
- * not speak this protocol, -ETIMEDOUT when it does not answer.
+ * not speak this protocol, -ETIMEDOUT when it does not answer. @m: where it is started
+ * and ended (nucleusd/monitor.h; NULL: here); a separate monitor starts the signer and
+ * key of its own configuration, the same two paths, which here then only name them in
+ * messages.
  */
-int signer__start(const char *exe, const char *key_path, struct signer **ret);
+struct nd_monitor;
+int signer__start(struct nd_monitor *m, const char *exe, const char *key_path,
+		  struct signer **ret);
 /* Closes the socket (the signer then exits) and reaps the process. */
 void signer__free(struct signer *s);
 const uint8_t *signer__pk(const struct signer *s);

@@ -540,7 +540,7 @@ static bool has_word(const char *list, const char *name)
 	return false;
 }
 
-int nd__cgroup_leaf(const char *id, char *buf, size_t len)
+int nd__cgroup_enable(void)
 {
 	char base[900], path[1000], ctl[256] = "";
 	ssize_t n;
@@ -561,6 +561,16 @@ int nd__cgroup_leaf(const char *id, char *buf, size_t len)
 	if (!has_word(ctl, "memory") || !has_word(ctl, "cpu") || !has_word(ctl, "pids") ||
 	    access(base, W_OK) < 0)
 		return -EACCES;
+	return 0;
+}
+
+int nd__cgroup_leaf(const char *id, char *buf, size_t len)
+{
+	char base[900];
+	int r = own_cgroup(base, sizeof(base));
+
+	if (r < 0)
+		return r;
 	return snprintf(buf, len, "%s/nucleus-%s", base, id) < (int)len ? 0 : -ENAMETOOLONG;
 }
 

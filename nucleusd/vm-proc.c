@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * nucleus-vmm processes of the vmm backend (internals: nucleusd/backend-vm.h): the VM
- * records, spawning (vm_proc__spawn: the one function that makes the process, through
- * nucleus-jailer: docs/vmm.md "The jail"), supervision, control socket operations,
- * terminate with grace, adopt.
+ * records, spawning (vm_proc__spawn: the one function that starts the process, in its
+ * jail through the monitor: nucleusd/monitor.h, docs/vmm.md "The jail"), supervision,
+ * control socket operations, terminate with grace, adopt.
  *
  * Processes: nucleus-vmm runs in its own session (it survives a daemon crash so that
- * the next daemon can re-adopt it). Our own children (a jailed VMM is reparented to the
- * daemon, a child subreaper, when its jailer exits) are reaped on SIGCHLD (libevent
- * signal event); adopted ones are watched through a pidfd.
+ * the next daemon can re-adopt it). Every VMM is watched through a pidfd; when it ends,
+ * its parent reaps it: the monitor (a jailed VMM is reparented to it, a child
+ * subreaper, when its jailer exits: the daemon itself, or the root monitor of
+ * nucleusd --user), or, without a jail, this process; an adopted one (after a restart)
+ * is nobody's here, and its status is unknown. Signals to a VMM go through the monitor
+ * as well (a jailed one runs as another uid).
  *
  * Per sandbox: DATA/vms/ID/{vsock,control,console.log,vmm.log[,workspace.ext4]} and
  * root/, the jail's mount point (empty from the host).
@@ -103,8 +106,8 @@ static void vm_cleanup_files(struct vmb_vm *v)
 	rmdir(v->dir);
 	/* The jail's cgroup leaf, once its VMM is gone (one that outlives the daemon keeps
 	 * it); nothing else places or removes it. */
-	if (v->b->cgroups && atomic_load(&v->dead) && nd__cgroup_leaf(v->id, p, sizeof(p)) == 0)
-		rmdir(p);
+	if (v->b->cgroups && atomic_load(&v->dead))
+		nd_monitor__cgroup_rmdir(v->b->mon, v->id);
 }
 
 void vm_proc__unref(struct vmb_vm *v)
@@ -175,29 +178,68 @@ static void vm_exited(struct vmb_vm *v, const char *reason)
 	vm_proc__unlist(v);
 }
 
-void vm_proc__on_sigchld(evutil_socket_t sig, short what, void *arg)
+/* A VMM's parent, which reaps it and may signal it: the monitor (jailed) or we. */
+static struct nd_monitor *parent(struct vmb *b)
 {
-	struct vmb *b = arg;
-	struct vmb_vm *v, *next;
-	char reason[160];
-	int st;
-
-	for (v = b->vms; v; v = next) {
-		next = v->next;
-		if (!v->child || v->pid <= 0 || waitpid(v->pid, &st, WNOHANG) != v->pid)
-			continue;
-		exit_text(st, reason, sizeof(reason));
-		vm_exited(v, reason);
-	}
+	return b->jailer[0] ? b->mon : b->own_mon;
 }
 
 static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 {
 	struct vmb_vm *v = arg;
-	char reason[96];
+	char reason[160];
+	int st = 0, r;
 
-	snprintf(reason, sizeof(reason), "nucleus-vmm (pid %d, adopted) exited", (int)v->pid);
+	r = nd_monitor__reap(parent(v->b), v->pid, &st);
+	if (r == -EAGAIN) { /* the pidfd says it ended: its status follows at once */
+		usleep(1000);
+		r = nd_monitor__reap(parent(v->b), v->pid, &st);
+	}
+	if (r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == JAIL_EXIT_SETUP) {
+		/* the jail's set-up failed after the jailer's fork: its line is in vmm.log */
+		char why[128] = "";
+		int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd >= 0) {
+			nd_priv__log_tail(dfd, why, sizeof(why));
+			close(dfd);
+		}
+		snprintf(reason, sizeof(reason), "the VMM's jail: %s",
+			 why[0] ? why : "nucleus-jailer failed");
+	} else if (r == 0) {
+		exit_text(st, reason, sizeof(reason));
+	} else
+		snprintf(reason, sizeof(reason), "nucleus-vmm (pid %d%s) exited", (int)v->pid,
+			 v->adopted ? ", adopted" : "");
 	vm_exited(v, reason);
+}
+
+/* Watches @v->pid (set) through a pidfd. */
+static int watch(struct vmb_vm *v)
+{
+	int fd = (int)syscall(SYS_pidfd_open, v->pid, 0);
+
+	if (fd < 0)
+		return -errno;
+	v->pidev = event_new(v->b->base, fd, EV_READ, on_pidfd, v);
+	if (!v->pidev || event_add(v->pidev, NULL) < 0) {
+		close(fd);
+		if (v->pidev)
+			event_free(v->pidev);
+		v->pidev = NULL;
+		return -ENOMEM;
+	}
+	v->pidfd = fd;
+	return 0;
+}
+
+/* SIGKILL to a VMM: a jailed one (another uid's) through the monitor, ours directly. */
+static void kill_vmm(struct vmb *b, pid_t pid)
+{
+	if (b->jailer[0])
+		nd_monitor__kill_vmm(b->mon, pid);
+	else
+		kill(pid, SIGKILL);
 }
 
 static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
@@ -205,7 +247,7 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
 	struct vmb_vm *v = arg;
 
 	if (v->pid > 0)
-		kill(v->pid, SIGKILL);
+		kill_vmm(v->b, v->pid);
 }
 
 /* Ends the VMM: control "stop" (unless @now), SIGKILL after the grace period. */
@@ -217,7 +259,7 @@ void vm_proc__terminate(struct vmb_vm *v, bool now)
 	if (v->pid <= 0)
 		return;
 	if (now || vmm__control(v->control, "stop", &rep) < 0 || !rep.ok) {
-		kill(v->pid, SIGKILL);
+		kill_vmm(v->b, v->pid);
 		return;
 	}
 	if (!v->killev)
@@ -225,49 +267,63 @@ void vm_proc__terminate(struct vmb_vm *v, bool now)
 	if (v->killev)
 		event_add(v->killev, &(struct timeval){STOP_GRACE_S, 0});
 	else
-		kill(v->pid, SIGKILL);
+		kill_vmm(v->b, v->pid);
 }
 
 /* ---- boot: the process and the agent ---- */
 
-/*
- * nucleus-vmm's arguments: the host's paths, or (@jailed) the paths its jail shows it
- * (vmm/jail.h), where the same files are bound.
- */
-static int vmm_argv(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem, bool jailed,
-		    const char **argv, char bufs[5][PATH_MAX + 16])
+/* The lowest uid of the range no listed VM has; 0 when all are taken. */
+static uid_t free_uid(struct vmb *b)
 {
-	char *smem = bufs[0], *scpu = bufs[1], *console = bufs[2];
-	int n = 0;
+	for (unsigned i = 0; i < b->uid_count; i++) {
+		uid_t u = b->uid_first + i;
+		struct vmb_vm *o = b->vms;
 
-	snprintf(smem, 16, "%u", mem);
-	snprintf(scpu, 16, "%u", vcpus);
-	snprintf(console, PATH_MAX + 16, "%s/console.log", jailed ? JAIL_RUN : v->dir);
-	snprintf(bufs[3], PATH_MAX + 16, "%s/vsock", JAIL_RUN);
-	snprintf(bufs[4], PATH_MAX + 16, "%s/control", JAIL_RUN);
-	argv[n++] = jailed ? JAIL_VMM : b->vmm;
-	argv[n++] = "--kernel";
-	argv[n++] = jailed ? JAIL_KERNEL : v->kernel[0] ? v->kernel : b->kernel;
-	argv[n++] = "--initrd";
-	argv[n++] = jailed ? JAIL_INITRD : v->initrd[0] ? v->initrd : b->initrd;
-	argv[n++] = "--mem";
-	argv[n++] = smem;
-	argv[n++] = "--vcpus";
-	argv[n++] = scpu;
-	argv[n++] = "--vsock";
-	argv[n++] = jailed ? bufs[3] : v->vsock;
-	argv[n++] = "--control";
-	argv[n++] = jailed ? bufs[4] : v->control;
-	argv[n++] = "--console";
-	argv[n++] = console;
-	if (v->disk[0]) {
-		argv[n++] = "--disk";
-		argv[n++] = jailed ? JAIL_DISK : v->disk;
-		argv[n++] = "--cmdline";
-		argv[n++] = "nucleus.workspace=/dev/vda";
+		while (o && o->uid != u)
+			o = o->next;
+		if (!o)
+			return u;
 	}
-	argv[n] = NULL;
-	return n;
+	return 0;
+}
+
+/* The name of @v's image ("": the default pair), from its initramfs path. */
+static void image_name(const struct vmb *b, const struct vmb_vm *v, char *buf, size_t len)
+{
+	size_t n = strlen(b->data_dir);
+	const char *p = v->initrd + n + strlen("/images/");
+
+	buf[0] = '\0';
+	if (v->initrd[0] && strncmp(v->initrd, b->data_dir, n) == 0 &&
+	    strncmp(v->initrd + n, "/images/", 8) == 0 && strchr(p, '/'))
+		snprintf(buf, len, "%.*s", (int)(strchr(p, '/') - p), p);
+}
+
+/* In its jail, made by the monitor from what it is told here (nucleusd/priv.h). */
+static int spawn_jailed(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem)
+{
+	struct nd_vm_req q = {.vcpus = vcpus, .mem_mib = mem};
+	struct nd_vm_res res;
+	int r;
+
+	snprintf(q.id, sizeof(q.id), "%s", v->id);
+	image_name(b, v, q.image, sizeof(q.image));
+	q.disk = !v->disk[0] ? ND_DISK_NONE : v->disk_tmp ? ND_DISK_RUN : ND_DISK_PERSIST;
+	if (!b->userns) {
+		v->uid = free_uid(b);
+		if (!v->uid)
+			return -EUSERS;
+		q.uid = (uint32_t)v->uid;
+	}
+	r = nd_monitor__spawn_vmm(b->mon, &q, &res);
+	if (r < 0) {
+		v->uid = 0;
+		snprintf(v->reason, sizeof(v->reason), "%.*s", (int)sizeof(v->reason) - 1,
+			 res.reason);
+		return -ECHILD;
+	}
+	v->pid = res.pid;
+	return 0;
 }
 
 /* stdin /dev/null, stdout and stderr the VM's vmm.log; own session, default signals. */
@@ -295,226 +351,42 @@ static void spawn_attrs(struct vmb_vm *v, posix_spawn_file_actions_t *fa, posix_
 	posix_spawnattr_setsigdefault(at, &def);
 }
 
-/* ---- the jail (vmm/jailer.c; docs/vmm.md "The jail") ---- */
-
-/* The lowest uid of the range no listed VM has; 0 when all are taken. */
-static uid_t free_uid(struct vmb *b)
-{
-	for (unsigned i = 0; i < b->uid_count; i++) {
-		uid_t u = b->uid_first + i;
-		struct vmb_vm *o = b->vms;
-
-		while (o && o->uid != u)
-			o = o->next;
-		if (!o)
-			return u;
-	}
-	return 0;
-}
-
-/* The files the jailed VMM writes become its uid's (root daemon only). */
-static int hand_over(struct vmb_vm *v, const char *root)
-{
-	if (chown(v->dir, v->uid, v->uid) < 0 || chmod(v->dir, 0700) < 0)
-		return -errno;
-	if (v->disk[0] && (chown(v->disk, v->uid, v->uid) < 0 || chmod(v->disk, 0600) < 0))
-		return -errno;
-	/* the jail's mount point stays the daemon's: the VMM never sees it */
-	if (mkdir(root, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return chown(root, 0, 0) < 0 ? -errno : 0;
-}
-
-struct jail_args {
-	const char *argv[64];
-	int n;
-	char buf[16][PATH_MAX + 32];
-	int nb;
-};
-
-static const char *jail_fmt(struct jail_args *a, const char *f, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static const char *jail_fmt(struct jail_args *a, const char *f, ...)
-{
-	va_list ap;
-	char *s = a->buf[a->nb++];
-
-	va_start(ap, f);
-	vsnprintf(s, sizeof(a->buf[0]), f, ap);
-	va_end(ap);
-	return s;
-}
-
-static void jail_opt(struct jail_args *a, const char *opt, const char *val)
-{
-	a->argv[a->n++] = opt;
-	a->argv[a->n++] = val;
-}
-
-/* nucleus-jailer's arguments for @v (the VMM's own follow "--"). */
-static void jail_argv(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem,
-		      const char *root, const char *cgroup, struct jail_args *a)
-{
-	struct stat st;
-	long long disk = 0;
-
-	a->argv[a->n++] = b->jailer;
-	jail_opt(a, "--root", root);
-	jail_opt(a, "--pid-fd", "3");
-	if (b->userns) {
-		a->argv[a->n++] = "--userns";
-	} else {
-		jail_opt(a, "--uid", jail_fmt(a, "%u", (unsigned)v->uid));
-		jail_opt(a, "--gid", jail_fmt(a, "%u", (unsigned)v->uid));
-	}
-	jail_opt(a, "--bind", jail_fmt(a, "%s:%s", b->vmm, JAIL_VMM));
-	jail_opt(a, "--bind",
-		 jail_fmt(a, "%s:%s", v->kernel[0] ? v->kernel : b->kernel, JAIL_KERNEL));
-	jail_opt(a, "--bind",
-		 jail_fmt(a, "%s:%s", v->initrd[0] ? v->initrd : b->initrd, JAIL_INITRD));
-	jail_opt(a, "--bind", jail_fmt(a, "%s:%s:rw", v->dir, JAIL_RUN));
-	if (access("/dev/kvm", F_OK) == 0)
-		jail_opt(a, "--dev", "/dev/kvm:" JAIL_KVM);
-	if (v->disk[0]) {
-		jail_opt(a, "--bind", jail_fmt(a, "%s:%s:rw", v->disk, JAIL_DISK));
-		if (stat(v->disk, &st) == 0)
-			disk = (long long)st.st_size;
-	}
-	/* the disk is written within its size; the logs get 256 MiB */
-	jail_opt(a, "--fsize", jail_fmt(a, "%lld", disk > (256LL << 20) ? disk : 256LL << 20));
-	jail_opt(a, "--nofile", "1024");
-	if (cgroup) {
-		jail_opt(a, "--cgroup", cgroup);
-		jail_opt(a, "--memory-max", jail_fmt(a, "%llu", ((unsigned long long)mem + 256) << 20));
-		jail_opt(a, "--cpu-max", jail_fmt(a, "%u 100000", vcpus * 100000));
-		jail_opt(a, "--pids-max", jail_fmt(a, "%u", vcpus + 64));
-	}
-	a->argv[a->n++] = "--";
-}
-
-/* The last line of @v's vmm.log (where nucleus-jailer says what failed), or "". */
-static void last_log_line(struct vmb_vm *v, char *buf, size_t len)
-{
-	char path[PATH_MAX + 16], tail[512], *line;
-	ssize_t n = 0;
-	int fd;
-
-	buf[0] = '\0';
-	snprintf(path, sizeof(path), "%s/vmm.log", v->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (lseek(fd, -(off_t)(sizeof(tail) - 1), SEEK_END) < 0)
-		lseek(fd, 0, SEEK_SET);
-	n = read(fd, tail, sizeof(tail) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	tail[n] = '\0';
-	while (n > 0 && tail[n - 1] == '\n')
-		tail[--n] = '\0';
-	line = strrchr(tail, '\n') ? strrchr(tail, '\n') + 1 : tail;
-	if (strlen(line) >= len)
-		line[len - 1] = '\0';
-	memcpy(buf, line, strlen(line) + 1);
-}
-
 /*
- * nucleus-jailer makes the VMM's jail and forks it as PID 1 of its namespaces; it writes
- * the VMM's pid to fd 3 and exits. The daemon, a child subreaper, then is the VMM's
- * parent: supervision (SIGCHLD), the control socket and metering are as without a jail.
- */
-static int spawn_jailed(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem)
-{
-	char bufs[5][PATH_MAX + 16], root[PATH_MAX + 16], cgroup[1000], num[32], why[200];
-	struct jail_args *a = calloc(1, sizeof(*a));
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	pid_t jailer = 0;
-	int pfd[2] = {-1, -1}, r, st;
-	ssize_t n = 0, k;
-
-	if (!a)
-		return -ENOMEM;
-	snprintf(root, sizeof(root), "%s/root", v->dir);
-	r = 0;
-	if (!b->userns) {
-		v->uid = free_uid(b);
-		r = v->uid ? hand_over(v, root) : -EUSERS;
-	} else if (mkdir(root, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-	}
-	if (r == 0 && pipe2(pfd, O_CLOEXEC) < 0)
-		r = -errno;
-	if (r < 0)
-		goto out;
-	jail_argv(b, v, vcpus, mem, root,
-		  b->cgroups && nd__cgroup_leaf(v->id, cgroup, sizeof(cgroup)) == 0 ? cgroup : NULL,
-		  a);
-	vmm_argv(b, v, vcpus, mem, true, a->argv + a->n, bufs);
-	spawn_attrs(v, &fa, &at);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 3);
-	r = -posix_spawn(&jailer, b->jailer, &fa, &at, (char *const *)a->argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pfd[1]);
-	pfd[1] = -1;
-	if (r < 0)
-		goto out;
-	/* the VMM's pid, or EOF when the jailer failed before its fork */
-	while (n < (ssize_t)sizeof(num) - 1 &&
-	       ((k = read(pfd[0], num + n, sizeof(num) - 1 - (size_t)n)) > 0 || (k < 0 && errno == EINTR)))
-		n += k > 0 ? k : 0;
-	num[n] = '\0';
-	while (waitpid(jailer, &st, 0) < 0 && errno == EINTR)
-		;
-	v->pid = (pid_t)strtol(num, NULL, 10);
-	if (v->pid <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		v->pid = 0;
-		last_log_line(v, why, sizeof(why));
-		snprintf(v->reason, sizeof(v->reason), "the VMM's jail: %s",
-			 why[0] ? why : "nucleus-jailer failed");
-		r = -ECHILD;
-		goto out;
-	}
-	v->child = true; /* reparented to us: the jailer exited */
-out:
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (r < 0 && !b->userns)
-		v->uid = 0;
-	free(a);
-	return r;
-}
-
-/*
- * The one function that makes the nucleus-vmm process: in its jail, or (--no-jail) as
- * the daemon's own child, in its own session. Sets v->pid and v->child; supervision
- * (SIGCHLD/pidfd) and the control socket are the same either way.
+ * The one function that starts the nucleus-vmm process: in its jail, or (--no-jail) as
+ * the daemon's own child, in its own session; watched through a pidfd either way.
  */
 int vm_proc__spawn(struct vmb *b, struct vmb_vm *v, unsigned vcpus, unsigned mem)
 {
-	char bufs[5][PATH_MAX + 16];
+	char num[2][16], console[PATH_MAX + 16];
 	const char *argv[24];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	int r;
 
-	if (b->jailer[0])
-		return spawn_jailed(b, v, vcpus, mem);
-	vmm_argv(b, v, vcpus, mem, false, argv, bufs);
-	spawn_attrs(v, &fa, &at);
-	r = posix_spawn(&v->pid, b->vmm, &fa, &at, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	if (r != 0) {
-		v->pid = 0;
-		return -r;
+	if (b->jailer[0]) {
+		r = spawn_jailed(b, v, vcpus, mem);
+	} else {
+		snprintf(console, sizeof(console), "%s/console.log", v->dir);
+		nd_priv__vmm_argv(b->vmm, v->kernel[0] ? v->kernel : b->kernel,
+				  v->initrd[0] ? v->initrd : b->initrd, v->vsock, v->control,
+				  console, v->disk[0] ? v->disk : NULL, vcpus, mem, argv, num);
+		spawn_attrs(v, &fa, &at);
+		r = -posix_spawn(&v->pid, b->vmm, &fa, &at, (char *const *)argv, environ);
+		posix_spawn_file_actions_destroy(&fa);
+		posix_spawnattr_destroy(&at);
 	}
-	v->child = true;
+	if (r < 0) {
+		v->pid = 0;
+		return r;
+	}
+	r = watch(v);
+	if (r < 0) { /* unwatched, it would never be reaped: not kept */
+		kill_vmm(b, v->pid);
+		snprintf(v->reason, sizeof(v->reason), "cannot watch nucleus-vmm: %s",
+			 strerror(-r));
+		v->pid = 0;
+		return -ECHILD;
+	}
 	return 0;
 }
 
@@ -569,23 +441,6 @@ void vm_proc__wait_agent(struct vmb_job *j)
 
 /* ---- lifecycle ---- */
 
-/* Is @pid a nucleus-vmm? (/proc/PID/exe, tolerating a rebuilt binary's " (deleted)") */
-static bool is_vmm_pid(pid_t pid)
-{
-	char link[64], exe[PATH_MAX];
-	const char *base;
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	n = readlink(link, exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	base = strrchr(exe, '/');
-	base = base ? base + 1 : exe;
-	return strncmp(base, "nucleus-vmm", 11) == 0;
-}
-
 int vm_proc__stop(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_err *e)
 {
 	struct vmb_vm *v = vm_proc__find(b, sb->id);
@@ -604,9 +459,9 @@ int vm_proc__stop(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_err
 	vm_paths(b, &tmp, sb->id);
 	if (vmm__control(tmp.control, "stop", &rep) == 0 && rep.ok)
 		return 0;
-	if (sb->vmm_pid > 0 && is_vmm_pid((pid_t)sb->vmm_pid) &&
+	if (sb->vmm_pid > 0 && nd_priv__is_vmm((pid_t)sb->vmm_pid) &&
 	    vmm__control(tmp.control, "state", &rep) == 0) {
-		kill((pid_t)sb->vmm_pid, SIGKILL);
+		kill_vmm(b, (pid_t)sb->vmm_pid);
 		return 0;
 	}
 	return nd_err__set(e, -ESRCH, "backend_error", "no VM runs for sandbox %s", sb->id);
@@ -656,9 +511,9 @@ int vm_proc__adopt(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_er
 	struct vmm_control_reply rep;
 	struct vmb_vm *v;
 	pid_t pid = (pid_t)sb->vmm_pid;
-	int fd;
 
-	if (pid <= 0 || kill(pid, 0) < 0 || !is_vmm_pid(pid))
+	/* alive (EPERM: a jailed one, another uid's) and a nucleus-vmm */
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM) || !nd_priv__is_vmm(pid))
 		return nd_err__set(e, -ESRCH, "backend_error",
 				   "its nucleus-vmm (pid %d) no longer runs", (int)pid);
 	v = vm_proc__new(b, sb->id);
@@ -670,18 +525,13 @@ int vm_proc__adopt(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_er
 				   "nucleus-vmm pid %d does not answer on %s", (int)pid,
 				   v->control);
 	}
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd >= 0)
-		v->pidev = event_new(b->base, fd, EV_READ, on_pidfd, v);
-	if (fd < 0 || !v->pidev || event_add(v->pidev, NULL) < 0) {
-		if (fd >= 0)
-			close(fd);
+	v->pid = pid;
+	v->adopted = true;
+	if (watch(v) < 0) {
+		v->pid = 0;
 		vm_proc__unlist(v);
 		return nd_err__set(e, -ESRCH, "backend_error", "cannot watch pid %d", (int)pid);
 	}
-	v->pidfd = fd;
-	v->pid = pid;
-	v->child = false;
 	v->uid = jailed_uid(b, pid); /* not given to another VM while this one runs */
 	return 0;
 }

@@ -3,7 +3,8 @@
 #   1. scripts/setup.sh (packages, build dirs), 2. meson compile -C build,
 #   3. where /dev/kvm works natively, else inside the nested-KVM harness
 #      (tests/harness/nested.sh, much slower; said on stderr):
-#      start nucleusd on its embedded defaults (temp data dir and socket), create a
+#      start nucleusd on its embedded defaults (temp data dir and socket; as root with
+#      --user nobody: privilege separation), create a
 #      sandbox with nucleusctl, run one policy-gated tool call that the policy allows
 #      (`uname -a` in the microVM) and one that it refuses (reading /etc/shadow),
 #      show both results, delete the sandbox, stop the daemon.
@@ -44,8 +45,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log "starting nucleusd (data $tmp/data, socket $NUCLEUS_SOCKET)"
-"$b/api/daemon/nucleusd" --data-dir "$tmp/data" 2>"$tmp/nucleusd.log" &
+# As root, the way to run it: privilege separation (docs/daemon.md), the daemon as
+# 'nobody' beside its root monitor.
+user=""
+if [ "$(id -u)" = 0 ]; then
+  user="--user nobody"
+  chmod 0711 "$tmp"
+fi
+log "starting nucleusd (data $tmp/data, socket $NUCLEUS_SOCKET${user:+, $user})"
+# shellcheck disable=SC2086 # $user: no option, or the option and its value
+"$b/api/daemon/nucleusd" --data-dir "$tmp/data" $user 2>"$tmp/nucleusd.log" &
 pid=$!
 i=0
 until ctl health >/dev/null 2>&1; do

@@ -22,7 +22,8 @@
  *   5. identity: every capability dropped from the bounding set, the groups, gid and uid
  *      (--uid/--gid/--group), or with --userns uid 0 of the namespace with no
  *      capabilities and the securebits locked so that exec grants none;
- *      PR_SET_NO_NEW_PRIVS; then execve of the program with an empty environment.
+ *      PR_SET_NO_NEW_PRIVS; then every fd but 0-2 closed, umask 0 (its run dir guards
+ *      its files), execve of the program with an empty environment.
  *
  * A failing step is one line on stderr (the VM's vmm.log) and exit status 125
  * (JAIL_EXIT_SETUP); its reasons never reach a guest.
@@ -57,6 +58,7 @@
 struct bind {
 	const char *src, *dst;
 	bool rw, dev; /* dev: a device node of its own (--dev) */
+	int fd;	      /* ":fd=N": the bound file must be the one open as fd N; -1: none */
 };
 
 struct jail {
@@ -84,7 +86,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: nucleus-jailer --root DIR [--uid N --gid N [--group N]... | --userns]\n"
-		"         [--bind SRC:DST[:rw]]... [--dev SRC:DST]... [--cgroup DIR [--memory-max "
+		"         [--bind SRC:DST[:rw][:fd=N]]... [--dev SRC:DST]... [--cgroup DIR "
+		"[--memory-max "
 		"BYTES]\n"
 		"         [--cpu-max 'QUOTA PERIOD'] [--pids-max N]] [--nofile N] [--fsize BYTES]\n"
 		"         [--hostname NAME] [--pid-fd FD] -- PROGRAM [ARG...]\n");
@@ -103,20 +106,31 @@ static long long number(const char *s, long long min, long long max)
 	return v;
 }
 
-/* SRC:DST[:rw], both absolute; @dev: --dev SRC:DST, a character device. */
+/*
+ * SRC:DST[:rw][:fd=N], both absolute; @dev: --dev SRC:DST, a character device. With
+ * fd=N (an fd the jailer inherits) the bound file must be the one open as N (same
+ * device and inode): the daemon's monitor checked that open file, and a SRC swapped
+ * since (a symlink, another file) fails the jail.
+ */
 static void parse_bind(struct jail *j, char *arg, bool dev)
 {
-	char *dst = strchr(arg, ':'), *mode;
+	char *dst = strchr(arg, ':'), *mode, *fd;
 	struct bind *b = &j->binds[j->n_binds];
 
 	if (j->n_binds == MAX_BINDS || !dst)
 		usage();
 	*dst++ = '\0';
+	b->fd = -1;
+	fd = strstr(dst, ":fd=");
+	if (fd) {
+		*fd = '\0';
+		b->fd = (int)number(fd + 4, 3, 1023);
+	}
 	mode = strchr(dst, ':');
 	if (mode)
 		*mode++ = '\0';
 	if (arg[0] != '/' || dst[0] != '/' || strcmp(dst, "/") == 0 || strstr(dst, "..") ||
-	    (mode && (dev || strcmp(mode, "rw") != 0)))
+	    (mode && (dev || strcmp(mode, "rw") != 0)) || (dev && b->fd >= 0))
 		usage();
 	b->src = arg;
 	b->dst = dst;
@@ -356,6 +370,14 @@ static void bind_one(const struct jail *j, const struct bind *b)
 	make_target(dst, S_ISDIR(st.st_mode) ? T_DIR : T_FILE);
 	if (mount(b->src, dst, NULL, MS_BIND, NULL) < 0)
 		die(b->src, errno);
+	if (b->fd >= 0) {
+		struct stat want, got;
+
+		if (fstat(b->fd, &want) < 0 || stat(dst, &got) < 0)
+			die(b->dst, errno);
+		if (want.st_dev != got.st_dev || want.st_ino != got.st_ino)
+			die("bind: not the file that was checked", ESTALE);
+	}
 	/* device nodes keep working; everything else is nodev; all is nosuid */
 	if (!S_ISCHR(st.st_mode))
 		ro |= MS_NODEV;
@@ -480,6 +502,13 @@ int main(int argc, char **argv)
 	enter_root(&j);
 	set_limits(&j);
 	become(&j);
+	/* The program gets stdin, stdout and stderr only: the files the daemon passed to
+	 * --bind as /proc/self/fd/N are bound by now. Its umask is 0: what it creates
+	 * (sockets, console log) is guarded by the run dir it is given (0770, the
+	 * daemon's and this uid's group's), and the daemon must connect to its sockets. */
+	if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
+		die("close_range", errno);
+	umask(0);
 	execve(j.argv[0], j.argv, no_env);
 	die(j.argv[0], errno);
 }

@@ -7,8 +7,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,12 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "nucleusd/monitor.h"
 #include "nucleusd/nucleusd.h"
 
 #ifndef ND_INSTALL_GUEST_DIR
@@ -61,6 +67,9 @@ struct opts {
 	unsigned meter_ms;  /* --meter-interval-ms */
 	const char *prices; /* --prices */
 	unsigned backup_s;  /* --backup-interval */
+	bool privsep;	    /* --user: run as run_uid/run_gid, a root monitor beside */
+	uid_t run_uid;
+	gid_t run_gid;
 };
 
 static void logmsg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -118,6 +127,11 @@ static void usage(FILE *f)
 		"  --jail-uids FIRST:COUNT  the uids of jailed VMMs, one per VM, when the\n"
 		"                     daemon is root (default 200000:65536)\n"
 		"  --no-jail          VMMs without a jail, as the daemon's user: debugging only\n"
+		"  --user USER[:GROUP]  (root only) privilege separation: the daemon runs as\n"
+		"                     USER (a name or a number; its group, or GROUP), a root\n"
+		"                     monitor process beside it makes the jails and starts\n"
+		"                     the signer; the data directory becomes USER's, the\n"
+		"                     audit key stays root's (docs/daemon.md)\n"
 		"  --signer PATH      nucleus-signer, the process that holds the audit key\n"
 		"                     (default: $NUCLEUS_SIGNER, next to nucleusd, the build\n"
 		"                     tree's)\n"
@@ -171,6 +185,43 @@ static bool parse_key(const char *hex, uint8_t out[32])
 	return true;
 }
 
+/* USER[:GROUP], names or numbers; the user's own group without GROUP. */
+static int parse_user(char *arg, uid_t *uid, gid_t *gid)
+{
+	char *colon = strchr(arg, ':');
+	unsigned long long v;
+	struct passwd *pw;
+	struct group *gr;
+	int r = 0;
+
+	if (colon)
+		*colon = '\0';
+	pw = getpwnam(arg);
+	if (pw) {
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	} else if (parse_num(arg, UINT32_MAX - 1, &v) && v > 0) {
+		*uid = (uid_t)v;
+		*gid = (gid_t)v;
+	} else {
+		r = -EINVAL;
+	}
+	if (r == 0 && colon) {
+		gr = getgrnam(colon + 1);
+		if (gr)
+			*gid = gr->gr_gid;
+		else if (parse_num(colon + 1, UINT32_MAX - 1, &v) && v > 0)
+			*gid = (gid_t)v;
+		else
+			r = -EINVAL;
+	}
+	if (r == 0 && (*uid == 0 || *gid == 0))
+		r = -EINVAL; /* root is what --user leaves */
+	if (colon)
+		*colon = ':';
+	return r;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {{"data-dir", required_argument, NULL, 'd'},
@@ -195,6 +246,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   {"meter-interval-ms", required_argument, NULL, 'M'},
 					   {"prices", required_argument, NULL, 'P'},
 					   {"backup-interval", required_argument, NULL, 'U'},
+					   {"user", required_argument, NULL, 'W'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	unsigned long long v;
@@ -306,6 +358,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				goto bad;
 			o->backup_s = (unsigned)v;
 			break;
+		case 'W':
+			if (parse_user(optarg, &o->run_uid, &o->run_gid) < 0)
+				goto bad;
+			o->privsep = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1; /* done: main exits 0 */
@@ -328,6 +385,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (o->no_jail && (o->jailer || o->jail_uid_count)) {
 		fprintf(stderr, "nucleusd: --no-jail with --jailer or --jail-uids\n");
+		return -EINVAL;
+	}
+	if (o->privsep && geteuid() != 0) {
+		fprintf(stderr, "nucleusd: --user needs root (it is what the daemon drops to)\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -359,15 +420,15 @@ static int mkdirs(const char *path, mode_t mode)
  * uid's and 0700. A looser mode is narrowed (and logged); another uid's, or one that
  * others may write to (a shared directory), is refused.
  */
-static int private_dir(const char *dir)
+static int private_dir(const char *dir, uid_t uid)
 {
 	struct stat st;
 
 	if (stat(dir, &st) < 0)
 		return -errno;
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != uid) {
 		logmsg("error", "%s is owned by uid %u, not by this daemon's uid %u: refusing it",
-		       dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		       dir, (unsigned)st.st_uid, (unsigned)uid);
 		return -EPERM;
 	}
 	if ((st.st_mode & 07777) == 0700)
@@ -457,13 +518,12 @@ static const char *signer_path(const struct opts *o)
 	return p;
 }
 
-static int vm_backend(const struct opts *o, struct nd_backend **ret)
+/* The VM backend's configuration from the options (its paths live in static buffers). */
+static void vm_config(const struct opts *o, struct nd_vm_config *ret)
 {
 	static char self_vmm[PATH_MAX + 16], tree_vmm[PATH_MAX + 32], jailer[PATH_MAX + 32];
 	char exe[PATH_MAX], *slash;
 	struct nd_vm_config cfg = {.data_dir = o->data_dir, .boot_timeout_s = o->boot_timeout_s};
-	struct nd_err e = {{0}};
-	int r;
 
 	self_dir(exe, sizeof(exe));
 	snprintf(self_vmm, sizeof(self_vmm), "%s/nucleus-vmm", exe);
@@ -488,6 +548,16 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 		cfg.jailer = pick(o->jailer, "NUCLEUS_JAILER", (const char *[]){jailer}, 1);
 	cfg.jail_uid_first = o->jail_uid_first;
 	cfg.jail_uid_count = o->jail_uid_count;
+	*ret = cfg;
+}
+
+static int vm_backend(const struct nd_vm_config *c, struct nd_monitor *mon, struct nd_backend **ret)
+{
+	struct nd_vm_config cfg = *c;
+	struct nd_err e = {{0}};
+	int r;
+
+	cfg.monitor = mon;
 	r = nd_vm_backend__new(&cfg, ret, &e);
 	if (r < 0)
 		logmsg("error",
@@ -504,6 +574,87 @@ static int vm_backend(const struct opts *o, struct nd_backend **ret)
 		       "%s", jail);
 	}
 	return r;
+}
+
+/* ---- privilege separation (--user; docs/daemon.md "Privilege separation") ---- */
+
+static uid_t own_uid;
+static gid_t own_gid;
+static char own_key[PATH_MAX + 16];
+
+static int own_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (strcmp(path, own_key) == 0) /* root's alone: the daemon cannot read it */
+		return lchown(path, 0, 0) < 0 || chmod(path, 0600) < 0 ? -1 : 0;
+	/* root's (an earlier root daemon's) becomes the user's; a jail uid's stays */
+	if (st->st_uid == 0 && lchown(path, own_uid, own_gid) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * DATA becomes @uid's: what root owns in it (an earlier daemon run as root) is handed
+ * over, but audit.key, which stays root's and 0600 (the signer, started by the root
+ * monitor, reads it; the daemon cannot).
+ */
+static int own_data_dir(const char *dir, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (st.st_uid != 0 && st.st_uid != uid) {
+		logmsg("error", "%s is owned by uid %u, neither root's nor --user's (%u)", dir,
+		       (unsigned)st.st_uid, (unsigned)uid);
+		return -EPERM;
+	}
+	own_uid = uid;
+	own_gid = gid;
+	snprintf(own_key, sizeof(own_key), "%s/audit.key", dir);
+	return nftw(dir, own_one, 32, FTW_PHYS) != 0 ? -(errno ? errno : EPERM) : 0;
+}
+
+/* A sanitized build: gcc says __SANITIZE_ADDRESS__, clang before 16 only __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ND_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ND_SANITIZED 1
+#endif
+#endif
+
+/*
+ * For good: the user's uid and gid, no other group, no capability, no_new_privs, not
+ * dumpable (no core, no ptrace by the user's other processes). A sanitized build stays
+ * dumpable: LeakSanitizer's check at exit ptraces the process's own threads.
+ */
+static int drop_to(uid_t uid, gid_t gid)
+{
+	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		return -errno;
+	if (setresuid(0, 0, 0) == 0)
+		return -EPERM;
+#ifdef ND_SANITIZED
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return -errno;
+#else
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -errno;
+#endif
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+/* The monitor's end closed: it is gone, and with it every privileged operation. */
+static void on_monitor(evutil_socket_t fd, short what, void *arg)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+		return;
+	logmsg("error", "the privileged monitor is gone: stopping (no jail, VMM signal or "
+			"signer could be had without it)");
+	event_base_loopexit(arg, NULL);
 }
 
 /* The one message of a corrupt database: what is wrong and the way out. */
@@ -570,16 +721,75 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
+/*
+ * With --user: the root half of the start (the data dir handed over, the API socket
+ * bound, the monitor forked), then the drop. Returns 1 in the monitor process when it
+ * ended, 0 in the daemon (now the user), < 0 on failure.
+ */
+static int separate(const struct opts *o, const struct nd_vm_config *vm, const char *signer,
+		    struct api_server_config *scfg, struct nd_monitor **mon)
+{
+	struct nd_priv_cfg *pc = calloc(1, sizeof(*pc));
+	struct nd_err e = {{0}};
+	int r;
+
+	if (!pc)
+		return -ENOMEM;
+	if (vm && vm->jailer) {
+		r = nd_vm_config__priv(vm, o->run_uid, o->run_gid, pc, &e);
+		if (r < 0) {
+			logmsg("error", "VMM backend: %s", e.msg);
+			goto out;
+		}
+	} else {
+		snprintf(pc->data_dir, sizeof(pc->data_dir), "%s", o->data_dir);
+		pc->daemon_uid = o->run_uid;
+		pc->daemon_gid = o->run_gid;
+	}
+	snprintf(pc->signer, sizeof(pc->signer), "%s", signer);
+	r = snprintf(pc->key, sizeof(pc->key), "%s/audit.key", o->data_dir) >= (int)sizeof(pc->key)
+		    ? -ENAMETOOLONG
+		    : 0;
+	/* bound as root: the socket is still the owner's (api_server__bind) */
+	if (r == 0)
+		r = api_server__bind(scfg, &scfg->bound_fd);
+	if (r < 0) {
+		logmsg("error", "cannot listen: %s", strerror(-r));
+		goto out;
+	}
+	scfg->prebound = true;
+	r = nd_monitor__fork(pc, mon);
+	if (r != 0) {
+		if (r < 0)
+			logmsg("error", "cannot start the privileged monitor: %s", strerror(-r));
+		goto out;
+	}
+	r = drop_to(o->run_uid, o->run_gid);
+	if (r < 0)
+		logmsg("error", "cannot drop to uid %u gid %u: %s", (unsigned)o->run_uid,
+		       (unsigned)o->run_gid, strerror(-r));
+	else
+		logmsg("info",
+		       "privilege separation: the daemon runs as uid %u gid %u; the root "
+		       "monitor (pid %d) makes the jails and starts the signer",
+		       (unsigned)o->run_uid, (unsigned)o->run_gid, (int)nd_monitor__pid(*mon));
+out:
+	free(pc);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	struct event_base *base = NULL;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *monev = NULL;
 	struct nd_backend *be = NULL;
 	struct nucleusd *nd = NULL;
 	struct api_server *srv = NULL;
 	struct api_server_config scfg = {0};
 	struct nd_config cfg = {0};
+	struct nd_vm_config vm = {0};
+	struct nd_monitor *mon = NULL;
 	char gids[2][16];
 	int lock = -1, r;
 
@@ -592,7 +802,15 @@ int main(int argc, char **argv)
 		logmsg("error", "cannot create %s: %s", o.data_dir, strerror(-r));
 		goto out;
 	}
-	r = private_dir(o.data_dir);
+	if (o.privsep) {
+		r = own_data_dir(o.data_dir, o.run_uid, o.run_gid);
+		if (r < 0) {
+			logmsg("error", "cannot hand %s over to uid %u: %s", o.data_dir,
+			       (unsigned)o.run_uid, strerror(-r));
+			goto out;
+		}
+	}
+	r = private_dir(o.data_dir, o.privsep ? o.run_uid : geteuid());
 	if (r < 0) {
 		if (r != -EPERM)
 			logmsg("error", "cannot make %s private: %s", o.data_dir, strerror(-r));
@@ -605,25 +823,52 @@ int main(int argc, char **argv)
 		       r == -EADDRINUSE ? "another nucleusd uses it" : strerror(-r));
 		goto out;
 	}
-	r = db_check(o.data_dir);
-	if (r < 0)
+	if (o.privsep && fchown(lock, o.run_uid, o.run_gid) < 0) {
+		r = -errno;
 		goto out;
+	}
 	cfg.signer = signer_path(&o);
 	if (!cfg.signer) {
 		r = -ENOENT;
 		goto out;
 	}
+	if (!o.fake)
+		vm_config(&o, &vm);
+	scfg = (struct api_server_config){.socket_path = o.socket,
+					  .owner_uid = o.owner_uid,
+					  .owner_gid = o.owner_gid,
+					  .admin_gid = o.admin_gid,
+					  .max_body = o.max_body,
+					  .timeout_s = o.timeout_s,
+					  .request_timeout_s = o.request_timeout_s,
+					  .max_conns = o.max_conns,
+					  .log = api_log};
+	if (o.privsep) {
+		r = separate(&o, o.fake ? NULL : &vm, cfg.signer, &scfg, &mon);
+		if (r == 1)
+			return 0; /* the monitor process, ended: nothing of the daemon runs here */
+		if (r < 0)
+			goto out;
+	} else if (geteuid() == 0) {
+		logmsg("warning",
+		       "the daemon runs as root: a bug in its parsing of client or guest "
+		       "bytes would be root's; --user USER separates the privileges");
+	}
+	r = db_check(o.data_dir);
+	if (r < 0)
+		goto out;
 	base = event_base_new();
 	if (!base) {
 		r = -ENOMEM;
 		goto out;
 	}
-	r = o.fake ? nd_fake_backend__new(&be) : vm_backend(&o, &be);
+	r = o.fake ? nd_fake_backend__new(&be) : vm_backend(&vm, vm.jailer ? mon : NULL, &be);
 	if (r < 0)
 		goto out;
 	if (o.fake)
 		logmsg("warning", "FAKE backend: no microVMs are run; for tests only");
 	cfg.data_dir = o.data_dir;
+	cfg.monitor = mon;
 	cfg.log = nd_log;
 	cfg.meter_interval_ms = o.meter_ms;
 	cfg.prices_path = o.prices;
@@ -649,16 +894,8 @@ int main(int argc, char **argv)
 			       "verify`",
 			       from, to);
 	}
-	scfg = (struct api_server_config){.socket_path = o.socket,
-					  .owner_uid = o.owner_uid,
-					  .owner_gid = o.owner_gid,
-					  .admin_gid = o.admin_gid,
-					  .max_body = o.max_body,
-					  .timeout_s = o.timeout_s,
-					  .request_timeout_s = o.request_timeout_s,
-					  .max_conns = o.max_conns,
-					  .log = api_log};
 	r = api_server__new(base, nd, &scfg, &srv);
+	scfg.prebound = false; /* the server's now, even when it failed */
 	if (r < 0) {
 		logmsg("error", "cannot listen: %s", strerror(-r));
 		goto out;
@@ -669,19 +906,32 @@ int main(int argc, char **argv)
 		r = -ENOMEM;
 		goto out;
 	}
+	if (mon) {
+		monev = event_new(base, nd_monitor__fd(mon), EV_READ | EV_PERSIST, on_monitor,
+				  base);
+		if (!monev || event_add(monev, NULL) < 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	logmsg("info", "listening on %s (data %s, owner uid %u, owner gid %s, admin gid %s)",
 	       api_server__socket_path(srv), o.data_dir, (unsigned)o.owner_uid,
 	       gid_name(o.owner_gid, gids[0]), gid_name(o.admin_gid, gids[1]));
 	r = event_base_dispatch(base) < 0 ? -EIO : 0;
 out:
+	if (monev)
+		event_free(monev);
 	if (sigterm)
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
 	api_server__free(srv);
+	if (scfg.prebound)
+		close(scfg.bound_fd);
 	nucleusd__free(nd);
 	if (base)
 		event_base_free(base);
+	nd_monitor__free(mon);
 	if (lock >= 0)
 		close(lock);
 	return r < 0 ? 1 : 0;

@@ -27,9 +27,14 @@
 
 #define HANG_S 600
 
+/* The daemon's --user in these tests (privilege separation, the way to run it as root). */
+#define RUN_USER "64000:64001"
+#define RUN_UID	 64000
+
 struct nd {
 	pid_t pid;
-	const char *vmm; /* --vmm: NULL for the daemon's default */
+	const char *vmm;  /* --vmm: NULL for the daemon's default */
+	const char *user; /* --user: RUN_USER unless a test says otherwise (NULL: root) */
 	char dir[64], data[96], sock[96], log[96];
 	unsigned char pk[32], sk[64]; /* the approver's key pair */
 	char pk_hex[65];
@@ -68,11 +73,21 @@ static struct api_response call(const char *method, const char *path, const char
 
 static void nd_spawn(void)
 {
-	const char *argv[] = {env_or("NUCLEUSD", NUCLEUSD_BUILD), "--data-dir", D.data, "--socket",
-			      D.sock, "--approver-key", D.pk_hex, "--meter-interval-ms", "250",
-			      /* room for a test program written into a guest (upload()) */
-			      "--max-body", "8388608", D.vmm ? "--vmm" : NULL, D.vmm, NULL};
-	int fd;
+	const char *argv[16] = {env_or("NUCLEUSD", NUCLEUSD_BUILD), "--data-dir", D.data,
+				"--socket", D.sock, "--approver-key", D.pk_hex,
+				"--meter-interval-ms", "250",
+				/* room for a test program written into a guest (upload()) */
+				"--max-body", "8388608"};
+	int n = 11, fd;
+
+	if (D.user) {
+		argv[n++] = "--user";
+		argv[n++] = D.user;
+	}
+	if (D.vmm) {
+		argv[n++] = "--vmm";
+		argv[n++] = D.vmm;
+	}
 
 	D.pid = fork();
 	cr_assert_geq(D.pid, 0);
@@ -121,6 +136,8 @@ static void setup(void)
 	memset(&D, 0, sizeof(D));
 	snprintf(D.dir, sizeof(D.dir), "/tmp/nucleus-vmd-XXXXXX");
 	cr_assert_not_null(mkdtemp(D.dir));
+	cr_assert_eq(chmod(D.dir, 0711), 0); /* the --user daemon reaches its data dir */
+	D.user = RUN_USER;
 	snprintf(D.data, sizeof(D.data), "%s/data", D.dir);
 	snprintf(D.sock, sizeof(D.sock), "%s/nucleusd.sock", D.dir);
 	snprintf(D.log, sizeof(D.log), "%s/nucleusd.log", D.dir);
@@ -434,14 +451,22 @@ static const char *cgroup_v2_root(void)
 	return strcmp(out, "0::/\n") == 0 ? "/sys/fs/cgroup" : NULL;
 }
 
+/* The parent pid of @pid. */
+static pid_t ppid_of(pid_t pid)
+{
+	return (pid_t)atoi(proc_status(pid, "PPid"));
+}
+
 /*
- * The jail (#14): the VMM runs as a uid of its own (the daemon is root here), with
- * no_new_privs, no capabilities, namespaces of its own, and a root that holds only its
- * binary, kernel, initramfs, run dir, disk and /dev/kvm, in a cgroup leaf with the
- * spec's limits where cgroup v2 is usable, its mounts in its own namespace only; the guest
- * works as before; deleting the sandbox removes the jail's directory and its cgroup.
+ * The jail (#14): the VMM runs as a uid of its own, with no_new_privs, no capabilities,
+ * namespaces of its own, and a root that holds only its binary, kernel, initramfs, run
+ * dir, disk and /dev/kvm, in a cgroup leaf with the spec's limits where cgroup v2 is
+ * usable, its mounts in its own namespace only; the guest works as before; deleting the
+ * sandbox removes the jail's directory and its cgroup. With --user (@privsep) the
+ * daemon runs as that user, and the root monitor beside it made the jail and is the
+ * VMM's parent; without, the root daemon did and is.
  */
-Test(daemon, the_vmm_runs_in_its_jail)
+static void jail_checks(bool privsep)
 {
 	static const char *const kinds[] = {"mnt", "pid", "net", "ipc", "uts"};
 	const char *id = create("{\"profile\": \"permissive-local\", \"vcpus\": 1, "
@@ -459,6 +484,27 @@ Test(daemon, the_vmm_runs_in_its_jail)
 	json_decref(sb);
 	cr_assert_gt(pid, 0);
 	cr_assert_geq(atoll(proc_status(pid, "Uid")), 200000, "uid %s", proc_status(pid, "Uid"));
+	if (privsep) {
+		pid_t mon = ppid_of(pid);
+
+		cr_assert_eq(atoi(proc_status(D.pid, "Uid")), RUN_UID, "the daemon's uid");
+		cr_assert_str_eq(proc_status(D.pid, "CapEff"), "0000000000000000");
+		cr_assert_eq(ppid_of(mon), D.pid, "the VMM's parent is not the daemon's monitor");
+		cr_assert_eq(atoi(proc_status(mon, "Uid")), 0, "the monitor is not root");
+		cr_assert_str_eq(proc_status(mon, "Name"), "nucleus-monitor");
+		/* its run dir: the daemon's, and the VM uid's group's, nobody else's */
+		snprintf(path, sizeof(path), "%s/vms/%s", D.data, id);
+		cr_assert_eq(stat(path, &st), 0);
+		cr_assert(st.st_uid == RUN_UID &&
+				  st.st_gid == (gid_t)atoll(proc_status(pid, "Uid")) &&
+				  (st.st_mode & 07777) == 0770,
+			  "%s: uid %u gid %u mode %04o", path, (unsigned)st.st_uid,
+			  (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
+		snprintf(cmd, sizeof(cmd), "grep -c 'made by the privileged monitor' %s", D.log);
+		cr_assert_eq(sh(cmd, NULL, 0), 0, "the daemon says who makes its jails");
+	} else {
+		cr_assert_eq(ppid_of(pid), D.pid, "the root daemon is not the VMM's parent");
+	}
 	cr_assert_str_eq(proc_status(pid, "NoNewPrivs"), "1");
 	cr_assert_str_eq(proc_status(pid, "CapEff"), "0000000000000000");
 	cr_assert_str_eq(proc_status(pid, "CapBnd"), "0000000000000000");
@@ -516,6 +562,24 @@ Test(daemon, the_vmm_runs_in_its_jail)
 	if (cgroup)
 		cr_assert_neq(stat(leaf, &st), 0, "%s is left", leaf);
 	nd_term();
+}
+
+Test(daemon, the_vmm_runs_in_its_jail)
+{
+	jail_checks(true);
+}
+
+/* The same jail made by a daemon run as root without --user (a data dir of its own). */
+Test(daemon, the_vmm_runs_in_its_jail_under_a_root_daemon)
+{
+	char cmd[256];
+
+	nd_term();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", D.data);
+	cr_assert_eq(system(cmd), 0);
+	D.user = NULL;
+	nd_spawn();
+	jail_checks(false);
 }
 
 /* A run of a shell line in @id: its stdout (static); asserts the call answered 200. */

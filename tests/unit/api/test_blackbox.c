@@ -793,7 +793,7 @@ Test(blackbox, health_answers_while_a_long_verify_runs)
 	snprintf(id, sizeof(id), "%s", thd_create(&d, BASIC "}"));
 	thd_stop(&d);
 	/* FILLER entries in the daemon's chain, with its key, sealed */
-	cr_assert_eq(audit__key_load(d.data, SIGNER_PATH, &k), 0);
+	cr_assert_eq(audit__key_load(d.data, SIGNER_PATH, NULL, &k), 0);
 	cr_assert_eq(th_store_open(d.db, &s), 0);
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 	cr_assert_eq(store__tx(s, fill_tx, k), 0);

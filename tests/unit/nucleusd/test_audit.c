@@ -33,7 +33,7 @@ static void setup(void)
 	th_tmpdir(dir, sizeof(dir));
 	snprintf(db, sizeof(db), "%s/nucleus.db", dir);
 	cr_assert_eq(th_store_open(db, &s), 0);
-	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, NULL, &k), 0);
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);
 }
 
@@ -125,7 +125,7 @@ Test(audit, the_key_is_created_0600_and_reloaded)
 	snprintf(path, sizeof(path), "%s/audit.key", dir);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600);
-	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, NULL, &k2), 0);
 	audit__key_public_hex(k, a);
 	audit__key_public_hex(k2, b);
 	cr_assert_str_eq(a, b);
@@ -139,7 +139,7 @@ Test(audit, a_readable_key_is_refused)
 
 	snprintf(path, sizeof(path), "%s/audit.key", dir);
 	cr_assert_eq(chmod(path, 0644), 0);
-	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), -EPERM);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, NULL, &k2), -EPERM);
 	cr_assert_null(k2);
 }
 
@@ -303,7 +303,7 @@ Test(audit, a_seal_from_another_key_is_reported)
 	append(2);
 	seal();
 	th_tmpdir(dir2, sizeof(dir2));
-	cr_assert_eq(audit__key_load(dir2, SIGNER_PATH, &other), 0);
+	cr_assert_eq(audit__key_load(dir2, SIGNER_PATH, NULL, &other), 0);
 	cr_assert_eq(audit__attach(other, s, NULL, NULL), 0);
 	{
 		struct audit_key *mine = k;
@@ -347,7 +347,7 @@ static void restart(void)
 {
 	struct audit_key *k2 = NULL;
 
-	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, &k2), 0);
+	cr_assert_eq(audit__key_load(dir, SIGNER_PATH, NULL, &k2), 0);
 	audit__key_free(k);
 	k = k2;
 	cr_assert_eq(audit__attach(k, s, NULL, NULL), 0);

@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *err_name(int ok)
@@ -36,6 +37,12 @@ int main(int argc, char **argv)
 	DIR *dir;
 	int fd;
 
+	/* first, before it opens anything: what it inherited beyond stdio, and its umask */
+	fd = 0;
+	for (int i = 3; i < 1024; i++)
+		fd += fcntl(i, F_GETFD) >= 0;
+	printf("fds %d\n", fd);
+	printf("umask %03o\n", (unsigned)umask(0));
 	printf("uid %d\ngid %d\npid %d\n", (int)getuid(), (int)getgid(), (int)getpid());
 	printf("nnp %d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
 	syscall(SYS_capget, &h, d);

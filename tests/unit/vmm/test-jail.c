@@ -23,6 +23,8 @@
 #define JAIL_UID 200123
 
 static char dir[64], root[128], run[128], kernel[128];
+/* An fd of the test's the jailer inherits as fd 20 (-1: none); fd 9 is always one. */
+static int pass_fd = -1;
 
 static void setup(void)
 {
@@ -105,9 +107,12 @@ static void jail_run(const char *const *args, uid_t uid, const char *sleep_s, st
 	jailer = fork();
 	cr_assert_geq(jailer, 0);
 	if (jailer == 0) {
+		if (pass_fd >= 0) /* first: it may have any number */
+			dup2(pass_fd, 20);
 		dup2(out[1], 1);
 		dup2(err[1], 2);
 		dup2(pidp[1], 3);
+		dup2(out[1], 9); /* inherited, not CLOEXEC: the program must not get it */
 		if (uid && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
 			_exit(99);
 		execv(JAILER, (char *const *)argv);
@@ -212,6 +217,8 @@ static void expect_jailed_view(const struct run *r)
 	cr_assert_str_eq(said(r, "rlimit_nofile"), "256");
 	cr_assert_str_eq(said(r, "rlimit_fsize"), "67108864");
 	cr_assert_str_eq(said(r, "environ"), "empty");
+	cr_assert_str_eq(said(r, "fds"), "0", "fds beyond stdio reach the program");
+	cr_assert_str_eq(said(r, "umask"), "000", "its run dir guards its files, not its umask");
 	cr_assert_str_eq(status_line("NoNewPrivs:"), "1");
 	cr_assert_str_eq(status_line("CapEff:"), "0000000000000000");
 	cr_assert_str_eq(status_line("CapBnd:"), "0000000000000000");
@@ -267,6 +274,40 @@ Test(jail, an_unprivileged_daemon_jails_in_a_user_namespace)
 	expect_jailed_view(&r);
 	cr_assert_str_eq(said(&r, "uid"), "0", "root of its namespace only");
 	cr_assert_not_null(strstr(status_line("Uid:"), "65534"), "%s", status_line("Uid:"));
+}
+
+/*
+ * A bind with ":fd=N" binds the path and checks it is the file open as N (the daemon's
+ * monitor checked that open file): the same file works, another is a failed jail.
+ */
+Test(jail, a_bind_must_be_the_file_that_was_checked)
+{
+	char kernel_bind[160], run_bind[160], other[160];
+	struct run r;
+	const char *args[] = {"--root", root, "--uid", "200123", "--gid", "200123", BINDS(run),
+			      NULL};
+
+	need_root();
+	snprintf(kernel_bind, sizeof(kernel_bind), "%s:%s:fd=20", kernel, JAIL_KERNEL);
+	snprintf(run_bind, sizeof(run_bind), "%s:%s:rw", run, JAIL_RUN);
+	cr_assert_eq(chown(run, JAIL_UID, JAIL_UID), 0);
+	pass_fd = open(kernel, O_RDONLY);
+	cr_assert_geq(pass_fd, 0);
+	jail_run(args, 0, "0", &r, NULL);
+	close(pass_fd);
+	cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%#x %s", r.status, r.err);
+	cr_assert_str_eq(said(&r, "fds"), "0", "the checked file's fd reached the program");
+	/* the path now names another file than the one open */
+	snprintf(other, sizeof(other), "%s/other", dir);
+	pass_fd = open(other, O_RDONLY | O_CREAT, 0644);
+	cr_assert_geq(pass_fd, 0);
+	memset(&r, 0, sizeof(r));
+	jail_run(args, 0, "0", &r, NULL);
+	close(pass_fd);
+	pass_fd = -1;
+	cr_assert_str_eq(r.out, "", "the program ran: %s", r.out);
+	cr_assert_not_null(strstr(r.err, "nucleus-jailer: bind: not the file that was checked"),
+			   "%s", r.err);
 }
 
 /* A step that fails: exit 125, one line naming it, the program never runs. */
