@@ -68,6 +68,7 @@ struct vmb_vm {
 	bool disk_tmp;				 /* remove the disk with the VM */
 	pid_t pid;				 /* 0 once gone */
 	bool adopted;				 /* after a restart: nobody here reaps it */
+	int64_t adopted_us;			 /* when (monotonic): alive then */
 	int pidfd;
 	struct event *pidev, *killev;
 	struct guest *g;

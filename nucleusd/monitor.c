@@ -140,6 +140,12 @@ static void serve(struct nd_monitor *m, const struct mon_req *q, ssize_t len, pi
 		rep->status = st;
 		*signer = 0;
 		break;
+	case MON_SECCOMP_DEATH:
+		rep->r = q->pid <= 1
+				 ? -EINVAL
+				 : nd_priv__seccomp_death("/dev/kmsg", q->pid, q->since_us, &st);
+		rep->status = st;
+		break;
 	default:
 		rep->r = -EOPNOTSUPP;
 	}
@@ -397,5 +403,18 @@ int nd_monitor__signer_end(struct nd_monitor *m, pid_t pid, int grace_ms, int *s
 		return nd_priv__signer_end(pid, grace_ms, status);
 	r = call(m, &rq, &rep, NULL);
 	*status = r == 0 ? rep.status : 0;
+	return r < 0 ? r : rep.r;
+}
+
+int nd_monitor__seccomp_death(struct nd_monitor *m, pid_t pid, int64_t since_us, int *nr)
+{
+	struct mon_req rq = {.type = MON_SECCOMP_DEATH, .pid = pid, .since_us = since_us};
+	struct mon_reply rep;
+	int r;
+
+	if (m->fd < 0)
+		return nd_priv__seccomp_death("/dev/kmsg", pid, since_us, nr);
+	r = call(m, &rq, &rep, NULL);
+	*nr = r == 0 ? rep.status : -1;
 	return r < 0 ? r : rep.r;
 }

@@ -33,6 +33,7 @@ enum mon_type {
 	MON_CGROUP_RMDIR,
 	MON_SIGNER_START,
 	MON_SIGNER_END,
+	MON_SECCOMP_DEATH,
 };
 
 /* The wire (SOCK_SEQPACKET, one message each way; an fd with MON_SIGNER_START's reply). */
@@ -41,6 +42,7 @@ struct mon_req {
 	int32_t pid;
 	int32_t arg; /* MON_SIGNER_END: grace ms */
 	uint32_t zero;
+	int64_t since_us; /* MON_SECCOMP_DEATH */
 	struct nd_vm_req vm; /* MON_SPAWN_VMM; vm.id: MON_CGROUP_RMDIR */
 };
 
@@ -51,7 +53,7 @@ struct mon_reply {
 	char reason[224];
 };
 
-_Static_assert(sizeof(struct mon_req) == 16 + sizeof(struct nd_vm_req), "request size");
+_Static_assert(sizeof(struct mon_req) == 24 + sizeof(struct nd_vm_req), "request size");
 _Static_assert(sizeof(struct mon_reply) == 236, "reply size");
 
 struct nd_monitor;
@@ -84,5 +86,7 @@ int nd_monitor__reap(struct nd_monitor *m, pid_t pid, int *status);
 int nd_monitor__cgroup_rmdir(struct nd_monitor *m, const char *id);
 int nd_monitor__signer_start(struct nd_monitor *m, int *fd, pid_t *pid);
 int nd_monitor__signer_end(struct nd_monitor *m, pid_t pid, int grace_ms, int *status);
+/* The kernel log's word on an adopted VMM's death (nd_priv__seccomp_death, /dev/kmsg). */
+int nd_monitor__seccomp_death(struct nd_monitor *m, pid_t pid, int64_t since_us, int *nr);
 
 #endif

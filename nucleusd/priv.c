@@ -171,10 +171,11 @@ static int open_files(const struct nd_priv_cfg *c, const struct nd_vm_req *q, st
 		r = a->fd[FD_DISK] < 0 ? a->fd[FD_DISK] : 0;
 		if (r == 0 && (fstat(a->fd[FD_DISK], &st) < 0 || !S_ISREG(st.st_mode)))
 			r = -EINVAL;
-		/* the VMM's alone while it runs */
+		/* the VM uid's, and the daemon's group's: a persisted workspace is opened
+		 * again, with the daemon's rights, for the sandbox's next boot */
 		if (r == 0 && !c->userns &&
-		    (fchown(a->fd[FD_DISK], q->uid, q->uid) < 0 ||
-		     fchmod(a->fd[FD_DISK], 0600) < 0))
+		    (fchown(a->fd[FD_DISK], q->uid, c->daemon_gid) < 0 ||
+		     fchmod(a->fd[FD_DISK], 0660) < 0))
 			r = -errno;
 		if (r < 0) {
 			snprintf(why, len, "the workspace %.100s: %s", rel, strerror(-r));
@@ -507,6 +508,58 @@ int nd_priv__cgroup_rmdir(const struct nd_priv_cfg *c, const char *id)
 	if (r < 0)
 		return r;
 	return rmdir(leaf) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Does the kernel log line @msg say that seccomp killed @pid, a nucleus-vmm? */
+static bool seccomp_line(const char *msg, pid_t pid, int *nr)
+{
+	char want[32];
+	const char *p;
+
+	snprintf(want, sizeof(want), " pid=%d ", (int)pid);
+	if (!strstr(msg, "type=1326") || !strstr(msg, want) ||
+	    !strstr(msg, " comm=\"nucleus-vmm") || !strstr(msg, " sig=31 "))
+		return false;
+	p = strstr(msg, " syscall=");
+	*nr = p ? atoi(p + 9) : -1;
+	return true;
+}
+
+int nd_priv__seccomp_death(const char *kmsg, pid_t pid, int64_t since_us, int *nr)
+{
+	char buf[8192], *line, *end;
+	size_t have = 0;
+	ssize_t n;
+	int fd = open(kmsg, O_RDONLY | O_NONBLOCK | O_CLOEXEC), r = -ENOENT;
+
+	if (fd < 0)
+		return -errno;
+	/* /dev/kmsg gives one record per read; a file (the tests') gives many: lines either way */
+	for (;;) {
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n < 0 && errno == EPIPE) /* records overwritten meanwhile: read on */
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		for (line = buf; (end = strchr(line, '\n')); line = end + 1) {
+			unsigned long long ts;
+			const char *msg = strchr(line, ';');
+
+			*end = '\0';
+			/* "PRI,SEQ,TS_USEC,FLAGS;MESSAGE" */
+			if (msg && sscanf(line, "%*u,%*u,%llu", &ts) == 1 &&
+			    (int64_t)ts >= since_us && seccomp_line(msg, pid, nr))
+				r = 0;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == sizeof(buf) - 1) /* a line longer than the buffer: dropped */
+			have = 0;
+	}
+	close(fd);
+	return r;
 }
 
 /* The sanitizers' options (a sanitized build's signer reads them); nothing else. */

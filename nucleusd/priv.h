@@ -72,6 +72,13 @@ int nd_priv__kill_vmm(const struct nd_priv_cfg *c, pid_t pid);
 /* Waits for our child @pid (a VMM that has ended: pidfd said so): its status; -ECHILD
  * when it is not our child (adopted after a restart). */
 int nd_priv__reap(pid_t pid, int *status);
+/*
+ * Did seccomp kill the nucleus-vmm @pid at or after @since_us (CLOCK_MONOTONIC, as the
+ * kernel log's times)? From the kernel's audit record in @kmsg ("/dev/kmsg"): 0 and the
+ * system call's number in @nr; -ENOENT: no such record; -errno: the log is not readable.
+ * For a VMM that is nobody's child here (adopted), whose exit status is unknown.
+ */
+int nd_priv__seccomp_death(const char *kmsg, pid_t pid, int64_t since_us, int *nr);
 /* Removes sandbox @id's cgroup leaf (it must be empty: -EBUSY otherwise). */
 int nd_priv__cgroup_rmdir(const struct nd_priv_cfg *c, const char *id);
 /* Execs nucleus-signer with the key file: our end of its socket in @fd, its pid. */

@@ -208,6 +208,13 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 			 why[0] ? why : "nucleus-jailer failed");
 	} else if (r == 0) {
 		exit_text(st, reason, sizeof(reason));
+	} else if (v->adopted &&
+		   nd_monitor__seccomp_death(parent(v->b), v->pid, v->adopted_us, &st) == 0) {
+		/* not our child: the kernel's audit record says what its status cannot */
+		snprintf(reason, sizeof(reason),
+			 "seccomp: nucleus-vmm (pid %d, adopted) made a forbidden system call "
+			 "(SIGSYS, system call %d, from the kernel log)",
+			 (int)v->pid, st);
 	} else
 		snprintf(reason, sizeof(reason), "nucleus-vmm (pid %d%s) exited", (int)v->pid,
 			 v->adopted ? ", adopted" : "");
@@ -527,6 +534,7 @@ int vm_proc__adopt(struct vmb *b, const struct nd_sandbox_info *sb, struct nd_er
 	}
 	v->pid = pid;
 	v->adopted = true;
+	v->adopted_us = nd_clock__mono_us();
 	if (watch(v) < 0) {
 		v->pid = 0;
 		vm_proc__unlist(v);

@@ -5,6 +5,7 @@
  * api/daemon/meson.build: above both libraries, so nucleusd/ never includes api/.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -27,6 +28,7 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "api/daemon/confine.h"
 #include "nucleusd/monitor.h"
 #include "nucleusd/nucleusd.h"
 
@@ -592,6 +594,19 @@ static int own_one(const char *path, const struct stat *st, int flag, struct FTW
 	return 0;
 }
 
+static bool empty_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool empty = true;
+
+	while (d && empty && (e = readdir(d)))
+		empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+	if (d)
+		closedir(d);
+	return d && empty;
+}
+
 /*
  * DATA becomes @uid's: what root owns in it (an earlier daemon run as root) is handed
  * over, but audit.key, which stays root's and 0600 (the signer, started by the root
@@ -608,10 +623,25 @@ static int own_data_dir(const char *dir, uid_t uid, gid_t gid)
 		       (unsigned)st.st_uid, (unsigned)uid);
 		return -EPERM;
 	}
+	/* what is handed over must be a data dir: not a shared one (private_dir refuses it
+	 * after), not a directory of something else given by mistake (--data-dir /etc) */
+	if (st.st_mode & (S_ISVTX | S_IWOTH)) {
+		logmsg("error", "%s is mode %04o, writable by others: not a private data directory",
+		       dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	snprintf(own_key, sizeof(own_key), "%s/nucleus.db", dir);
+	if (st.st_uid == 0 && access(own_key, F_OK) < 0 && !empty_dir(dir)) {
+		logmsg("error",
+		       "%s is root's, not empty and holds no nucleus.db: not handed over "
+		       "to uid %u (a data directory of its own, please)",
+		       dir, (unsigned)uid);
+		return -EPERM;
+	}
 	own_uid = uid;
 	own_gid = gid;
 	snprintf(own_key, sizeof(own_key), "%s/audit.key", dir);
-	return nftw(dir, own_one, 32, FTW_PHYS) != 0 ? -(errno ? errno : EPERM) : 0;
+	return nftw(dir, own_one, 32, FTW_PHYS | FTW_MOUNT) != 0 ? -(errno ? errno : EPERM) : 0;
 }
 
 /* A sanitized build: gcc says __SANITIZE_ADDRESS__, clang before 16 only __has_feature. */
@@ -768,10 +798,13 @@ static int separate(const struct opts *o, const struct nd_vm_config *vm, const c
 	if (r < 0)
 		logmsg("error", "cannot drop to uid %u gid %u: %s", (unsigned)o->run_uid,
 		       (unsigned)o->run_gid, strerror(-r));
+	else if ((r = nd_confine__daemon()) < 0)
+		logmsg("error", "cannot install the daemon's seccomp filter: %s", strerror(-r));
 	else
 		logmsg("info",
-		       "privilege separation: the daemon runs as uid %u gid %u; the root "
-		       "monitor (pid %d) makes the jails and starts the signer",
+		       "privilege separation: the daemon runs as uid %u gid %u under its "
+		       "seccomp filter; the root monitor (pid %d) makes the jails and starts "
+		       "the signer",
 		       (unsigned)o->run_uid, (unsigned)o->run_gid, (int)nd_monitor__pid(*mon));
 out:
 	free(pc);

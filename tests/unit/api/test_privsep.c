@@ -4,23 +4,31 @@
  * backend) started as root: it runs as the user beside a root monitor that starts the
  * signer; the user cannot read the audit key; a root data dir is handed over; the
  * monitor restarts a killed signer; the daemon stops without its monitor, and the
- * monitor and signer end with the daemon; bad --user values are refused.
+ * monitor and signer end with the daemon; bad --user values are refused; the daemon's
+ * own seccomp filter.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 #include <jansson.h>
 
+#include "api/daemon/confine.h"
 #include "tests/unit/api/daemon.h"
 #include "tests/unit/th_file.h"
 
@@ -289,4 +297,96 @@ Test(privsep, bad_user_values_are_refused)
 		run_daemon(USER_UID, (const char *[]){"--user", "64002", NULL}, err, sizeof(err)),
 		2);
 	cr_assert_not_null(strstr(err, "--user needs root"), "%s", err);
+}
+
+/*
+ * The daemon's own seccomp filter (api/daemon/confine.c), in a child: what a compromised
+ * daemon would reach for fails, what the daemon does (threads, processes, files,
+ * sockets) works.
+ */
+static void *thread_fn(void *arg)
+{
+	return arg;
+}
+
+Test(privsep, the_daemons_filter_denies_the_kernels_surface_it_never_uses)
+{
+	pid_t pid;
+	int st;
+
+	cr_assert_str_eq(status_of(d.pid, "Seccomp"), "2", "the daemon runs unfiltered");
+	cr_assert_str_eq(status_of(child_of(d.pid, "nucleus-monitor"), "Seccomp"), "0",
+			 "the monitor makes jails: no filter of the daemon's");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+		void *ret = NULL;
+		int fds[2];
+		char *argv[] = {"true", NULL};
+		pid_t spawned;
+
+		if (nd_confine__daemon() < 0)
+			_exit(1);
+		if (unshare(CLONE_NEWUSER) == 0 || errno != EPERM)
+			_exit(2);
+		if (mount("none", "/tmp", "tmpfs", 0, NULL) == 0 || errno != EPERM)
+			_exit(3);
+		if (syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, 0) >= 0 ||
+		    errno != EPERM)
+			_exit(4);
+		if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) == 0 || errno != EPERM)
+			_exit(5);
+		if (syscall(SYS_io_uring_setup, 1, NULL) >= 0 || errno != EPERM)
+			_exit(6);
+		if (syscall(SYS_bpf, 0, NULL, 0) >= 0 || errno != EPERM)
+			_exit(7);
+		if (pthread_create(&t, NULL, thread_fn, fds) != 0 || pthread_join(t, &ret) != 0 ||
+		    ret != fds)
+			_exit(8);
+		if (pipe(fds) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+			_exit(9);
+		if (posix_spawnp(&spawned, "true", NULL, NULL, argv, NULL) != 0 ||
+		    waitpid(spawned, &st, 0) != spawned || !WIFEXITED(st) || WEXITSTATUS(st))
+			_exit(10);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "step %d failed under the filter",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* --user hands over a data dir only: not a shared one, not someone else's directory. */
+Test(privsep, a_foreign_or_shared_directory_is_not_handed_over)
+{
+	char other[sizeof(d.data)], file[sizeof(d.data) + 16], err[2048], saved[sizeof(d.data)];
+	struct stat st;
+
+	thd_stop(&d);
+	/* a root directory of something else, given by mistake */
+	cr_assert_lt(snprintf(other, sizeof(other), "%.250s/etc-like", d.dir), (int)sizeof(other));
+	cr_assert_eq(mkdir(other, 0755), 0);
+	snprintf(file, sizeof(file), "%s/passwd", other);
+	{
+		FILE *f = fopen(file, "w");
+
+		cr_assert_not_null(f);
+		fputs("root:x:0:0\n", f);
+		cr_assert_eq(fclose(f), 0);
+	}
+	memcpy(saved, d.data, sizeof(saved));
+	memcpy(d.data, other, sizeof(d.data));
+	cr_assert_eq(run_daemon(0, (const char *[]){"--user", USER, NULL}, err, sizeof(err)), 1);
+	cr_assert_not_null(strstr(err, "holds no nucleus.db: not handed over"), "%s", err);
+	cr_assert_eq(stat(file, &st), 0);
+	cr_assert_eq(st.st_uid, 0, "a file of it was handed over");
+	cr_assert_eq(stat(other, &st), 0);
+	cr_assert_eq(st.st_uid, 0, "the directory was handed over");
+	/* a shared one (a /tmp given by mistake) */
+	cr_assert_eq(chmod(other, 01777), 0);
+	cr_assert_eq(run_daemon(0, (const char *[]){"--user", USER, NULL}, err, sizeof(err)), 1);
+	cr_assert_not_null(strstr(err, "writable by others"), "%s", err);
+	cr_assert_eq(stat(file, &st), 0);
+	cr_assert_eq(st.st_uid, 0, "a file of it was handed over");
+	memcpy(d.data, saved, sizeof(d.data));
 }

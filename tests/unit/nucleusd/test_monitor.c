@@ -264,6 +264,19 @@ Test(monitor, it_opens_nothing_of_data_through_a_symlink_or_beyond_the_daemons_r
 	cr_assert_not_null(strstr(rep.reason, "Permission denied"), "%s", rep.reason);
 	cr_assert_eq(stat(secret, &st), 0);
 	cr_assert(st.st_uid == 0 && (st.st_mode & 07777) == 0600, "the secret changed hands");
+	/* a persisted workspace of an earlier boot (that VM uid's, the daemon's group's):
+	 * opened again and handed to this boot's uid; the jail (here /bin/false) fails */
+	cr_assert_eq(unlink(path), 0);
+	write_file(path, "ext4\n");
+	cr_assert_eq(chown(path, 200007, DAEMON_UID), 0);
+	cr_assert_eq(chmod(path, 0660), 0);
+	rep = spawn("bbb", "", 200001, ND_DISK_PERSIST);
+	cr_assert_eq(rep.r, -ECHILD, "%d %s", rep.r, rep.reason);
+	cr_assert_not_null(strstr(rep.reason, "the VMM's jail"), "%s", rep.reason);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert(st.st_uid == 200001 && st.st_gid == DAEMON_UID && (st.st_mode & 07777) == 0660,
+		  "the workspace is uid %u gid %u mode %04o", (unsigned)st.st_uid,
+		  (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
 	/* an image whose initramfs is a symlink */
 	snprintf(path, sizeof(path), "%s/images", data);
 	cr_assert_eq(mkdir(path, 0755), 0);
@@ -287,4 +300,34 @@ Test(monitor, it_ends_with_the_daemons_socket_and_takes_its_signer_along)
 	mon = NULL;
 	cr_assert_neq(kill(pid, 0), 0, "the monitor still runs");
 	cr_assert_neq(kill(sp, 0), 0, "its signer still runs");
+}
+
+/*
+ * An adopted VMM's death (nobody's child here: no exit status) is read from the kernel's
+ * seccomp audit record: its pid, a nucleus-vmm, SIGSYS, after the VMM was seen alive.
+ */
+Test(monitor, an_adopted_vmms_seccomp_death_is_read_from_the_kernel_log)
+{
+	char log[320];
+	int nr = 0;
+
+	snprintf(log, sizeof(log), "%s/kmsg", dir);
+	write_file(log,
+		   "6,1,1000,-;audit: type=1326 audit(1:1): pid=4242 comm=\"nucleus-vmm\" "
+		   "sig=31 arch=c000003e syscall=101 code=0x80000000\n"
+		   "6,2,5000000,-;audit: type=1326 audit(1:2): pid=4243 comm=\"nucleus-vmm\" "
+		   "sig=31 arch=c000003e syscall=102 code=0x80000000\n"
+		   "6,3,5000001,-;audit: type=1326 audit(1:3): pid=4242 comm=\"other\" sig=31 "
+		   "arch=c000003e syscall=103 code=0x80000000\n"
+		   "6,4,5000002,-;some other line pid=4242 \n"
+		   "6,5,5000003,-;audit: type=1326 audit(1:5): pid=4242 comm=\"nucleus-vmm-tri\" "
+		   "sig=31 arch=c000003e syscall=57 code=0x80000000\n");
+	cr_assert_eq(nd_priv__seccomp_death(log, 4242, 2000000, &nr), 0);
+	cr_assert_eq(nr, 57, "the record after it was seen alive: %d", nr);
+	/* only an older record (another process of that pid, before) */
+	cr_assert_eq(nd_priv__seccomp_death(log, 4243, 6000000, &nr), -ENOENT);
+	cr_assert_eq(nd_priv__seccomp_death(log, 4244, 0, &nr), -ENOENT);
+	cr_assert_eq(nd_priv__seccomp_death("/nonexistent/kmsg", 4242, 0, &nr), -ENOENT);
+	/* through the monitor: a pid it will not look for */
+	cr_assert_eq(nd_monitor__seccomp_death(mon, 1, 0, &nr), -EINVAL);
 }
