@@ -15,15 +15,6 @@
 
 #include "api/daemon/confine.h"
 
-/* A sanitized build: LeakSanitizer ptraces the process's own threads at exit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define ND_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ND_SANITIZED 1
-#endif
-#endif
-
 static const int denied[] = {
 	/* namespaces, mounts, roots: the jail's tools, the monitor's alone */
 	SCMP_SYS(unshare),

@@ -644,15 +644,6 @@ static int own_data_dir(const char *dir, uid_t uid, gid_t gid)
 	return nftw(dir, own_one, 32, FTW_PHYS | FTW_MOUNT) != 0 ? -(errno ? errno : EPERM) : 0;
 }
 
-/* A sanitized build: gcc says __SANITIZE_ADDRESS__, clang before 16 only __has_feature. */
-#if defined(__SANITIZE_ADDRESS__)
-#define ND_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ND_SANITIZED 1
-#endif
-#endif
-
 /*
  * For good: the user's uid and gid, no other group, no capability, no_new_privs, not
  * dumpable (no core, no ptrace by the user's other processes). A sanitized build stays

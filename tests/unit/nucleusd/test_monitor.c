@@ -117,6 +117,16 @@ static void copy_file(const char *from, const char *to)
 	cr_assert_eq(fclose(out), 0);
 }
 
+/* A spawn the monitor refuses before any jail, with @what in its reason. */
+static void refused(const char *id, const char *image, uint32_t uid, uint32_t disk,
+		    const char *what)
+{
+	struct mon_reply rep = spawn(id, image, uid, disk);
+
+	cr_assert_lt(rep.r, 0, "spawned: %s", rep.reason);
+	cr_assert_not_null(strstr(rep.reason, what), "%s", rep.reason);
+}
+
 static pid_t start(const char *path, char *const argv[])
 {
 	pid_t pid = fork();
@@ -239,9 +249,7 @@ Test(monitor, it_opens_nothing_of_data_through_a_symlink_or_beyond_the_daemons_r
 	/* the run dir a symlink to a root directory */
 	snprintf(run, sizeof(run), "%s/vms/aaa", data);
 	cr_assert_eq(symlink("/etc", run), 0);
-	rep = spawn("aaa", "", 200000, ND_DISK_NONE);
-	cr_assert_lt(rep.r, 0);
-	cr_assert_not_null(strstr(rep.reason, "the run dir"), "%s", rep.reason);
+	refused("aaa", "", 200000, ND_DISK_NONE, "the run dir");
 	cr_assert_eq(stat("/etc", &st), 0);
 	cr_assert_eq(st.st_uid, 0, "/etc changed hands");
 	/* a persisted workspace that is a symlink to a root file, and one only root reads */
@@ -254,14 +262,10 @@ Test(monitor, it_opens_nothing_of_data_through_a_symlink_or_beyond_the_daemons_r
 	cr_assert_eq(chmod(secret, 0600), 0);
 	snprintf(path, sizeof(path), "%s/workspaces/bbb.ext4", data);
 	cr_assert_eq(symlink(secret, path), 0);
-	rep = spawn("bbb", "", 200000, ND_DISK_PERSIST);
-	cr_assert_lt(rep.r, 0);
-	cr_assert_not_null(strstr(rep.reason, "the workspace"), "%s", rep.reason);
+	refused("bbb", "", 200000, ND_DISK_PERSIST, "the workspace");
 	cr_assert_eq(unlink(path), 0);
 	cr_assert_eq(link(secret, path), 0); /* a hard link: root's file, mode 0600 */
-	rep = spawn("bbb", "", 200000, ND_DISK_PERSIST);
-	cr_assert_lt(rep.r, 0);
-	cr_assert_not_null(strstr(rep.reason, "Permission denied"), "%s", rep.reason);
+	refused("bbb", "", 200000, ND_DISK_PERSIST, "Permission denied");
 	cr_assert_eq(stat(secret, &st), 0);
 	cr_assert(st.st_uid == 0 && (st.st_mode & 07777) == 0600, "the secret changed hands");
 	/* a persisted workspace of an earlier boot (that VM uid's, the daemon's group's):
@@ -284,9 +288,7 @@ Test(monitor, it_opens_nothing_of_data_through_a_symlink_or_beyond_the_daemons_r
 	cr_assert_eq(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/images/img/initramfs.cpio.gz", data);
 	cr_assert_eq(symlink(secret, path), 0);
-	rep = spawn("bbb", "img", 200000, ND_DISK_NONE);
-	cr_assert_lt(rep.r, 0);
-	cr_assert_not_null(strstr(rep.reason, "image img"), "%s", rep.reason);
+	refused("bbb", "img", 200000, ND_DISK_NONE, "image img");
 }
 
 Test(monitor, it_ends_with_the_daemons_socket_and_takes_its_signer_along)
