@@ -13,6 +13,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/core.h"
 
@@ -146,9 +147,27 @@ int boot__elf_parse(const uint8_t *img, size_t len, struct elf_info *ret)
 struct load_to {
 	const struct vm_mem *m;
 	uint64_t limit;
+	int fd;
 };
 
-/* boot__elf_load's step: one segment copied into guest RAM, its bss zeroed. */
+/* @len bytes of @fd at @off into @dst; -EIO on a short file. */
+static int pread_full(int fd, uint8_t *dst, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, dst, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		dst += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* boot__elf_load's step: one segment into guest RAM, its bss zeroed. */
 static int load_segment(const uint8_t *img, const Elf64_Phdr *ph, void *opaque)
 {
 	const struct load_to *to = opaque;
@@ -159,14 +178,21 @@ static int load_segment(const uint8_t *img, const Elf64_Phdr *ph, void *opaque)
 	uint8_t *dst = mem__gpa(to->m, ph->p_paddr, ph->p_memsz);
 	if (!dst)
 		return -ERANGE;
-	memcpy(dst, img + ph->p_offset, ph->p_filesz);
+	if (to->fd >= 0) {
+		int r = pread_full(to->fd, dst, ph->p_filesz, ph->p_offset);
+
+		if (r < 0)
+			return r;
+	} else {
+		memcpy(dst, img + ph->p_offset, ph->p_filesz);
+	}
 	memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
 	return 0;
 }
 
-int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, uint64_t limit)
+int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, int fd, uint64_t limit)
 {
-	struct load_to to = {.m = m, .limit = limit};
+	struct load_to to = {.m = m, .limit = limit, .fd = fd};
 	Elf64_Ehdr eh;
 	return for_each_segment(img, len, false, &eh, load_segment, &to);
 }

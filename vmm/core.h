@@ -79,7 +79,10 @@ struct elf_info {
 int boot__elf_parse(const uint8_t *img, size_t len, struct elf_info *ret);
 /* Copy the PT_LOAD segments into guest memory; segments must lie in
  * [BOOT_KERNEL_MIN, limit). */
-int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, uint64_t limit);
+/* @fd >= 0: the segments are read from that file (pread straight into guest RAM; of
+ * @img, a mapping of it, only the headers are read), else copied from @img. */
+int boot__elf_load(const struct vm_mem *m, const uint8_t *img, size_t len, int fd,
+		   uint64_t limit);
 
 struct boot_params_in {
 	const char *cmdline;

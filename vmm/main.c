@@ -196,17 +196,20 @@ static int read_into(int fd, uint8_t *buf, size_t len)
 }
 
 /*
- * The kernel image, mapped: only what the loader reads (headers, PT_LOAD segments) is
- * read from the file, not its symbol tables (about 40 % of a vmlinux), and nothing is
- * copied twice. A file system that cannot map falls back to one read into the heap.
+ * The kernel image, mapped, for its headers; its PT_LOAD segments are then read from
+ * @ret_fd straight into guest RAM (boot__elf_load): no symbol tables (about 40 % of a
+ * vmlinux) are read, nothing is copied twice, and the file's pages are not faulted into
+ * this process one by one (under nested emulation, each such fault is costly). A file
+ * system that cannot map falls back to one read into the heap (then *ret_fd is -1).
  */
 static int map_file(const char *path, uint64_t max, const uint8_t **ret, size_t *ret_len,
-		    bool *ret_mapped)
+		    bool *ret_mapped, int *ret_fd)
 {
 	uint8_t *buf;
 	size_t len;
 	int fd, r = open_file(path, max, &fd, &len);
 
+	*ret_fd = -1;
 	if (r < 0)
 		return r;
 	buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -219,7 +222,10 @@ static int map_file(const char *path, uint64_t max, const uint8_t **ret, size_t 
 			buf = NULL;
 		}
 	}
-	close(fd);
+	if (r < 0 || !*ret_mapped)
+		close(fd);
+	else
+		*ret_fd = fd;
 	if (r < 0)
 		return r;
 	*ret = buf;
@@ -245,9 +251,9 @@ static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 	size_t len = 0, rdlen = 0;
 	uint64_t limit = vm->mem.low_size;
 	bool mapped = false;
-	int r, rd = -1;
+	int r, rd = -1, kfd = -1;
 
-	if ((r = map_file(m->o.kernel, KERNEL_MAX, &img, &len, &mapped)) < 0) {
+	if ((r = map_file(m->o.kernel, KERNEL_MAX, &img, &len, &mapped, &kfd)) < 0) {
 		vm__log(vm, "kernel %s: %s", m->o.kernel, strerror(-r));
 		goto out;
 	}
@@ -266,8 +272,10 @@ static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 		in.initrd_size = rdlen;
 		limit = in.initrd_gpa;
 	}
-	if ((r = boot__elf_load(&vm->mem, img, len, limit)) < 0) {
-		vm__log(vm, "kernel %s: segments outside guest RAM", m->o.kernel);
+	if ((r = boot__elf_load(&vm->mem, img, len, kfd, limit)) < 0) {
+		vm__log(vm, "kernel %s: %s", m->o.kernel,
+			r == -ERANGE || r == -ENOEXEC ? "segments outside guest RAM"
+						      : strerror(-r));
 		goto out;
 	}
 	r = ei.pvh_entry ? boot__write_pvh(&vm->mem, &in) : boot__write_linux64(&vm->mem, &in);
@@ -285,6 +293,8 @@ static int load_guest(struct vmm *m, uint64_t *ret_entry, bool *ret_pvh)
 out:
 	if (img)
 		unmap_file(img, len, mapped);
+	if (kfd >= 0)
+		close(kfd);
 	if (rd >= 0)
 		close(rd);
 	return r;

@@ -23,6 +23,8 @@
 
 #include "vmm/core.h"
 
+#define VCPU_STACK (1u << 20) /* a vCPU thread's stack */
+
 #define KICK_SIGNAL VM_KICK_SIGNAL
 
 #define MSR_IA32_SYSENTER_CS	0x174
@@ -418,16 +420,28 @@ int vm__start(struct vm *vm)
 		vm__log(vm, "seccomp: the vcpu filters: %s", strerror(-r));
 		return r;
 	}
+	/* A stack of 1 MiB, not glibc's 8: less than a huge page, so a host with
+	 * transparent huge pages "always" never backs it with 2 MiB (the thread stack lies
+	 * next to 2 MiB-aligned guest RAM; kvm.c) */
+	pthread_attr_t at;
+
+	r = pthread_attr_init(&at);
+	if (r == 0)
+		r = pthread_attr_setstacksize(&at, VCPU_STACK);
+	if (r)
+		return -r;
 	vm->started = true;
 	for (uint32_t i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		r = pthread_create(&v->thread, &at, vcpu_thread, v);
 		if (r) {
+			pthread_attr_destroy(&at);
 			vm__request_stop(vm, VMM_EXIT_SETUP);
 			return -r;
 		}
 		v->started = true;
 	}
+	pthread_attr_destroy(&at);
 	return 0;
 }
 

@@ -35,6 +35,13 @@
  * again in its jail, same run:
  *   jail_first_reply_us, jail_overhead_kib  (their ratio and difference to the plain
  *                   run's are the jail's cost: targets 5 % of boot and 256 KiB)
+ *   jail_setup_us   the jail's own time: (first reply - the VMM's boot timer) jailed,
+ *                   less the same plain; the guest's boot, which varies most under
+ *                   emulation, is in neither (both are the VMM's start to READY)
+ * And always, the same VMM boot with --no-seccomp (no filter on any thread):
+ *   nosec_first_reply_us, nosec_overhead_kib  (the plain run's ratio and difference to
+ *                   them: seccomp's cost), nosec_first_run_us (from its vCPUs made to
+ *                   its first KVM_RUN, the span in which the filters are installed)
  * With --stage on, the kernels and initramfs files are first copied into the run's
  * directory under /tmp and every VMM boots those copies: in the nested harness the
  * originals are read through 9p, whose cost (up to a second per boot, varying from run
@@ -90,9 +97,9 @@ struct opts {
 	const char *vmm, *kernel, *initrd, *qemu, *json, *cycle_initrd;
 	const char *cycle_kernel; /* also the cycle on this kernel (tiny.config) */
 	bool stage;		  /* boot copies of the files made in the run's directory */
-	const char *jailer; /* also each run in the jail the daemon uses (vmm/jailer.c) */
-	bool qemu_trace;    /* also a traced QEMU cycle per run and kernel: QEMU's phases */
-	int initcalls;	    /* also initcall_debug cycles of each VMM per kernel: how many */
+	const char *jailer;	  /* also each run in the jail the daemon uses (vmm/jailer.c) */
+	bool qemu_trace;	  /* also a traced QEMU cycle per run and kernel: QEMU's phases */
+	int initcalls;		  /* also initcall_debug cycles of each VMM per kernel: how many */
 	int runs;
 	int boots, boot_timeout_s; /* nucleus-vmm cycles in a row per kernel, each's limit */
 };
@@ -206,7 +213,9 @@ struct sample {
 	int64_t cycle_phase_us[VM_PH__N];	   /* nucleus-vmm's trace of its cycle */
 	int64_t tiny_cycle_phase_us[VM_PH__N];	   /* ... and of its tiny-kernel cycle */
 	int64_t qemu_phase_us[QPH__N], qemu_tiny_phase_us[QPH__N]; /* --qemu-trace */
-	int64_t jail_first_reply_us, jail_overhead_kib; /* the same run in its jail */
+	int64_t jail_first_reply_us, jail_overhead_kib;		   /* the same run in its jail */
+	int64_t jail_boot_timer_us; /* ... and its VMM's boot timer */
+	int64_t nosec_first_reply_us, nosec_overhead_kib, nosec_first_run_us; /* no seccomp */
 	int64_t phase_us[VM_PH__N]; /* the agent run's boot trace; -1: not reached */
 	long overhead_kib;
 };
@@ -273,13 +282,43 @@ static pid_t spawn_jailed(const struct opts *o, const char *dir, const char *log
 	snprintf(b[1], sizeof(b[1]), "%s:/kernel", o->kernel);
 	snprintf(b[2], sizeof(b[2]), "%s:/initrd", o->initrd);
 	snprintf(b[3], sizeof(b[3]), "%s:/run/vm:rw", dir);
-	const char *argv[] = {o->jailer, "--root", root, "--pid-fd", "3", "--uid", "200999",
-			      "--gid", "200999", "--bind", b[0], "--bind",
-			      b[1], "--bind", b[2], "--bind", b[3], "--dev",
-			      "/dev/kvm:/dev/kvm", "--", "/nucleus-vmm", "--kernel", "/kernel",
-			      "--initrd", "/initrd", "--mem", "128", "--vcpus", "1", "--vsock",
-			      "/run/vm/vsock", "--control", "/run/vm/control", "--console",
-			      "/run/vm/console", "--trace-boot", NULL};
+	const char *argv[] = {o->jailer,
+			      "--root",
+			      root,
+			      "--pid-fd",
+			      "3",
+			      "--uid",
+			      "200999",
+			      "--gid",
+			      "200999",
+			      "--bind",
+			      b[0],
+			      "--bind",
+			      b[1],
+			      "--bind",
+			      b[2],
+			      "--bind",
+			      b[3],
+			      "--dev",
+			      "/dev/kvm:/dev/kvm",
+			      "--",
+			      "/nucleus-vmm",
+			      "--kernel",
+			      "/kernel",
+			      "--initrd",
+			      "/initrd",
+			      "--mem",
+			      "128",
+			      "--vcpus",
+			      "1",
+			      "--vsock",
+			      "/run/vm/vsock",
+			      "--control",
+			      "/run/vm/control",
+			      "--console",
+			      "/run/vm/console",
+			      "--trace-boot",
+			      NULL};
 	j = fork();
 	if (j == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -300,24 +339,42 @@ static pid_t spawn_jailed(const struct opts *o, const char *dir, const char *log
 	return j > 0 && atoi(num) > 0 ? (pid_t)atoi(num) : -1;
 }
 
-static int run_nucleus(const struct opts *o, const char *dir, struct sample *s, bool jailed)
+/* The agent boot's three kinds: plain (seccomp on), in its jail, without seccomp. */
+enum run_kind { RUN_PLAIN, RUN_JAILED, RUN_NO_SECCOMP };
+
+static int run_nucleus(const struct opts *o, const char *dir, struct sample *s, enum run_kind kind)
 {
+	bool jailed = kind == RUN_JAILED;
 	char vsock[128], ctl[128], log[128], con[128];
 	snprintf(con, sizeof(con), "%s/console", dir);
 	unlink(con);
 	snprintf(vsock, sizeof(vsock), "%s/vsock", dir);
 	snprintf(ctl, sizeof(ctl), "%s/control", dir);
 	snprintf(log, sizeof(log), "%s/vmm.log", dir);
-	const char *argv[] = {o->vmm,	      "--kernel",  o->kernel, "--initrd",  o->initrd,
-			      "--mem",	      "128",	   "--vcpus", "1",	   "--vsock",
-			      vsock,	      "--control", ctl,	      "--console", con,
-			      "--trace-boot", NULL};
+	const char *argv[] = {o->vmm,
+			      "--kernel",
+			      o->kernel,
+			      "--initrd",
+			      o->initrd,
+			      "--mem",
+			      "128",
+			      "--vcpus",
+			      "1",
+			      "--vsock",
+			      vsock,
+			      "--control",
+			      ctl,
+			      "--console",
+			      con,
+			      "--trace-boot",
+			      kind == RUN_NO_SECCOMP ? "--no-seccomp" : NULL,
+			      NULL};
 	struct guest *g = NULL;
 	struct sample js, *dst = s;
 	int64_t t0 = now_us();
 	pid_t pid = jailed ? spawn_jailed(o, dir, log) : spawn(argv, log);
 
-	if (jailed) { /* only the comparable figures of a jailed run are kept */
+	if (kind != RUN_PLAIN) { /* only the comparable figures of such a run are kept */
 		memset(&js, 0xff, sizeof(js));
 		s = &js;
 	}
@@ -360,6 +417,13 @@ static int run_nucleus(const struct opts *o, const char *dir, struct sample *s, 
 	if (jailed) {
 		dst->jail_first_reply_us = s->first_reply_us;
 		dst->jail_overhead_kib = s->overhead_kib;
+		dst->jail_boot_timer_us = s->boot_timer_us;
+	} else if (kind == RUN_NO_SECCOMP) {
+		dst->nosec_first_reply_us = s->first_reply_us;
+		dst->nosec_overhead_kib = s->overhead_kib;
+		if (s->phase_us[VM_PH_FIRST_RUN] >= 0 && s->phase_us[VM_PH_VCPUS] >= 0)
+			dst->nosec_first_run_us =
+				s->phase_us[VM_PH_FIRST_RUN] - s->phase_us[VM_PH_VCPUS];
 	}
 	return 0;
 }
@@ -1129,10 +1193,14 @@ int main(int argc, char **argv)
 		memset(&s[i], 0xff, sizeof(s[i])); /* all -1 */
 		for (int c = 0; c < CYC__N; c++)
 			s[i].cycle_status[c] = -2; /* not run */
-		if (run_nucleus(&o, dir, &s[i], false) < 0)
+		if (run_nucleus(&o, dir, &s[i], RUN_PLAIN) < 0)
 			fprintf(stderr, "run %d: nucleus-vmm did not reach agent ready\n", i);
-		if (o.jailer && run_nucleus(&o, dir, &s[i], true) < 0)
-			fprintf(stderr, "run %d: the jailed nucleus-vmm did not reach agent ready\n", i);
+		if (o.jailer && run_nucleus(&o, dir, &s[i], RUN_JAILED) < 0)
+			fprintf(stderr,
+				"run %d: the jailed nucleus-vmm did not reach agent ready\n", i);
+		if (run_nucleus(&o, dir, &s[i], RUN_NO_SECCOMP) < 0)
+			fprintf(stderr,
+				"run %d: nucleus-vmm --no-seccomp did not reach agent ready\n", i);
 		if (access(o.qemu, X_OK) == 0 && run_qemu(&o, dir, &s[i]) < 0)
 			fprintf(stderr, "run %d: qemu microvm did not reach ready\n", i);
 		if (o.cycle_initrd)
@@ -1178,7 +1246,32 @@ int main(int argc, char **argv)
 	int64_t jfr = median(s, o.runs, offsetof(struct sample, jail_first_reply_us));
 	int64_t jov = median(s, o.runs, offsetof(struct sample, jail_overhead_kib));
 	double ratio_jail = jfr > 0 && fr > 0 ? (double)jfr / (double)fr : -1;
+	int64_t nfr = median(s, o.runs, offsetof(struct sample, nosec_first_reply_us));
+	int64_t nov = median(s, o.runs, offsetof(struct sample, nosec_overhead_kib));
+	int64_t nrun = median(s, o.runs, offsetof(struct sample, nosec_first_run_us));
+	int64_t prun[MAX_RUNS], prun_med = -1;
+	int np = 0;
+
+	for (int i = 0; i < o.runs; i++)
+		if (s[i].phase_us[VM_PH_FIRST_RUN] >= 0 && s[i].phase_us[VM_PH_VCPUS] >= 0)
+			prun[np++] = s[i].phase_us[VM_PH_FIRST_RUN] - s[i].phase_us[VM_PH_VCPUS];
+	if (np)
+		prun_med = median_of(prun, np);
+	double ratio_sec = fr > 0 && nfr > 0 ? (double)fr / (double)nfr : -1;
+	double ratio_on_off = jfr > 0 && nfr > 0 ? (double)jfr / (double)nfr : -1;
+	int64_t jail_setup = -1, wrap[MAX_RUNS], jwrap[MAX_RUNS];
+	int nw = 0, njw = 0;
 	int64_t ph[VM_PH__N];
+
+	/* the time around the VMM's own boot timer (its start to READY): exec, and the jail */
+	for (int i = 0; i < o.runs; i++) {
+		if (s[i].first_reply_us >= 0 && s[i].boot_timer_us >= 0)
+			wrap[nw++] = s[i].first_reply_us - s[i].boot_timer_us;
+		if (s[i].jail_first_reply_us >= 0 && s[i].jail_boot_timer_us >= 0)
+			jwrap[njw++] = s[i].jail_first_reply_us - s[i].jail_boot_timer_us;
+	}
+	if (nw && njw)
+		jail_setup = median_of(jwrap, njw) - median_of(wrap, nw);
 
 	for (int k = 0; k < VM_PH__N; k++) {
 		size_t at = (size_t)k * sizeof(int64_t);
@@ -1217,12 +1310,23 @@ int main(int argc, char **argv)
 	}
 	if (o.jailer) {
 		printf("%-44s %14lld\n", "jailed: first vsock reply (us)", (long long)jfr);
-		printf("%-44s %14.3f\n", "ratio jailed / plain first reply (<= 1.05)",
-		       ratio_jail);
+		printf("%-44s %14.3f\n", "ratio jailed / plain first reply (<= 1.05)", ratio_jail);
 		printf("%-44s %14lld\n", "jailed: overhead RSS (KiB)", (long long)jov);
 		printf("%-44s %14lld\n", "jail's RSS cost (KiB, target <= 256)",
 		       (long long)(jov >= 0 && ov >= 0 ? jov - ov : -1));
+		printf("%-44s %14lld\n", "jail's own set-up (us, around the boot timer)",
+		       (long long)jail_setup);
+		printf("%-44s %14.3f\n", "  as a share of the plain first reply (<= 0.05)",
+		       jail_setup >= 0 && fr > 0 ? (double)jail_setup / (double)fr : -1);
 	}
+	printf("%-44s %14lld\n", "no seccomp: first vsock reply (us)", (long long)nfr);
+	printf("%-44s %14.3f\n", "ratio seccomp / no seccomp first reply", ratio_sec);
+	printf("%-44s %14lld\n", "seccomp's RSS cost (KiB)",
+	       (long long)(ov >= 0 && nov >= 0 ? ov - nov : -1));
+	printf("%-44s %7lld / %-6lld\n", "vCPUs made..first KVM_RUN, seccomp / none (us)",
+	       (long long)prun_med, (long long)nrun);
+	if (o.jailer)
+		printf("%-44s %14.3f\n", "ratio jail+seccomp / neither, first reply", ratio_on_off);
 	if (o.cycle_initrd) {
 		printf("%-44s %14lld\n", "nucleus-vmm cycle: boot..reset..exit (us)",
 		       (long long)cy);
@@ -1269,11 +1373,15 @@ int main(int argc, char **argv)
 			"\"qemu_console_us\":%lld,\"ratio_console\":%.4f,\"nucleus_life_us\":%lld,"
 			"\"nucleus_cycle_us\":%lld,\"qemu_cycle_us\":%lld,\"ratio_cycle\":%.4f,"
 			"\"jail_first_reply_us\":%lld,\"ratio_jail\":%.4f,"
-			"\"jail_overhead_kib\":%lld,\"phases_us\":{",
+			"\"jail_overhead_kib\":%lld,\"jail_setup_us\":%lld,"
+			"\"nosec_first_reply_us\":%lld,\"ratio_seccomp\":%.4f,"
+			"\"nosec_overhead_kib\":%lld,\"nosec_first_run_us\":%lld,"
+			"\"ratio_jail_seccomp_on_off\":%.4f,\"phases_us\":{",
 			o.runs, (long long)bt, (long long)fr, (long long)qr, ratio_bt, ratio_fr,
 			(long long)ov, (long long)nc, (long long)qc, ratio_con, (long long)life,
 			(long long)cy, (long long)qcy, ratio_cy, (long long)jfr, ratio_jail,
-			(long long)jov);
+			(long long)jov, (long long)jail_setup, (long long)nfr, ratio_sec,
+			(long long)nov, (long long)nrun, ratio_on_off);
 		for (int k = 0; k < VM_PH__N; k++)
 			fprintf(j, "%s\"%s\":%lld", k ? "," : "", vm__phase_name((enum vm_phase)k),
 				(long long)ph[k]);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "vmm/core.h"
 
@@ -231,11 +232,36 @@ Test(elf, load_copies_and_zeroes_bss)
 	make_img(&im, true);
 	ram_init(&r);
 	memset(r.buf + SEG_PADDR, 0xcc, SEG_MEM + 16);
-	cr_assert_eq(boot__elf_load(&r.m, im.b, sizeof(im.b), RAM_SIZE), 0);
+	cr_assert_eq(boot__elf_load(&r.m, im.b, sizeof(im.b), -1, RAM_SIZE), 0);
 	cr_expect_arr_eq(r.buf + SEG_PADDR, im.b + 0x1000, SEG_FILE);
 	for (size_t i = SEG_FILE; i < SEG_MEM; i++)
 		cr_assert_eq(r.buf[SEG_PADDR + i], 0, "bss byte %zu", i);
 	cr_expect_eq(r.buf[SEG_PADDR + SEG_MEM], 0xcc, "nothing written past memsz");
+	free(r.buf);
+}
+
+/* From the file (the VMM's way): the same bytes as from the image; a short file is -EIO. */
+Test(elf, load_reads_segments_from_the_file)
+{
+	char path[] = "/tmp/nucleus-elf-XXXXXX";
+	struct img im;
+	struct ram r;
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	make_img(&im, true);
+	cr_assert_eq(write(fd, im.b, sizeof(im.b)), (ssize_t)sizeof(im.b));
+	ram_init(&r);
+	memset(r.buf + SEG_PADDR, 0xcc, SEG_MEM + 16);
+	cr_assert_eq(boot__elf_load(&r.m, im.b, sizeof(im.b), fd, RAM_SIZE), 0);
+	cr_expect_arr_eq(r.buf + SEG_PADDR, im.b + 0x1000, SEG_FILE);
+	for (size_t i = SEG_FILE; i < SEG_MEM; i++)
+		cr_assert_eq(r.buf[SEG_PADDR + i], 0, "bss byte %zu", i);
+	cr_expect_eq(r.buf[SEG_PADDR + SEG_MEM], 0xcc, "nothing written past memsz");
+	cr_assert_eq(ftruncate(fd, 0x1000 + SEG_FILE / 2), 0); /* shrunk under the VMM */
+	cr_assert_eq(boot__elf_load(&r.m, im.b, sizeof(im.b), fd, RAM_SIZE), -EIO);
+	close(fd);
 	free(r.buf);
 }
 
@@ -246,13 +272,13 @@ Test(elf, load_refuses_low_memory_and_limit)
 	ram_init(&r);
 	make_img(&im, true);
 	im.ph[0].p_paddr = 0x9000; /* would overwrite the page tables */
-	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), RAM_SIZE), 0);
+	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), -1, RAM_SIZE), 0);
 	make_img(&im, true);
-	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), SEG_PADDR + SEG_MEM - 1), 0,
+	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), -1, SEG_PADDR + SEG_MEM - 1), 0,
 		     "overlaps the initrd");
 	make_img(&im, true);
 	im.ph[0].p_paddr = RAM_SIZE - 0x100; /* beyond this guest's RAM */
-	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), VM_MMIO_START), 0);
+	cr_expect_lt(boot__elf_load(&r.m, im.b, sizeof(im.b), -1, VM_MMIO_START), 0);
 	free(r.buf);
 }
 
