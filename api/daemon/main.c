@@ -581,15 +581,15 @@ static int vm_backend(const struct nd_vm_config *c, struct nd_monitor *mon, stru
 /* ---- privilege separation (--user; docs/daemon.md "Privilege separation") ---- */
 
 static uid_t own_uid;
-static gid_t own_gid;
 static char own_key[PATH_MAX + 16];
 
 static int own_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	if (strcmp(path, own_key) == 0) /* root's alone: the daemon cannot read it */
 		return lchown(path, 0, 0) < 0 || chmod(path, 0600) < 0 ? -1 : 0;
-	/* root's (an earlier root daemon's) becomes the user's; a jail uid's stays */
-	if (st->st_uid == 0 && lchown(path, own_uid, own_gid) < 0)
+	/* root's (an earlier root daemon's) becomes the user's, its group kept (a run dir's
+	 * is its VM uid's); a jail uid's stays */
+	if (st->st_uid == 0 && lchown(path, own_uid, (gid_t)-1) < 0)
 		return -1;
 	return 0;
 }
@@ -612,7 +612,7 @@ static bool empty_dir(const char *path)
  * over, but audit.key, which stays root's and 0600 (the signer, started by the root
  * monitor, reads it; the daemon cannot).
  */
-static int own_data_dir(const char *dir, uid_t uid, gid_t gid)
+static int own_data_dir(const char *dir, uid_t uid)
 {
 	struct stat st;
 
@@ -639,7 +639,6 @@ static int own_data_dir(const char *dir, uid_t uid, gid_t gid)
 		return -EPERM;
 	}
 	own_uid = uid;
-	own_gid = gid;
 	snprintf(own_key, sizeof(own_key), "%s/audit.key", dir);
 	return nftw(dir, own_one, 32, FTW_PHYS | FTW_MOUNT) != 0 ? -(errno ? errno : EPERM) : 0;
 }
@@ -827,7 +826,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (o.privsep) {
-		r = own_data_dir(o.data_dir, o.run_uid, o.run_gid);
+		r = own_data_dir(o.data_dir, o.run_uid);
 		if (r < 0) {
 			logmsg("error", "cannot hand %s over to uid %u: %s", o.data_dir,
 			       (unsigned)o.run_uid, strerror(-r));
